@@ -1,0 +1,1 @@
+"""The `keeptrusts-authz` command line."""

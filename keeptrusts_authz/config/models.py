@@ -1,0 +1,281 @@
+"""The configuration model tree (`keeptrusts.yaml`), DESIGN section 5.
+
+Every model is strict: unknown keys are rejected and reported with their path. Secrets (consumer
+API keys) are held as SecretStr and reduced to sha256 digests by `ConsumerGroup.key_digest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from decimal import Decimal
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+Scope = Literal["user", "team", "org"]
+Policy = Literal["block", "warn", "hold"]
+ProviderKind = Literal["openai", "anthropic"]
+
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+IdStr = Annotated[str, Field(pattern=_ID)]
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Organization(StrictModel):
+    id: IdStr = "default"
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+class Enforcement(StrictModel):
+    """Defaults for the per-group fields, and the timing knobs of the reservation lifecycle."""
+
+    cascade: list[Scope] = Field(default_factory=lambda: ["user", "team"], min_length=1)
+    on_insufficient: Policy = "block"
+    user_header: str = "x-keeptrusts-user"
+    hold_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    reservation_ttl_seconds: int = Field(default=600, ge=1, le=7 * 24 * 3600)
+    low_balance_ratio: Decimal = Field(default=Decimal("0.2"), ge=0, le=1)
+    alert_thresholds: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=lambda: [50, 80, 100]
+    )
+    on_store_error: Literal["deny", "allow"] = "deny"
+    sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+
+    @field_validator("cascade")
+    @classmethod
+    def _unique_scopes(cls, v: list[Scope]) -> list[Scope]:
+        if len(set(v)) != len(v):
+            raise ValueError("cascade lists a scope twice")
+        return v
+
+
+class ConsumerGroup(StrictModel):
+    name: IdStr
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    api_key_sha256: str | None = None
+    wallet_team_id: IdStr | None = None
+    cascade: list[Scope] | None = None
+    on_insufficient: Policy | None = None
+    user_header: str | None = None
+    allowed_models: list[str] | None = None
+
+    @field_validator("api_key_sha256")
+    @classmethod
+    def _hex_digest(cls, v: str | None) -> str | None:
+        if v is not None and not _SHA256.match(v.lower()):
+            raise ValueError("must be 64 hex characters (sha256 of the key)")
+        return v.lower() if v is not None else None
+
+    @field_validator("cascade")
+    @classmethod
+    def _unique_scopes(cls, v: list[Scope] | None) -> list[Scope] | None:
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError("cascade must list each scope at most once and not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _exactly_one_key_source(self) -> ConsumerGroup:
+        given = [
+            n
+            for n, v in (
+                ("api_key", self.api_key),
+                ("api_key_env", self.api_key_env),
+                ("api_key_sha256", self.api_key_sha256),
+            )
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "exactly one of api_key, api_key_env, api_key_sha256 is required"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    def key_digest(self, environ: dict[str, str] | None = None) -> str:
+        """sha256 hex digest of this group's API key, wherever the key comes from."""
+        if self.api_key_sha256 is not None:
+            return self.api_key_sha256
+        if self.api_key is not None:
+            return hashlib.sha256(self.api_key.get_secret_value().encode()).hexdigest()
+        env = os.environ if environ is None else environ
+        assert self.api_key_env is not None
+        value = env.get(self.api_key_env)
+        if not value:
+            raise KeyError(f"environment variable {self.api_key_env} (api_key_env) is not set")
+        return hashlib.sha256(value.encode()).hexdigest()
+
+
+class CostTracking(StrictModel):
+    enabled: bool = True
+    wallet_enforcement: bool = True
+
+
+class ModelPrice(StrictModel):
+    """Prices in currency units per 1M tokens; `max_output_tokens` bounds a reservation."""
+
+    input_per_1m: Decimal = Field(ge=0)
+    output_per_1m: Decimal = Field(ge=0)
+    cached_input_per_1m: Decimal | None = Field(default=None, ge=0)
+    max_output_tokens: int = Field(gt=0)
+    aliases: list[str] = Field(default_factory=list)
+    provider: ProviderKind | None = None
+
+
+class Pricing(StrictModel):
+    unknown_model: Literal["block", "default"] = "block"
+    default_model: str | None = None
+    include_defaults: bool = True
+    models: dict[str, ModelPrice] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _default_needs_model(self) -> Pricing:
+        if self.unknown_model == "default" and not self.default_model:
+            raise ValueError("unknown_model: default requires default_model")
+        return self
+
+
+class Provider(StrictModel):
+    name: IdStr
+    kind: ProviderKind = "openai"
+    url: str
+    credential_env: str | None = None
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    timeout_seconds: float = Field(default=120.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        parsed = urlparse(v)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return v.rstrip("/")
+
+
+class RedisSettings(StrictModel):
+    url: str = "redis://127.0.0.1:6379/0"
+    mode: Literal["standalone", "cluster", "sentinel"] = "standalone"
+    sentinel_master: str | None = None
+    socket_timeout_seconds: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _sentinel_master(self) -> RedisSettings:
+        if self.mode == "sentinel" and not self.sentinel_master:
+            raise ValueError("mode: sentinel requires sentinel_master")
+        return self
+
+
+class AdminToken(StrictModel):
+    name: IdStr
+    sha256: str
+    roles: list[str] = Field(min_length=1)
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, v: str) -> str:
+        if not _SHA256.match(v.lower()):
+            raise ValueError("must be 64 hex characters (sha256 of the token)")
+        return v.lower()
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, v: list[str]) -> list[str]:
+        for role in v:
+            if role in ("billing", "viewer"):
+                continue
+            if role.startswith("team:") and re.match(_ID, role[5:]):
+                continue
+            raise ValueError(f"unknown role {role!r} (billing, viewer or team:<team_id>)")
+        return v
+
+
+class Admin(StrictModel):
+    tokens: list[AdminToken] = Field(default_factory=list)
+
+
+class Server(StrictModel):
+    host: str = "0.0.0.0"
+    grpc_port: int = Field(default=9191, ge=0, le=65535)
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+
+class Gateway(StrictModel):
+    """What `render-envoy` needs to know about where things run."""
+
+    listen_port: int = Field(default=10000, ge=1, le=65535)
+    admin_port: int = Field(default=9901, ge=1, le=65535)
+    authz_host: str = "127.0.0.1"
+    authz_port: int = Field(default=9191, ge=1, le=65535)
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    check_timeout_seconds: float = Field(default=2.0, gt=0)
+
+
+class Alerts(StrictModel):
+    webhook_url: str | None = None
+
+
+class Config(StrictModel):
+    organization: Organization = Field(default_factory=Organization)
+    consumer_groups: list[ConsumerGroup] = Field(default_factory=list)
+    cost_tracking: CostTracking = Field(default_factory=CostTracking)
+    enforcement: Enforcement = Field(default_factory=Enforcement)
+    pricing: Pricing = Field(default_factory=Pricing)
+    providers: list[Provider] = Field(default_factory=list)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    admin: Admin = Field(default_factory=Admin)
+    server: Server = Field(default_factory=Server)
+    gateway: Gateway = Field(default_factory=Gateway)
+    alerts: Alerts = Field(default_factory=Alerts)
+
+    @model_validator(mode="after")
+    def _unique_names_and_keys(self) -> Config:
+        seen: dict[str, int] = {}
+        for i, g in enumerate(self.consumer_groups):
+            if g.name in seen:
+                raise ValueError(
+                    f"consumer_groups[{i}].name: duplicate group name {g.name!r} "
+                    f"(also consumer_groups[{seen[g.name]}])"
+                )
+            seen[g.name] = i
+        digests: dict[str, int] = {}
+        for i, g in enumerate(self.consumer_groups):
+            if g.api_key is None and g.api_key_sha256 is None:
+                continue  # env keys are checked when resolved
+            d = g.key_digest()
+            if d in digests:
+                raise ValueError(
+                    f"consumer_groups[{i}]: duplicate API key "
+                    f"(same as consumer_groups[{digests[d]}])"
+                )
+            digests[d] = i
+        names = [p.name for p in self.providers]
+        if len(set(names)) != len(names):
+            raise ValueError("providers: duplicate provider name")
+        return self
+
+    def group(self, name: str) -> ConsumerGroup:
+        for g in self.consumer_groups:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    def cascade_for(self, group: ConsumerGroup) -> list[Scope]:
+        """The ordered wallet scopes that fund this group (no team wallet -> org)."""
+        if group.wallet_team_id is None:
+            return ["org"]
+        scopes = group.cascade or self.enforcement.cascade
+        return list(scopes)
+
+    def policy_for(self, group: ConsumerGroup) -> Policy:
+        return group.on_insufficient or self.enforcement.on_insufficient
+
+    def user_header_for(self, group: ConsumerGroup) -> str:
+        return (group.user_header or self.enforcement.user_header).lower()

@@ -1,0 +1,78 @@
+"""Money at the edges: decimal currency units in, integer micro-units inside.
+
+Amounts are stored and computed as integer micros (1 unit = 1_000_000 micros). Only the API, CLI
+and reports speak decimals, and they convert through this module so the rules live in one place.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+
+MICROS_PER_UNIT = 1_000_000
+_MICRO = Decimal(1) / MICROS_PER_UNIT
+
+
+class AmountError(ValueError):
+    """An amount that cannot be accepted; the message names the problem (never the caller)."""
+
+
+def parse_amount(value: object, *, field: str = "amount", allow_zero: bool = False) -> int:
+    """Convert a decimal amount in currency units (str, int or Decimal; never float) to micros.
+
+    Rejects booleans, floats that lost precision, non-numeric strings, NaN, infinities, negative
+    values, zero (unless ``allow_zero``) and more than 6 decimal places.
+    """
+    if isinstance(value, bool) or value is None:
+        raise AmountError(f"{field}: must be a decimal number, got {type(value).__name__}")
+    if isinstance(value, float):
+        # JSON numbers reach us as floats from some decoders; repr() is the shortest exact form.
+        value = repr(value)
+    if isinstance(value, int):
+        dec = Decimal(value)
+    elif isinstance(value, Decimal):
+        dec = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise AmountError(f"{field}: must be a decimal number, got an empty string")
+        try:
+            dec = Decimal(text)
+        except InvalidOperation:
+            raise AmountError(f"{field}: not a decimal number: {text[:32]!r}") from None
+    else:
+        raise AmountError(f"{field}: must be a decimal number, got {type(value).__name__}")
+    if not dec.is_finite():
+        raise AmountError(f"{field}: must be a finite number")
+    if dec.is_signed() and dec != 0:
+        raise AmountError(f"{field}: must not be negative")
+    exponent = dec.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent < -6 and dec != dec.quantize(_MICRO):
+        raise AmountError(f"{field}: at most 6 decimal places are allowed")
+    micros = int(dec * MICROS_PER_UNIT)
+    if micros == 0 and not allow_zero:
+        raise AmountError(f"{field}: must be greater than zero")
+    return micros
+
+
+def format_micros(micros: int, places: int = 2) -> str:
+    """Render micros as a decimal string with at least ``places`` decimals (exact, no rounding)."""
+    dec = Decimal(micros) / MICROS_PER_UNIT
+    text = f"{dec:.6f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    frac = frac.ljust(places, "0")
+    return f"{whole}.{frac}" if frac else whole
+
+
+def micros_to_decimal(micros: int) -> Decimal:
+    return (Decimal(micros) / MICROS_PER_UNIT).quantize(_MICRO)
+
+
+def micros_to_float(micros: int) -> float:
+    """Only for Prometheus gauges, which are floats by definition."""
+    return micros / MICROS_PER_UNIT
+
+
+def ceil_micros(value: Decimal) -> int:
+    """Round a cost in micros up to the next whole micro."""
+    return int(value.to_integral_value(rounding=ROUND_CEILING))
