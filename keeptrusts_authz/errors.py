@@ -1,0 +1,79 @@
+"""Domain error types shared by every transport (gRPC API, CLI, gateway).
+
+Each error carries a stable machine `code`, a human `message` (never a Redis key, token or secret),
+the HTTP status the REST/gRPC layer maps it to, and structured `details` for response bodies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class KeeptrustsError(Exception):
+    """Base of all domain errors."""
+
+    def __init__(
+        self, code: str, message: str, http_status: int, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.details: dict[str, Any] = dict(details or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class _FixedError(KeeptrustsError):
+    """An error type whose code and HTTP status are fixed by the class."""
+
+    CODE: ClassVar[str] = "error"
+    HTTP_STATUS: ClassVar[int] = 500
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(self.CODE, message, self.HTTP_STATUS, details)
+
+
+class InvalidInput(_FixedError):
+    CODE = "invalid_input"
+    HTTP_STATUS = 400
+
+
+class CurrencyMismatch(_FixedError):
+    CODE = "currency_mismatch"
+    HTTP_STATUS = 400
+
+
+class UnknownWallet(_FixedError):
+    CODE = "unknown_wallet"
+    HTTP_STATUS = 404
+
+
+class InsufficientFunds(_FixedError):
+    CODE = "insufficient_funds"
+    HTTP_STATUS = 409
+
+
+class Conflict(_FixedError):
+    CODE = "conflict"
+    HTTP_STATUS = 409
+
+
+class StoreUnavailable(_FixedError):
+    CODE = "store_unavailable"
+    HTTP_STATUS = 503
+
+
+__all__ = [
+    "Conflict",
+    "CurrencyMismatch",
+    "InsufficientFunds",
+    "InvalidInput",
+    "KeeptrustsError",
+    "StoreUnavailable",
+    "UnknownWallet",
+]

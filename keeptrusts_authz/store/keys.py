@@ -1,0 +1,44 @@
+"""Redis key schema (docs/ARCHITECTURE.md): every key of org `<org>` starts with `kt:{<org>}:`.
+
+The `{org}` hash tag puts all of an organization's keys in one cluster slot, so one Lua script can
+touch the org, team and user wallets, the reservation and the ledger atomically.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+_ORG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class Keys:
+    """Builds the key names of one organization."""
+
+    def __init__(self, org: str) -> None:
+        if not _ORG.match(org):
+            raise ValueError("organization id must match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+        self.org = org
+        self.prefix = f"kt:{{{org}}}:"
+        self.ledger = self.prefix + "ledger"
+        self.wallets = self.prefix + "wallets"
+        self.deadlines = self.prefix + "r:deadlines"
+        self.wallet_prefix = self.prefix + "w:"
+        self.reservation_prefix = self.prefix + "r:"
+        self.idem_prefix = self.prefix + "idem:"
+
+    def wallet(self, wallet_id: str) -> str:
+        return self.wallet_prefix + wallet_id
+
+    def reservation(self, reservation_id: str) -> str:
+        return self.reservation_prefix + reservation_id
+
+    def idem(self, key: str) -> str:
+        return self.idem_prefix + key
+
+    def stats(self, month: str | None = None) -> str:
+        """Denial counters of one month (`yyyy-mm`, UTC; default: now)."""
+        return self.prefix + "stats:" + (month or time.strftime("%Y-%m", time.gmtime()))
+
+
+__all__ = ["Keys"]

@@ -1,0 +1,57 @@
+-- reclaim.lua: team/user wallet -> org pool (w.balance -= a; w.allocated_total -= a;
+-- org.balance += a) + one ledger entry. Only available balance can be reclaimed.
+-- KEYS[1] ledger stream            kt:{org}:ledger
+-- KEYS[2] wallet id set            kt:{org}:wallets
+-- KEYS[3] idempotency hash         kt:{org}:idem:<key>
+-- KEYS[4] source wallet hash       kt:{org}:w:<source>
+-- KEYS[5] org wallet hash          kt:{org}:w:org
+-- ARGV[1] use idempotency (1/0)    ARGV[2] fingerprint
+-- ARGV[3] amount (micros, > 0)     ARGV[4] actor    ARGV[5] description
+-- ARGV[6] source wallet id
+-- Returns {'ok'|'replayed', entry_id, source, source_balance, 'org', org_balance},
+--   {'conflict'}, {'unknown_wallet', source} or {'insufficient', source, available}.
+local use_idem = ARGV[1] == '1'
+local fingerprint = ARGV[2]
+local amount = tonumber(ARGV[3])
+local actor = ARGV[4]
+local description = ARGV[5]
+local source = ARGV[6]
+local IDEM_TTL_MS = 86400000
+
+local function s(n) return string.format('%d', n) end
+
+if not amount or amount <= 0 then return redis.error_reply('invalid amount') end
+if use_idem then
+  local prev = redis.call('HMGET', KEYS[3], 'fingerprint', 'result')
+  if prev[1] then
+    if prev[1] ~= fingerprint then return {'conflict'} end
+    local r = cjson.decode(prev[2])
+    table.insert(r, 1, 'replayed')
+    return r
+  end
+end
+local raw = redis.call('HGET', KEYS[4], 'balance')
+if not raw then return {'unknown_wallet', source} end
+local available = tonumber(raw)
+if available < amount then return {'insufficient', source, s(available)} end
+
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  redis.call('HSET', KEYS[5], 'balance', 0, 'reserved', 0, 'allocated_total', 0,
+    'spent_total', 0, 'created_ms', s(now_ms))
+  redis.call('SADD', KEYS[2], 'org')
+end
+local bal = redis.call('HINCRBY', KEYS[4], 'balance', -amount)
+redis.call('HINCRBY', KEYS[4], 'allocated_total', -amount)
+local org_bal = redis.call('HINCRBY', KEYS[5], 'balance', amount)
+local id = redis.call('XADD', KEYS[1], '*', 'op', 'reclaim', 'wallet', source,
+  'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
+  'from', source, 'to', 'org', 'balance_after', s(bal))
+local result = {id, source, s(bal), 'org', s(org_bal)}
+if use_idem then
+  redis.call('HSET', KEYS[3], 'fingerprint', fingerprint, 'result', cjson.encode(result))
+  redis.call('PEXPIRE', KEYS[3], IDEM_TTL_MS)
+end
+table.insert(result, 1, 'ok')
+return result

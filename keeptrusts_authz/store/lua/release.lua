@@ -1,0 +1,40 @@
+-- release.lua: close an open reservation at no cost (w.reserved -= r; w.balance += r) + one
+-- ledger entry. Idempotent by reservation id.
+-- KEYS[1] ledger stream            kt:{org}:ledger
+-- KEYS[2] reservation hash         kt:{org}:r:<reservation_id>
+-- KEYS[3] deadline index zset      kt:{org}:r:deadlines
+-- The funded wallet hash is ARGV[2] .. <wallet id stored in the reservation> (same {org} slot).
+-- ARGV[1] reservation id   ARGV[2] wallet key prefix kt:{org}:w:   ARGV[3] reason   ARGV[4] actor
+-- Returns {outcome, wallet, reserved, cost}: outcome released | already_closed | unknown.
+local rid = ARGV[1]
+local wallet_prefix = ARGV[2]
+local reason = ARGV[3]
+local actor = ARGV[4]
+local CLOSED_TTL_MS = 604800000
+
+local function s(x) return string.format('%d', x) end
+
+local r = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'state', 'cost', 'team', 'group',
+  'user', 'model')
+if not r[1] then return {'unknown', '', '0', '0'} end
+if r[3] ~= 'open' then
+  local closed_cost = r[4]
+  if not closed_cost or closed_cost == '' then closed_cost = '0' end
+  return {'already_closed', r[1], r[2], closed_cost}
+end
+
+local wallet = r[1]
+local reserved = tonumber(r[2])
+local wkey = wallet_prefix .. wallet
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HINCRBY', wkey, 'reserved', -reserved)
+local bal = redis.call('HINCRBY', wkey, 'balance', reserved)
+redis.call('HSET', KEYS[2], 'state', 'released', 'cost', '0', 'closed_ms', s(now_ms))
+redis.call('PEXPIRE', KEYS[2], CLOSED_TTL_MS)
+redis.call('ZREM', KEYS[3], rid)
+redis.call('XADD', KEYS[1], '*', 'op', 'release', 'wallet', wallet, 'amount', s(reserved),
+  'ts_ms', s(now_ms), 'actor', actor, 'description', reason, 'reservation', rid,
+  'reserved', s(reserved), 'cost', '0', 'team', r[5], 'group', r[6], 'user', r[7],
+  'model', r[8], 'balance_after', s(bal))
+return {'released', wallet, s(reserved), '0'}

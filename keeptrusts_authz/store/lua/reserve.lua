@@ -1,0 +1,91 @@
+-- reserve.lua: the Check hot path. Funds a reservation from the FIRST candidate wallet that
+-- exists and has balance >= amount (never split); otherwise applies the policy. One ledger entry
+-- per funded reservation; refusals only bump the monthly denial counter.
+-- KEYS[1] ledger stream            kt:{org}:ledger
+-- KEYS[2] reservation hash         kt:{org}:r:<reservation_id>
+-- KEYS[3] deadline index zset      kt:{org}:r:deadlines
+-- KEYS[4] wallet id set            kt:{org}:wallets
+-- KEYS[5] denial counters hash     kt:{org}:stats:<yyyy-mm>
+-- KEYS[6 .. 5+n] candidate wallet hashes in cascade order
+-- KEYS[6+n] overdraft wallet hash (present only when ARGV[9] ~= '')
+-- ARGV[1] reservation id   ARGV[2] amount (micros, >= 0)   ARGV[3] policy: block|hold|warn|showback
+-- ARGV[4] ttl ms (> 0)     ARGV[5] team   ARGV[6] group   ARGV[7] user   ARGV[8] model
+-- ARGV[9] overdraft wallet id or ''   ARGV[10] n (number of candidates)
+-- ARGV[11 .. 10+n] candidate wallet ids   ARGV[11+n] actor
+-- Returns {outcome, wallet or '', amount, id_1, available_1, id_2, available_2, ...} where outcome
+-- is reserved|overdraft|blocked|hold|duplicate and the id/available pairs are the candidates that
+-- exist, as seen (a duplicate returns the original wallet and amount, no pairs).
+local rid = ARGV[1]
+local amount = tonumber(ARGV[2])
+local policy = ARGV[3]
+local ttl_ms = tonumber(ARGV[4])
+local team = ARGV[5]
+local group = ARGV[6]
+local user = ARGV[7]
+local model = ARGV[8]
+local overdraft_id = ARGV[9]
+local n = tonumber(ARGV[10])
+local actor = ARGV[11 + n]
+
+local function s(x) return string.format('%d', x) end
+
+if not amount or amount < 0 then return redis.error_reply('invalid amount') end
+if not ttl_ms or ttl_ms <= 0 then return redis.error_reply('invalid ttl') end
+
+local prev = redis.call('HMGET', KEYS[2], 'wallet', 'amount')
+if prev[1] then return {'duplicate', prev[1], prev[2]} end
+
+-- Look at the cascade: the first wallet that exists and can fund the whole amount wins.
+local funded_key, funded_id = nil, nil
+local seen = {}
+for i = 1, n do
+  local raw = redis.call('HGET', KEYS[5 + i], 'balance')
+  if raw then
+    local available = tonumber(raw)
+    seen[#seen + 1] = ARGV[10 + i]
+    seen[#seen + 1] = raw
+    if available >= amount then
+      funded_key, funded_id = KEYS[5 + i], ARGV[10 + i]
+      break
+    end
+  end
+end
+
+local outcome = 'reserved'
+if not funded_key then
+  if policy == 'warn' or policy == 'showback' then
+    if overdraft_id == '' then return redis.error_reply('overdraft policy needs an overdraft wallet') end
+    outcome = 'overdraft'
+    funded_key, funded_id = KEYS[6 + n], overdraft_id
+  else
+    local counter = (policy == 'hold') and 'held' or 'blocked'
+    redis.call('HINCRBY', KEYS[5], team .. '|' .. counter, 1)
+    local result = {(policy == 'hold') and 'hold' or 'blocked', '', s(amount)}
+    for i = 1, #seen do result[#result + 1] = seen[i] end
+    return result
+  end
+end
+
+-- The one write path: wallet, reservation, deadline index, ledger.
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', funded_key) == 0 then
+  redis.call('HSET', funded_key, 'balance', 0, 'reserved', 0, 'allocated_total', 0,
+    'spent_total', 0, 'created_ms', s(now_ms))
+  redis.call('SADD', KEYS[4], funded_id)
+end
+local bal = redis.call('HINCRBY', funded_key, 'balance', -amount)
+redis.call('HINCRBY', funded_key, 'reserved', amount)
+local deadline = now_ms + ttl_ms
+local overdraft = (outcome == 'overdraft') and '1' or '0'
+redis.call('HSET', KEYS[2], 'wallet', funded_id, 'amount', s(amount), 'state', 'open',
+  'team', team, 'group', group, 'user', user, 'model', model, 'deadline_ms', s(deadline),
+  'cost', '', 'overdraft', overdraft, 'created_ms', s(now_ms))
+redis.call('ZADD', KEYS[3], deadline, rid)
+redis.call('XADD', KEYS[1], '*', 'op', 'reserve', 'wallet', funded_id, 'amount', s(amount),
+  'ts_ms', s(now_ms), 'actor', actor, 'description', '', 'reservation', rid,
+  'overdraft', overdraft, 'team', team, 'group', group, 'user', user, 'model', model,
+  'balance_after', s(bal))
+local result = {outcome, funded_id, s(amount)}
+for i = 1, #seen do result[#result + 1] = seen[i] end
+return result

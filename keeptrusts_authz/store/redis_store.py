@@ -1,0 +1,530 @@
+"""RedisWalletStore: the storage layer. Runs the Lua scripts in `lua/` and reads wallets, the
+ledger stream and reservations. Returns domain dataclasses; no Redis type leaks out.
+
+Every money movement is one EVALSHA of one script that changes the balances AND appends the ledger
+entry. Scripts are registered once here (redis-py re-loads them on NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar, cast
+
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from keeptrusts_authz.config.models import RedisSettings
+from keeptrusts_authz.store.connection import AsyncClient, connect, describe
+from keeptrusts_authz.store.errors import StoreDataError, StoreRefused, StoreUnavailableError
+from keeptrusts_authz.store.keys import Keys
+from keeptrusts_authz.wallets.models import (
+    ExpiredReservation,
+    LedgerEntry,
+    OpResult,
+    ReleaseLike,
+    Reservation,
+    ReserveRequest,
+    ReserveResult,
+    SettleRequest,
+    SettleResult,
+)
+
+T = TypeVar("T")
+Arg = str | int
+
+SCRIPT_NAMES = (
+    "credit",
+    "allocate",
+    "reclaim",
+    "transfer",
+    "reserve",
+    "settle",
+    "release",
+    "expire",
+)
+WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
+_RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
+_SETTLE_OUTCOMES = ("settled", "released", "already_closed", "unknown")
+
+
+def load_script_text(name: str) -> str:
+    """The text of `lua/<name>.lua`, shipped as package data."""
+    return (
+        resources.files("keeptrusts_authz.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    )
+
+
+@dataclass(frozen=True)
+class AuditSnapshot:
+    """Wallet hashes, the last ledger id and the deadline index, read in one transaction."""
+
+    wallets: dict[str, dict[str, int]]
+    last_entry_id: str | None
+    deadlines: dict[str, int]
+
+
+def _int(value: object, default: int = 0) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(cast(str, value))
+    except (TypeError, ValueError):
+        raise StoreDataError(f"not an integer in store: {str(value)[:40]!r}") from None
+
+
+def _wallet_record(raw: dict[str, str]) -> dict[str, int]:
+    return {f: _int(raw.get(f)) for f in WALLET_FIELDS}
+
+
+def _entry(entry_id: str, fields: dict[str, str]) -> LedgerEntry:
+    return LedgerEntry(
+        id=entry_id,
+        ts_ms=_int(fields.get("ts_ms")),
+        op=fields.get("op", ""),
+        wallet=fields.get("wallet", ""),
+        amount=_int(fields.get("amount")),
+        fields=dict(fields),
+    )
+
+
+def _touches(entry: LedgerEntry, wallet: str) -> bool:
+    f = entry.fields
+    return entry.wallet == wallet or f.get("from") == wallet or f.get("to") == wallet
+
+
+class RedisWalletStore:
+    """Wallets, reservations and the ledger of ONE organization in Redis."""
+
+    def __init__(self, client: AsyncClient, org_id: str, *, endpoint: str = "redis") -> None:
+        self._client = client
+        self.keys = Keys(org_id)
+        self.org_id = org_id
+        self._endpoint = endpoint
+        self._scripts = {n: client.register_script(load_script_text(n)) for n in SCRIPT_NAMES}
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings, org_id: str) -> RedisWalletStore:
+        return cls(connect(settings), org_id, endpoint=describe(settings))
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _io(self, awaitable: Awaitable[T]) -> T:
+        """Await a Redis call, turning connection problems into StoreUnavailableError."""
+        try:
+            return await awaitable
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            kind = "timed out" if isinstance(exc, RedisTimeoutError) else "connection failed"
+            raise StoreUnavailableError(
+                f"Redis store unavailable at {self._endpoint}: {kind}",
+                {"endpoint": self._endpoint},
+            ) from exc
+        except ResponseError as exc:
+            if "NOSCRIPT" in str(exc):
+                raise
+            raise StoreDataError(f"Redis refused the command: {str(exc)[:200]}") from exc
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> list[Any]:
+        result = await self._io(self._scripts[name](keys=list(keys), args=list(args)))
+        if not isinstance(result, list):
+            raise StoreDataError(f"{name}.lua returned {type(result).__name__}")
+        return result
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def ping(self) -> None:
+        await self._io(cast(Awaitable[Any], self._client.ping()))
+
+    # -- admin moves ----------------------------------------------------------------------------
+
+    async def _admin(
+        self,
+        op: str,
+        keys: list[str],
+        args: list[Arg],
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> OpResult:
+        # Without a caller key an internal one still makes a client-side retry of the same call
+        # (after a lost reply) a replay instead of a second move.
+        idem = idempotency_key or f"auto.{uuid.uuid4().hex}"
+        res = await self._run(
+            op,
+            [self.keys.ledger, self.keys.wallets, self.keys.idem(idem), *keys],
+            ["1", fingerprint, *args],
+        )
+        status = str(res[0])
+        if status in ("ok", "replayed"):
+            balances = {str(res[i]): _int(res[i + 1]) for i in range(2, len(res) - 1, 2)}
+            return OpResult(
+                op=op,
+                entry_id=str(res[1]),
+                balances=balances,
+                replayed=status == "replayed" and idempotency_key is not None,
+            )
+        if status == "conflict":
+            raise StoreRefused("conflict")
+        if status == "unknown_wallet":
+            raise StoreRefused("unknown_wallet", str(res[1]))
+        if status == "insufficient":
+            raise StoreRefused("insufficient", str(res[1]), _int(res[2]))
+        raise StoreDataError(f"{op}.lua returned {status!r}")
+
+    async def credit(
+        self,
+        amount: int,
+        *,
+        actor: str,
+        description: str,
+        fingerprint: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult:
+        return await self._admin(
+            "credit",
+            [self.keys.wallet("org")],
+            [amount, actor, description],
+            idempotency_key,
+            fingerprint,
+        )
+
+    async def allocate(
+        self,
+        target: str,
+        amount: int,
+        *,
+        create: bool,
+        actor: str,
+        description: str,
+        fingerprint: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult:
+        return await self._admin(
+            "allocate",
+            [self.keys.wallet("org"), self.keys.wallet(target)],
+            [amount, actor, description, target, "1" if create else "0"],
+            idempotency_key,
+            fingerprint,
+        )
+
+    async def reclaim(
+        self,
+        source: str,
+        amount: int,
+        *,
+        actor: str,
+        description: str,
+        fingerprint: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult:
+        return await self._admin(
+            "reclaim",
+            [self.keys.wallet(source), self.keys.wallet("org")],
+            [amount, actor, description, source],
+            idempotency_key,
+            fingerprint,
+        )
+
+    async def transfer(
+        self,
+        source: str,
+        destination: str,
+        amount: int,
+        *,
+        create: bool,
+        actor: str,
+        description: str,
+        fingerprint: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult:
+        return await self._admin(
+            "transfer",
+            [self.keys.wallet(source), self.keys.wallet(destination)],
+            [amount, actor, description, source, destination, "1" if create else "0"],
+            idempotency_key,
+            fingerprint,
+        )
+
+    # -- reservation lifecycle --------------------------------------------------------------------
+
+    def _reserve_call(self, req: ReserveRequest, actor: str) -> tuple[list[str], list[Arg]]:
+        k = self.keys
+        keys = [k.ledger, k.reservation(req.reservation_id), k.deadlines, k.wallets, k.stats()]
+        keys += [k.wallet(w) for w in req.candidates]
+        overdraft = req.overdraft_wallet or ""
+        if overdraft:
+            keys.append(k.wallet(overdraft))
+        args: list[Arg] = [
+            req.reservation_id,
+            req.amount,
+            req.policy,
+            req.ttl_ms,
+            req.team,
+            req.group,
+            req.user,
+            req.model,
+            overdraft,
+            len(req.candidates),
+            *req.candidates,
+            actor,
+        ]
+        return keys, args
+
+    async def reserve(self, req: ReserveRequest, *, actor: str = "gateway") -> ReserveResult:
+        keys, args = self._reserve_call(req, actor)
+        res = await self._run("reserve", keys, args)
+        outcome = str(res[0])
+        if outcome not in _RESERVE_OUTCOMES:
+            raise StoreDataError(f"reserve.lua returned {outcome!r}")
+        seen = {str(res[i]): _int(res[i + 1]) for i in range(3, len(res) - 1, 2)}
+        return ReserveResult(
+            outcome=outcome,  # type: ignore[arg-type]
+            wallet=str(res[1]) or None,
+            amount=_int(res[2]),
+            seen=seen,
+        )
+
+    def _settle_call(self, req: SettleRequest, actor: str) -> tuple[list[str], list[Arg]]:
+        k = self.keys
+        return (
+            [k.ledger, k.reservation(req.reservation_id), k.deadlines],
+            [
+                req.reservation_id,
+                k.wallet_prefix,
+                req.cost,
+                "1" if req.estimated else "0",
+                req.input_tokens,
+                req.output_tokens,
+                req.cached_tokens,
+                req.model,
+                actor,
+            ],
+        )
+
+    def _release_call(self, req: ReleaseLike, actor: str) -> tuple[list[str], list[Arg]]:
+        k = self.keys
+        return (
+            [k.ledger, k.reservation(req.reservation_id), k.deadlines],
+            [req.reservation_id, k.wallet_prefix, req.reason, actor],
+        )
+
+    @staticmethod
+    def _settle_result(res: object) -> SettleResult:
+        if not isinstance(res, list) or len(res) < 4 or str(res[0]) not in _SETTLE_OUTCOMES:
+            raise StoreDataError(f"settle/release returned {str(res)[:80]!r}")
+        return SettleResult(
+            outcome=str(res[0]),  # type: ignore[arg-type]
+            wallet=str(res[1]) or None,
+            reserved=_int(res[2]),
+            cost=_int(res[3]),
+        )
+
+    async def settle(self, req: SettleRequest, *, actor: str = "gateway") -> SettleResult:
+        keys, args = self._settle_call(req, actor)
+        return self._settle_result(await self._run("settle", keys, args))
+
+    async def release(self, req: ReleaseLike, *, actor: str = "gateway") -> SettleResult:
+        keys, args = self._release_call(req, actor)
+        return self._settle_result(await self._run("release", keys, args))
+
+    async def settle_batch(
+        self, items: Sequence[SettleRequest | ReleaseLike], *, actor: str = "gateway"
+    ) -> list[SettleResult]:
+        """Many settles/releases in ONE pipeline (not a transaction: each is its own EVALSHA)."""
+        if not items:
+            return []
+        calls = []
+        for item in items:
+            if isinstance(item, SettleRequest):
+                calls.append((self._scripts["settle"], *self._settle_call(item, actor)))
+            else:
+                calls.append((self._scripts["release"], *self._release_call(item, actor)))
+        if isinstance(self._client, RedisCluster):
+            # One slot per org, but the cluster pipeline does not load scripts: call each.
+            results: list[Any] = []
+            for script, keys, args in calls:
+                results.append(await self._io(script(keys=keys, args=args)))
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for script, keys, args in calls:
+                    await script(keys=keys, args=args, client=pipe)
+                results = await self._io(pipe.execute(raise_on_error=False))
+        out = []
+        for res in results:
+            if isinstance(res, Exception):
+                if isinstance(res, RedisConnectionError | RedisTimeoutError):
+                    raise StoreUnavailableError(
+                        f"Redis store unavailable at {self._endpoint}: connection failed",
+                        {"endpoint": self._endpoint},
+                    ) from res
+                raise StoreDataError(f"settle in batch failed: {str(res)[:200]}") from res
+            out.append(self._settle_result(res))
+        return out
+
+    async def expire(self, limit: int, *, actor: str = "sweeper") -> list[ExpiredReservation]:
+        k = self.keys
+        res = await self._run(
+            "expire",
+            [k.ledger, k.deadlines],
+            [k.reservation_prefix, k.wallet_prefix, limit, actor],
+        )
+        return [
+            ExpiredReservation(
+                reservation_id=str(res[i]), wallet=str(res[i + 1]), amount=_int(res[i + 2])
+            )
+            for i in range(0, len(res) - 2, 3)
+        ]
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def wallet(self, wallet_id: str) -> dict[str, int] | None:
+        raw = await self._io(
+            cast(Awaitable[dict[str, str]], self._client.hgetall(self.keys.wallet(wallet_id)))
+        )
+        return _wallet_record(raw) if raw else None
+
+    async def wallet_ids(self) -> set[str]:
+        members = await self._io(
+            cast(Awaitable[set[str]], self._client.smembers(self.keys.wallets))
+        )
+        return set(members)
+
+    async def wallets(self) -> dict[str, dict[str, int]]:
+        """Every wallet: the id set, then all hashes in one pipeline."""
+        ids = sorted(await self.wallet_ids())
+        if not ids:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for wid in ids:
+                pipe.hgetall(self.keys.wallet(wid))
+            raws = await self._io(pipe.execute())
+        return {wid: _wallet_record(raw) for wid, raw in zip(ids, raws, strict=True) if raw}
+
+    async def reservation(self, reservation_id: str) -> Reservation | None:
+        raw = await self._io(
+            cast(
+                Awaitable[dict[str, str]],
+                self._client.hgetall(self.keys.reservation(reservation_id)),
+            )
+        )
+        if not raw:
+            return None
+        cost = raw.get("cost", "")
+        return Reservation(
+            id=reservation_id,
+            wallet=raw.get("wallet", ""),
+            amount=_int(raw.get("amount")),
+            state=raw.get("state", "open"),  # type: ignore[arg-type]
+            team=raw.get("team", ""),
+            group=raw.get("group", ""),
+            user=raw.get("user", ""),
+            model=raw.get("model", ""),
+            deadline_ms=_int(raw.get("deadline_ms")),
+            cost=_int(cost) if cost else None,
+            overdraft=raw.get("overdraft") == "1",
+            estimated=raw.get("estimated") == "1",
+        )
+
+    async def ledger_length(self) -> int:
+        length: int = await self._io(self._client.xlen(self.keys.ledger))
+        return length
+
+    async def ledger(
+        self,
+        count: int,
+        *,
+        before: str | None = None,
+        wallet: str | None = None,
+        scan_limit: int = 100_000,
+    ) -> list[LedgerEntry]:
+        """Newest first: up to `count` entries older than `before` (an entry id), optionally only
+        those touching `wallet` (as `wallet`, `from` or `to`), scanning at most `scan_limit`."""
+        out: list[LedgerEntry] = []
+        upper = f"({before}" if before else "+"
+        scanned = 0
+        page = count if wallet is None else max(count, 500)
+        while len(out) < count and scanned < scan_limit:
+            rows = await self._io(
+                cast(
+                    Awaitable[list[tuple[str, dict[str, str]]]],
+                    self._client.xrevrange(self.keys.ledger, max=upper, min="-", count=page),
+                )
+            )
+            if not rows:
+                break
+            scanned += len(rows)
+            for entry_id, fields in rows:
+                entry = _entry(entry_id, fields)
+                if wallet is None or _touches(entry, wallet):
+                    out.append(entry)
+                    if len(out) == count:
+                        break
+            upper = f"({rows[-1][0]}"
+        return out
+
+    async def iter_ledger(
+        self, upto: str | None = None, batch: int = 5000
+    ) -> AsyncIterator[LedgerEntry]:
+        """Oldest first, from the start of the stream up to and including `upto` (default: end)."""
+        lower = "-"
+        upper = upto or "+"
+        while True:
+            rows = await self._io(
+                cast(
+                    Awaitable[list[tuple[str, dict[str, str]]]],
+                    self._client.xrange(self.keys.ledger, min=lower, max=upper, count=batch),
+                )
+            )
+            for entry_id, fields in rows:
+                yield _entry(entry_id, fields)
+            if len(rows) < batch:
+                return
+            lower = f"({rows[-1][0]}"
+
+    async def audit_snapshot(self, attempts: int = 50) -> AuditSnapshot:
+        """Wallets, last ledger id and deadline index as of one instant (WATCH on the ledger and
+        the wallet set: every money operation appends to the ledger)."""
+        k = self.keys
+        for _ in range(attempts):
+            try:
+                async with self._client.pipeline(transaction=True) as pipe:
+                    await self._io(pipe.watch(k.ledger, k.wallets))
+                    ids = sorted(
+                        await self._io(cast(Awaitable[set[str]], pipe.smembers(k.wallets)))
+                    )
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    for wid in ids:
+                        pipe.hgetall(k.wallet(wid))
+                    pipe.xrevrange(k.ledger, max="+", min="-", count=1)
+                    pipe.zrange(k.deadlines, 0, -1, withscores=True)
+                    res = await self._io(pipe.execute())
+            except WatchError:
+                continue
+            wallets = {
+                wid: _wallet_record(raw) for wid, raw in zip(ids, res[: len(ids)], strict=True)
+            }
+            last = res[len(ids)]
+            deadlines = {str(m): int(s) for m, s in res[len(ids) + 1]}
+            return AuditSnapshot(wallets, str(last[0][0]) if last else None, deadlines)
+        raise StoreUnavailableError(
+            "the ledger is too busy to take a consistent snapshot; retry the audit",
+            {"endpoint": self._endpoint},
+        )
+
+    async def denial_counters(self, month: str | None = None) -> dict[str, int]:
+        raw = await self._io(
+            cast(Awaitable[dict[str, str]], self._client.hgetall(self.keys.stats(month)))
+        )
+        return {f: _int(v) for f, v in raw.items()}
+
+
+def month_now() -> str:
+    return time.strftime("%Y-%m", time.gmtime())
+
+
+__all__ = ["SCRIPT_NAMES", "AuditSnapshot", "RedisWalletStore", "load_script_text"]

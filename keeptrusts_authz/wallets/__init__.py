@@ -1,0 +1,1 @@
+"""Wallet domain: models, WalletService (validation, cascade, currency) and the ledger audit."""

@@ -1,0 +1,233 @@
+"""Domain types of the wallet layer: plain frozen dataclasses, no Redis types.
+
+Money is integer micros everywhere (keeptrusts_authz.money converts at the edges).
+Wallet ids: `org`, `team:<team_id>`, `user:<user_id>`; the scope is the part before `:`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from keeptrusts_authz.errors import InvalidInput
+
+Scope = Literal["org", "team", "user"]
+Status = Literal["healthy", "low", "depleted"]
+Policy = Literal["block", "warn", "hold", "showback"]
+ReserveOutcome = Literal["reserved", "overdraft", "blocked", "hold", "duplicate"]
+SettleOutcome = Literal["settled", "released", "already_closed", "unknown"]
+
+_TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$")
+RESERVATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+#: Largest single amount accepted (1e9 currency units): keeps every sum exact in Lua's doubles.
+MAX_AMOUNT_MICROS = 10**15
+
+
+def parse_wallet_id(wallet_id: str) -> tuple[Scope, str]:
+    """Split and validate a wallet id into (scope, owner); raises InvalidInput."""
+    if wallet_id == "org":
+        return "org", ""
+    scope, sep, owner = wallet_id.partition(":")
+    if sep and scope == "team" and _TEAM_ID.match(owner):
+        return "team", owner
+    if sep and scope == "user" and _USER_ID.match(owner):
+        return "user", owner
+    raise InvalidInput(
+        "wallet id must be 'org', 'team:<team_id>' or 'user:<user_id>'",
+        {"wallet": wallet_id[:140]},
+    )
+
+
+def wallet_status(balance: int, allocated_total: int, low_balance_ratio: Decimal) -> Status:
+    """depleted if balance <= 0; low if balance < ratio * allocated_total; else healthy."""
+    if balance <= 0:
+        return "depleted"
+    if Decimal(balance) < low_balance_ratio * Decimal(allocated_total):
+        return "low"
+    return "healthy"
+
+
+@dataclass(frozen=True)
+class Wallet:
+    id: str
+    scope: Scope
+    owner: str
+    balance: int
+    reserved: int
+    allocated_total: int
+    spent_total: int
+    status: Status
+
+    @classmethod
+    def build(
+        cls,
+        wallet_id: str,
+        *,
+        balance: int,
+        reserved: int,
+        allocated_total: int,
+        spent_total: int,
+        low_balance_ratio: Decimal,
+        org_id: str = "",
+    ) -> Wallet:
+        scope, owner = parse_wallet_id(wallet_id)
+        return cls(
+            id=wallet_id,
+            scope=scope,
+            owner=owner or org_id,
+            balance=balance,
+            reserved=reserved,
+            allocated_total=allocated_total,
+            spent_total=spent_total,
+            status=wallet_status(balance, allocated_total, low_balance_ratio),
+        )
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One ledger stream entry; `fields` holds every field as stored (all strings)."""
+
+    id: str
+    ts_ms: int
+    op: str
+    wallet: str
+    amount: int
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReserveRequest:
+    reservation_id: str
+    candidates: tuple[str, ...]
+    amount: int
+    policy: Policy
+    overdraft_wallet: str | None
+    ttl_ms: int
+    team: str
+    group: str
+    user: str
+    model: str
+
+
+@dataclass(frozen=True)
+class ReserveResult:
+    outcome: ReserveOutcome
+    wallet: str | None
+    amount: int
+    seen: dict[str, int]
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome in ("reserved", "overdraft", "duplicate")
+
+
+@dataclass(frozen=True)
+class SettleRequest:
+    reservation_id: str
+    cost: int
+    estimated: bool
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    reservation_id: str
+    reason: str = ""
+
+
+class ReleaseLike(Protocol):
+    """Names a reservation to release at no cost (ReleaseRequest, the gateway's Release)."""
+
+    @property
+    def reservation_id(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    outcome: SettleOutcome
+    wallet: str | None
+    reserved: int
+    cost: int
+
+
+@dataclass(frozen=True)
+class ExpiredReservation:
+    reservation_id: str
+    wallet: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    wallet: str
+    amount: int
+    state: Literal["open", "settled", "released", "expired"]
+    team: str
+    group: str
+    user: str
+    model: str
+    deadline_ms: int
+    cost: int | None
+    overdraft: bool
+    estimated: bool
+
+
+@dataclass(frozen=True)
+class OpResult:
+    """Result of an admin move (credit, allocate, reclaim, transfer).
+
+    `balances` maps each wallet the move touched to its balance right after the move; for a
+    replay (`replayed=True`) it is the result of the first call and nothing moved this time.
+    """
+
+    op: str
+    entry_id: str
+    balances: dict[str, int]
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    ok: bool
+    entries: int
+    mismatches: list[str]
+    wallets: int = 0
+    open_reservations: int = 0
+
+
+__all__ = [
+    "IDEMPOTENCY_KEY",
+    "MAX_AMOUNT_MICROS",
+    "RESERVATION_ID",
+    "AuditReport",
+    "ExpiredReservation",
+    "LedgerEntry",
+    "OpResult",
+    "Policy",
+    "ReleaseLike",
+    "ReleaseRequest",
+    "Reservation",
+    "ReserveOutcome",
+    "ReserveRequest",
+    "ReserveResult",
+    "Scope",
+    "SettleOutcome",
+    "SettleRequest",
+    "SettleResult",
+    "Status",
+    "Wallet",
+    "parse_wallet_id",
+    "wallet_status",
+]

@@ -1,0 +1,455 @@
+"""WalletService: the domain API the gateway, the wallet API and the CLI call.
+
+Validates every request (ids, amounts, currency, policies) before anything reaches the store, maps
+store refusals to domain errors (keeptrusts_authz.errors) and computes wallet status. Amounts are
+integer micros; decimals are the caller's business (keeptrusts_authz.money).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import NoReturn
+
+from keeptrusts_authz.config.models import Config
+from keeptrusts_authz.errors import (
+    Conflict,
+    CurrencyMismatch,
+    InsufficientFunds,
+    InvalidInput,
+    UnknownWallet,
+)
+from keeptrusts_authz.money import format_micros
+from keeptrusts_authz.store.errors import StoreRefused
+from keeptrusts_authz.store.redis_store import RedisWalletStore
+from keeptrusts_authz.wallets.audit import LedgerReplay, compare
+from keeptrusts_authz.wallets.models import (
+    IDEMPOTENCY_KEY,
+    MAX_AMOUNT_MICROS,
+    RESERVATION_ID,
+    AuditReport,
+    ExpiredReservation,
+    LedgerEntry,
+    OpResult,
+    ReleaseLike,
+    ReleaseRequest,
+    Reservation,
+    ReserveRequest,
+    ReserveResult,
+    SettleRequest,
+    SettleResult,
+    Wallet,
+    parse_wallet_id,
+)
+
+_POLICIES = ("block", "warn", "hold", "showback")
+_MAX_TEXT = 500
+_MAX_LABEL = 256
+_SCOPE_ORDER = {"org": 0, "team": 1, "user": 2}
+
+
+def _check_amount(amount: int, field: str = "amount", *, allow_zero: bool = False) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidInput(f"{field}: must be an integer number of micros", {"field": field})
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise InvalidInput(
+            f"{field}: must be {'>= 0' if allow_zero else 'greater than zero'}", {"field": field}
+        )
+    if amount > MAX_AMOUNT_MICROS:
+        raise InvalidInput(
+            f"{field}: must be at most {format_micros(MAX_AMOUNT_MICROS)}", {"field": field}
+        )
+    return amount
+
+
+def _check_text(value: str, field: str, limit: int = _MAX_TEXT) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field}: must be a string", {"field": field})
+    if len(value) > limit:
+        raise InvalidInput(f"{field}: at most {limit} characters", {"field": field})
+    if any(ord(c) < 32 and c not in "\t" for c in value):
+        raise InvalidInput(f"{field}: must not contain control characters", {"field": field})
+    return value
+
+
+def _check_reservation_id(reservation_id: str) -> str:
+    if not isinstance(reservation_id, str) or not RESERVATION_ID.match(reservation_id):
+        raise InvalidInput(
+            "reservation_id: 1-128 characters of [A-Za-z0-9_.-]", {"field": "reservation_id"}
+        )
+    if reservation_id == "deadlines":
+        raise InvalidInput("reservation_id: reserved name", {"field": "reservation_id"})
+    return reservation_id
+
+
+def fingerprint(op: str, **request: object) -> str:
+    """sha256 of the canonical JSON of an admin request (op + every field but the actor)."""
+    canonical = json.dumps({"op": op, **request}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class WalletService:
+    """Wallets of the configured organization."""
+
+    def __init__(self, store: RedisWalletStore, config: Config) -> None:
+        self._store = store
+        self._config = config
+        self.org_id = config.organization.id
+        self.currency = config.organization.currency
+        self._low_ratio = config.enforcement.low_balance_ratio
+        self._teams = {g.wallet_team_id for g in config.consumer_groups if g.wallet_team_id}
+
+    @property
+    def store(self) -> RedisWalletStore:
+        return self._store
+
+    # -- validation helpers ---------------------------------------------------------------------
+
+    def _check_currency(self, currency: str) -> None:
+        if not isinstance(currency, str) or currency.strip().upper() != self.currency:
+            shown = currency[:8] if isinstance(currency, str) else type(currency).__name__
+            raise CurrencyMismatch(
+                f"currency {shown!r} does not match the organization currency {self.currency} "
+                "(no conversion is done)",
+                {"currency": shown, "expected": self.currency},
+            )
+
+    def _check_actor(self, actor: str) -> str:
+        actor = _check_text(actor, "actor", 128)
+        if not actor.strip():
+            raise InvalidInput("actor: must not be empty", {"field": "actor"})
+        return actor
+
+    @staticmethod
+    def _check_idem(key: str | None) -> str | None:
+        if key is None:
+            return None
+        if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
+            raise InvalidInput(
+                "idempotency_key: 1-128 characters of [A-Za-z0-9_.:-]", {"field": "idempotency_key"}
+            )
+        return key
+
+    def _may_create(self, wallet_id: str) -> bool:
+        scope, owner = parse_wallet_id(wallet_id)
+        return scope == "user" or (scope == "team" and owner in self._teams)
+
+    def _member_wallet(self, wallet_id: str, field: str) -> str:
+        scope, _ = parse_wallet_id(wallet_id)
+        if scope == "org":
+            raise InvalidInput(
+                f"{field}: must be a team or user wallet, not the org pool", {"field": field}
+            )
+        return wallet_id
+
+    def _refused(self, exc: StoreRefused, requested: int) -> NoReturn:
+        if exc.reason == "unknown_wallet":
+            raise UnknownWallet(f"unknown wallet {exc.wallet}", {"wallet": exc.wallet}) from None
+        if exc.reason == "insufficient":
+            raise InsufficientFunds(
+                f"insufficient funds in {exc.wallet}: {format_micros(exc.available)} "
+                f"{self.currency} available, {format_micros(requested)} {self.currency} requested",
+                {
+                    "wallet": exc.wallet,
+                    "available": format_micros(exc.available),
+                    "available_micros": exc.available,
+                    "requested": format_micros(requested),
+                    "requested_micros": requested,
+                    "currency": self.currency,
+                },
+            ) from None
+        if exc.reason == "conflict":
+            raise Conflict(
+                "idempotency key already used for a different request", {"reason": "idempotency"}
+            ) from None
+        raise InvalidInput(f"refused: {exc.reason}") from None
+
+    # -- admin moves ----------------------------------------------------------------------------
+
+    async def credit(
+        self,
+        amount_micros: int,
+        currency: str,
+        description: str,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult:
+        """Money into the org pool."""
+        _check_amount(amount_micros)
+        self._check_currency(currency)
+        description = _check_text(description, "description")
+        actor = self._check_actor(actor)
+        key = self._check_idem(idempotency_key)
+        fp = fingerprint(
+            "credit", amount=amount_micros, currency=self.currency, description=description
+        )
+        try:
+            return await self._store.credit(
+                amount_micros,
+                actor=actor,
+                description=description,
+                fingerprint=fp,
+                idempotency_key=key,
+            )
+        except StoreRefused as exc:
+            self._refused(exc, amount_micros)
+
+    async def allocate(
+        self,
+        wallet_id: str,
+        amount_micros: int,
+        currency: str,
+        description: str,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult:
+        """Org pool -> team or user wallet. A team wallet is created on first allocation when the
+        team is a configured `wallet_team_id`; user wallets are created on first allocation."""
+        wallet_id = self._member_wallet(wallet_id, "wallet_id")
+        _check_amount(amount_micros)
+        self._check_currency(currency)
+        description = _check_text(description, "description")
+        actor = self._check_actor(actor)
+        key = self._check_idem(idempotency_key)
+        fp = fingerprint(
+            "allocate",
+            wallet=wallet_id,
+            amount=amount_micros,
+            currency=self.currency,
+            description=description,
+        )
+        try:
+            return await self._store.allocate(
+                wallet_id,
+                amount_micros,
+                create=self._may_create(wallet_id),
+                actor=actor,
+                description=description,
+                fingerprint=fp,
+                idempotency_key=key,
+            )
+        except StoreRefused as exc:
+            self._refused(exc, amount_micros)
+
+    async def reclaim(
+        self,
+        wallet_id: str,
+        amount_micros: int,
+        currency: str,
+        description: str,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult:
+        """Team or user wallet -> org pool (available balance only)."""
+        wallet_id = self._member_wallet(wallet_id, "wallet_id")
+        _check_amount(amount_micros)
+        self._check_currency(currency)
+        description = _check_text(description, "description")
+        actor = self._check_actor(actor)
+        key = self._check_idem(idempotency_key)
+        fp = fingerprint(
+            "reclaim",
+            wallet=wallet_id,
+            amount=amount_micros,
+            currency=self.currency,
+            description=description,
+        )
+        try:
+            return await self._store.reclaim(
+                wallet_id,
+                amount_micros,
+                actor=actor,
+                description=description,
+                fingerprint=fp,
+                idempotency_key=key,
+            )
+        except StoreRefused as exc:
+            self._refused(exc, amount_micros)
+
+    async def transfer(
+        self,
+        source: str,
+        destination: str,
+        amount_micros: int,
+        currency: str,
+        description: str,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult:
+        """Atomic reallocation between two team/user wallets (available balance only)."""
+        source = self._member_wallet(source, "from")
+        destination = self._member_wallet(destination, "to")
+        if source == destination:
+            raise InvalidInput("cannot transfer a wallet to itself", {"wallet": source})
+        _check_amount(amount_micros)
+        self._check_currency(currency)
+        description = _check_text(description, "description")
+        actor = self._check_actor(actor)
+        key = self._check_idem(idempotency_key)
+        fp = fingerprint(
+            "transfer",
+            source=source,
+            destination=destination,
+            amount=amount_micros,
+            currency=self.currency,
+            description=description,
+        )
+        try:
+            return await self._store.transfer(
+                source,
+                destination,
+                amount_micros,
+                create=self._may_create(destination),
+                actor=actor,
+                description=description,
+                fingerprint=fp,
+                idempotency_key=key,
+            )
+        except StoreRefused as exc:
+            self._refused(exc, amount_micros)
+
+    # -- reservation lifecycle ------------------------------------------------------------------
+
+    def _validate_reserve(self, req: ReserveRequest) -> ReserveRequest:
+        _check_reservation_id(req.reservation_id)
+        if not req.candidates:
+            raise InvalidInput("candidates: at least one wallet is required")
+        if len(set(req.candidates)) != len(req.candidates):
+            raise InvalidInput("candidates: a wallet is listed twice")
+        for wid in req.candidates:
+            parse_wallet_id(wid)
+        _check_amount(req.amount, allow_zero=True)
+        if req.policy not in _POLICIES:
+            raise InvalidInput("policy: must be block, warn, hold or showback")
+        if isinstance(req.ttl_ms, bool) or not isinstance(req.ttl_ms, int) or req.ttl_ms <= 0:
+            raise InvalidInput("ttl_ms: must be a positive integer")
+        for name in ("team", "group", "user", "model"):
+            _check_text(getattr(req, name), name, _MAX_LABEL)
+        if req.policy in ("warn", "showback"):
+            overdraft = req.overdraft_wallet or req.candidates[-1]
+            parse_wallet_id(overdraft)
+            if overdraft != req.overdraft_wallet:
+                req = dataclasses.replace(req, overdraft_wallet=overdraft)
+        elif req.overdraft_wallet is not None:
+            parse_wallet_id(req.overdraft_wallet)
+        return req
+
+    async def reserve(self, req: ReserveRequest) -> ReserveResult:
+        """ONE store round trip: fund from the first candidate that can pay it all, else apply
+        the policy (block/hold refuse; warn/showback charge the overdraft wallet)."""
+        return await self._store.reserve(self._validate_reserve(req))
+
+    @staticmethod
+    def _validate_settle(req: SettleRequest) -> SettleRequest:
+        _check_reservation_id(req.reservation_id)
+        _check_amount(req.cost, "cost", allow_zero=True)
+        for name in ("input_tokens", "output_tokens", "cached_tokens"):
+            value = getattr(req, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidInput(f"{name}: must be a non-negative integer", {"field": name})
+        _check_text(req.model, "model", _MAX_LABEL)
+        return req
+
+    async def settle(self, req: SettleRequest) -> SettleResult:
+        """Close a reservation at its real cost; idempotent (a closed one says already_closed)."""
+        return await self._store.settle(self._validate_settle(req))
+
+    async def release(self, reservation_id: str, reason: str = "") -> SettleResult:
+        """Close a reservation at no cost; idempotent."""
+        _check_reservation_id(reservation_id)
+        _check_text(reason, "reason")
+        return await self._store.release(ReleaseRequest(reservation_id, reason))
+
+    async def settle_batch(
+        self, items: Sequence[SettleRequest | ReleaseLike]
+    ) -> list[SettleResult]:
+        """Many settles/releases in one pipeline. An item that fails validation is not sent and
+        gets outcome `unknown` (the sweeper settles its reservation at the estimate)."""
+        results: list[SettleResult | None] = []
+        valid: list[SettleRequest | ReleaseLike] = []
+        for item in items:
+            try:
+                if isinstance(item, SettleRequest):
+                    self._validate_settle(item)
+                else:
+                    _check_reservation_id(item.reservation_id)
+                    _check_text(item.reason, "reason")
+            except InvalidInput:
+                results.append(SettleResult("unknown", None, 0, 0))
+                continue
+            results.append(None)
+            valid.append(item)
+        sent = iter(await self._store.settle_batch(valid))
+        return [r if r is not None else next(sent) for r in results]
+
+    async def expire_due(self, limit: int = 500) -> list[ExpiredReservation]:
+        """Settle up to `limit` overdue reservations at their estimate (safe on every replica)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
+            raise InvalidInput("limit: must be between 1 and 10000")
+        return await self._store.expire(limit)
+
+    async def reservation(self, reservation_id: str) -> Reservation | None:
+        _check_reservation_id(reservation_id)
+        return await self._store.reservation(reservation_id)
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def _wallet(self, wallet_id: str, record: dict[str, int]) -> Wallet:
+        return Wallet.build(
+            wallet_id,
+            low_balance_ratio=self._low_ratio,
+            org_id=self.org_id,
+            **record,
+        )
+
+    async def wallet(self, wallet_id: str) -> Wallet:
+        parse_wallet_id(wallet_id)
+        record = await self._store.wallet(wallet_id)
+        if record is None:
+            raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
+        return self._wallet(wallet_id, record)
+
+    async def wallets(self) -> list[Wallet]:
+        """Every wallet (org first, then teams, then users), read in one pipeline."""
+        records = await self._store.wallets()
+        out = [self._wallet(wid, rec) for wid, rec in records.items()]
+        return sorted(out, key=lambda w: (_SCOPE_ORDER[w.scope], w.id))
+
+    async def ledger(
+        self, count: int = 50, before: str | None = None, wallet: str | None = None
+    ) -> list[LedgerEntry]:
+        """Newest first, up to `count` entries older than entry id `before`, optionally only those
+        touching `wallet`."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= 10_000:
+            raise InvalidInput("count: must be between 1 and 10000", {"field": "count"})
+        if before is not None and not _is_stream_id(before):
+            raise InvalidInput("before: must be a ledger entry id", {"field": "before"})
+        if wallet is not None:
+            parse_wallet_id(wallet)
+        return await self._store.ledger(count, before=before, wallet=wallet)
+
+    async def audit(self) -> AuditReport:
+        """Replay the whole ledger and compare with every wallet and the deadline index."""
+        snap = await self._store.audit_snapshot()
+        replay = LedgerReplay()
+        if snap.last_entry_id is not None:
+            async for entry in self._store.iter_ledger(upto=snap.last_entry_id):
+                replay.apply(entry)
+        mismatches = compare(replay, snap.wallets, snap.deadlines)
+        return AuditReport(
+            ok=not mismatches,
+            entries=replay.entries,
+            mismatches=mismatches,
+            wallets=len(snap.wallets),
+            open_reservations=len(snap.deadlines),
+        )
+
+
+def _is_stream_id(value: str) -> bool:
+    ms, sep, seq = value.partition("-")
+    return ms.isdigit() and (not sep or seq.isdigit())
+
+
+__all__ = ["WalletService", "fingerprint"]
