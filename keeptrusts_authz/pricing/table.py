@@ -1,0 +1,339 @@
+"""The price table: shipped defaults (prices.yaml) merged with `pricing.models` from the config.
+
+Name resolution (`PriceTable.resolve`), case-insensitive, no prefix guessing:
+  1. the exact model name;
+  2. an alias listed by a model;
+  3. the name without a dated-snapshot or `-latest` suffix (`-YYYY-MM-DD`, `-YYYYMMDD`,
+     `@YYYYMMDD`, `-latest`), looked up by name then alias: `gpt-4o-2024-08-06` -> `gpt-4o`,
+     `claude-sonnet-4-20250514` -> `claude-sonnet-4`,
+     `claude-3-5-haiku-latest` -> `claude-3-5-haiku`.
+     `gpt-4o-mini-2024-07-18` -> `gpt-4o-mini` (never `gpt-4o`: only whole suffixes are stripped);
+  4. otherwise `UnknownModel`, unless `pricing.unknown_model: default`, which prices the request as
+     `pricing.default_model` (the result says `defaulted`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Literal, overload
+
+import yaml
+from pydantic import ValidationError
+
+from keeptrusts_authz.config.loader import ConfigError
+from keeptrusts_authz.config.models import Config, ModelPrice
+from keeptrusts_authz.pricing.cost import Rates, Usage, output_bound_for
+
+_SNAPSHOT_SUFFIX = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest)$")
+_SHIPPED = "shipped default"
+DEFAULTS_CURRENCY = "USD"
+
+Via = Literal["exact", "alias", "snapshot", "default"]
+
+
+class UnknownModel(LookupError):
+    """The model is not in the price table (and the config does not price unknown models)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        shown = model if len(model) <= 120 else model[:117] + "..."
+        super().__init__(f"unknown model {shown!r}: not in the price table")
+
+
+class PricingError(ConfigError):
+    """The price table cannot be built from the config; `errors` are path-named lines."""
+
+    def __init__(self, errors: list[str], source: str = "pricing") -> None:
+        super().__init__(source, errors)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """The table entry a requested model name resolved to."""
+
+    name: str
+    price: ModelPrice
+    requested: str = ""
+    via: Via = "exact"
+
+    @property
+    def defaulted(self) -> bool:
+        """True when the requested model is unknown and is priced as `pricing.default_model`."""
+        return self.via == "default"
+
+    def output_bound(self, requested: int | None) -> int:
+        """Output tokens to reserve for: the request's limit capped by the model's maximum."""
+        return output_bound_for(self.price, requested)
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultPrices:
+    """The shipped table: when the prices were taken, their currency and the models."""
+
+    taken: date
+    currency: str
+    models: Mapping[str, ModelPrice]
+
+
+@lru_cache(maxsize=1)
+def load_default_prices() -> DefaultPrices:
+    """Parse the shipped `prices.yaml` (package data); cached, immutable."""
+    text = resources.files("keeptrusts_authz.pricing").joinpath("prices.yaml").read_text("utf-8")
+    data = yaml.safe_load(text)
+    taken = date.fromisoformat(str(data["prices_taken"]))
+    models: dict[str, ModelPrice] = {}
+    for name, entry in data["models"].items():
+        try:
+            models[str(name)] = ModelPrice.model_validate(entry)
+        except ValidationError as exc:  # a packaging bug, not a user error
+            raise RuntimeError(f"shipped prices.yaml: models.{name}: {exc}") from exc
+    currency = str(data.get("currency", DEFAULTS_CURRENCY))
+    return DefaultPrices(taken, currency, MappingProxyType(models))
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    name: str
+    price: ModelPrice
+    origin: str  # "shipped default '<name>'" or "pricing.models.<name>"
+    rates: Rates = field(compare=False)
+
+    @property
+    def shipped(self) -> bool:
+        return self.origin.startswith(_SHIPPED)
+
+
+def _key(name: str) -> str:
+    return name.strip().lower()
+
+
+class PriceTable:
+    """Model prices with alias/snapshot resolution and exact integer-micro cost functions."""
+
+    def __init__(
+        self,
+        models: Mapping[str, ModelPrice],
+        *,
+        unknown_model: Literal["block", "default"] = "block",
+        default_model: str | None = None,
+        origins: Mapping[str, str] | None = None,
+        prices_taken: date | None = None,
+    ) -> None:
+        """Build and validate. `origins` names where each model came from, for error messages
+        (default `pricing.models.<name>`). Raises `PricingError` listing every problem."""
+        errors: list[str] = []
+        self.prices_taken = prices_taken
+        self._entries: dict[str, _Entry] = {}
+        # lower-cased name or alias -> (canonical name, how it matched)
+        self._index: dict[str, tuple[str, Literal["exact", "alias"]]] = {}
+        origins = origins or {}
+        for name, price in models.items():
+            origin = origins.get(name, f"pricing.models.{name}")
+            key = _key(name)
+            if not key:
+                errors.append(f"{origin}: model name must not be empty")
+                continue
+            if key in self._index:
+                other, how = self._index[key]
+                what = "the name" if how == "exact" else f"an alias of model {other!r}"
+                errors.append(
+                    f"{origin}: model name {name!r} is already {what} "
+                    f"({self._entries[_key(other)].origin})"
+                )
+                continue
+            self._entries[key] = _Entry(name, price, origin, Rates.of(price))
+            self._index[key] = (name, "exact")
+        for key, entry in list(self._entries.items()):
+            for i, alias in enumerate(entry.price.aliases):
+                akey = _key(alias)
+                if akey == key:
+                    continue  # an alias equal to its own name is harmless
+                if not akey:
+                    errors.append(f"{entry.origin}.aliases[{i}]: alias must not be empty")
+                    continue
+                hit = self._index.get(akey)
+                if hit is not None and hit[0] != entry.name:
+                    clash = self._entries[_key(hit[0])]
+                    if entry.shipped and not clash.shipped and hit[1] == "exact":
+                        # A config model took the name a shipped model answers to: blame the
+                        # config entry (the fix is there: override the shipped model instead).
+                        errors.append(
+                            f"{clash.origin}: model name {clash.name!r} is already an alias of "
+                            f"model {entry.name!r} ({entry.origin}); override {entry.name!r} "
+                            "to drop the alias"
+                        )
+                    else:
+                        what = "model" if hit[1] == "exact" else "an alias of model"
+                        errors.append(
+                            f"{entry.origin}.aliases[{i}]: alias {alias!r} of model "
+                            f"{entry.name!r} collides with {what} {clash.name!r} ({clash.origin})"
+                        )
+                    continue
+                self._index[akey] = (entry.name, "alias")
+        self.unknown_model = unknown_model
+        self._default: _Entry | None = None
+        if default_model is not None and not errors:
+            found = self.lookup(default_model)
+            if found is None:
+                errors.append(
+                    f"pricing.default_model: unknown model {default_model!r} "
+                    "(not in the price table)"
+                )
+            else:
+                self._default = self._entries[_key(found.name)]
+        if unknown_model == "default" and default_model is None:
+            errors.append("pricing.default_model: required when unknown_model is 'default'")
+        if errors:
+            raise PricingError(errors)
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def defaults(cls) -> PriceTable:
+        """The shipped table alone (unknown models blocked)."""
+        shipped = load_default_prices()
+        return cls(
+            shipped.models,
+            origins={n: f"{_SHIPPED} {n!r}" for n in shipped.models},
+            prices_taken=shipped.taken,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> PriceTable:
+        """Shipped defaults (unless `pricing.include_defaults: false`) overridden and extended by
+        `pricing.models` (an entry with a shipped model's name replaces it, aliases included)."""
+        pricing = cfg.pricing
+        models: dict[str, ModelPrice] = {}
+        origins: dict[str, str] = {}
+        taken: date | None = None
+        errors: list[str] = []
+        if pricing.include_defaults:
+            shipped = load_default_prices()
+            taken = shipped.taken
+            overridden = {_key(n) for n in pricing.models}
+            currency = cfg.organization.currency
+            if currency != shipped.currency:
+                errors.append(
+                    f"pricing.include_defaults: the shipped prices are in {shipped.currency} but "
+                    f"organization.currency is {currency}; set include_defaults: false and price "
+                    f"every model in {currency} under pricing.models"
+                )
+            for name, price in shipped.models.items():
+                if _key(name) not in overridden:
+                    models[name] = price
+                    origins[name] = f"{_SHIPPED} {name!r}"
+        for name, price in pricing.models.items():
+            models[name] = price
+            origins[name] = f"pricing.models.{name}"
+        if errors:
+            raise PricingError(errors)
+        return cls(
+            models,
+            unknown_model=pricing.unknown_model,
+            default_model=pricing.default_model,
+            origins=origins,
+            prices_taken=taken,
+        )
+
+    # -- lookup -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return (e.name for e in self._entries.values())
+
+    def __contains__(self, model: object) -> bool:
+        return isinstance(model, str) and self.lookup(model) is not None
+
+    @property
+    def models(self) -> Mapping[str, ModelPrice]:
+        return MappingProxyType({e.name: e.price for e in self._entries.values()})
+
+    def origin(self, name: str) -> str:
+        """Where a model's entry came from (`shipped default 'x'` or `pricing.models.x`)."""
+        return self._entries[_key(name)].origin
+
+    def names_and_aliases(self) -> list[str]:
+        """Every name a model answers to directly (lower-cased), for glob checks."""
+        return list(self._index)
+
+    def lookup(self, model: str) -> ResolvedModel | None:
+        """Resolve by name, alias or snapshot suffix; None when unknown (never defaults)."""
+        if not isinstance(model, str):
+            return None
+        key = _key(model)
+        hit = self._index.get(key)
+        if hit is not None:
+            return ResolvedModel(hit[0], self._entries[_key(hit[0])].price, model, hit[1])
+        stripped = _SNAPSHOT_SUFFIX.sub("", key)
+        if stripped != key and stripped:
+            hit = self._index.get(stripped)
+            if hit is not None:
+                return ResolvedModel(hit[0], self._entries[_key(hit[0])].price, model, "snapshot")
+        return None
+
+    def resolve(self, model: str) -> ResolvedModel:
+        """The entry pricing `model`; raises `UnknownModel` unless unknown models are defaulted."""
+        found = self.lookup(model)
+        if found is not None:
+            return found
+        if self._default is not None and self.unknown_model == "default":
+            return ResolvedModel(self._default.name, self._default.price, str(model), "default")
+        raise UnknownModel(str(model))
+
+    # -- cost ---------------------------------------------------------------------------------
+
+    def _rates(self, model: str | ResolvedModel) -> tuple[ResolvedModel, Rates]:
+        resolved = model if isinstance(model, ResolvedModel) else self.resolve(model)
+        entry = self._entries.get(_key(resolved.name))
+        rates = entry.rates if entry is not None else Rates.of(resolved.price)
+        return resolved, rates
+
+    @overload
+    def cost_micros(self, model: str | ResolvedModel, input_tokens: Usage, /) -> int: ...
+
+    @overload
+    def cost_micros(
+        self,
+        model: str | ResolvedModel,
+        input_tokens: int,
+        output_tokens: int,
+        cached_tokens: int = 0,
+    ) -> int: ...
+
+    def cost_micros(
+        self,
+        model: str | ResolvedModel,
+        input_tokens: int | Usage,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
+    ) -> int:
+        """Real cost of a request in integer micros, rounded UP to 1 micro.
+
+        `input_tokens` is the TOTAL prompt tokens INCLUDING cached ones (OpenAI's convention);
+        `cached_tokens` of them are priced at `cached_input_per_1m` (the input price when the model
+        has none), the rest at `input_per_1m`. Pass a `Usage` instead of the three counts if you
+        have one. Raises `UnknownModel` (see `resolve`), TypeError/ValueError on bad counts.
+        """
+        usage = (
+            input_tokens
+            if isinstance(input_tokens, Usage)
+            else Usage(input_tokens, output_tokens, cached_tokens)
+        )
+        _, rates = self._rates(model)
+        return rates.cost(usage)
+
+    def reserve_micros(
+        self, model: str | ResolvedModel, input_tokens: int, output_bound: int | None = None
+    ) -> int:
+        """Worst-case estimate in micros: all `input_tokens` at the full input price plus
+        `output_bound` output tokens, capped by (None = exactly) the model's `max_output_tokens`."""
+        resolved, rates = self._rates(model)
+        return rates.cost(Usage(input_tokens, resolved.output_bound(output_bound), 0))
