@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+# A validator message that starts with a (relative) path: `sentinel_master: required when ...`.
+_PATHED = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z_]\w*(?:\[\d+\])*)*): (.+)$", re.S)
+
+
 def _describe(err: Any) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     path = _path(loc) or "(top level)"
@@ -39,9 +44,11 @@ def _describe(err: Any) -> str:
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    # Messages from the top-level validator already carry their own path.
-    if not loc and msg and (msg.split(":")[0].replace("_", "").replace("[", "").isalnum()):
-        return msg
+    pathed = _PATHED.match(msg) if err["type"] == "value_error" else None
+    if pathed:
+        # Model validators name the offending field relative to their model (the top-level
+        # validator: from the root), so join it to the model's own path.
+        return f"{_path(loc)}.{msg}" if loc else msg
     return f"{path}: {msg}"
 
 
@@ -66,12 +73,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(p), [f"cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(p), ["cannot read: not UTF-8 text"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(str(p), [f"invalid YAML{where}"]) from None
+        # The problem text names the syntax error only (never the document's content).
+        problem = getattr(exc, "problem", None)
+        why = f": {problem}" if isinstance(problem, str) and problem else ""
+        raise ConfigError(str(p), [f"invalid YAML{where}{why}"]) from None
     cfg = parse_config(data, str(p))
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:

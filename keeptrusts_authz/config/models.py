@@ -33,10 +33,14 @@ class Organization(StrictModel):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
 
 
+def _default_cascade() -> list[Scope]:
+    return ["user", "team"]
+
+
 class Enforcement(StrictModel):
     """Defaults for the per-group fields, and the timing knobs of the reservation lifecycle."""
 
-    cascade: list[Scope] = Field(default_factory=lambda: ["user", "team"], min_length=1)
+    cascade: list[Scope] = Field(default_factory=_default_cascade, min_length=1)
     on_insufficient: Policy = "block"
     user_header: str = "x-keeptrusts-user"
     hold_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
@@ -138,7 +142,7 @@ class Pricing(StrictModel):
     @model_validator(mode="after")
     def _default_needs_model(self) -> Pricing:
         if self.unknown_model == "default" and not self.default_model:
-            raise ValueError("unknown_model: default requires default_model")
+            raise ValueError("default_model: required when unknown_model is 'default'")
         return self
 
 
@@ -168,7 +172,7 @@ class RedisSettings(StrictModel):
     @model_validator(mode="after")
     def _sentinel_master(self) -> RedisSettings:
         if self.mode == "sentinel" and not self.sentinel_master:
-            raise ValueError("mode: sentinel requires sentinel_master")
+            raise ValueError("sentinel_master: required when mode is 'sentinel'")
         return self
 
 
@@ -256,9 +260,14 @@ class Config(StrictModel):
                     f"(same as consumer_groups[{digests[d]}])"
                 )
             digests[d] = i
-        names = [p.name for p in self.providers]
-        if len(set(names)) != len(names):
-            raise ValueError("providers: duplicate provider name")
+        providers: dict[str, int] = {}
+        for i, p in enumerate(self.providers):
+            if p.name in providers:
+                raise ValueError(
+                    f"providers[{i}].name: duplicate provider name {p.name!r} "
+                    f"(also providers[{providers[p.name]}])"
+                )
+            providers[p.name] = i
         return self
 
     def group(self, name: str) -> ConsumerGroup:
