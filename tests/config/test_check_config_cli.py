@@ -193,6 +193,6 @@ def test_mask_url(url: str, masked: str) -> None:
 
 
 def test_key_source_never_returns_the_key() -> None:
-    assert key_source(ConsumerGroup(name="a", api_key="kt_secret")) == "api_key"  # type: ignore[arg-type]
+    assert key_source(ConsumerGroup(name="a", api_key="kt_secret")) == "api_key"
     assert key_source(ConsumerGroup(name="a", api_key_env="K")) == "env:K"
     assert key_source(ConsumerGroup(name="a", api_key_sha256="a" * 64)) == "sha256"
