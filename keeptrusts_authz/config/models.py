@@ -216,10 +216,19 @@ class Gateway(StrictModel):
 
     listen_port: int = Field(default=10000, ge=1, le=65535)
     admin_port: int = Field(default=9901, ge=1, le=65535)
+    # Envoy's admin interface can stop the proxy (/quitquitquit): loopback only by default.
+    admin_host: str = "127.0.0.1"
     authz_host: str = "127.0.0.1"
     authz_port: int = Field(default=9191, ge=1, le=65535)
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     check_timeout_seconds: float = Field(default=2.0, gt=0)
+    # CA bundle for https provider clusters (system bundle of Debian/Ubuntu images).
+    ca_bundle: str = "/etc/ssl/certs/ca-certificates.crt"
+    # How often Envoy flushes buffered access-log entries to the service (reconciliation lag).
+    access_log_flush_ms: int = Field(default=200, ge=10, le=60_000)
+    # Add `stream_options.include_usage: true` to OpenAI streaming requests that lack it, so the
+    # provider reports the real usage; when false such streams settle at the estimate.
+    inject_stream_usage: bool = True
 
 
 class Alerts(StrictModel):

@@ -1,0 +1,594 @@
+-- keeptrusts usage filter (Envoy HTTP Lua filter, LuaJIT; no external libraries).
+--
+-- Response side: reads the token usage the provider reported and writes it to the dynamic
+-- metadata namespace "keeptrusts.usage", which Envoy sends with the gRPC access-log entry
+-- (common_properties.metadata.filter_metadata). Bodies stream through unbuffered:
+--   * JSON bodies are copied chunk by chunk into Lua (bounded by MAX_JSON_BYTES) and decoded
+--     once at the end of the stream, so Envoy's buffer limit never turns a large response
+--     (e.g. many embeddings) into a 500;
+--   * SSE bodies are scanned line by line as chunks arrive; a partial last line is carried over
+--     to the next chunk (bounded by MAX_LINE_BYTES).
+-- Keys written: input_tokens, output_tokens, cached_tokens (cache reads), cache_creation_tokens
+-- (cache writes), model, api (openai | openai_responses | anthropic | ""), usage_found, stream,
+-- complete. Token counts are as the provider reported them: for OpenAI (both APIs) input_tokens
+-- INCLUDES cached_tokens and cache_creation_tokens is 0; for Anthropic input_tokens EXCLUDES
+-- cache reads and writes (total prompt = input_tokens + cached_tokens + cache_creation_tokens).
+--
+-- Envoy 1.40 fact: streamInfo():dynamicMetadata() must be fetched AFTER body()/bodyChunks(),
+-- otherwise every set fails with "object used outside of proper scope".
+
+local NS = "keeptrusts.usage"
+local MAX_JSON_BYTES = 16 * 1024 * 1024
+local MAX_LINE_BYTES = 4 * 1024 * 1024
+local MAX_DEPTH = 64
+
+local byte, sub, find, char = string.byte, string.sub, string.find, string.char
+local concat = table.concat
+local floor = math.floor
+
+-- ---------------------------------------------------------------------------------------------
+-- A small JSON decoder. decode_value(s, i, spec, depth) returns value, next_index. `spec` selects
+-- what to materialise in objects: true = everything, a table = only the listed keys (each with its
+-- own spec); the other members are skipped without building Lua values. JSON null -> nil.
+-- ---------------------------------------------------------------------------------------------
+
+local function skip_ws(s, i)
+  local _, e = find(s, "^[ \t\r\n]*", i)
+  return e + 1
+end
+
+local function utf8char(cp)
+  if cp < 0x80 then
+    return char(cp)
+  elseif cp < 0x800 then
+    return char(0xC0 + floor(cp / 0x40), 0x80 + cp % 0x40)
+  elseif cp < 0x10000 then
+    return char(0xE0 + floor(cp / 0x1000), 0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
+  end
+  return char(0xF0 + floor(cp / 0x40000), 0x80 + floor(cp / 0x1000) % 0x40,
+    0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
+end
+
+local ESCAPES = {
+  [34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f", [110] = "\n", [114] = "\r",
+  [116] = "\t",
+}
+
+local function decode_string(s, i)
+  local parts, n, j = nil, 0, i + 1
+  while true do
+    local k = find(s, '["\\]', j)
+    if k == nil then
+      error("unterminated string")
+    end
+    if byte(s, k) == 34 then
+      if parts == nil then
+        return sub(s, j, k - 1), k + 1
+      end
+      n = n + 1
+      parts[n] = sub(s, j, k - 1)
+      return concat(parts), k + 1
+    end
+    parts = parts or {}
+    n = n + 1
+    parts[n] = sub(s, j, k - 1)
+    local c = byte(s, k + 1)
+    if c == 117 then
+      local cp = tonumber(sub(s, k + 2, k + 5), 16)
+      if cp == nil then
+        error("bad unicode escape")
+      end
+      j = k + 6
+      if cp >= 0xD800 and cp <= 0xDBFF and sub(s, j, j + 1) == "\\u" then
+        local lo = tonumber(sub(s, j + 2, j + 5), 16)
+        if lo ~= nil and lo >= 0xDC00 and lo <= 0xDFFF then
+          cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00)
+          j = j + 6
+        end
+      end
+      n = n + 1
+      parts[n] = utf8char(cp)
+    else
+      local e = ESCAPES[c]
+      if e == nil then
+        error("bad escape")
+      end
+      n = n + 1
+      parts[n] = e
+      j = k + 2
+    end
+  end
+end
+
+local function skip_string(s, i)
+  local j = i + 1
+  while true do
+    local k = find(s, '["\\]', j)
+    if k == nil then
+      error("unterminated string")
+    end
+    if byte(s, k) == 34 then
+      return k + 1
+    end
+    j = k + 2
+  end
+end
+
+local decode_value
+
+local function skip_value(s, i)
+  local c = byte(s, i)
+  if c == 34 then
+    return skip_string(s, i)
+  elseif c == 123 or c == 91 then
+    local depth, j = 0, i
+    while true do
+      local k = find(s, '["{}%[%]]', j)
+      if k == nil then
+        error("unterminated container")
+      end
+      local b = byte(s, k)
+      if b == 34 then
+        j = skip_string(s, k)
+      elseif b == 123 or b == 91 then
+        depth = depth + 1
+        j = k + 1
+      else
+        depth = depth - 1
+        j = k + 1
+        if depth == 0 then
+          return j
+        end
+      end
+    end
+  end
+  local _, j = decode_value(s, i, true, 0)
+  return j
+end
+
+decode_value = function(s, i, spec, depth)
+  if depth > MAX_DEPTH then
+    error("nested too deep")
+  end
+  local c = byte(s, i)
+  if c == 123 then
+    local obj = {}
+    local j = skip_ws(s, i + 1)
+    if byte(s, j) == 125 then
+      return obj, j + 1
+    end
+    while true do
+      if byte(s, j) ~= 34 then
+        error("expected key")
+      end
+      local key
+      key, j = decode_string(s, j)
+      j = skip_ws(s, j)
+      if byte(s, j) ~= 58 then
+        error("expected colon")
+      end
+      j = skip_ws(s, j + 1)
+      local sub_spec = spec
+      if spec ~= true then
+        sub_spec = spec[key]
+      end
+      if sub_spec then
+        obj[key], j = decode_value(s, j, sub_spec, depth + 1)
+      else
+        j = skip_value(s, j)
+      end
+      j = skip_ws(s, j)
+      c = byte(s, j)
+      if c == 125 then
+        return obj, j + 1
+      elseif c ~= 44 then
+        error("expected , or }")
+      end
+      j = skip_ws(s, j + 1)
+    end
+  elseif c == 91 then
+    local arr, n = {}, 0
+    local j = skip_ws(s, i + 1)
+    if byte(s, j) == 93 then
+      return arr, j + 1
+    end
+    while true do
+      n = n + 1
+      arr[n], j = decode_value(s, j, spec, depth + 1)
+      j = skip_ws(s, j)
+      c = byte(s, j)
+      if c == 93 then
+        return arr, j + 1
+      elseif c ~= 44 then
+        error("expected , or ]")
+      end
+      j = skip_ws(s, j + 1)
+    end
+  elseif c == 34 then
+    return decode_string(s, i)
+  elseif c == 116 and sub(s, i, i + 3) == "true" then
+    return true, i + 4
+  elseif c == 102 and sub(s, i, i + 4) == "false" then
+    return false, i + 5
+  elseif c == 110 and sub(s, i, i + 3) == "null" then
+    return nil, i + 4
+  end
+  local _, e = find(s, "^-?%d+%.?%d*[eE]?[-+]?%d*", i)
+  if e == nil then
+    error("unexpected character")
+  end
+  local v = tonumber(sub(s, i, e))
+  if v == nil then
+    error("bad number")
+  end
+  return v, e + 1
+end
+
+local function decode(s, spec)
+  local i = skip_ws(s, 1)
+  local v, j = decode_value(s, i, spec, 0)
+  if skip_ws(s, j) <= #s then
+    error("trailing data")
+  end
+  return v
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Usage extraction, shared by JSON bodies and SSE events.
+-- ---------------------------------------------------------------------------------------------
+
+local USAGE_HOLDER = { model = true, usage = true }
+-- What a top-level JSON object or SSE event may hold that matters here; the rest is skipped.
+local SPEC = {
+  type = true,
+  object = true,
+  model = true,
+  usage = true,
+  message = USAGE_HOLDER,
+  response = USAGE_HOLDER,
+}
+
+local function num(v)
+  if type(v) == "number" and v >= 0 then
+    return v
+  end
+  return nil
+end
+
+local function new_state(stream)
+  return {
+    stream = stream, found = false, complete = false, api = "", model = nil,
+    input = 0, output = 0, cached = 0, cache_creation = 0,
+  }
+end
+
+-- OpenAI chat/completions, completions, embeddings: prompt_tokens includes cached_tokens.
+local function apply_openai(st, u)
+  local input = num(u.prompt_tokens)
+  if input == nil then
+    return false
+  end
+  st.api = "openai"
+  st.input = input
+  st.output = num(u.completion_tokens) or 0
+  local d = u.prompt_tokens_details
+  st.cached = (type(d) == "table" and num(d.cached_tokens)) or 0
+  st.cache_creation = 0
+  st.found = true
+  return true
+end
+
+-- OpenAI Responses API: input_tokens includes input_tokens_details.cached_tokens.
+local function apply_responses(st, u)
+  local input = num(u.input_tokens)
+  if input == nil then
+    return false
+  end
+  st.api = "openai_responses"
+  st.input = input
+  st.output = num(u.output_tokens) or 0
+  local d = u.input_tokens_details
+  st.cached = (type(d) == "table" and num(d.cached_tokens)) or 0
+  st.cache_creation = 0
+  st.found = true
+  return true
+end
+
+-- Anthropic: input_tokens EXCLUDES cache reads/writes (published as reported).
+-- message_delta usage is cumulative, so any field it carries replaces the earlier value.
+local function apply_anthropic(st, u)
+  local seen = false
+  local v = num(u.input_tokens)
+  if v ~= nil then
+    st.input, seen = v, true
+  end
+  v = num(u.output_tokens)
+  if v ~= nil then
+    st.output, seen = v, true
+  end
+  v = num(u.cache_read_input_tokens)
+  if v ~= nil then
+    st.cached, seen = v, true
+  end
+  v = num(u.cache_creation_input_tokens)
+  if v ~= nil then
+    st.cache_creation, seen = v, true
+  end
+  if seen then
+    st.api = "anthropic"
+    st.found = true
+  end
+  return seen
+end
+
+local function take_model(st, m)
+  if type(m) == "string" and m ~= "" then
+    st.model = m
+  end
+end
+
+-- One decoded JSON object: a whole response body or one SSE event's data.
+local function apply_object(st, o)
+  if type(o) ~= "table" then
+    return
+  end
+  local t = o.type
+  if t == "message_start" and type(o.message) == "table" then
+    take_model(st, o.message.model)
+    if type(o.message.usage) == "table" then
+      apply_anthropic(st, o.message.usage)
+    end
+  elseif t == "message_delta" then
+    if type(o.usage) == "table" and apply_anthropic(st, o.usage) then
+      st.complete = true
+    end
+  elseif type(t) == "string" and sub(t, 1, 9) == "response." then
+    local r = o.response
+    if type(r) == "table" then
+      take_model(st, r.model)
+      if (t == "response.completed" or t == "response.incomplete" or t == "response.failed")
+          and type(r.usage) == "table" and apply_responses(st, r.usage) then
+        st.complete = true
+      end
+    end
+  else
+    take_model(st, o.model)
+    local u = o.usage
+    if type(u) == "table" then
+      local ok
+      if t == "message" then
+        ok = apply_anthropic(st, u)
+      elseif u.prompt_tokens ~= nil then
+        ok = apply_openai(st, u)
+      else
+        ok = apply_responses(st, u)
+      end
+      if ok and st.stream then
+        st.complete = true
+      end
+    end
+  end
+end
+
+-- One SSE line (without its "\n"). Only "data:" lines with a JSON object matter; events that
+-- cannot carry usage are not decoded once the model is known.
+local function on_sse_line(st, line)
+  if byte(line, 1) ~= 100 or sub(line, 1, 5) ~= "data:" then
+    return
+  end
+  local i = skip_ws(line, 6)
+  if byte(line, i) ~= 123 then
+    return
+  end
+  if st.model ~= nil and find(line, '"usage"', i, true) == nil then
+    return
+  end
+  local ok, o = pcall(decode, sub(line, i), SPEC)
+  if ok then
+    apply_object(st, o)
+  end
+end
+
+local function publish(handle, st)
+  local md = handle:streamInfo():dynamicMetadata()
+  md:set(NS, "usage_found", st.found)
+  md:set(NS, "stream", st.stream)
+  md:set(NS, "complete", st.complete)
+  md:set(NS, "api", st.api)
+  md:set(NS, "model", st.model or "")
+  md:set(NS, "input_tokens", st.input)
+  md:set(NS, "output_tokens", st.output)
+  md:set(NS, "cached_tokens", st.cached)
+  md:set(NS, "cache_creation_tokens", st.cache_creation)
+end
+
+function envoy_on_response(handle)
+  local headers = handle:headers()
+  local ctype = string.lower(headers:get("content-type") or "")
+  local encoding = string.lower(headers:get("content-encoding") or "identity")
+  local is_sse = find(ctype, "text/event-stream", 1, true) ~= nil
+  local is_json = (not is_sse) and find(ctype, "json", 1, true) ~= nil
+  local st = new_state(is_sse)
+
+  if encoding ~= "identity" or not (is_sse or is_json) then
+    -- Nothing to read (the routes strip accept-encoding, so providers answer uncompressed).
+    -- Drain through without looking so the metadata is written at the end of the stream.
+    for _ in handle:bodyChunks() do
+    end
+    publish(handle, st)
+    return
+  end
+
+  if is_json then
+    local parts, n, size, overflow = {}, 0, 0, false
+    for chunk in handle:bodyChunks() do
+      local len = chunk:length()
+      if len > 0 and not overflow then
+        size = size + len
+        if size > MAX_JSON_BYTES then
+          overflow, parts, n = true, {}, 0
+        else
+          n = n + 1
+          parts[n] = chunk:getBytes(0, len)
+        end
+      end
+    end
+    if not overflow and n > 0 then
+      local ok, o = pcall(decode, concat(parts, "", 1, n), SPEC)
+      if ok then
+        apply_object(st, o)
+        st.complete = true
+      end
+    end
+    publish(handle, st)
+    return
+  end
+
+  -- SSE: complete lines are handled as they arrive; `pending` holds the partial last line.
+  local pending, np, plen, skipping = {}, 0, 0, false
+  for chunk in handle:bodyChunks() do
+    local len = chunk:length()
+    if len > 0 then
+      local data = chunk:getBytes(0, len)
+      local pos = 1
+      while true do
+        local nl = find(data, "\n", pos, true)
+        if nl == nil then
+          break
+        end
+        local line = sub(data, pos, nl - 1)
+        if np > 0 then
+          np = np + 1
+          pending[np] = line
+          line = concat(pending, "", 1, np)
+          pending, np, plen = {}, 0, 0
+        end
+        if skipping then
+          skipping = false
+        else
+          if byte(line, -1) == 13 then
+            line = sub(line, 1, -2)
+          end
+          on_sse_line(st, line)
+        end
+        pos = nl + 1
+      end
+      if pos <= len and not skipping then
+        plen = plen + (len - pos + 1)
+        if plen > MAX_LINE_BYTES then
+          pending, np, plen, skipping = {}, 0, 0, true
+        else
+          np = np + 1
+          pending[np] = sub(data, pos)
+        end
+      end
+    end
+  end
+  if np > 0 and not skipping then
+    on_sse_line(st, concat(pending, "", 1, np))
+  end
+  publish(handle, st)
+end
+
+-- @@REQUEST_BEGIN@@
+-- Request side (gateway.inject_stream_usage): OpenAI streams report usage only when the request
+-- asks for it with stream_options.include_usage. For a JSON chat/completions or completions
+-- request with "stream": true that does not say include_usage, add it, so the real usage arrives
+-- in the final chunk (which has "choices": []) and the reservation settles at the real cost
+-- instead of the estimate. An explicit include_usage (true or false) is left alone.
+
+-- Returns the rewritten body, or nil when nothing is to change.
+local function with_include_usage(s)
+  local i = skip_ws(s, 1)
+  if byte(s, i) ~= 123 then
+    return nil
+  end
+  local stream, so_start, so_end, so_val = false, nil, nil, nil
+  local j = skip_ws(s, i + 1)
+  if byte(s, j) == 125 then
+    return nil
+  end
+  while true do
+    if byte(s, j) ~= 34 then
+      error("expected key")
+    end
+    local key
+    key, j = decode_string(s, j)
+    j = skip_ws(s, j)
+    if byte(s, j) ~= 58 then
+      error("expected colon")
+    end
+    j = skip_ws(s, j + 1)
+    if key == "stream" then
+      local v
+      v, j = decode_value(s, j, true, 0)
+      stream = (v == true)
+    elseif key == "stream_options" then
+      so_start = j
+      so_val, j = decode_value(s, j, true, 0)
+      so_end = j
+    else
+      j = skip_value(s, j)
+    end
+    j = skip_ws(s, j)
+    local c = byte(s, j)
+    if c == 125 then
+      break
+    elseif c ~= 44 then
+      error("expected , or }")
+    end
+    j = skip_ws(s, j + 1)
+  end
+  if not stream then
+    return nil
+  end
+  if so_start == nil then
+    return sub(s, 1, i) .. '"stream_options":{"include_usage":true},' .. sub(s, i + 1)
+  end
+  if so_val == nil then
+    return sub(s, 1, so_start - 1) .. '{"include_usage":true}' .. sub(s, so_end)
+  end
+  if type(so_val) ~= "table" or so_val.include_usage ~= nil then
+    return nil
+  end
+  local sep = ","
+  if byte(s, skip_ws(s, so_start + 1)) == 125 then
+    sep = ""
+  end
+  return sub(s, 1, so_start) .. '"include_usage":true' .. sep .. sub(s, so_start + 1)
+end
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  if headers:get(":method") ~= "POST" then
+    return
+  end
+  local path = string.match(headers:get(":path") or "", "^[^?]*")
+  if find(path, "/completions$") == nil then
+    return
+  end
+  if find(string.lower(headers:get("content-type") or ""), "json", 1, true) == nil then
+    return
+  end
+  local body = handle:body()
+  if body == nil then
+    return
+  end
+  local len = body:length()
+  if len == 0 then
+    return
+  end
+  local s = body:getBytes(0, len)
+  if find(s, '"stream"', 1, true) == nil then
+    return
+  end
+  local ok, rewritten = pcall(with_include_usage, s)
+  if ok and rewritten ~= nil then
+    body:setBytes(rewritten)
+    local h = handle:headers()
+    if h:get("content-length") ~= nil then
+      h:replace("content-length", tostring(#rewritten))
+    end
+  end
+end
+-- @@REQUEST_END@@

@@ -1,0 +1,469 @@
+"""Render the gateway's Envoy bootstrap YAML from a `Config` (`keeptrusts-authz render-envoy`).
+
+The output is self-contained (the Lua filter is inlined) so it can be shipped as a Kubernetes
+ConfigMap, and deterministic: the same config renders byte-identical YAML.
+
+Each piece (cluster, route, HTTP filter) is built by a small function; `build_routes` and
+`build_http_filters` are the places to extend (e.g. a gRPC-JSON transcoder route for `/v1/wallets`).
+
+Contract with the authz service (keeptrusts_authz.gateway):
+- the Check (OK response) sets the request header `x-keeptrusts-provider: <provider name>`; the
+  routes select the provider cluster by it (`clear_route_cache: true` re-matches after the Check);
+- the Check sets `x-keeptrusts-reservation`, which the access log records as an additional
+  request header; its dynamic metadata reaches the access-log entry under the namespace
+  `envoy.filters.http.ext_authz`;
+- the Lua filter writes the usage the provider reported under the namespace `keeptrusts.usage`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+from keeptrusts_authz.config.models import Config, Provider
+
+AUTHZ_CLUSTER = "keeptrusts_authz"
+PROVIDER_HEADER = "x-keeptrusts-provider"
+RESERVATION_HEADER = "x-keeptrusts-reservation"
+EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
+EXT_AUTHZ_NAMESPACE = EXT_AUTHZ_FILTER
+LUA_FILTER = "envoy.filters.http.lua"
+ROUTER_FILTER = "envoy.filters.http.router"
+USAGE_NAMESPACE = "keeptrusts.usage"
+ACCESS_LOG_NAME = "keeptrusts"
+HEALTH_PATH = "/healthz"
+
+_REQUEST_BEGIN = "-- @@REQUEST_BEGIN@@"
+_REQUEST_END = "-- @@REQUEST_END@@"
+
+_T = "type.googleapis.com/"
+Node = dict[str, Any]
+
+
+def _duration(seconds: float) -> str:
+    """Envoy duration string: 2 -> "2s", 0.2 -> "0.2s", 1.25 -> "1.25s" (ms precision)."""
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
+def _socket_address(host: str, port: int) -> Node:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _load_assignment(name: str, host: str, port: int) -> Node:
+    return {
+        "cluster_name": name,
+        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}]}],
+    }
+
+
+def _json_body(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- Lua usage filter
+
+
+@cache
+def _lua_source() -> str:
+    ref = resources.files("keeptrusts_authz.envoy_config") / "lua" / "usage_filter.lua"
+    return ref.read_text(encoding="utf-8")
+
+
+def usage_filter_lua(inject_stream_usage: bool = True) -> str:
+    """The Lua usage filter's source; without the request step when injection is off."""
+    source = _lua_source()
+    if not inject_stream_usage:
+        start = source.index(_REQUEST_BEGIN)
+        end = source.index(_REQUEST_END) + len(_REQUEST_END)
+        source = source[:start] + source[end:]
+    lines = [
+        line.rstrip()
+        for line in source.strip().splitlines()
+        if line.strip() not in (_REQUEST_BEGIN, _REQUEST_END)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- clusters
+
+
+def provider_cluster_name(provider: Provider) -> str:
+    return f"provider_{provider.name}"
+
+
+def authz_cluster(cfg: Config) -> Node:
+    """gRPC (HTTP/2) to the authz service; STRICT_DNS so a headless Service spreads over pods."""
+    gw = cfg.gateway
+    return {
+        "name": AUTHZ_CLUSTER,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "dns_refresh_rate": "5s",
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {
+                    "http2_protocol_options": {
+                        "connection_keepalive": {"interval": "30s", "timeout": "5s"},
+                    }
+                },
+            }
+        },
+        # Checks that wait for a hold can be many at once: do not let the default
+        # circuit breaker (1024 requests) turn them into 503s.
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "max_connections": 100000,
+                    "max_pending_requests": 100000,
+                    "max_requests": 100000,
+                }
+            ]
+        },
+        "load_assignment": _load_assignment(AUTHZ_CLUSTER, gw.authz_host, gw.authz_port),
+    }
+
+
+def _provider_endpoint(provider: Provider) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path prefix) of the provider URL."""
+    url = urlparse(provider.url)
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return url.scheme, host, port, url.path.rstrip("/")
+
+
+def upstream_tls(cfg: Config, host: str) -> Node:
+    san_type = "IP_ADDRESS" if _is_ip(host) else "DNS"
+    context: Node = {
+        "@type": _T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "validation_context": {
+                "trusted_ca": {"filename": cfg.gateway.ca_bundle},
+                "match_typed_subject_alt_names": [
+                    {"san_type": san_type, "matcher": {"exact": host}}
+                ],
+            }
+        },
+    }
+    if san_type == "DNS":
+        context["sni"] = host
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
+
+
+def provider_cluster(cfg: Config, provider: Provider) -> Node:
+    scheme, host, port, _ = _provider_endpoint(provider)
+    name = provider_cluster_name(provider)
+    cluster: Node = {
+        "name": name,
+        "type": "LOGICAL_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "5s",
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": _load_assignment(name, host, port),
+    }
+    if scheme == "https":
+        cluster["transport_socket"] = upstream_tls(cfg, host)
+    return cluster
+
+
+def build_clusters(cfg: Config) -> list[Node]:
+    return [authz_cluster(cfg)] + [provider_cluster(cfg, p) for p in cfg.providers]
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def _disable_filters() -> Node:
+    return {
+        EXT_AUTHZ_FILTER: {
+            "@type": _T + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+            "disabled": True,
+        },
+        LUA_FILTER: {
+            "@type": _T + "envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+            "disabled": True,
+        },
+    }
+
+
+def _json_direct_response(status: int, body: object) -> Node:
+    return {
+        "direct_response": {"status": status, "body": {"inline_string": _json_body(body)}},
+        "response_headers_to_add": [
+            {
+                "header": {"key": "content-type", "value": "application/json"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
+    }
+
+
+def health_route() -> Node:
+    """Liveness of the gateway itself, answered by Envoy without a Check."""
+    route: Node = {"name": "healthz", "match": {"path": HEALTH_PATH}}
+    route.update(_json_direct_response(200, {"status": "ok"}))
+    route["typed_per_filter_config"] = _disable_filters()
+    return route
+
+
+def provider_route(provider: Provider) -> Node:
+    """Requests the Check assigned to `provider` (header set by the authz service)."""
+    scheme, host, port, prefix = _provider_endpoint(provider)
+    default_port = 443 if scheme == "https" else 80
+    action: Node = {
+        "cluster": provider_cluster_name(provider),
+        "timeout": _duration(provider.timeout_seconds),
+        "host_rewrite_literal": host if port == default_port else f"{host}:{port}",
+    }
+    if prefix:
+        action["prefix_rewrite"] = prefix + "/"
+    return {
+        "name": f"provider_{provider.name}",
+        "match": {
+            "prefix": "/",
+            "headers": [{"name": PROVIDER_HEADER, "string_match": {"exact": provider.name}}],
+        },
+        "route": action,
+        # The Lua filter reads response bodies: ask providers for identity encoding.
+        "request_headers_to_remove": ["accept-encoding"],
+    }
+
+
+def not_found_route() -> Node:
+    """Anything the Check did not assign to a provider (a denied request never gets here)."""
+    route: Node = {"name": "no_provider", "match": {"prefix": "/"}}
+    route.update(
+        _json_direct_response(
+            404,
+            {"error": {"type": "not_found", "message": "no provider route for this request"}},
+        )
+    )
+    return route
+
+
+def build_routes(cfg: Config) -> list[Node]:
+    return [health_route(), *(provider_route(p) for p in cfg.providers), not_found_route()]
+
+
+def build_route_config(cfg: Config) -> Node:
+    return {
+        "name": "keeptrusts",
+        "virtual_hosts": [{"name": "gateway", "domains": ["*"], "routes": build_routes(cfg)}],
+    }
+
+
+# --------------------------------------------------------------------------- HTTP filters
+
+
+def _uses_hold(cfg: Config) -> bool:
+    return any(cfg.policy_for(g) == "hold" for g in cfg.consumer_groups)
+
+
+def check_timeout_seconds(cfg: Config) -> float:
+    """The Check deadline; a Check that may wait for a hold gets hold_timeout on top."""
+    timeout = cfg.gateway.check_timeout_seconds
+    if _uses_hold(cfg):
+        timeout += cfg.enforcement.hold_timeout_seconds
+    return timeout
+
+
+def _authz_grpc_service(timeout: float | None = None) -> Node:
+    service: Node = {"envoy_grpc": {"cluster_name": AUTHZ_CLUSTER}}
+    if timeout is not None:
+        service["timeout"] = _duration(timeout)
+    return service
+
+
+def ext_authz_filter(cfg: Config) -> Node:
+    return {
+        "name": EXT_AUTHZ_FILTER,
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "transport_api_version": "V3",
+            "grpc_service": _authz_grpc_service(check_timeout_seconds(cfg)),
+            "with_request_body": {
+                "max_request_bytes": cfg.gateway.max_request_bytes,
+                "allow_partial_message": False,
+                "pack_as_bytes": True,
+            },
+            "failure_mode_allow": False,
+            "status_on_error": {"code": 503},
+            "clear_route_cache": True,
+            "include_peer_certificate": False,
+        },
+    }
+
+
+def lua_filter(cfg: Config) -> Node:
+    return {
+        "name": LUA_FILTER,
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {
+                "inline_string": usage_filter_lua(cfg.gateway.inject_stream_usage)
+            },
+        },
+    }
+
+
+def router_filter() -> Node:
+    return {
+        "name": ROUTER_FILTER,
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.router.v3.Router",
+            # Providers need no x-envoy-* request headers (timeouts, attempt counts).
+            "suppress_envoy_headers": True,
+        },
+    }
+
+
+def build_http_filters(cfg: Config) -> list[Node]:
+    return [ext_authz_filter(cfg), lua_filter(cfg), router_filter()]
+
+
+# --------------------------------------------------------------------------- listener
+
+
+def grpc_access_log(cfg: Config) -> Node:
+    """Every request's entry, with all dynamic metadata, streamed to the service (settle)."""
+    return {
+        "name": "envoy.access_loggers.http_grpc",
+        "typed_config": {
+            "@type": _T + "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+            "common_config": {
+                "log_name": ACCESS_LOG_NAME,
+                "transport_api_version": "V3",
+                "grpc_service": _authz_grpc_service(),
+                "buffer_flush_interval": _duration(cfg.gateway.access_log_flush_ms / 1000),
+            },
+            "additional_request_headers_to_log": [RESERVATION_HEADER],
+        },
+    }
+
+
+def http_connection_manager(cfg: Config) -> Node:
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": _T
+            + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "keeptrusts",
+            "codec_type": "AUTO",
+            "normalize_path": True,
+            "merge_slashes": True,
+            "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+            "route_config": build_route_config(cfg),
+            "http_filters": build_http_filters(cfg),
+            "access_log": [grpc_access_log(cfg)],
+        },
+    }
+
+
+def build_listener(cfg: Config) -> Node:
+    return {
+        "name": "gateway",
+        "address": _socket_address("0.0.0.0", cfg.gateway.listen_port),
+        # Bodies the Check must see in full are buffered up to max_request_bytes (beyond: 413).
+        "per_connection_buffer_limit_bytes": max(cfg.gateway.max_request_bytes, 1024 * 1024),
+        "filter_chains": [{"filters": [http_connection_manager(cfg)]}],
+    }
+
+
+def build_bootstrap(cfg: Config) -> Node:
+    gw = cfg.gateway
+    return {
+        "node": {"id": "keeptrusts-gateway", "cluster": "keeptrusts"},
+        "admin": {"address": _socket_address(gw.admin_host, gw.admin_port)},
+        "static_resources": {"listeners": [build_listener(cfg)], "clusters": build_clusters(cfg)},
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": _T
+                        + "envoy.extensions.resource_monitors.downstream_connections.v3."
+                        + "DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": 50000,
+                    },
+                }
+            ]
+        },
+    }
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def _header(cfg: Config) -> str:
+    inject = cfg.gateway.inject_stream_usage
+    lines = [
+        "GENERATED by `keeptrusts-authz render-envoy` from the keeptrusts config. Do not edit:",
+        "change the config and re-render (`make render-envoy`).",
+        "",
+        f"Filters, in order: {EXT_AUTHZ_FILTER} (Check with the request body, fail closed: 503;",
+        f"body over max_request_bytes: 413), {LUA_FILTER} (usage -> dynamic metadata namespace",
+        f"{USAGE_NAMESPACE}), router. The Check sets `{PROVIDER_HEADER}`, which selects the",
+        "provider route; requests without it get a 404 JSON response.",
+        f"Access log: envoy.access_loggers.http_grpc (log_name {ACCESS_LOG_NAME}) to the",
+        f"{AUTHZ_CLUSTER} cluster, with all dynamic metadata (settles the reservation).",
+        "",
+        "OpenAI streams whose request lacks stream_options.include_usage:",
+        *(
+            [
+                "the Lua request step ADDS include_usage (gateway.inject_stream_usage: true), so",
+                "the real usage arrives in a final chunk (empty `choices`) and the reservation",
+                "settles at the real cost. An explicit include_usage is left as the client sent",
+                "it.",
+            ]
+            if inject
+            else [
+                "NOT injected (gateway.inject_stream_usage: false): such streams report no usage",
+                "and settle at the reserved estimate.",
+            ]
+        ),
+    ]
+    return "".join(f"# {line}".rstrip() + "\n" for line in lines)
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def render_envoy_yaml(cfg: Config) -> str:
+    """The Envoy bootstrap for `cfg` as YAML text (deterministic, self-contained)."""
+    body = yaml.dump(
+        build_bootstrap(cfg),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        width=100,
+        allow_unicode=False,
+    )
+    return _header(cfg) + body
