@@ -1,0 +1,1 @@
+"""Kubernetes deployment assets; `python -m deploy.render` regenerates the generated files."""
