@@ -1,0 +1,101 @@
+"""Helpers shared by the wallet, store and CLI tests (real Redis via the `redis_url` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import redis
+
+from keeptrusts_authz.config import Config, parse_config
+from keeptrusts_authz.store.redis_store import RedisWalletStore
+from keeptrusts_authz.wallets.models import Policy, ReserveRequest
+from keeptrusts_authz.wallets.service import WalletService
+
+T = TypeVar("T")
+ORG = "acme"
+USD = 1_000_000  # micros per unit
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def make_config(url: str, **enforcement: Any) -> Config:
+    return parse_config(
+        {
+            "organization": {"id": ORG, "currency": "USD"},
+            "consumer_groups": [
+                {"name": "engineering", "api_key": "kt_cg_eng", "wallet_team_id": "team_eng"},
+                {"name": "support", "api_key": "kt_cg_sup", "wallet_team_id": "team_support"},
+                {"name": "ops", "api_key": "kt_cg_ops", "wallet_team_id": "team_ops"},
+            ],
+            "enforcement": enforcement,
+            "redis": {"url": url},
+        }
+    )
+
+
+@asynccontextmanager
+async def wallet_service(url: str, **enforcement: Any) -> AsyncIterator[WalletService]:
+    cfg = make_config(url, **enforcement)
+    store = RedisWalletStore.from_settings(cfg.redis, cfg.organization.id)
+    try:
+        yield WalletService(store, cfg)
+    finally:
+        await store.close()
+
+
+async def funded(svc: WalletService, **teams: int) -> None:
+    """Credit the org with the sum and allocate each team its amount (micros)."""
+    await svc.credit(sum(teams.values()) + 1000 * USD, "USD", "seed", "test")
+    for team, amount in teams.items():
+        await svc.allocate(f"team:{team}", amount, "USD", "seed", "test")
+
+
+def rid() -> str:
+    return "r_" + uuid.uuid4().hex[:24]
+
+
+def reserve_req(
+    amount: int,
+    candidates: tuple[str, ...] = ("team:team_eng",),
+    policy: Policy = "block",
+    *,
+    reservation_id: str | None = None,
+    overdraft: str | None = None,
+    ttl_ms: int = 600_000,
+    team: str = "team_eng",
+) -> ReserveRequest:
+    return ReserveRequest(
+        reservation_id=reservation_id or rid(),
+        candidates=candidates,
+        amount=amount,
+        policy=policy,
+        overdraft_wallet=overdraft,
+        ttl_ms=ttl_ms,
+        team=team,
+        group="engineering",
+        user="alice",
+        model="gpt-4o",
+    )
+
+
+def raw_state(url: str) -> tuple[dict[str, dict[str, str]], int]:
+    """Every wallet hash and the ledger length, read directly (for 'untouched' assertions)."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        prefix = f"kt:{{{ORG}}}:"
+        wallets = {
+            key: client.hgetall(key) for key in sorted(client.scan_iter(match=prefix + "w:*"))
+        }
+        return wallets, int(client.xlen(prefix + "ledger"))
+    finally:
+        client.close()
+
+
+def sync_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True)
