@@ -68,6 +68,9 @@ def stack(fake: FakeProvider) -> Iterator[Stack]:
     cfg = _config(fake.url)
     with StubServer(cfg.gateway.authz_port) as stub, EnvoyProcess(render_envoy_yaml(cfg)) as envoy:
         yield Stack(cfg, fake, stub, envoy)
+        # The Lua filter never failed (runtime errors are logged by Envoy at error level).
+        lua_errors = [line for line in envoy.log().splitlines() if "[lua]" in line]
+        assert not lua_errors, "\n".join(lua_errors)
 
 
 @dataclass
@@ -556,3 +559,24 @@ def test_authz_down_is_503(fake: FakeProvider) -> None:
 
 def test_free_port_helper_is_not_reserved_port() -> None:
     assert free_port() not in (6379, 9191, 9901, 10000)
+
+
+def test_sse_is_not_buffered(stack: Stack) -> None:
+    """The first event reaches the client long before the (slow) stream ends."""
+    body = json.dumps({"model": "gpt-4o", "stream": True, "messages": []})
+    hdrs = {"content-type": "application/json", "x-fake-slow": "0.3", "x-fake-events": "5"}
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=30)
+    try:
+        start = time.monotonic()
+        conn.request("POST", "/v1/chat/completions", body=body, headers=hdrs)
+        resp = conn.getresponse()
+        first = resp.read1(65536)
+        first_at = time.monotonic() - start
+        rest = resp.read()
+        total = time.monotonic() - start
+    finally:
+        conn.close()
+    assert first.startswith(b"data: ")
+    assert total >= 1.5
+    assert first_at < 0.8, f"first bytes after {first_at:.2f}s of {total:.2f}s"
+    assert (first + rest).endswith(b"data: [DONE]\n\n")
