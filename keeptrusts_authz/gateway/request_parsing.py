@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 ApiKind = Literal[
-    "openai_chat", "openai_completions", "openai_responses", "openai_embeddings", "anthropic_messages"
+    "openai_chat",
+    "openai_completions",
+    "openai_responses",
+    "openai_embeddings",
+    "anthropic_messages",
 ]
 
 ROUTES: dict[str, ApiKind] = {

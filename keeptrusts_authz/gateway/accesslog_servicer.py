@@ -1,0 +1,68 @@
+"""envoy.service.accesslog.v3.AccessLogService: read each HTTP entry, queue its settlement."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from envoy.data.accesslog.v3 import accesslog_pb2
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+from google.protobuf import json_format
+
+from keeptrusts_authz.gateway.reconcile import AUTHZ_NAMESPACE, USAGE_NAMESPACE, settlement_for
+from keeptrusts_authz.gateway.settler import Settler
+from keeptrusts_authz.metrics import registry as m
+from keeptrusts_authz.pricing import PriceTable
+
+log = logging.getLogger(__name__)
+
+
+def _namespace(entry: accesslog_pb2.HTTPAccessLogEntry, name: str) -> dict[str, Any]:
+    filter_metadata = entry.common_properties.metadata.filter_metadata
+    if name not in filter_metadata:
+        return {}
+    value: dict[str, Any] = json_format.MessageToDict(filter_metadata[name])
+    return value
+
+
+def _ended_at(entry: accesslog_pb2.HTTPAccessLogEntry) -> float | None:
+    common = entry.common_properties
+    if not common.HasField("start_time"):
+        return None
+    start = float(common.start_time.ToNanoseconds()) / 1e9
+    if common.HasField("time_to_last_downstream_tx_byte"):
+        return start + float(common.time_to_last_downstream_tx_byte.ToNanoseconds()) / 1e9
+    return start
+
+
+class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]
+    def __init__(self, prices: PriceTable, settler: Settler) -> None:
+        self._prices = prices
+        self._settler = settler
+
+    def handle_entry(self, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:
+        authz = _namespace(entry, AUTHZ_NAMESPACE)
+        usage = _namespace(entry, USAGE_NAMESPACE)
+        code = entry.response.response_code.value
+        item = settlement_for(authz, usage, code, self._prices)
+        if item is None:
+            m.ACCESS_LOG_ENTRIES.labels("ignored").inc()
+            return
+        m.ACCESS_LOG_ENTRIES.labels(type(item).__name__.lower()).inc()
+        self._settler.submit(item, _ended_at(entry))
+
+    async def StreamAccessLogs(
+        self,
+        request_iterator: AsyncIterator[als_pb2.StreamAccessLogsMessage],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> als_pb2.StreamAccessLogsResponse:
+        async for message in request_iterator:
+            for entry in message.http_logs.log_entry:
+                try:
+                    self.handle_entry(entry)
+                except Exception:  # one bad entry must not end the stream for the others
+                    log.exception("could not reconcile an access-log entry")
+                    m.ACCESS_LOG_ENTRIES.labels("error").inc()
+        return als_pb2.StreamAccessLogsResponse()

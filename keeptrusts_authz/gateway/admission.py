@@ -1,0 +1,261 @@
+"""Admission: decide one LLM request (who pays, how much to hold) and reserve it in one call.
+
+Pure domain logic over plain inputs (headers, path, body); the ext_authz servicer only converts a
+`Decision` to Envoy's CheckResponse. Nothing here raises to the caller: every refusal is a
+Decision with an HTTP status, a JSON body and a reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from keeptrusts_authz.config.models import Config, ConsumerGroup, Provider
+from keeptrusts_authz.errors import StoreUnavailable
+from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
+from keeptrusts_authz.gateway.request_parsing import (
+    ApiKind,
+    ParsedRequest,
+    RequestError,
+    api_kind,
+    parse_request,
+)
+from keeptrusts_authz.money import format_micros
+from keeptrusts_authz.pricing import PriceTable, ResolvedModel, UnknownModel
+from keeptrusts_authz.wallets.models import ReserveRequest, ReserveResult
+from keeptrusts_authz.wallets.service import WalletService
+
+DecisionKind = Literal["allow", "warn", "hold", "block", "error"]
+
+REASON_HEADER = "x-keeptrusts-reason"
+WARNING_HEADER = "x-keeptrusts-budget-warning"
+PROVIDER_HEADER = "x-keeptrusts-provider"
+TEAM_HEADER = "x-keeptrusts-team"
+RESERVATION_HEADER = "x-keeptrusts-reservation"
+CALLER_KEY_HEADERS = ("authorization", "x-api-key")
+_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+
+
+@dataclass
+class Decision:
+    decision: DecisionKind
+    reason: str
+    status: int = 200
+    body: dict[str, Any] | None = None
+    upstream_headers: dict[str, str] = field(default_factory=dict)
+    remove_headers: tuple[str, ...] = ()
+    response_headers: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str | bool] = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision in ("allow", "warn")
+
+
+def _deny(
+    status: int,
+    code: str,
+    message: str,
+    kind: DecisionKind = "block",
+    reason: str | None = None,
+    **extra: Any,
+) -> Decision:
+    error: dict[str, Any] = {"type": code, "message": message}
+    error.update((k, v) for k, v in extra.items() if v is not None)
+    return Decision(kind, reason or code, status=status, body={"error": error})
+
+
+def _provider_credential_headers(provider: Provider, credential: str | None) -> dict[str, str]:
+    if not credential:
+        return {}
+    if provider.kind == "anthropic":
+        return {"x-api-key": credential}
+    return {"authorization": f"Bearer {credential}"}
+
+
+class Admission:
+    def __init__(
+        self,
+        cfg: Config,
+        keyring: KeyRing,
+        prices: PriceTable,
+        wallets: WalletService,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self._cfg = cfg
+        self._keys = keyring
+        self._prices = prices
+        self._wallets = wallets
+        self._credentials = {
+            p.name: (env.get(p.credential_env) if p.credential_env else None) for p in cfg.providers
+        }
+        self._ttl_ms = cfg.enforcement.reservation_ttl_seconds * 1000
+
+    def _provider_for(self, api: ApiKind, model: str) -> Provider | None:
+        wanted = "anthropic" if api == "anthropic_messages" else "openai"
+        for p in self._cfg.providers:
+            if p.kind == wanted and any(fnmatch.fnmatchcase(model, pat) for pat in p.models):
+                return p
+        return None
+
+    def _cascade(self, group: ConsumerGroup, user: str | None) -> tuple[list[str], str]:
+        """Wallet ids in funding order, and the wallet that takes a warn/showback overdraft."""
+        ids: list[str] = []
+        for scope in self._cfg.cascade_for(group):
+            if scope == "user" and user:
+                ids.append(f"user:{user}")
+            elif scope == "team" and group.wallet_team_id:
+                ids.append(f"team:{group.wallet_team_id}")
+            elif scope == "org":
+                ids.append("org")
+        overdraft = f"team:{group.wallet_team_id}" if group.wallet_team_id else "org"
+        if not ids:
+            ids.append(overdraft)
+        return ids, overdraft
+
+    async def decide(self, path: str, headers: Mapping[str, str], body: bytes) -> Decision:
+        group = self._keys.lookup(presented_key(headers))
+        if group is None:
+            # Same answer for a missing and a wrong key: nothing to probe.
+            return _deny(401, "invalid_api_key", "missing or invalid API key")
+        api = api_kind(path)
+        if api is None:
+            return _deny(
+                404,
+                "unsupported_endpoint",
+                "this gateway serves the OpenAI and Anthropic APIs only",
+            )
+        try:
+            parsed = parse_request(api, body)
+        except RequestError as exc:
+            return _deny(exc.status, exc.code, exc.message)
+        try:
+            priced = self._prices.resolve(parsed.model)
+        except UnknownModel:
+            return _deny(
+                400, "unknown_model", f"model {parsed.model!r} has no price; ask an operator"
+            )
+        if group.allowed_models is not None and not any(
+            fnmatch.fnmatchcase(name, pattern)
+            for pattern in group.allowed_models
+            for name in (parsed.model, priced.name)
+        ):
+            return _deny(
+                403, "model_not_allowed", f"model {parsed.model!r} is not allowed for this group"
+            )
+        user = headers.get(self._cfg.user_header_for(group))
+        if user is not None and not _USER_ID.match(user):
+            return _deny(
+                400, "invalid_user", "the user header must be 1-128 characters [A-Za-z0-9_.@-]"
+            )
+        provider = self._provider_for(api, parsed.model)
+        if provider is None:
+            return _deny(
+                400, "no_provider", f"no provider is configured for model {parsed.model!r}"
+            )
+        return await self._reserve(group, user, provider, parsed, priced)
+
+    async def _reserve(
+        self,
+        group: ConsumerGroup,
+        user: str | None,
+        provider: Provider,
+        parsed: ParsedRequest,
+        priced: ResolvedModel,
+    ) -> Decision:
+        team = group.wallet_team_id or ""
+        headers = {
+            PROVIDER_HEADER: provider.name,
+            TEAM_HEADER: team or "org",
+            **_provider_credential_headers(provider, self._credentials.get(provider.name)),
+        }
+        meta: dict[str, str | bool] = {
+            "consumer_group": group.name,
+            "team": team,
+            "user": user or "",
+            "model": parsed.model,
+            "priced_model": priced.name,
+            "api": parsed.api,
+            "provider": provider.name,
+            "stream": parsed.stream,
+        }
+        allow = Decision(
+            "allow",
+            "ok",
+            upstream_headers=headers,
+            remove_headers=CALLER_KEY_HEADERS,
+            metadata=meta,
+        )
+        if not self._cfg.cost_tracking.enabled:
+            return allow
+        estimate = self._prices.reserve_micros(
+            priced, parsed.input_tokens_bound, parsed.output_bound
+        )
+        candidates, overdraft = self._cascade(group, user)
+        enforcing = self._cfg.cost_tracking.wallet_enforcement
+        policy = self._cfg.policy_for(group) if enforcing else "showback"
+        request = ReserveRequest(
+            reservation_id="r_" + uuid.uuid4().hex[:24],
+            candidates=tuple(candidates),
+            amount=estimate,
+            policy=policy,
+            overdraft_wallet=overdraft,
+            ttl_ms=self._ttl_ms,
+            team=team,
+            group=group.name,
+            user=user or "",
+            model=priced.name,
+        )
+        try:
+            result = await self._wallets.reserve(request)
+        except StoreUnavailable:
+            if self._cfg.enforcement.on_store_error == "allow":
+                allow.reason = "store_unavailable_allowed"
+                allow.metadata["unreserved"] = True
+                return allow
+            return _deny(
+                503, "store_unavailable", "the wallet store is unreachable; retry shortly", "error"
+            )
+        return self._after_reserve(allow, result, request, team)
+
+    def _after_reserve(
+        self, allow: Decision, result: ReserveResult, req: ReserveRequest, team: str
+    ) -> Decision:
+        currency = self._cfg.organization.currency
+        if result.outcome in ("reserved", "overdraft", "duplicate"):
+            allow.upstream_headers[RESERVATION_HEADER] = req.reservation_id
+            allow.metadata.update(
+                reservation_id=req.reservation_id,
+                wallet=result.wallet or "",
+                estimate_micros=str(req.amount),
+            )
+            if result.outcome == "overdraft" and req.policy == "warn":
+                allow.decision = "warn"
+                allow.reason = "insufficient_funds_warn"
+                allow.response_headers[WARNING_HEADER] = (
+                    f"insufficient funds: charged to {result.wallet} as overdraft"
+                )
+            elif result.outcome == "overdraft":
+                allow.reason = "showback"
+            return allow
+        available = max(result.seen.values(), default=0)
+        reason = "insufficient_funds" if result.outcome == "blocked" else "hold_unavailable"
+        return _deny(
+            402,
+            "insufficient_funds",
+            "the wallets funding this consumer group cannot cover this request",
+            "hold" if result.outcome == "hold" else "block",
+            reason=reason,
+            team=team or None,
+            wallet=req.candidates[-1] if req.candidates else None,
+            wallets={w: format_micros(v) for w, v in result.seen.items()},
+            available=format_micros(available),
+            requested=format_micros(req.amount),
+            currency=currency,
+        )

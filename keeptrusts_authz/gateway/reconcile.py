@@ -1,0 +1,78 @@
+"""Turn one access-log entry into the settlement of its reservation (DESIGN section 4).
+
+- usage reported and complete -> settle at the real cost;
+- no usage and the provider answered 4xx/5xx (or never answered) -> release (cost 0);
+- anything else (client went away mid-stream, stream without usage) -> settle at the estimate,
+  marked estimated: never $0 for a response that may have produced tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from keeptrusts_authz.pricing import PriceTable, UnknownModel
+from keeptrusts_authz.wallets.models import SettleRequest
+
+AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz"
+USAGE_NAMESPACE = "keeptrusts.usage"
+
+
+@dataclass(frozen=True)
+class Release:
+    reservation_id: str
+    reason: str
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def settlement_for(
+    authz: dict[str, Any], usage: dict[str, Any], response_code: int, prices: PriceTable
+) -> SettleRequest | Release | None:
+    reservation_id = authz.get("reservation_id")
+    if not reservation_id or not isinstance(reservation_id, str):
+        return None  # denied before reserving (401/402/400...) or tracked without a reservation
+    estimate = _int(authz.get("estimate_micros"))
+    found = bool(usage.get("usage_found"))
+    complete = bool(usage.get("complete", found))
+    if not found and (response_code == 0 or response_code >= 400):
+        return Release(reservation_id, f"provider_status_{response_code}")
+    if not found or not complete:
+        return SettleRequest(
+            reservation_id, estimate, estimated=True, model=str(authz.get("model", ""))
+        )
+
+    input_tokens = _int(usage.get("input_tokens"))
+    output_tokens = _int(usage.get("output_tokens"))
+    cached = _int(usage.get("cached_tokens"))
+    if usage.get("api") == "anthropic":
+        # Anthropic reports cache reads and writes beside input_tokens; the price table takes the
+        # total prompt (cache writes are priced as ordinary input).
+        input_tokens += cached + _int(usage.get("cache_creation_tokens"))
+    reported = str(usage.get("model") or "")
+    requested = str(authz.get("priced_model") or authz.get("model") or "")
+    cost = None
+    for model in (reported, requested):
+        if not model:
+            continue
+        try:
+            cost = prices.cost_micros(model, input_tokens, output_tokens, cached)
+            break
+        except UnknownModel:
+            continue
+    if cost is None:
+        return SettleRequest(reservation_id, estimate, estimated=True, model=requested)
+    return SettleRequest(
+        reservation_id,
+        cost,
+        estimated=False,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached,
+        model=reported or requested,
+    )

@@ -1,0 +1,166 @@
+"""Batching of settlements from the access log, and the sweeper for reservations that never got one.
+
+Settles are idempotent by reservation id, so a batch that failed half-way can simply be sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from keeptrusts_authz.errors import StoreUnavailable
+from keeptrusts_authz.gateway.reconcile import Release
+from keeptrusts_authz.metrics import registry as m
+from keeptrusts_authz.wallets.models import SettleRequest
+from keeptrusts_authz.wallets.service import WalletService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    item: SettleRequest | Release
+    ended_at: float | None  # wall-clock end of the request, for the lag histogram
+
+
+class Settler:
+    """Collects settlements and writes them in pipelined batches (one round trip per batch)."""
+
+    def __init__(
+        self,
+        wallets: WalletService,
+        *,
+        max_batch: int = 256,
+        max_delay: float = 0.01,
+        max_queue: int = 100_000,
+    ) -> None:
+        self._wallets = wallets
+        self._max_batch = max_batch
+        self._max_delay = max_delay
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=max_queue)
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="keeptrusts-settler")
+
+    def submit(self, item: SettleRequest | Release, ended_at: float | None = None) -> None:
+        try:
+            self._queue.put_nowait(_Pending(item, ended_at))
+        except asyncio.QueueFull:
+            # The sweeper settles it at its estimate after the reservation TTL: nothing leaks.
+            m.SETTLEMENTS.labels("dropped_queue_full").inc()
+            return
+        self._idle.clear()
+        m.SETTLE_QUEUE.set(self._queue.qsize())
+
+    async def _next_batch(self) -> list[_Pending]:
+        batch = [await self._queue.get()]
+        deadline = time.monotonic() + self._max_delay
+        while len(batch) < self._max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+        return batch
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                results = await self._wallets.settle_batch([p.item for p in batch])
+                break
+            except StoreUnavailable:
+                m.STORE_ERRORS.labels("settle").inc()
+                log.warning("wallet store unreachable; retrying %d settlements", len(batch))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        now = time.time()
+        for pending, result in zip(batch, results, strict=True):
+            m.SETTLEMENTS.labels(result.outcome).inc()
+            if pending.ended_at is not None:
+                m.RECONCILIATION_LAG.observe(max(0.0, now - pending.ended_at))
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            try:
+                await self._write(batch)
+            except Exception:
+                log.exception(
+                    "settling a batch of %d failed; the sweeper will expire them", len(batch)
+                )
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+                m.SETTLE_QUEUE.set(self._queue.qsize())
+                if self._queue.empty():
+                    self._idle.set()
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far is written; False on timeout."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def close(self, timeout: float = 10.0) -> None:
+        await self.flush(timeout)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class Sweeper:
+    """Expires overdue reservations at their estimate. Safe on every replica at once: the expire
+    script closes each reservation exactly once."""
+
+    def __init__(self, wallets: WalletService, interval: float, batch: int = 500) -> None:
+        self._wallets = wallets
+        self._interval = interval
+        self._batch = batch
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="keeptrusts-sweeper")
+
+    async def sweep_once(self) -> int:
+        total = 0
+        while True:
+            expired = await self._wallets.expire_due(self._batch)
+            total += len(expired)
+            m.EXPIRED_RESERVATIONS.inc(len(expired))
+            if len(expired) < self._batch:
+                return total
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except StoreUnavailable:
+                m.STORE_ERRORS.labels("expire").inc()
+            except Exception:
+                log.exception("sweeper pass failed")
+            await asyncio.sleep(self._interval)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
