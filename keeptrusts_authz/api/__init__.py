@@ -1,0 +1,1 @@
+"""Wallet admin API: keeptrusts.wallet.v1.WalletService (gRPC, REST through Envoy)."""
