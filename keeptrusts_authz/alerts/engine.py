@@ -1,0 +1,211 @@
+"""Threshold crossings and status changes -> events, exactly once per crossing per period.
+
+A wallet whose spend reaches `t` % of its allocation (`enforcement.alert_thresholds`, spent_total
+over allocated_total) or whose status becomes `low`/`depleted` yields an event. The dedupe key
+`<wallet>|threshold|<t>` or `<wallet>|status|<status>` is claimed with HSETNX in the period's
+`kt:{org}:alerts:<yyyy-mm>` hash and the event is XADDed to `kt:{org}:events` in the same Lua
+script, so across replicas and retries exactly one event exists per crossing per month. Only the
+replica that created an event delivers it to the webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter
+
+from keeptrusts_authz.errors import InvalidInput, StoreUnavailable
+from keeptrusts_authz.metrics import registry as m
+from keeptrusts_authz.money import format_micros
+from keeptrusts_authz.store.observability import ObservabilityStore
+from keeptrusts_authz.wallets.models import parse_wallet_id, wallet_status
+
+if TYPE_CHECKING:
+    from keeptrusts_authz.alerts.webhook import WebhookDelivery
+    from keeptrusts_authz.config.models import Config
+
+log = logging.getLogger(__name__)
+
+ALERT_EVENTS = Counter(
+    "keeptrusts_alert_events",
+    "Alert events created by this replica (after dedupe), by type (threshold, status).",
+    ["type"],
+)
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    id: str
+    type: str  # threshold | status
+    wallet: str
+    scope: str
+    period: str
+    threshold: int | None
+    status: str
+    balance: int
+    allocated_total: int
+    spent_total: int
+    ts_ms: int
+
+    def payload(self, org: str, currency: str) -> dict[str, object]:
+        """JSON body of the webhook (amounts as exact decimal strings)."""
+        if self.type == "threshold":
+            summary = f"{self.wallet} has spent {self.threshold}% of its allocation"
+        else:
+            summary = f"{self.wallet} is {self.status}"
+        return {
+            "event_id": self.id,
+            "type": self.type,
+            "organization": org,
+            "wallet": self.wallet,
+            "scope": self.scope,
+            "period": self.period,
+            "threshold_percent": self.threshold,
+            "status": self.status,
+            "balance": format_micros(self.balance),
+            "allocated_total": format_micros(self.allocated_total),
+            "spent_total": format_micros(self.spent_total),
+            "currency": currency,
+            "ts_ms": self.ts_ms,
+            "summary": summary,
+        }
+
+
+def period_of(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m")
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        store: ObservabilityStore,
+        config: Config,
+        webhook: WebhookDelivery | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._webhook = webhook
+        self._clock = clock
+        self._thresholds = sorted(set(config.enforcement.alert_thresholds))
+        self._ratio = config.enforcement.low_balance_ratio
+        self._pending: set[str] = set()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the hook for the Settler (never blocks: evaluation runs in a background task) ----------
+
+    async def after_settle(self, wallet_ids: Iterable[str]) -> None:
+        self.notify(wallet_ids)
+
+    def notify(self, wallet_ids: Iterable[str]) -> None:
+        self._pending.update(w for w in wallet_ids if w)
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="keeptrusts-alerts"
+            )
+        self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            ids, self._pending = self._pending, set()
+            try:
+                await self.evaluate(ids)
+            except StoreUnavailable:
+                # Crossings are state, not edges: the next settle on the wallet re-detects them.
+                m.STORE_ERRORS.labels("alerts").inc()
+            except Exception:
+                log.exception("alert evaluation failed")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._webhook is not None:
+            await asyncio.to_thread(self._webhook.close)
+
+    # -- evaluation -------------------------------------------------------------------------------
+
+    def crossings(self, wallet_id: str, w: dict[str, int]) -> list[tuple[str, int | None, str]]:
+        """(type, threshold, status) of every condition that currently holds for the wallet."""
+        out: list[tuple[str, int | None, str]] = []
+        status = wallet_status(w["balance"], w["allocated_total"], self._ratio)
+        allocated = w["allocated_total"]
+        if allocated > 0:
+            for t in self._thresholds:
+                if w["spent_total"] * 100 >= t * allocated:
+                    out.append(("threshold", t, status))
+        if status in ("low", "depleted"):
+            out.append(("status", None, status))
+        return out
+
+    async def evaluate(self, wallet_ids: Iterable[str]) -> list[AlertEvent]:
+        """Check the wallets now; create (and deliver) the events not yet seen this period."""
+        wallets = await self._store.wallets(wallet_ids)
+        now = self._clock()
+        period = period_of(now)
+        ts_ms = int(now * 1000)
+        events: list[AlertEvent] = []
+        for wid, w in sorted(wallets.items()):
+            try:
+                scope, _owner = parse_wallet_id(wid)
+            except InvalidInput:
+                log.debug("skipping a malformed wallet id")
+                continue
+            if scope == "org" and w["allocated_total"] <= 0:
+                continue  # an org pool that was never credited is not news
+            for kind, threshold, status in self.crossings(wid, w):
+                dedupe = f"{wid}|{kind}|{threshold if kind == 'threshold' else status}"
+                fields = {
+                    "type": kind,
+                    "wallet": wid,
+                    "scope": scope,
+                    "period": period,
+                    "threshold": "" if threshold is None else str(threshold),
+                    "status": status,
+                    "balance": str(w["balance"]),
+                    "allocated_total": str(w["allocated_total"]),
+                    "spent_total": str(w["spent_total"]),
+                    "ts_ms": str(ts_ms),
+                }
+                event_id = await self._store.record_event(period, dedupe, fields)
+                if event_id is None:
+                    continue
+                event = AlertEvent(
+                    id=event_id,
+                    type=kind,
+                    wallet=wid,
+                    scope=scope,
+                    period=period,
+                    threshold=threshold,
+                    status=status,
+                    balance=w["balance"],
+                    allocated_total=w["allocated_total"],
+                    spent_total=w["spent_total"],
+                    ts_ms=ts_ms,
+                )
+                events.append(event)
+                ALERT_EVENTS.labels(kind).inc()
+                log.info("alert %s: %s %s", event.id, wid, dedupe.split("|", 1)[1])
+                if self._webhook is not None:
+                    org = self._config.organization
+                    self._webhook.submit(event.payload(org.id, org.currency))
+        return events
+
+
+__all__ = ["ALERT_EVENTS", "AlertEngine", "AlertEvent", "period_of"]

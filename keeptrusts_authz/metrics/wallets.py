@@ -1,0 +1,203 @@
+"""Scrape-time wallet gauges: every replica reads the same truth from Redis.
+
+The collector runs on the metrics HTTP thread. It reads a `WalletSnapshot` (one pipelined round
+trip) at most once per `ttl` seconds; concurrent scrapes share one read. Values are finite floats
+in currency units; a wallet with no burn in the window has no depletion sample (never +Inf).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from keeptrusts_authz.errors import InvalidInput, StoreUnavailable
+from keeptrusts_authz.metrics import registry as m
+from keeptrusts_authz.money import MICROS_PER_UNIT
+from keeptrusts_authz.store.observability import WalletSnapshot
+from keeptrusts_authz.wallets.models import parse_wallet_id, wallet_status
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("healthy", "low", "depleted")
+MAX_WALLETS = 20_000  # label cardinality guard: beyond this, wallets are not exported one by one
+
+
+def _units(micros: int) -> float:
+    return micros / MICROS_PER_UNIT
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class WalletCollector(Collector):
+    """prometheus_client custom collector for `keeptrusts_wallet_*` and reservation gauges."""
+
+    def __init__(
+        self,
+        read: Callable[[], WalletSnapshot],
+        low_balance_ratio: Decimal,
+        *,
+        ttl: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._ratio = low_balance_ratio
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[float, WalletSnapshot | None, float] | None = None
+
+    def _snapshot(self) -> tuple[WalletSnapshot | None, float]:
+        """(snapshot or None when Redis failed, read duration); shared for `ttl` seconds."""
+        with self._lock:  # a second concurrent scrape waits for the first read and reuses it
+            now = self._clock()
+            if self._cached is not None and now - self._cached[0] < self._ttl:
+                return self._cached[1], self._cached[2]
+            started = time.perf_counter()
+            snap: WalletSnapshot | None
+            try:
+                snap = self._read()
+            except StoreUnavailable:
+                m.STORE_ERRORS.labels("scrape").inc()
+                log.warning("wallet scrape: Redis unreachable")
+                snap = None
+            except Exception:  # a scrape must never fail because of us
+                m.STORE_ERRORS.labels("scrape").inc()
+                log.exception("wallet scrape failed")
+                snap = None
+            took = time.perf_counter() - started
+            self._cached = (now, snap, took)
+            return snap, took
+
+    def describe(self) -> Iterator[Metric]:
+        # Descriptions without touching Redis (registration must not do I/O).
+        yield from self._families()
+
+    def _families(self) -> list[GaugeMetricFamily]:
+        labels = ["scope", "wallet"]
+        return [
+            GaugeMetricFamily(
+                "keeptrusts_wallet_balance",
+                "Available balance of the wallet (currency units; negative when overdrawn).",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "keeptrusts_wallet_reserved",
+                "Amount held for in-flight requests (currency units).",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "keeptrusts_wallet_allocated_total",
+                "Net funding of the wallet; for org the total credited (currency units).",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "keeptrusts_wallet_spent_total",
+                "Total settled spend charged to the wallet (currency units).",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "keeptrusts_wallet_status",
+                "1 for the wallet's current status (healthy, low, depleted), 0 for the others.",
+                labels=[*labels, "status"],
+            ),
+            GaugeMetricFamily(
+                "keeptrusts_wallet_burn_rate",
+                "Average spend per second over the last 7 days (currency units per second).",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "keeptrusts_wallet_projected_depletion_seconds",
+                "Seconds until the balance reaches zero at the 7-day burn rate "
+                "(absent when nothing was spent; 0 when already depleted).",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "keeptrusts_open_reservations",
+                "Reservations held for in-flight requests (all replicas).",
+            ),
+            GaugeMetricFamily(
+                "keeptrusts_overdue_reservations",
+                "Open reservations past their deadline, waiting for the sweeper.",
+            ),
+            GaugeMetricFamily(
+                "keeptrusts_wallet_scrape_success",
+                "1 if the wallet gauges of this scrape were read from Redis, else 0.",
+            ),
+            GaugeMetricFamily(
+                "keeptrusts_wallet_scrape_duration_seconds",
+                "Time the last Redis read for the wallet gauges took.",
+            ),
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        snap, took = self._snapshot()
+        (
+            balance,
+            reserved,
+            allocated,
+            spent,
+            status,
+            burn_rate,
+            depletion,
+            open_res,
+            overdue,
+            success,
+            duration,
+        ) = self._families()
+        success.add_metric([], 1.0 if snap is not None else 0.0)
+        duration.add_metric([], took)
+        if snap is not None:
+            open_res.add_metric([], float(snap.open_reservations))
+            overdue.add_metric([], float(snap.overdue_reservations))
+            window = max(1.0, snap.taken_at - snap.burn_since)
+            for n, (wid, w) in enumerate(sorted(snap.wallets.items())):
+                if n >= MAX_WALLETS:
+                    log.warning("more than %d wallets: the rest are not exported", MAX_WALLETS)
+                    break
+                try:
+                    scope, _owner = parse_wallet_id(wid)
+                except InvalidInput:
+                    log.debug("skipping a malformed wallet id in the wallet set")
+                    continue  # not a wallet id we made: never export it as a label
+                lv = [scope, wid]
+                balance.add_metric(lv, _units(w["balance"]))
+                reserved.add_metric(lv, _units(w["reserved"]))
+                allocated.add_metric(lv, _units(w["allocated_total"]))
+                spent.add_metric(lv, _units(w["spent_total"]))
+                current = wallet_status(w["balance"], w["allocated_total"], self._ratio)
+                for s in STATUSES:
+                    status.add_metric([*lv, s], 1.0 if s == current else 0.0)
+                burn = snap.burn.get(wid, 0)
+                rate = _units(burn) / window
+                burn_rate.add_metric(lv, rate)
+                if w["balance"] <= 0:
+                    depletion.add_metric(lv, 0.0)
+                elif burn > 0:
+                    seconds = _finite(_units(w["balance"]) / rate)
+                    if seconds is not None:
+                        depletion.add_metric(lv, seconds)
+        yield from (
+            balance,
+            reserved,
+            allocated,
+            spent,
+            status,
+            burn_rate,
+            depletion,
+            open_res,
+            overdue,
+            success,
+            duration,
+        )
+
+
+__all__ = ["STATUSES", "WalletCollector"]

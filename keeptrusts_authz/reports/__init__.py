@@ -1,0 +1,1 @@
+"""Chargeback/showback reports built from the ledger."""

@@ -1,0 +1,417 @@
+"""Chargeback/showback report of one period, built from the ledger (integer micros throughout).
+
+Every ledger entry of the period lands in exactly one row per column it feeds, so the rows sum to
+the ledger totals to the micro (the totals row is the sum of the rows, and `ledger_totals` is
+computed independently from the raw entries; `Report.check()` compares them).
+
+Rows (``group_by``):
+- ``team``: spend by the reservation's team (the group's `wallet_team_id`), whichever wallet funded
+  it; funding moves (allocate, transfer, reclaim) on `team:<id>` wallets by team, on user wallets
+  in the `(user wallets)` row. `org_backstop_spent` is the part of a team's spend charged to the
+  org wallet. Blocked/held counts come from the monthly denial counters.
+- ``user``: the same with users and user wallets (team wallets in `(team wallets)`).
+- ``consumer_group`` / ``model``: spend, requests and tokens only (money moves have no group).
+
+`remaining` is balance + reserved (money not yet spent) of the row's wallets at the end of the
+period, from a replay of the ledger up to that instant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal, Protocol
+
+from keeptrusts_authz.errors import InvalidInput
+from keeptrusts_authz.wallets.audit import LedgerReplay
+from keeptrusts_authz.wallets.models import LedgerEntry
+
+GroupBy = Literal["team", "consumer_group", "model", "user"]
+GROUP_BYS: tuple[GroupBy, ...] = ("team", "consumer_group", "model", "user")
+SPEND_OPS = ("settle", "expire")
+FUNDING_OPS = ("allocate", "reclaim", "transfer")
+
+_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+NO_TEAM = "(no team)"
+NO_GROUP = "(none)"
+NO_MODEL = "(unknown)"
+NO_USER = "(anonymous)"
+USER_WALLETS = "(user wallets)"
+TEAM_WALLETS = "(team wallets)"
+TOTAL = "TOTAL"
+
+
+class LedgerSource(Protocol):
+    """What the report reads: H2's RedisWalletStore satisfies it."""
+
+    def iter_ledger(self, upto: str | None = None, batch: int = 5000) -> AsyncIterator[LedgerEntry]:
+        """Oldest first."""
+        ...
+
+    async def denial_counters(self, month: str | None = None) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end) in UTC; `label` is `2026-11` or `2026-11-03..2026-11-09`."""
+
+    label: str
+    start: datetime
+    end: datetime
+
+    @property
+    def start_ms(self) -> int:
+        return int(self.start.timestamp() * 1000)
+
+    @property
+    def end_ms(self) -> int:
+        return int(self.end.timestamp() * 1000)
+
+    def months(self) -> list[str]:
+        """The `yyyy-mm` months the period touches (denial counters are monthly)."""
+        out: list[str] = []
+        cur = date(self.start.year, self.start.month, 1)
+        last = (self.end - timedelta(microseconds=1)).date()
+        while cur <= last:
+            out.append(cur.strftime("%Y-%m"))
+            cur = date(cur.year + (cur.month == 12), cur.month % 12 + 1, 1)
+        return out
+
+    def days(self) -> list[str]:
+        out: list[str] = []
+        cur = self.start.date()
+        while datetime(cur.year, cur.month, cur.day, tzinfo=UTC) < self.end:
+            out.append(cur.isoformat())
+            cur += timedelta(days=1)
+        return out
+
+    @property
+    def whole_months(self) -> bool:
+        return self.start.day == 1 and self.end.day == 1
+
+
+def parse_period(
+    period: str | None, date_from: str | None = None, date_to: str | None = None
+) -> Period:
+    """`--period YYYY-MM`, or `--from YYYY-MM-DD --to YYYY-MM-DD` (inclusive days, UTC)."""
+    if date_from or date_to:
+        if not (date_from and date_to):
+            raise InvalidInput("--from and --to go together")
+        try:
+            d0 = date.fromisoformat(date_from)
+            d1 = date.fromisoformat(date_to)
+        except ValueError:
+            raise InvalidInput("--from/--to: expected YYYY-MM-DD") from None
+        if d1 < d0:
+            raise InvalidInput("--to is before --from")
+        if (d1 - d0).days > 366:
+            raise InvalidInput("a report covers at most 366 days")
+        start = datetime(d0.year, d0.month, d0.day, tzinfo=UTC)
+        end = datetime(d1.year, d1.month, d1.day, tzinfo=UTC) + timedelta(days=1)
+        if period:
+            p = parse_period(period)
+            if start < p.start or end > p.end:
+                raise InvalidInput("--from/--to must lie inside --period")
+        return Period(f"{d0.isoformat()}..{d1.isoformat()}", start, end)
+    if not period:
+        raise InvalidInput("--period YYYY-MM (or --from/--to) is required")
+    match = _PERIOD.match(period)
+    if not match:
+        raise InvalidInput("period: expected YYYY-MM, e.g. 2026-11")
+    year, month = int(match.group(1)), int(match.group(2))
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    return Period(period, start, end)
+
+
+@dataclass
+class Row:
+    key: str
+    allocated: int = 0
+    transferred_in: int = 0
+    transferred_out: int = 0
+    reclaimed: int = 0
+    spent: int = 0
+    spent_real: int = 0
+    spent_estimated: int = 0
+    org_backstop_spent: int = 0
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    blocked: int = 0
+    held: int = 0
+    remaining: int = 0
+
+    def add(self, other: Row) -> None:
+        for f in fields(self):
+            if f.name != "key":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+MONEY_COLUMNS = frozenset(
+    {
+        "allocated",
+        "transferred_in",
+        "transferred_out",
+        "reclaimed",
+        "spent",
+        "spent_real",
+        "spent_estimated",
+        "org_backstop_spent",
+        "remaining",
+    }
+)
+_SPEND_COLUMNS = [
+    "spent",
+    "spent_real",
+    "spent_estimated",
+    "org_backstop_spent",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+]
+_FUNDING_COLUMNS = ["allocated", "transferred_in", "transferred_out", "reclaimed"]
+
+
+def columns_for(group_by: GroupBy) -> list[str]:
+    if group_by == "team":
+        return [*_FUNDING_COLUMNS, *_SPEND_COLUMNS, "blocked", "held", "remaining"]
+    if group_by == "user":
+        return [*_FUNDING_COLUMNS, *_SPEND_COLUMNS, "remaining"]
+    return list(_SPEND_COLUMNS)
+
+
+@dataclass
+class LedgerTotals:
+    """Computed straight from the period's entries, independently of the rows."""
+
+    credited: int = 0
+    allocated: int = 0
+    reclaimed: int = 0
+    transferred: int = 0
+    spent: int = 0
+    spent_estimated: int = 0
+    spend_entries: int = 0
+    entries: int = 0
+
+
+@dataclass
+class Report:
+    period: Period
+    group_by: GroupBy
+    currency: str
+    org: str
+    rows: list[Row]
+    totals: Row
+    ledger: LedgerTotals
+    daily_spend: dict[str, dict[str, int]]  # day -> row key -> micros
+    org_remaining: int
+    generated_at: datetime
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return columns_for(self.group_by)
+
+    def check(self) -> list[str]:
+        """Differences between the totals row and the ledger totals (empty = reconciled)."""
+        t, lt = self.totals, self.ledger
+        problems: list[str] = []
+        pairs = [("spent", t.spent, lt.spent), ("requests", t.requests, lt.spend_entries)]
+        pairs.append(("spent_estimated", t.spent_estimated, lt.spent_estimated))
+        if self.group_by in ("team", "user"):
+            pairs += [
+                ("allocated", t.allocated, lt.allocated),
+                ("reclaimed", t.reclaimed, lt.reclaimed),
+                ("transferred_in", t.transferred_in, lt.transferred),
+                ("transferred_out", t.transferred_out, lt.transferred),
+            ]
+        for name, got, want in pairs:
+            if got != want:
+                problems.append(f"{name}: rows sum to {got}, ledger says {want}")
+        return problems
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+class _Builder:
+    def __init__(self, period: Period, group_by: GroupBy) -> None:
+        self.period = period
+        self.group_by = group_by
+        self.rows: dict[str, Row] = {}
+        self.ledger = LedgerTotals()
+        self.daily: dict[str, dict[str, int]] = {}
+
+    def row(self, key: str) -> Row:
+        r = self.rows.get(key)
+        if r is None:
+            r = self.rows[key] = Row(key)
+        return r
+
+    def wallet_key(self, wallet_id: str) -> str | None:
+        """The row that funding moves of `wallet_id` belong to (None: not attributed)."""
+        scope, _, owner = wallet_id.partition(":")
+        if self.group_by == "team":
+            if scope == "team":
+                return owner
+            return USER_WALLETS if scope == "user" else None
+        if self.group_by == "user":
+            if scope == "user":
+                return owner
+            return TEAM_WALLETS if scope == "team" else None
+        return None
+
+    def spend_key(self, f: dict[str, str]) -> str:
+        if self.group_by == "team":
+            return f.get("team") or NO_TEAM
+        if self.group_by == "consumer_group":
+            return f.get("group") or NO_GROUP
+        if self.group_by == "model":
+            return f.get("model") or NO_MODEL
+        return f.get("user") or NO_USER
+
+    def apply(self, e: LedgerEntry) -> None:
+        f = e.fields
+        lt = self.ledger
+        lt.entries += 1
+        a = e.amount
+        if e.op == "credit":
+            lt.credited += a
+        elif e.op == "allocate":
+            lt.allocated += a
+            key = self.wallet_key(f.get("to") or e.wallet)
+            if key is not None:
+                self.row(key).allocated += a
+        elif e.op == "reclaim":
+            lt.reclaimed += a
+            key = self.wallet_key(f.get("from") or e.wallet)
+            if key is not None:
+                self.row(key).reclaimed += a
+        elif e.op == "transfer":
+            lt.transferred += a
+            src = self.wallet_key(f.get("from") or e.wallet)
+            dst = self.wallet_key(f.get("to", ""))
+            if src is not None:
+                self.row(src).transferred_out += a
+            if dst is not None:
+                self.row(dst).transferred_in += a
+        elif e.op in SPEND_OPS:
+            cost = _int(f.get("cost"))
+            estimated = e.op == "expire" or f.get("estimated") == "1"
+            lt.spent += cost
+            lt.spend_entries += 1
+            if estimated:
+                lt.spent_estimated += cost
+            key = self.spend_key(f)
+            r = self.row(key)
+            r.spent += cost
+            r.requests += 1
+            if estimated:
+                r.spent_estimated += cost
+            else:
+                r.spent_real += cost
+            if e.wallet == "org":
+                r.org_backstop_spent += cost
+            r.input_tokens += _int(f.get("input_tokens"))
+            r.output_tokens += _int(f.get("output_tokens"))
+            r.cached_tokens += _int(f.get("cached_tokens"))
+            day = datetime.fromtimestamp(e.ts_ms / 1000, UTC).date().isoformat()
+            per_day = self.daily.setdefault(day, {})
+            per_day[key] = per_day.get(key, 0) + cost
+
+
+def _in_period(e: LedgerEntry, period: Period) -> bool:
+    return period.start_ms <= e.ts_ms < period.end_ms
+
+
+async def build_report(
+    source: LedgerSource,
+    period: Period,
+    group_by: GroupBy = "team",
+    *,
+    currency: str = "USD",
+    org: str = "",
+    now: datetime | None = None,
+) -> Report:
+    if group_by not in GROUP_BYS:
+        raise InvalidInput(f"group_by: one of {', '.join(GROUP_BYS)}")
+    builder = _Builder(period, group_by)
+    replay = LedgerReplay()  # balances at the end of the period, for `remaining`
+    entries = source.iter_ledger()
+    try:
+        async for entry in entries:
+            if entry.ts_ms >= period.end_ms:
+                break  # stream ids are time-ordered: nothing later belongs to the period
+            replay.apply(entry)
+            if _in_period(entry, period):
+                builder.apply(entry)
+    finally:
+        aclose = getattr(entries, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    org_remaining = 0
+    if group_by in ("team", "user"):
+        for wid, acc in replay.wallets.items():
+            if wid == "org":
+                org_remaining = acc.balance + acc.reserved
+                continue
+            key = builder.wallet_key(wid)
+            if key is not None:
+                builder.row(key).remaining += acc.balance + acc.reserved
+    notes: list[str] = []
+    if group_by == "team":
+        for month in period.months():
+            for name, count in (await source.denial_counters(month)).items():
+                team, _, outcome = name.rpartition("|")
+                if outcome not in ("blocked", "held"):
+                    continue
+                r = builder.row(team or NO_TEAM)
+                setattr(r, outcome, getattr(r, outcome) + count)
+        if not period.whole_months:
+            notes.append(
+                "blocked/held counts are monthly: they cover the whole of "
+                + ", ".join(period.months())
+            )
+    rows = sorted(builder.rows.values(), key=lambda r: (r.key.startswith("("), r.key))
+    totals = Row(TOTAL)
+    for r in rows:
+        totals.add(r)
+    return Report(
+        period=period,
+        group_by=group_by,
+        currency=currency,
+        org=org,
+        rows=rows,
+        totals=totals,
+        ledger=builder.ledger,
+        daily_spend={d: dict(v) for d, v in sorted(builder.daily.items())},
+        org_remaining=org_remaining,
+        generated_at=now or datetime.now(UTC),
+        notes=notes,
+    )
+
+
+__all__ = [
+    "GROUP_BYS",
+    "MONEY_COLUMNS",
+    "TOTAL",
+    "GroupBy",
+    "LedgerSource",
+    "LedgerTotals",
+    "Period",
+    "Report",
+    "Row",
+    "build_report",
+    "columns_for",
+    "parse_period",
+]

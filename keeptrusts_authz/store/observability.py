@@ -1,0 +1,339 @@
+"""Redis access for observability (metrics, alerts, reports). Owned by the observability issue.
+
+Two clients, both built from `RedisSettings`:
+
+- `WalletSnapshotReader` is SYNCHRONOUS: the Prometheus collector runs on the metrics HTTP thread,
+  so it must not touch the server's asyncio loop. One pipelined round trip reads the wallet id
+  set, every known wallet hash, the daily burn buckets and the reservation index.
+- `ObservabilityStore` is async: the ledger consumer (usage counters, burn buckets, alerts), the
+  alert dedupe script, and the period reads of the chargeback report.
+
+Keys this module adds (all under the org's hash tag `kt:{org}:`):
+
+- `obs:burn:<yyyy-mm-dd>` hash: wallet id -> micros spent that UTC day (settle + expire), 9-day TTL
+- `alerts:<yyyy-mm>` hash: dedupe field (`<wallet>|threshold|80`, `<wallet>|status|low`) -> event id
+- `events` stream: one entry per alert event (capped at ~10k)
+
+and the consumer group `kt-observability` on the ledger stream (each entry goes to one replica).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import redis
+from redis.cluster import RedisCluster as SyncRedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.sentinel import Sentinel as SyncSentinel
+
+from keeptrusts_authz.config.models import RedisSettings
+from keeptrusts_authz.store.connection import AsyncClient, _sentinel_hosts, connect, describe
+from keeptrusts_authz.store.errors import StoreDataError, StoreUnavailableError
+from keeptrusts_authz.store.keys import Keys
+from keeptrusts_authz.wallets.models import LedgerEntry
+
+WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
+LEDGER_GROUP = "kt-observability"
+BURN_DAYS = 8  # today (partial) + the 7 previous UTC days
+BURN_TTL_SECONDS = 9 * 86400
+ALERT_TTL_SECONDS = 62 * 86400
+EVENTS_MAXLEN = 10_000
+
+SyncClient = redis.Redis | SyncRedisCluster
+
+# Dedupe + event append in ONE script: the first caller for a field appends the event, every
+# later caller (same replica or another) gets nil. KEYS[1] alerts hash of the period,
+# KEYS[2] events stream. ARGV[1] dedupe field, ARGV[2] hash TTL s, ARGV[3] stream cap,
+# ARGV[4..] event field/value pairs.
+_RECORD_EVENT_LUA = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], '-') == 0 then return false end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], ARGV[1], id)
+return id
+"""
+
+
+def _int(value: object) -> int:
+    if value is None or value == "":
+        return 0
+    try:
+        return int(cast(str, value))
+    except (TypeError, ValueError):
+        raise StoreDataError(f"not an integer in store: {str(value)[:40]!r}") from None
+
+
+def wallet_record(raw: Mapping[str, str]) -> dict[str, int]:
+    return {f: _int(raw.get(f)) for f in WALLET_FIELDS}
+
+
+def ledger_entry(entry_id: str, fields: Mapping[str, str]) -> LedgerEntry:
+    return LedgerEntry(
+        id=entry_id,
+        ts_ms=_int(fields.get("ts_ms")),
+        op=fields.get("op", ""),
+        wallet=fields.get("wallet", ""),
+        amount=_int(fields.get("amount")),
+        fields=dict(fields),
+    )
+
+
+def utc_day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def burn_days(now: float) -> list[str]:
+    """The UTC days of the burn window, oldest first (7 full days + today)."""
+    today = datetime.fromtimestamp(now, UTC).date()
+    return [(today - timedelta(days=i)).isoformat() for i in range(BURN_DAYS - 1, -1, -1)]
+
+
+def burn_window_start(now: float) -> float:
+    """Unix time of the start of the oldest burn bucket (midnight UTC, 7 days before today)."""
+    today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (today - timedelta(days=BURN_DAYS - 1)).timestamp()
+
+
+def _unavailable(endpoint: str, exc: BaseException) -> StoreUnavailableError:
+    kind = "timed out" if isinstance(exc, RedisTimeoutError) else "connection failed"
+    return StoreUnavailableError(
+        f"Redis store unavailable at {endpoint}: {kind}", {"endpoint": endpoint}
+    )
+
+
+# -- synchronous scrape-time reader ---------------------------------------------------------------
+
+
+def connect_sync(settings: RedisSettings) -> SyncClient:
+    """A synchronous client for `settings` (used only on the metrics thread)."""
+    kwargs: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": settings.socket_timeout_seconds,
+        "socket_connect_timeout": settings.socket_timeout_seconds,
+    }
+    if settings.mode == "cluster":
+        return SyncRedisCluster.from_url(settings.url, **kwargs)
+    if settings.mode == "sentinel":
+        assert settings.sentinel_master is not None
+        hosts, extra = _sentinel_hosts(settings.url)
+        sentinel = SyncSentinel(  # type: ignore[no-untyped-call]
+            hosts,
+            socket_timeout=settings.socket_timeout_seconds,
+            socket_connect_timeout=settings.socket_timeout_seconds,
+            sentinel_kwargs={"password": extra.get("password")} if "password" in extra else None,
+        )
+        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            settings.sentinel_master, **kwargs, **extra
+        )
+        return client
+    return redis.Redis.from_url(settings.url, **kwargs)
+
+
+@dataclass(frozen=True)
+class WalletSnapshot:
+    """What one scrape reads: wallet hashes, burn per wallet over the window, reservations."""
+
+    wallets: dict[str, dict[str, int]]
+    burn: dict[str, int]  # wallet id -> micros spent since `burn_since`
+    burn_since: float
+    open_reservations: int
+    overdue_reservations: int
+    taken_at: float
+
+
+class WalletSnapshotReader:
+    """Reads a `WalletSnapshot` in one pipelined round trip (two only when the wallet set changed
+    since the previous read: the ids of new wallets are known only after SMEMBERS)."""
+
+    def __init__(self, client: SyncClient, org_id: str, *, endpoint: str = "redis") -> None:
+        self._client = client
+        self.keys = Keys(org_id)
+        self._endpoint = endpoint
+        self._known: list[str] = []
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings, org_id: str) -> WalletSnapshotReader:
+        return cls(connect_sync(settings), org_id, endpoint=describe(settings))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _burn_key(self, day: str) -> str:
+        return self.keys.prefix + "obs:burn:" + day
+
+    def read(self, now: float | None = None) -> WalletSnapshot:
+        now = time.time() if now is None else now
+        k = self.keys
+        days = burn_days(now)
+        known = list(self._known)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.smembers(k.wallets)
+            for wid in known:
+                pipe.hgetall(k.wallet(wid))
+            for day in days:
+                pipe.hgetall(self._burn_key(day))
+            pipe.zcard(k.deadlines)
+            pipe.zcount(k.deadlines, "-inf", int(now * 1000))
+            res = pipe.execute()
+            ids = sorted(str(m) for m in res[0])
+            raws: dict[str, dict[str, str]] = dict(zip(known, res[1 : 1 + len(known)], strict=True))
+            missing = [wid for wid in ids if wid not in raws]
+            if missing:
+                pipe = self._client.pipeline(transaction=False)
+                for wid in missing:
+                    pipe.hgetall(k.wallet(wid))
+                raws.update(zip(missing, pipe.execute(), strict=True))
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise _unavailable(self._endpoint, exc) from exc
+        except RedisError as exc:
+            raise StoreDataError(f"Redis refused a scrape read: {str(exc)[:200]}") from exc
+        self._known = ids
+        off = 1 + len(known)
+        burn: dict[str, int] = {}
+        for bucket in res[off : off + len(days)]:
+            for wid, micros in bucket.items():
+                burn[wid] = burn.get(wid, 0) + _int(micros)
+        open_count, overdue = res[off + len(days)], res[off + len(days) + 1]
+        wallets = {wid: wallet_record(raws[wid]) for wid in ids if raws.get(wid)}
+        return WalletSnapshot(
+            wallets=wallets,
+            burn=burn,
+            burn_since=burn_window_start(now),
+            open_reservations=int(open_count),
+            overdue_reservations=int(overdue),
+            taken_at=now,
+        )
+
+
+# -- async: ledger consumer, alerts, reports -------------------------------------------------------
+
+
+class ObservabilityStore:
+    def __init__(self, client: AsyncClient, org_id: str, *, endpoint: str = "redis") -> None:
+        self._client = client
+        self.keys = Keys(org_id)
+        self.org_id = org_id
+        self._endpoint = endpoint
+        self._record_event = client.register_script(_RECORD_EVENT_LUA)
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings, org_id: str) -> ObservabilityStore:
+        return cls(connect(settings), org_id, endpoint=describe(settings))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _io(self, awaitable: Awaitable[Any]) -> Any:
+        try:
+            return await awaitable
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise _unavailable(self._endpoint, exc) from exc
+        except ResponseError as exc:
+            if "NOSCRIPT" in str(exc) or "BUSYGROUP" in str(exc) or "NOGROUP" in str(exc):
+                raise
+            raise StoreDataError(f"Redis refused the command: {str(exc)[:200]}") from exc
+
+    @property
+    def events_key(self) -> str:
+        return self.keys.prefix + "events"
+
+    def alerts_key(self, period: str) -> str:
+        return self.keys.prefix + "alerts:" + period
+
+    def burn_key(self, day: str) -> str:
+        return self.keys.prefix + "obs:burn:" + day
+
+    # ledger consumer group --------------------------------------------------------------------
+
+    async def ensure_ledger_group(self, start_ms: int) -> bool:
+        """Create the consumer group at `start_ms` (entries after it are delivered); False if it
+        already existed (its position is kept across restarts)."""
+        try:
+            await self._io(
+                self._client.xgroup_create(
+                    self.keys.ledger, LEDGER_GROUP, id=f"{start_ms}-0", mkstream=True
+                )
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" in str(exc):
+                return False
+            raise StoreDataError(f"Redis refused XGROUP CREATE: {str(exc)[:200]}") from exc
+        return True
+
+    async def read_ledger_group(self, consumer: str, count: int = 500) -> list[LedgerEntry]:
+        """New ledger entries for this consumer (NOACK: counters live in process memory, so an
+        entry read by a replica that dies is lost with that replica's counters anyway)."""
+        res = await self._io(
+            self._client.xreadgroup(
+                LEDGER_GROUP, consumer, {self.keys.ledger: ">"}, count=count, noack=True
+            )
+        )
+        out: list[LedgerEntry] = []
+        for _stream, rows in res or []:
+            for entry_id, fields in rows:
+                if fields:  # a trimmed entry comes back empty
+                    out.append(ledger_entry(str(entry_id), fields))
+        return out
+
+    async def add_burn(self, per_day: Mapping[str, Mapping[str, int]]) -> None:
+        """HINCRBY the daily burn buckets: {day: {wallet: micros}}."""
+        if not per_day:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for day, wallets in per_day.items():
+                key = self.burn_key(day)
+                for wid, micros in wallets.items():
+                    pipe.hincrby(key, wid, micros)
+                pipe.expire(key, BURN_TTL_SECONDS)
+            await self._io(pipe.execute())
+
+    # alerts -------------------------------------------------------------------------------------
+
+    async def wallets(self, ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for wid in wanted:
+                pipe.hgetall(self.keys.wallet(wid))
+            raws = await self._io(pipe.execute())
+        return {wid: wallet_record(raw) for wid, raw in zip(wanted, raws, strict=True) if raw}
+
+    async def record_event(self, period: str, dedupe: str, fields: Mapping[str, str]) -> str | None:
+        """Append an event unless `dedupe` was already recorded for `period`; its id, or None."""
+        args: list[str] = [dedupe, str(ALERT_TTL_SECONDS), str(EVENTS_MAXLEN)]
+        for name, value in fields.items():
+            args += [name, value]
+        res = await self._io(
+            self._record_event(keys=[self.alerts_key(period), self.events_key], args=args)
+        )
+        return None if res is None else str(res)
+
+    async def events(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        rows = await self._io(self._client.xrevrange(self.events_key, count=count))
+        return [(str(i), dict(f)) for i, f in rows]
+
+    async def denial_counters(self, month: str) -> dict[str, int]:
+        raw = await self._io(self._client.hgetall(self.keys.stats(month)))
+        return {str(f): _int(v) for f, v in raw.items()}
+
+
+__all__ = [
+    "LEDGER_GROUP",
+    "ObservabilityStore",
+    "WalletSnapshot",
+    "WalletSnapshotReader",
+    "burn_days",
+    "burn_window_start",
+    "connect_sync",
+    "ledger_entry",
+    "utc_day",
+    "wallet_record",
+]
