@@ -189,7 +189,8 @@ class Admission:
             "allow",
             "ok",
             upstream_headers=headers,
-            remove_headers=CALLER_KEY_HEADERS,
+            # Envoy applies removals after sets: remove only the caller headers not overwritten.
+            remove_headers=tuple(h for h in CALLER_KEY_HEADERS if h not in headers),
             metadata=meta,
         )
         if not self._cfg.cost_tracking.enabled:
