@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -16,6 +16,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from keeptrusts_authz.config.models import RedisSettings
 
 AsyncClient = Redis | RedisCluster
+
+#: Connections per process. Callers beyond it wait (up to the socket timeout) for a free one
+#: instead of failing, so a burst of concurrent Checks queues rather than erroring.
+MAX_CONNECTIONS = 128
 
 
 def describe(settings: RedisSettings) -> str:
@@ -76,7 +80,13 @@ def connect(settings: RedisSettings) -> AsyncClient:
         )
         client: Redis = sentinel.master_for(settings.sentinel_master, **kwargs, **extra)
         return client
-    return Redis.from_url(settings.url, **kwargs)
+    pool = BlockingConnectionPool.from_url(
+        settings.url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=max(settings.socket_timeout_seconds, 1.0),
+        **kwargs,
+    )
+    return Redis.from_pool(pool)
 
 
 __all__ = ["AsyncClient", "connect", "describe"]
