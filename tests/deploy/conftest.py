@@ -3,6 +3,7 @@ installed, else tests/deploy/kustomize_lite.py) and hand the objects to the test
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,6 +26,9 @@ Obj = dict[str, Any]
 
 
 def kubectl() -> str | None:
+    """kubectl, unless absent or KEEPTRUSTS_TEST_NO_KUBECTL=1 forces the fallback renderer."""
+    if os.environ.get("KEEPTRUSTS_TEST_NO_KUBECTL") == "1":
+        return None
     return shutil.which("kubectl")
 
 
