@@ -1,0 +1,222 @@
+"""The whole gateway on loopback for end-to-end tests and the bench: the authz service (a real
+`keeptrusts-authz serve` subprocess), the real Envoy rendered from the same config, the fake
+provider as upstream, and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from keeptrusts_authz.config import Config, load_config
+from keeptrusts_authz.envoy_config.render import render_envoy_yaml
+from keeptrusts_authz.store.connection import connect
+from keeptrusts_authz.store.redis_store import RedisWalletStore
+from keeptrusts_authz.wallets.service import WalletService
+from tests.envoy_harness import EnvoyProcess, loopback_gateway
+from tests.fake_provider import FakeProvider
+from tests.redis_server import free_port, wait_port
+
+T = TypeVar("T")
+
+GROUPS: list[dict[str, Any]] = [
+    {
+        "name": "engineering",
+        "api_key": "kt_cg_engineering_prod",
+        "wallet_team_id": "team_engineering",
+    },
+    {
+        "name": "support",
+        "api_key": "kt_cg_support_prod",
+        "wallet_team_id": "team_support",
+        "on_insufficient": "warn",
+    },
+    {"name": "marketing", "api_key": "kt_cg_marketing_prod", "wallet_team_id": "team_marketing"},
+    {
+        "name": "legal",
+        "api_key": "kt_cg_legal_prod",
+        "wallet_team_id": "team_legal",
+        "allowed_models": ["claude-*"],
+    },
+]
+
+
+def stack_config(redis_url: str, provider_url: str, **overrides: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "organization": {"id": "acme", "currency": "USD"},
+        "consumer_groups": GROUPS,
+        "cost_tracking": {"enabled": True, "wallet_enforcement": True},
+        "enforcement": {"reservation_ttl_seconds": 600, "sweep_interval_seconds": 1},
+        "providers": [
+            {
+                "name": "openai",
+                "kind": "openai",
+                "url": provider_url,
+                "credential_env": "KT_TEST_OPENAI_KEY",
+                "models": ["gpt-*", "o*", "text-embedding-*"],
+            },
+            {
+                "name": "anthropic",
+                "kind": "anthropic",
+                "url": provider_url,
+                "credential_env": "KT_TEST_ANTHROPIC_KEY",
+                "models": ["claude-*"],
+            },
+        ],
+        "redis": {"url": redis_url},
+        "server": {
+            "host": "127.0.0.1",
+            "grpc_port": 0,
+            "metrics_port": 0,
+            "shutdown_grace_seconds": 2,
+        },
+        "gateway": loopback_gateway(access_log_flush_ms=50),
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    cfg["server"]["grpc_port"] = cfg["gateway"]["authz_port"]
+    cfg["server"]["metrics_port"] = cfg["server"]["metrics_port"] or free_port()
+    return cfg
+
+
+class Stack:
+    PROVIDER_ENV = {
+        "KT_TEST_OPENAI_KEY": "sk-test-openai-secret",
+        "KT_TEST_ANTHROPIC_KEY": "sk-ant-test-secret",
+    }
+
+    def __init__(self, cfg_dict: dict[str, Any], start_service: bool = True) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="kt-stack-"))
+        self.config_path = self._dir / "keeptrusts.yaml"
+        self.config_path.write_text(yaml.safe_dump(cfg_dict), encoding="utf-8")
+        self.cfg: Config = load_config(self.config_path)
+        self.start_service = start_service
+        self.service: subprocess.Popen[bytes] | None = None
+        self.envoy = EnvoyProcess(render_envoy_yaml(self.cfg))
+        self.url = f"http://127.0.0.1:{self.cfg.gateway.listen_port}"
+        self.service_log = self._dir / "authz.log"
+
+    def start(self) -> Stack:
+        if self.start_service:
+            self.start_authz()
+        self.envoy.start()
+        return self
+
+    def start_authz(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env.update(self.PROVIDER_ENV)
+        self.service = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "keeptrusts_authz.cli.main",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--log-level",
+                "warning",
+            ],
+            stdout=self.service_log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            wait_port(self.cfg.server.grpc_port, timeout=30)
+        except TimeoutError:
+            raise RuntimeError(
+                f"authz service did not start:\n{self.service_log.read_text()}"
+            ) from None
+
+    def stop_authz(self, timeout: float = 15) -> int | None:
+        if self.service is None:
+            return None
+        self.service.terminate()
+        try:
+            code = self.service.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.service.kill()
+            code = self.service.wait()
+        self.service = None
+        return code
+
+    def stop(self) -> None:
+        self.envoy.stop()
+        self.stop_authz()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the wallet domain, from the test's side ------------------------------------------------
+
+    def wallets(self, fn: Callable[[WalletService], Awaitable[T]]) -> T:
+        async def go() -> T:
+            store = RedisWalletStore(connect(self.cfg.redis), self.cfg.organization.id)
+            try:
+                return await fn(WalletService(store, self.cfg))
+            finally:
+                await store.close()
+
+        return asyncio.run(go())
+
+    def fund(self, team: str, amount_micros: int) -> None:
+        async def go(w: WalletService) -> None:
+            await w.credit(amount_micros, "USD", "test credit", "test")
+            await w.allocate(f"team:{team}", amount_micros, "USD", "test allocation", "test")
+
+        self.wallets(go)
+
+    def wallet(self, wallet_id: str) -> Any:
+        return self.wallets(lambda w: w.wallet(wallet_id))
+
+    def wait_settled(self, wallet_id: str, timeout: float = 15.0) -> Any:
+        """Wait until nothing is reserved in the wallet any more (every request reconciled)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wallet = self.wallet(wallet_id)
+            if wallet.reserved == 0 or time.monotonic() > deadline:
+                return wallet
+            time.sleep(0.05)
+
+    # -- HTTP through Envoy --------------------------------------------------------------------
+
+    def post(
+        self,
+        path: str,
+        body: Any,
+        key: str | None = "kt_cg_engineering_prod",
+        headers: dict[str, str] | None = None,
+        anthropic_style: bool = False,
+        timeout: float = 30,
+    ) -> tuple[int, dict[str, str], bytes]:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method="POST")
+        req.add_header("content-type", "application/json")
+        if key is not None:
+            if anthropic_style:
+                req.add_header("x-api-key", key)
+            else:
+                req.add_header("authorization", f"Bearer {key}")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()

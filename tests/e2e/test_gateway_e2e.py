@@ -1,0 +1,337 @@
+"""End to end through the real Envoy: ext_authz reserve -> fake provider -> access log -> settle.
+
+Every assertion on money is exact, in micros: the wallet must end up charged precisely the cost of
+the usage the fake provider reported, never the estimate (except where DESIGN says so).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from keeptrusts_authz.pricing import PriceTable
+from tests.e2e.stack import Stack, stack_config
+from tests.envoy_harness import loopback_gateway
+from tests.fake_provider import FakeProvider
+from tests.redis_server import RedisServer, free_port
+
+pytestmark = pytest.mark.envoy
+
+USD = 1_000_000
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[FakeProvider]:
+    with FakeProvider() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
+    with Stack(stack_config(redis_server.url, provider.url)) as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def _flush(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+
+
+def prices(stack: Stack) -> PriceTable:
+    return PriceTable.from_config(stack.cfg)
+
+
+def chat(model: str = "gpt-4o-mini", stream: bool = False, **extra: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "hello there"}],
+        "max_tokens": 256,
+        **extra,
+    }
+    if stream:
+        body["stream"] = True
+    return body
+
+
+CASES = [
+    # (id, path, body, anthropic key header, usage header, input, output, cached)
+    ("openai-chat-json", CHAT, chat(), False),
+    ("openai-chat-sse-injected", CHAT, chat(stream=True), False),
+    (
+        "openai-chat-sse-include-usage",
+        CHAT,
+        chat(stream=True, stream_options={"include_usage": True}),
+        False,
+    ),
+    (
+        "openai-responses-json",
+        "/v1/responses",
+        {"model": "gpt-4.1", "input": "hi", "max_output_tokens": 300},
+        False,
+    ),
+    (
+        "openai-responses-sse",
+        "/v1/responses",
+        {"model": "gpt-4.1", "input": "hi", "max_output_tokens": 300, "stream": True},
+        False,
+    ),
+    (
+        "anthropic-json",
+        "/v1/messages",
+        {
+            "model": "claude-sonnet-4",
+            "max_tokens": 300,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        True,
+    ),
+    (
+        "anthropic-sse",
+        "/v1/messages",
+        {
+            "model": "claude-sonnet-4",
+            "max_tokens": 300,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        True,
+    ),
+    (
+        "openai-embeddings",
+        "/v1/embeddings",
+        {"model": "text-embedding-3-small", "input": ["a", "b"]},
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "anthropic"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_wallet_charged_exactly_the_reported_usage(
+    stack: Stack, provider: FakeProvider, path: str, body: dict[str, object], anthropic: bool
+) -> None:
+    stack.fund("team_engineering", 10 * USD)
+    usage = (1234, 0 if "embeddings" in path else 321, 200)
+    status, headers, raw = stack.post(
+        path,
+        body,
+        anthropic_style=anthropic,
+        headers={"x-fake-usage": ",".join(map(str, usage)), "x-fake-chunk": "7"},
+    )
+    assert status == 200, raw
+    # The provider got its own credential, never the caller's kt_ key.
+    seen = provider.last().headers
+    assert "kt_cg_engineering_prod" not in json.dumps(seen)
+    if anthropic:
+        assert seen["x-api-key"] == "sk-ant-test-secret"
+    else:
+        assert seen["authorization"] == "Bearer sk-test-openai-secret"
+    assert seen["x-keeptrusts-team"] == "team_engineering"
+    wallet = stack.wait_settled("team:team_engineering")
+    model = str(body["model"])
+    cost = prices(stack).cost_micros(model, usage[0], usage[1], usage[2])
+    assert cost > 0
+    assert wallet.reserved == 0
+    assert wallet.spent_total == cost
+    assert wallet.balance == 10 * USD - cost
+    entries = stack.wallets(lambda w: w.ledger(count=10))
+    settles = [e for e in entries if e.op == "settle"]
+    assert len(settles) == 1
+    assert settles[0].fields["estimated"] == "0"
+    assert settles[0].fields["input_tokens"] == str(usage[0])
+
+
+def test_provider_error_releases_the_reservation(stack: Stack) -> None:
+    stack.fund("team_engineering", 5 * USD)
+    status, _, _ = stack.post(CHAT, chat(), headers={"x-fake-status": "500"})
+    assert status == 500
+    wallet = stack.wait_settled("team:team_engineering")
+    assert (wallet.balance, wallet.reserved, wallet.spent_total) == (5 * USD, 0, 0)
+    ops = [e.op for e in stack.wallets(lambda w: w.ledger(count=10))]
+    assert "release" in ops
+
+
+def test_client_disconnect_mid_stream_settles_at_estimate(stack: Stack) -> None:
+    stack.fund("team_engineering", 5 * USD)
+    conn = http.client.HTTPConnection("127.0.0.1", stack.cfg.gateway.listen_port, timeout=10)
+    conn.request(
+        "POST",
+        CHAT,
+        body=json.dumps(chat(stream=True)),
+        headers={
+            "authorization": "Bearer kt_cg_engineering_prod",
+            "content-type": "application/json",
+            "x-fake-slow": "0.2",
+            "x-fake-events": "40",
+        },
+    )
+    resp = conn.getresponse()
+    assert resp.status == 200
+    resp.read1(64)  # the stream has started...
+    conn.sock.shutdown(socket.SHUT_RDWR)  # ...and the client goes away
+    conn.close()
+    wallet = stack.wait_settled("team:team_engineering", timeout=20)
+    assert wallet.reserved == 0, "no reservation may leak"
+    settles = [e for e in stack.wallets(lambda w: w.ledger(count=10)) if e.op == "settle"]
+    assert len(settles) == 1
+    assert settles[0].fields["estimated"] == "1"
+    assert wallet.spent_total == int(settles[0].fields["reserved"]) > 0
+
+
+def test_insufficient_funds_is_402_with_a_json_body(stack: Stack, provider: FakeProvider) -> None:
+    stack.fund("team_engineering", 1)  # one micro
+    provider.clear()
+    status, headers, raw = stack.post(CHAT, chat())
+    assert status == 402
+    assert headers["x-keeptrusts-reason"] == "insufficient_funds"
+    assert headers["content-type"] == "application/json"
+    error = json.loads(raw)["error"]
+    assert error["type"] == "insufficient_funds"
+    assert error["team"] == "team_engineering"
+    assert error["currency"] == "USD"
+    assert error["available"] == "0.000001"
+    assert float(error["requested"]) > 0
+    assert provider.requests == [], "a refused request never reaches the provider"
+    assert stack.wallet("team:team_engineering").balance == 1
+
+
+def test_warn_policy_allows_with_a_header_and_overdraws(stack: Stack) -> None:
+    status, headers, _ = stack.post(
+        CHAT, chat(), key="kt_cg_support_prod", headers={"x-fake-usage": "100,10,0"}
+    )
+    assert status == 200
+    assert "x-keeptrusts-budget-warning" in headers
+    wallet = stack.wait_settled("team:team_support")
+    cost = prices(stack).cost_micros("gpt-4o-mini", 100, 10, 0)
+    assert wallet.balance == -cost
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "status", "code"),
+    [
+        (None, chat(), 401, "invalid_api_key"),
+        ("kt_wrong", chat(), 401, "invalid_api_key"),
+        ("kt_cg_engineering_prod", b"{not json", 400, "invalid_json"),
+        ("kt_cg_engineering_prod", {"messages": []}, 400, "missing_model"),
+        ("kt_cg_engineering_prod", chat(model="gpt-unknown-9"), 400, "unknown_model"),
+        ("kt_cg_legal_prod", chat(model="gpt-4o"), 403, "model_not_allowed"),
+    ],
+)
+def test_bad_requests_are_refused_specifically(
+    stack: Stack, key: str | None, body: object, status: int, code: str
+) -> None:
+    got, headers, raw = stack.post(CHAT, body, key=key)
+    assert got == status
+    assert headers["x-keeptrusts-reason"] == code
+    assert json.loads(raw)["error"]["type"] == code
+    if key:
+        assert key not in raw.decode()
+
+
+def test_oversize_body_is_413(stack: Stack) -> None:
+    big = chat(
+        messages=[{"role": "user", "content": "x" * (stack.cfg.gateway.max_request_bytes + 10)}]
+    )
+    status, _, _ = stack.post(CHAT, big)
+    assert status == 413
+
+
+def test_concurrent_requests_never_overspend(stack: Stack) -> None:
+    """200 concurrent requests from two teams against wallets that fund only part of them."""
+    table = prices(stack)
+    stack.fund("team_engineering", 3 * USD // 100)
+    stack.fund("team_marketing", 2 * USD // 100)
+    keys = {"team_engineering": "kt_cg_engineering_prod", "team_marketing": "kt_cg_marketing_prod"}
+
+    def one(i: int) -> tuple[str, int, tuple[int, int]]:
+        team = "team_engineering" if i % 2 else "team_marketing"
+        usage = (200 + i, 50 + i % 17)
+        status, _, _ = stack.post(
+            CHAT,
+            chat(model="gpt-4o", max_tokens=200),
+            key=keys[team],
+            headers={"x-fake-usage": f"{usage[0]},{usage[1]},0"},
+        )
+        return team, status, usage
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(one, range(200)))
+    assert {s for _, s, _ in results} <= {200, 402}
+    for team in keys:
+        ok = [u for t, s, u in results if t == team and s == 200]
+        assert ok, f"{team}: some requests must be funded"
+        assert len(ok) < 100, f"{team}: the wallet cannot fund all of them"
+        wallet = stack.wait_settled(f"team:{team}", timeout=30)
+        allocation = 3 * USD // 100 if team == "team_engineering" else 2 * USD // 100
+        spent = sum(table.cost_micros("gpt-4o", i, o, 0) for i, o in ok)
+        assert wallet.reserved == 0
+        assert wallet.spent_total == spent
+        assert wallet.balance == allocation - spent >= 0
+    report = stack.wallets(lambda w: w.audit())
+    assert report.ok, report.mismatches
+
+
+def test_showback_never_denies(redis_server: RedisServer, provider: FakeProvider) -> None:
+    cfg = stack_config(
+        redis_server.url, provider.url, cost_tracking={"enabled": True, "wallet_enforcement": False}
+    )
+    with Stack(cfg) as s:
+        status, headers, _ = s.post(CHAT, chat(), headers={"x-fake-usage": "10,5,0"})
+        assert status == 200
+        assert "x-keeptrusts-budget-warning" not in headers
+        wallet = s.wait_settled("team:team_engineering")
+        assert wallet.spent_total == PriceTable.from_config(s.cfg).cost_micros(
+            "gpt-4o-mini", 10, 5, 0
+        )
+
+
+def test_authz_service_down_is_503(redis_server: RedisServer, provider: FakeProvider) -> None:
+    cfg = stack_config(redis_server.url, provider.url)
+    with Stack(cfg, start_service=False) as s:
+        status, _, _ = s.post(CHAT, chat())
+        assert status == 503
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("deny", 503), ("allow", 200)])
+def test_redis_unreachable(provider: FakeProvider, mode: str, expected: int) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    cfg = stack_config(
+        dead,
+        provider.url,
+        enforcement={"on_store_error": mode},
+        gateway=loopback_gateway(access_log_flush_ms=50),
+    )
+    with Stack(cfg) as s:
+        status, headers, raw = s.post(CHAT, chat())
+        assert status == expected
+        if expected == 503:
+            assert json.loads(raw)["error"]["type"] == "store_unavailable"
+        assert s.service is not None and s.service.poll() is None, "the service must not crash"
+
+
+def test_graceful_shutdown_flushes_pending_settlements(
+    redis_server: RedisServer, provider: FakeProvider
+) -> None:
+    cfg = stack_config(redis_server.url, provider.url)
+    with Stack(cfg) as s:
+        s.fund("team_engineering", USD)
+        status, _, _ = s.post(CHAT, chat(), headers={"x-fake-usage": "10,5,0"})
+        assert status == 200
+        time.sleep(0.3)  # let Envoy flush its access-log buffer
+        assert s.stop_authz() == 0
+        wallet = s.wallet("team:team_engineering")
+        assert wallet.reserved == 0
+        assert wallet.spent_total == PriceTable.from_config(s.cfg).cost_micros(
+            "gpt-4o-mini", 10, 5, 0
+        )
