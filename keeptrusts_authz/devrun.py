@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"{exc.source}: {e}" for e in exc.errors), file=sys.stderr)
         return 2
     RUN_DIR.mkdir(exist_ok=True)
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops everything the same way as Ctrl-C
+
+    signal.signal(signal.SIGTERM, _terminate)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def spawn(
