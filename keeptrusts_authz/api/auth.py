@@ -1,0 +1,105 @@
+"""Admin-token authentication and role checks for the wallet API.
+
+Tokens live in the config only as sha256 digests (`admin.tokens[].sha256`) with a name and roles.
+The presented token (`authorization: Bearer <token>`) is hashed and compared with EVERY configured
+digest in constant time (hmac.compare_digest, no early exit), so timing reveals neither which
+digest matched nor how much of it. The token itself is never logged or stored; the ledger records
+the token's `name` as the actor.
+
+Roles:
+- `billing`: money moves (credit, allocate, reclaim, transfer) and ticket approve/deny; it also
+  reads everything (whoever moves money must see the balances it moves).
+- `viewer`: reads everything.
+- `team:<team_id>`: reads its own team wallet, the user wallets seen spending for that team, the
+  team's transactions and tickets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from keeptrusts_authz.config.models import AdminToken
+from keeptrusts_authz.errors import KeeptrustsError
+
+_BEARER = "bearer "
+_MAX_TOKEN = 4096
+
+
+class Unauthenticated(KeeptrustsError):
+    def __init__(self, message: str = "missing or invalid admin token") -> None:
+        super().__init__("unauthenticated", message, 401)
+
+
+class PermissionDenied(KeeptrustsError):
+    def __init__(self, message: str) -> None:
+        super().__init__("permission_denied", message, 403)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: the token's configured name and roles."""
+
+    name: str
+    roles: frozenset[str]
+
+    @property
+    def billing(self) -> bool:
+        return "billing" in self.roles
+
+    @property
+    def reads_all(self) -> bool:
+        return "billing" in self.roles or "viewer" in self.roles
+
+    @property
+    def teams(self) -> frozenset[str]:
+        return frozenset(r[5:] for r in self.roles if r.startswith("team:"))
+
+    def require_billing(self, action: str) -> None:
+        if not self.billing:
+            raise PermissionDenied(f"{action} needs the billing role")
+
+    def require_read_all(self, what: str) -> None:
+        if not self.reads_all:
+            raise PermissionDenied(f"reading {what} needs the viewer or billing role")
+
+    def may_read_team(self, team_id: str) -> bool:
+        return self.reads_all or team_id in self.teams
+
+    def may_read_wallet(self, wallet_id: str, user_teams: Mapping[str, Iterable[str]]) -> bool:
+        """`user_teams`: user id -> teams it spent for (only consulted for team roles)."""
+        if self.reads_all:
+            return True
+        scope, _, owner = wallet_id.partition(":")
+        if scope == "team":
+            return owner in self.teams
+        if scope == "user":
+            return any(t in self.teams for t in user_teams.get(owner, ()))
+        return False
+
+
+class AdminAuth:
+    def __init__(self, tokens: Iterable[AdminToken]) -> None:
+        self._tokens = [(t.sha256.encode("ascii"), t.name, frozenset(t.roles)) for t in tokens]
+
+    def authenticate(self, metadata: Mapping[str, str]) -> Principal:
+        """Principal for the `authorization` metadata; Unauthenticated (401) otherwise."""
+        header = metadata.get("authorization", "")
+        if not header[: len(_BEARER)].lower() == _BEARER:
+            raise Unauthenticated()
+        token = header[len(_BEARER) :].strip()
+        if not token or len(token) > _MAX_TOKEN:
+            raise Unauthenticated()
+        digest = hashlib.sha256(token.encode("utf-8")).hexdigest().encode("ascii")
+        found: Principal | None = None
+        for expected, name, roles in self._tokens:
+            if hmac.compare_digest(digest, expected) and found is None:
+                found = Principal(name, roles)
+        if found is None:
+            raise Unauthenticated()
+        return found
+
+
+__all__ = ["AdminAuth", "PermissionDenied", "Principal", "Unauthenticated"]

@@ -1,0 +1,507 @@
+"""keeptrusts.wallet.v1.WalletService: the wallet admin API over the wallet domain layer.
+
+Every call: authenticate the admin token (401), check the role (403), validate the request (400
+naming the field), then call WalletService / the ticket store. Domain errors become gRPC statuses
+(api.status) that Envoy's transcoder turns into HTTP statuses with a JSON body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import grpc
+
+from keeptrusts_authz.api import requests as rq
+from keeptrusts_authz.api.auth import AdminAuth, PermissionDenied, Principal
+from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2 as pb
+from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2_grpc as pb_grpc
+from keeptrusts_authz.api.status import abort
+from keeptrusts_authz.api.tickets import TICKET_ID
+from keeptrusts_authz.api.views import LedgerWindow, depletion_date, money, scan_window
+from keeptrusts_authz.config.models import Config
+from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
+from keeptrusts_authz.store.tickets import TicketConflict, TicketNotFound, TicketRecord, TicketStore
+from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, Wallet
+from keeptrusts_authz.wallets.service import WalletService
+
+log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_AMOUNT: rq.Kind = "amount"
+_TARGET_SPEC: dict[str, rq.Kind] = {
+    "team_id": "str",
+    "user_id": "str",
+    "amount": _AMOUNT,
+    "currency": "str",
+    "description": "str",
+    "request_id": "str",
+}
+_CREDIT_SPEC: dict[str, rq.Kind] = {
+    "amount": _AMOUNT,
+    "currency": "str",
+    "description": "str",
+    "request_id": "str",
+}
+_TRANSFER_SPEC: dict[str, rq.Kind] = {
+    "from_team_id": "str",
+    "to_team_id": "str",
+    "from_user_id": "str",
+    "to_user_id": "str",
+    "amount": _AMOUNT,
+    "currency": "str",
+    "description": "str",
+    "request_id": "str",
+}
+_APPROVE_SPEC: dict[str, rq.Kind] = {"funding": "str", "reason": "str"}
+_DENY_SPEC: dict[str, rq.Kind] = {"reason": "str"}
+_SCOPES = ("", "org", "team", "user")
+_TICKET_STATUSES = ("", "pending", "approved", "denied", "funded", "used")
+_FUNDING = ("org", "overdraft")
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_CORE_FIELDS = ("op", "wallet", "amount", "ts_ms", "actor", "description", "balance_after")
+_MICROS_FIELDS = ("reserved", "cost")
+_MAX_REASON = 500
+
+
+class UnknownTicket(KeeptrustsError):
+    def __init__(self, ticket_id: str) -> None:
+        super().__init__(
+            "unknown_ticket", f"unknown ticket {ticket_id}", 404, {"ticket_id": ticket_id}
+        )
+
+
+def _rfc3339(ms: int) -> str:
+    if ms <= 0:
+        return ""
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _metadata(context: Context) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in context.invocation_metadata() or ():
+        if isinstance(value, str):
+            out[key.lower()] = value
+    return out
+
+
+class WalletApiServicer(pb_grpc.WalletServiceServicer):
+    def __init__(
+        self,
+        wallets: WalletService,
+        config: Config,
+        auth: AdminAuth,
+        tickets: TicketStore | None,
+    ) -> None:
+        self._wallets = wallets
+        self._config = config
+        self._auth = auth
+        self._tickets = tickets
+        self._currency = config.organization.currency
+        self._teams = {g.wallet_team_id for g in config.consumer_groups if g.wallet_team_id}
+
+    # -- plumbing ----------
+
+    async def _call(
+        self,
+        request: Req,
+        context: Context,
+        handler: Callable[[Principal, Req, Mapping[str, str]], Awaitable[Resp]],
+    ) -> Resp:
+        metadata = _metadata(context)
+        try:
+            principal = self._auth.authenticate(metadata)
+            return await handler(principal, request, metadata)
+        except KeeptrustsError as exc:
+            await abort(context, exc)
+        except Exception:
+            log.exception("wallet API call failed unexpectedly")
+            await abort(context, KeeptrustsError("internal", "internal error", 500))
+
+    def _move_response(self, op: str, result: OpResult, amount: int, actor: str) -> pb.MoveResponse:
+        return pb.MoveResponse(
+            operation=op,
+            entry_id=result.entry_id,
+            replayed=result.replayed,
+            amount=money(amount),
+            currency=self._currency,
+            balances={w: money(b) for w, b in result.balances.items()},
+            actor=actor,
+        )
+
+    async def _notify(self, *wallet_ids: str) -> None:
+        if self._tickets is not None:
+            await self._tickets.notify_funds(wallet_ids)
+
+    def _wallet_pb(self, wallet: Wallet, window: LedgerWindow) -> pb.Wallet:
+        burn = window.burn_per_day(wallet.id)
+        return pb.Wallet(
+            id=wallet.id,
+            scope=wallet.scope,
+            owner=wallet.owner,
+            balance=money(wallet.balance),
+            reserved=money(wallet.reserved),
+            allocated=money(wallet.allocated_total),
+            spent=money(wallet.spent_total),
+            status=wallet.status,
+            burn_rate_per_day=money(burn),
+            projected_depletion_date=depletion_date(wallet, burn),
+            currency=self._currency,
+        )
+
+    def _empty_wallet(self, wallet_id: str) -> Wallet:
+        return Wallet.build(
+            wallet_id,
+            balance=0,
+            reserved=0,
+            allocated_total=0,
+            spent_total=0,
+            low_balance_ratio=self._config.enforcement.low_balance_ratio,
+            org_id=self._config.organization.id,
+        )
+
+    # -- money moves ----------
+
+    async def Credit(self, request: pb.CreditRequest, context: Context) -> pb.MoveResponse:
+        return await self._call(request, context, self._credit)
+
+    async def _credit(
+        self, who: Principal, request: pb.CreditRequest, md: Mapping[str, str]
+    ) -> pb.MoveResponse:
+        who.require_billing("credit")
+        f = rq.fields_of(request, _CREDIT_SPEC)
+        amount = rq.amount_micros(f)
+        result = await self._wallets.credit(
+            amount,
+            rq.text(f, "currency", required=True),
+            rq.text(f, "description"),
+            who.name,
+            rq.idempotency_key(md, f),
+        )
+        await self._notify("org")
+        return self._move_response("credit", result, amount, who.name)
+
+    async def Allocate(self, request: pb.AllocateRequest, context: Context) -> pb.MoveResponse:
+        return await self._call(request, context, self._allocate)
+
+    async def _allocate(
+        self, who: Principal, request: pb.AllocateRequest, md: Mapping[str, str]
+    ) -> pb.MoveResponse:
+        who.require_billing("allocate")
+        f = rq.fields_of(request, _TARGET_SPEC)
+        target = rq.one_wallet(f, "team_id", "user_id")
+        amount = rq.amount_micros(f)
+        result = await self._wallets.allocate(
+            target,
+            amount,
+            rq.text(f, "currency", required=True),
+            rq.text(f, "description"),
+            who.name,
+            rq.idempotency_key(md, f),
+        )
+        await self._notify(target)
+        return self._move_response("allocate", result, amount, who.name)
+
+    async def Reclaim(self, request: pb.ReclaimRequest, context: Context) -> pb.MoveResponse:
+        return await self._call(request, context, self._reclaim)
+
+    async def _reclaim(
+        self, who: Principal, request: pb.ReclaimRequest, md: Mapping[str, str]
+    ) -> pb.MoveResponse:
+        who.require_billing("reclaim")
+        f = rq.fields_of(request, _TARGET_SPEC)
+        source = rq.one_wallet(f, "team_id", "user_id")
+        amount = rq.amount_micros(f)
+        result = await self._wallets.reclaim(
+            source,
+            amount,
+            rq.text(f, "currency", required=True),
+            rq.text(f, "description"),
+            who.name,
+            rq.idempotency_key(md, f),
+        )
+        await self._notify("org")
+        return self._move_response("reclaim", result, amount, who.name)
+
+    async def Transfer(self, request: pb.TransferRequest, context: Context) -> pb.MoveResponse:
+        return await self._call(request, context, self._transfer)
+
+    async def _transfer(
+        self, who: Principal, request: pb.TransferRequest, md: Mapping[str, str]
+    ) -> pb.MoveResponse:
+        who.require_billing("transfer")
+        f = rq.fields_of(request, _TRANSFER_SPEC)
+        source = rq.one_wallet(f, "from_team_id", "from_user_id")
+        destination = rq.one_wallet(f, "to_team_id", "to_user_id")
+        if source == destination:
+            raise InvalidInput("to_team_id: cannot transfer a wallet to itself", {"field": "to"})
+        amount = rq.amount_micros(f)
+        result = await self._wallets.transfer(
+            source,
+            destination,
+            amount,
+            rq.text(f, "currency", required=True),
+            rq.text(f, "description"),
+            who.name,
+            rq.idempotency_key(md, f),
+        )
+        await self._notify(destination)
+        return self._move_response("transfer", result, amount, who.name)
+
+    # -- reads ----------
+
+    async def ListWallets(
+        self, request: pb.ListWalletsRequest, context: Context
+    ) -> pb.ListWalletsResponse:
+        return await self._call(request, context, self._list_wallets)
+
+    async def _list_wallets(
+        self, who: Principal, request: pb.ListWalletsRequest, md: Mapping[str, str]
+    ) -> pb.ListWalletsResponse:
+        if request.scope not in _SCOPES:
+            raise InvalidInput("scope: must be org, team or user", {"field": "scope"})
+        window = await scan_window(self._wallets)
+        visible = [
+            w
+            for w in await self._wallets.wallets()
+            if who.may_read_wallet(w.id, window.user_teams)
+            and (not request.scope or w.scope == request.scope)
+        ]
+        return pb.ListWalletsResponse(
+            wallets=[self._wallet_pb(w, window) for w in visible], currency=self._currency
+        )
+
+    async def GetBalance(
+        self, request: pb.GetBalanceRequest, context: Context
+    ) -> pb.BalanceResponse:
+        return await self._call(request, context, self._balance)
+
+    async def _balance(
+        self, who: Principal, request: pb.GetBalanceRequest, md: Mapping[str, str]
+    ) -> pb.BalanceResponse:
+        f = {"team_id": request.team_id, "user_id": request.user_id}
+        wallet_id = rq.one_wallet(f, "team_id", "user_id")
+        window = await scan_window(self._wallets)
+        if not who.may_read_wallet(wallet_id, window.user_teams):
+            raise PermissionDenied(f"this token may not read {wallet_id}")
+        records = {w.id: w for w in await self._wallets.wallets()}
+        wallet = records.get(wallet_id)
+        if wallet is None:
+            if not (request.team_id and request.team_id in self._teams):
+                raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
+            wallet = self._empty_wallet(wallet_id)
+        response = pb.BalanceResponse(
+            wallet=self._wallet_pb(wallet, window),
+            cascade=self._cascade(request.team_id, request.user_id, records, window),
+            currency=self._currency,
+        )
+        if who.reads_all and "org" in records:
+            response.org.CopyFrom(self._wallet_pb(records["org"], window))
+        return response
+
+    def _cascade(
+        self, team_id: str, user_id: str, records: Mapping[str, Wallet], window: LedgerWindow
+    ) -> list[pb.CascadeStep]:
+        cfg = self._config
+        user_teams = window.user_teams.get(user_id, set()) if user_id else set()
+        steps: list[pb.CascadeStep] = []
+        for group in cfg.consumer_groups:
+            scopes = cfg.cascade_for(group)
+            if team_id and group.wallet_team_id != team_id:
+                continue
+            if user_id and ("user" not in scopes or group.wallet_team_id not in user_teams):
+                continue
+            wallets: list[str] = []
+            effective: Wallet | None = None
+            for scope in scopes:
+                if scope == "user":
+                    wid = f"user:{user_id}" if user_id else ""
+                    wallets.append(wid or f"user:<{cfg.user_header_for(group)}>")
+                elif scope == "team":
+                    wid = f"team:{group.wallet_team_id}" if group.wallet_team_id else ""
+                    if wid:
+                        wallets.append(wid)
+                else:
+                    wid = "org"
+                    wallets.append(wid)
+                found = records.get(wid) if wid else None
+                if effective is None and found is not None and found.balance > 0:
+                    effective = found
+            policy = cfg.policy_for(group) if cfg.cost_tracking.wallet_enforcement else "showback"
+            steps.append(
+                pb.CascadeStep(
+                    consumer_group=group.name,
+                    cascade=list(scopes),
+                    wallets=wallets,
+                    on_insufficient=policy,
+                    effective_wallet=effective.id if effective else "",
+                    effective_scope=effective.scope if effective else "",
+                    effective_available=money(effective.balance) if effective else money(0),
+                )
+            )
+        return steps
+
+    async def ListTransactions(
+        self, request: pb.ListTransactionsRequest, context: Context
+    ) -> pb.ListTransactionsResponse:
+        return await self._call(request, context, self._transactions)
+
+    async def _transactions(
+        self, who: Principal, request: pb.ListTransactionsRequest, md: Mapping[str, str]
+    ) -> pb.ListTransactionsResponse:
+        wallet_id = rq.wallet_id(request.wallet_id)
+        if not who.reads_all:
+            window = await scan_window(self._wallets)
+            if not who.may_read_wallet(wallet_id, window.user_teams):
+                raise PermissionDenied(f"this token may not read {wallet_id}")
+        size = request.page_size or 50
+        if not 1 <= size <= 500:
+            raise InvalidInput("page_size: must be between 1 and 500", {"field": "page_size"})
+        token = request.page_token or None
+        if token is not None and not _STREAM_ID.match(token):
+            raise InvalidInput("page_token: not a page token", {"field": "page_token"})
+        await self._wallets.wallet(wallet_id)  # UnknownWallet -> 404
+        entries = await self._wallets.ledger(size, before=token, wallet=wallet_id)
+        return pb.ListTransactionsResponse(
+            transactions=[self._transaction(e) for e in entries],
+            next_page_token=entries[-1].id if len(entries) == size else "",
+            currency=self._currency,
+        )
+
+    @staticmethod
+    def _transaction(entry: LedgerEntry) -> pb.Transaction:
+        f = entry.fields
+        attributes = {}
+        for key, value in f.items():
+            if key in _CORE_FIELDS:
+                continue
+            if key in _MICROS_FIELDS and value.lstrip("-").isdigit():
+                value = money(int(value))
+            attributes[key] = value
+        balance_after = f.get("balance_after", "")
+        return pb.Transaction(
+            id=entry.id,
+            op=entry.op,
+            wallet=entry.wallet,
+            amount=money(entry.amount),
+            time=_rfc3339(entry.ts_ms),
+            actor=f.get("actor", ""),
+            description=f.get("description", ""),
+            balance_after=money(int(balance_after)) if balance_after.lstrip("-").isdigit() else "",
+            attributes=attributes,
+        )
+
+    # -- tickets ----------
+
+    def _ticket_store(self) -> TicketStore:
+        if self._tickets is None:
+            raise KeeptrustsError("unavailable", "cost tickets are not available", 503)
+        return self._tickets
+
+    def _ticket_pb(self, t: TicketRecord) -> pb.Ticket:
+        return pb.Ticket(
+            id=t.id,
+            status=t.status,
+            team_id=t.team,
+            consumer_group=t.group,
+            model=t.model,
+            user_id=t.user,
+            amount=money(t.amount),
+            currency=self._currency,
+            created=_rfc3339(t.created_ms),
+            waiting=t.waiting,
+            decided_by=t.decided_by,
+            decided_at=_rfc3339(t.decided_ms),
+            reason=t.reason,
+            funding=t.funding,
+        )
+
+    async def ListTickets(
+        self, request: pb.ListTicketsRequest, context: Context
+    ) -> pb.ListTicketsResponse:
+        return await self._call(request, context, self._list_tickets)
+
+    async def _list_tickets(
+        self, who: Principal, request: pb.ListTicketsRequest, md: Mapping[str, str]
+    ) -> pb.ListTicketsResponse:
+        if request.status not in _TICKET_STATUSES:
+            raise InvalidInput(
+                "status: must be pending, approved, denied, funded or used", {"field": "status"}
+            )
+        if request.team_id and not who.may_read_team(request.team_id):
+            raise PermissionDenied(f"this token may not read team {request.team_id}")
+        tickets = [
+            t
+            for t in await self._ticket_store().list()
+            if who.may_read_team(t.team)
+            and (not request.status or t.status == request.status)
+            and (not request.team_id or t.team == request.team_id)
+        ]
+        return pb.ListTicketsResponse(tickets=[self._ticket_pb(t) for t in tickets])
+
+    async def ApproveTicket(self, request: pb.ApproveTicketRequest, context: Context) -> pb.Ticket:
+        return await self._call(request, context, self._approve)
+
+    async def _approve(
+        self, who: Principal, request: pb.ApproveTicketRequest, md: Mapping[str, str]
+    ) -> pb.Ticket:
+        who.require_billing("approving a ticket")
+        f = rq.fields_of(request, _APPROVE_SPEC)
+        funding = rq.text(f, "funding") or "org"
+        if funding not in _FUNDING:
+            raise InvalidInput("funding: must be org or overdraft", {"field": "funding"})
+        return await self._decide(who, request.ticket_id, "approved", funding, rq.text(f, "reason"))
+
+    async def DenyTicket(self, request: pb.DenyTicketRequest, context: Context) -> pb.Ticket:
+        return await self._call(request, context, self._deny)
+
+    async def _deny(
+        self, who: Principal, request: pb.DenyTicketRequest, md: Mapping[str, str]
+    ) -> pb.Ticket:
+        who.require_billing("denying a ticket")
+        f = rq.fields_of(request, _DENY_SPEC)
+        return await self._decide(who, request.ticket_id, "denied", "", rq.text(f, "reason"))
+
+    async def _decide(
+        self, who: Principal, ticket_id: str, status: str, funding: str, reason: str
+    ) -> pb.Ticket:
+        if not TICKET_ID.match(ticket_id):
+            raise InvalidInput("ticket_id: not a ticket id (tk_ + 24 hex)", {"field": "ticket_id"})
+        if len(reason) > _MAX_REASON or any(ord(c) < 32 for c in reason):
+            raise InvalidInput(
+                f"reason: at most {_MAX_REASON} characters, no control characters",
+                {"field": "reason"},
+            )
+        try:
+            ticket = await self._ticket_store().transition(
+                ticket_id,
+                ("pending",),
+                status,
+                publish=True,
+                decided_by=who.name,
+                decided_ms=str(int(time.time() * 1000)),
+                funding=funding,
+                reason=reason,
+            )
+        except TicketNotFound:
+            raise UnknownTicket(ticket_id) from None
+        except TicketConflict as exc:
+            raise Conflict(
+                f"ticket {ticket_id} is already {exc.current}",
+                {"ticket_id": ticket_id, "status": exc.current},
+            ) from None
+        return self._ticket_pb(ticket)
+
+
+__all__ = ["UnknownTicket", "WalletApiServicer"]

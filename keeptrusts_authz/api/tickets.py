@@ -1,0 +1,171 @@
+"""Cost tickets for the `hold` policy: the held Check waits on a ticket until funds or a decision.
+
+Flow (called by gateway.admission when the reservation came back `hold`):
+1. A retry carrying `x-keeptrusts-ticket: <id>` of an APPROVED ticket of the same consumer group
+   (and an amount within the approved one) uses it once: funded from the org pool (`funding: org`)
+   or charged to the team wallet as an approved overdraft (`funding: overdraft`).
+2. Otherwise a ticket is opened (team, group, model, user, amount needed) and the Check waits up to
+   `hold_timeout_seconds` on the organization's event channel (store.tickets.EventHub): a
+   `funds:<wallet>` message for one of the request's cascade wallets, or `ticket:<id>` when the
+   ticket is decided. No polling: between events the waiter sleeps on an asyncio.Event (plus one
+   safety re-check every `resync_seconds`, for publishers that do not announce their money, e.g. a
+   CLI move made straight against Redis or a settle refund).
+3. Funds arrived -> reserve again (ticket `funded`); approved -> reserve per the approval (ticket
+   `used`); denied or timed out -> refused: 402 with the ticket id and Retry-After. A timed-out
+   ticket stays `pending` so it can still be approved and the client can retry with its id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+from keeptrusts_authz.errors import KeeptrustsError
+from keeptrusts_authz.store.tickets import TicketConflict, TicketNotFound, TicketRecord, TicketStore
+from keeptrusts_authz.wallets.models import ReserveRequest, ReserveResult
+from keeptrusts_authz.wallets.service import WalletService
+
+log = logging.getLogger(__name__)
+
+TICKET_HEADER = "x-keeptrusts-ticket"
+TICKET_ID = re.compile(r"^tk_[0-9a-f]{24}$")
+DENIED_RETRY_AFTER = 300
+
+
+@dataclass(frozen=True)
+class HoldOutcome:
+    """What the hold resolved to: a reservation that went through, or a refusal."""
+
+    ticket_id: str
+    reason: str  # hold_funded | hold_approved | hold_ticket_used | hold_denied | hold_timeout |
+    #              hold_approved_unfunded
+    request: ReserveRequest | None = None
+    result: ReserveResult | None = None
+    retry_after: int = 0
+
+    @property
+    def proceeds(self) -> bool:
+        return self.result is not None and self.result.allowed
+
+
+class Holds:
+    def __init__(
+        self,
+        wallets: WalletService,
+        tickets: TicketStore,
+        timeout_seconds: float,
+        resync_seconds: float = 5.0,
+    ) -> None:
+        self._wallets = wallets
+        self._tickets = tickets
+        self._timeout = timeout_seconds
+        self._resync = resync_seconds
+
+    @property
+    def timeout_retry_after(self) -> int:
+        return max(1, math.ceil(self._timeout))
+
+    async def resolve(self, req: ReserveRequest, ticket_header: str | None) -> HoldOutcome:
+        if ticket_header:
+            used = await self._use_approved(req, ticket_header.strip())
+            if used is not None:
+                return used
+        ticket = await self._tickets.open(
+            team=req.team,
+            group=req.group,
+            model=req.model,
+            user=req.user,
+            amount=req.amount,
+            candidates=req.candidates,
+            overdraft=req.overdraft_wallet or "",
+        )
+        try:
+            return await self._wait(req, ticket)
+        finally:
+            with contextlib.suppress(KeeptrustsError):
+                await self._tickets.set_waiting(ticket.id, False)
+
+    async def _wait(self, req: ReserveRequest, ticket: TicketRecord) -> HoldOutcome:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        hub = self._tickets.events
+        await hub.ready()
+        messages = [f"funds:{w}" for w in req.candidates] + [f"ticket:{ticket.id}"]
+        with hub.watch(messages) as event:
+            while True:
+                event.clear()  # before looking, so an event during the look is not lost
+                current = await self._tickets.get(ticket.id)
+                if current is not None and current.status == "approved":
+                    return await self._fund_approved(req, current, "hold_approved")
+                if current is not None and current.status == "denied":
+                    return HoldOutcome(ticket.id, "hold_denied", retry_after=DENIED_RETRY_AFTER)
+                funded = await self._try_funds(req)
+                if funded is not None:
+                    with contextlib.suppress(TicketConflict, TicketNotFound):
+                        await self._tickets.transition(
+                            ticket.id, ("pending",), "funded", publish=False
+                        )
+                    return HoldOutcome(ticket.id, "hold_funded", req, funded)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return HoldOutcome(
+                        ticket.id, "hold_timeout", retry_after=self.timeout_retry_after
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(remaining, self._resync))
+
+    async def _try_funds(self, req: ReserveRequest) -> ReserveResult | None:
+        """Reserve again only when a cascade wallet now looks able to pay (a refused hold
+        reservation would count as another `held` denial)."""
+        records = await self._wallets.store.wallets()
+        if not any(records.get(w, {}).get("balance", 0) >= req.amount for w in req.candidates):
+            return None
+        result = await self._wallets.reserve(req)
+        return result if result.allowed else None
+
+    async def _fund_approved(
+        self, req: ReserveRequest, ticket: TicketRecord, reason: str
+    ) -> HoldOutcome:
+        """Consume an approved ticket once and reserve per its funding."""
+        try:
+            await self._tickets.transition(ticket.id, ("approved",), "used", publish=False)
+        except (TicketConflict, TicketNotFound):
+            return HoldOutcome(ticket.id, "hold_denied", retry_after=DENIED_RETRY_AFTER)
+        if ticket.funding == "overdraft":
+            funded_req = dataclasses.replace(
+                req, policy="warn", overdraft_wallet=ticket.overdraft or req.overdraft_wallet
+            )
+        else:
+            funded_req = dataclasses.replace(
+                req, candidates=("org",), policy="block", overdraft_wallet=None
+            )
+        result = await self._wallets.reserve(funded_req)
+        if result.allowed:
+            return HoldOutcome(ticket.id, reason, funded_req, result)
+        # The org pool could not pay: keep the approval for a retry after it is credited.
+        with contextlib.suppress(TicketConflict, TicketNotFound):
+            await self._tickets.transition(ticket.id, ("used",), "approved", publish=False)
+        return HoldOutcome(
+            ticket.id, "hold_approved_unfunded", retry_after=self.timeout_retry_after
+        )
+
+    async def _use_approved(self, req: ReserveRequest, ticket_id: str) -> HoldOutcome | None:
+        if not TICKET_ID.match(ticket_id):
+            return None
+        ticket = await self._tickets.get(ticket_id)
+        if (
+            ticket is None
+            or ticket.status != "approved"
+            or ticket.group != req.group
+            or req.amount > ticket.amount
+        ):
+            return None
+        return await self._fund_approved(req, ticket, "hold_ticket_used")
+
+
+__all__ = ["TICKET_HEADER", "TICKET_ID", "HoldOutcome", "Holds"]
