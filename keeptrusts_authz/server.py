@@ -138,3 +138,9 @@ async def serve_forever(
     await stop.wait()
     log.info("shutting down: draining in-flight requests and pending settlements")
     await running.stop()
+
+
+# The wallet admin API (keeptrusts.wallet.v1.WalletService) joins the same gRPC server.
+from keeptrusts_authz.api.registration import register_wallet_api  # noqa: E402
+
+register_extra_service(register_wallet_api)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from keeptrusts_authz.api.tickets import TICKET_HEADER, Holds
 from keeptrusts_authz.config.models import Config, ConsumerGroup, Provider
 from keeptrusts_authz.errors import StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
@@ -96,6 +97,8 @@ class Admission:
             p.name: (env.get(p.credential_env) if p.credential_env else None) for p in cfg.providers
         }
         self._ttl_ms = cfg.enforcement.reservation_ttl_seconds * 1000
+        # Cost tickets for `hold` (set by keeptrusts_authz.api.registration); None: plain 402.
+        self.holds: Holds | None = None
 
     def _provider_for(self, api: ApiKind, model: str) -> Provider | None:
         wanted = "anthropic" if api == "anthropic_messages" else "openai"
@@ -159,7 +162,9 @@ class Admission:
             return _deny(
                 400, "no_provider", f"no provider is configured for model {parsed.model!r}"
             )
-        return await self._reserve(group, user, provider, parsed, priced)
+        return await self._reserve(
+            group, user, provider, parsed, priced, headers.get(TICKET_HEADER)
+        )
 
     async def _reserve(
         self,
@@ -168,6 +173,7 @@ class Admission:
         provider: Provider,
         parsed: ParsedRequest,
         priced: ResolvedModel,
+        ticket: str | None = None,
     ) -> Decision:
         team = group.wallet_team_id or ""
         headers = {
@@ -223,7 +229,43 @@ class Admission:
             return _deny(
                 503, "store_unavailable", "the wallet store is unreachable; retry shortly", "error"
             )
+        if result.outcome == "hold" and self.holds is not None:
+            return await self._hold(self.holds, allow, request, team, ticket)
         return self._after_reserve(allow, result, request, team)
+
+    async def _hold(
+        self, holds: Holds, allow: Decision, req: ReserveRequest, team: str, ticket: str | None
+    ) -> Decision:
+        """`hold`: wait on a cost ticket (api.tickets) until funds arrive or it is decided."""
+        try:
+            outcome = await holds.resolve(req, ticket)
+        except StoreUnavailable:
+            return _deny(
+                503, "store_unavailable", "the wallet store is unreachable; retry shortly", "error"
+            )
+        if outcome.proceeds:
+            assert outcome.request is not None and outcome.result is not None
+            decision = self._after_reserve(allow, outcome.result, outcome.request, team)
+            decision.reason = outcome.reason
+            decision.response_headers[TICKET_HEADER] = outcome.ticket_id
+            decision.metadata["ticket_id"] = outcome.ticket_id
+            return decision
+        denial = _deny(
+            402,
+            "insufficient_funds",
+            "the wallets funding this consumer group cannot cover this request; a cost ticket "
+            f"was {'denied' if outcome.reason == 'hold_denied' else 'not approved in time'}: "
+            f"retry with the header {TICKET_HEADER}: {outcome.ticket_id} once it is approved",
+            "hold",
+            reason=outcome.reason,
+            team=team or None,
+            ticket_id=outcome.ticket_id,
+            requested=format_micros(req.amount),
+            currency=self._cfg.organization.currency,
+        )
+        denial.response_headers[TICKET_HEADER] = outcome.ticket_id
+        denial.response_headers["retry-after"] = str(outcome.retry_after)
+        return denial
 
     def _after_reserve(
         self, allow: Decision, result: ReserveResult, req: ReserveRequest, team: str

@@ -48,6 +48,7 @@ def to_check_response(d: Decision) -> external_auth_pb2.CheckResponse:
             headers=[
                 _header("content-type", "application/json"),
                 _header(REASON_HEADER, d.reason),
+                *(_header(k, v) for k, v in d.response_headers.items()),
             ],
             body=json.dumps(d.body or {}, separators=(",", ":")),
         ),
