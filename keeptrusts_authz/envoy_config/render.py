@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 import yaml
 
 from keeptrusts_authz.config.models import Config, Provider
+from keeptrusts_authz.envoy_config import admin_routes
 
 AUTHZ_CLUSTER = "keeptrusts_authz"
 PROVIDER_HEADER = "x-keeptrusts-provider"
@@ -260,7 +261,12 @@ def not_found_route() -> Node:
 
 
 def build_routes(cfg: Config) -> list[Node]:
-    return [health_route(), *(provider_route(p) for p in cfg.providers), not_found_route()]
+    return [
+        health_route(),
+        *admin_routes.wallet_routes(cfg, AUTHZ_CLUSTER),  # /v1/wallets: gRPC-JSON transcoding
+        *(provider_route(p) for p in cfg.providers),
+        not_found_route(),
+    ]
 
 
 def build_route_config(cfg: Config) -> Node:
@@ -336,7 +342,14 @@ def router_filter() -> Node:
 
 
 def build_http_filters(cfg: Config) -> list[Node]:
-    return [ext_authz_filter(cfg), lua_filter(cfg), router_filter()]
+    return [
+        ext_authz_filter(cfg),
+        lua_filter(cfg),
+        # /v1/wallets: the strip filter precedes the transcoder so it runs after it on responses.
+        admin_routes.grpc_header_strip_filter(),
+        admin_routes.transcoder_filter(cfg),
+        router_filter(),
+    ]
 
 
 # --------------------------------------------------------------------------- listener
@@ -373,6 +386,7 @@ def http_connection_manager(cfg: Config) -> Node:
             "route_config": build_route_config(cfg),
             "http_filters": build_http_filters(cfg),
             "access_log": [grpc_access_log(cfg)],
+            "local_reply_config": admin_routes.local_reply_config(),
         },
     }
 
