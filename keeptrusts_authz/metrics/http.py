@@ -88,6 +88,13 @@ def start_metrics_server(app: App, port: int, host: str = "0.0.0.0") -> Observab
             with contextlib.suppress(KeyError):
                 previous.registry.unregister(c)
     obs = build_observability(app.config, app.prices)
+    try:
+        obs.http = start_http_server(port, addr=host, registry=obs.registry)
+    except OSError:
+        for c in (obs.collector, obs.counters):
+            obs.registry.unregister(c)
+        obs.reader.close()
+        raise
     app.extras["observability"] = obs
     app.extras["alerts"] = obs.alerts  # the Settler's after-batch hook may use it
     try:
@@ -96,7 +103,6 @@ def start_metrics_server(app: App, port: int, host: str = "0.0.0.0") -> Observab
         log.warning("no running event loop: ledger consumer (usage counters, alerts) not started")
     else:
         obs.consumer.start()
-    obs.http = start_http_server(port, addr=host, registry=obs.registry)
     log.info("metrics on http://%s:%d/metrics", host, port)
     return obs
 
