@@ -15,7 +15,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from keeptrusts_authz.errors import Conflict, KeeptrustsError
+from keeptrusts_authz.errors import Conflict, CurrencyMismatch, KeeptrustsError
 
 DOMAIN = "keeptrusts"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -47,8 +47,11 @@ def _metadata(details: dict[str, Any]) -> dict[str, str]:
 
 def status_proto(exc: KeeptrustsError) -> status_pb2.Status:
     code = grpc_code(exc)
+    details = dict(exc.details)
+    if isinstance(exc, CurrencyMismatch):
+        details.setdefault("field", "currency")
     info = error_details_pb2.ErrorInfo(
-        reason=exc.code.upper(), domain=DOMAIN, metadata=_metadata(exc.details)
+        reason=exc.code.upper(), domain=DOMAIN, metadata=_metadata(details)
     )
     packed = any_pb2.Any()
     packed.Pack(info)
