@@ -1,0 +1,121 @@
+"""`hold` through the real Envoy: a Check waits on a cost ticket for funds or a decision."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import HOLD_KEY, HOLD_TIMEOUT, Api
+
+pytestmark = pytest.mark.envoy
+
+CHAT = {"model": "gpt-4o-mini", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _chat(api: Api, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    status, hdrs, raw = api.stack.post("/v1/chat/completions", CHAT, key=HOLD_KEY, headers=headers)
+    return status, hdrs, json.loads(raw) if raw else None
+
+
+def _start(api: Api, pool: ThreadPoolExecutor) -> tuple[float, Future[Any]]:
+    return time.monotonic(), pool.submit(_chat, api)
+
+
+def _waiting_ticket(api: Api, timeout: float = HOLD_TIMEOUT) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tickets = api.ok("GET", "/v1/wallets/tickets?status=pending")["tickets"]
+        waiting = [t for t in tickets if t["waiting"]]
+        if waiting:
+            return waiting[0]
+        time.sleep(0.05)
+    raise AssertionError("no waiting ticket appeared")
+
+
+def test_held_request_proceeds_when_an_allocation_arrives(api: Api) -> None:
+    api.fund()  # org pool only: team_research has no wallet yet
+    with ThreadPoolExecutor(1) as pool:
+        started, fut = _start(api, pool)
+        ticket = _waiting_ticket(api)
+        assert ticket["team_id"] == "team_research" and ticket["consumer_group"] == "research"
+        assert ticket["model"] == "gpt-4o-mini" and float(ticket["amount"]) > 0
+        assert ticket["created"].endswith("Z")
+        api.ok("POST", "/v1/wallets/allocate",
+               {"team_id": "team_research", "amount": "50", "currency": "USD"})  # fmt: skip
+        status, headers, _ = fut.result(timeout=30)
+        elapsed = time.monotonic() - started
+    assert status == 200
+    assert headers["x-keeptrusts-ticket"] == ticket["id"]
+    assert elapsed < HOLD_TIMEOUT  # woken by the allocation, not by the timeout
+    (done,) = api.ok("GET", "/v1/wallets/tickets")["tickets"]
+    assert done["status"] == "funded" and done["waiting"] is False
+    reserve = [e for e in api.ledger() if e["op"] == "reserve"]
+    assert reserve and reserve[0]["wallet"] == "team:team_research"
+
+
+def test_held_request_proceeds_after_approval_and_approving_twice_is_409(api: Api) -> None:
+    api.fund()
+    with ThreadPoolExecutor(1) as pool:
+        _, fut = _start(api, pool)
+        ticket = _waiting_ticket(api)
+        viewer = api.call("POST", f"/v1/wallets/tickets/{ticket['id']}:approve", {}, role="viewer")
+        assert viewer.status == 403
+        approved = api.ok("POST", f"/v1/wallets/tickets/{ticket['id']}:approve",
+                          {"funding": "org", "reason": "launch week"})  # fmt: skip
+        assert approved["status"] == "approved" and approved["decided_by"] == "finance"
+        status, headers, _ = fut.result(timeout=30)
+    assert status == 200 and headers["x-keeptrusts-ticket"] == ticket["id"]
+    reserve = [e for e in api.ledger() if e["op"] == "reserve"]
+    assert reserve[0]["wallet"] == "org"
+    (used,) = api.ok("GET", "/v1/wallets/tickets")["tickets"]
+    assert used["status"] == "used" and used["funding"] == "org"
+    before = api.snapshot()
+    again = api.call("POST", f"/v1/wallets/tickets/{ticket['id']}:approve", {})
+    assert again.status == 409 and again.json["code"] in (6, 10)
+    deny = api.call("POST", f"/v1/wallets/tickets/{ticket['id']}:deny", {})
+    assert deny.status == 409
+    assert api.snapshot() == before
+
+
+def test_held_request_times_out_with_402_then_retry_with_approved_ticket(api: Api) -> None:
+    api.fund()
+    started = time.monotonic()
+    status, headers, body = _chat(api)
+    elapsed = time.monotonic() - started
+    assert status == 402
+    assert HOLD_TIMEOUT - 0.2 <= elapsed < HOLD_TIMEOUT + 2
+    ticket_id = body["error"]["ticket_id"]
+    assert headers["x-keeptrusts-ticket"] == ticket_id
+    assert int(headers["retry-after"]) >= 1
+    assert headers["x-keeptrusts-reason"] == "hold_timeout"
+    (ticket,) = api.ok("GET", "/v1/wallets/tickets")["tickets"]
+    assert ticket["id"] == ticket_id and ticket["status"] == "pending" and not ticket["waiting"]
+    assert not [e for e in api.ledger() if e["op"] == "reserve"]
+
+    api.ok("POST", f"/v1/wallets/tickets/{ticket_id}:approve", {"funding": "overdraft"})
+    status, headers, _ = _chat(api, {"x-keeptrusts-ticket": ticket_id})
+    assert status == 200 and headers["x-keeptrusts-ticket"] == ticket_id
+    reserve = [e for e in api.ledger() if e["op"] == "reserve"]
+    assert reserve[0]["wallet"] == "team:team_research" and reserve[0]["overdraft"] == "1"
+    # the ticket is spent: a second retry with it waits on a new ticket again
+    status, _, body = _chat(api, {"x-keeptrusts-ticket": ticket_id})
+    assert status == 402 and body["error"]["ticket_id"] != ticket_id
+
+
+def test_denied_ticket_answers_402_at_once(api: Api) -> None:
+    api.fund()
+    with ThreadPoolExecutor(1) as pool:
+        started, fut = _start(api, pool)
+        ticket = _waiting_ticket(api)
+        api.ok("POST", f"/v1/wallets/tickets/{ticket['id']}:deny", {"reason": "over plan"})
+        status, headers, body = fut.result(timeout=30)
+        elapsed = time.monotonic() - started
+    assert status == 402 and elapsed < HOLD_TIMEOUT
+    assert headers["x-keeptrusts-reason"] == "hold_denied"
+    assert body["error"]["ticket_id"] == ticket["id"]
+    team = api.ok("GET", "/v1/wallets/tickets", role="team")["tickets"]
+    assert team == []  # the engineering lead does not see research's tickets
