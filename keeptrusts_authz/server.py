@@ -50,6 +50,9 @@ class App:
     async def close(self) -> None:
         await self.settler.close()
         await self.sweeper.close()
+        observability = self.extras.get("observability")
+        if observability is not None:  # metrics endpoint, ledger consumer, alert delivery
+            await observability.close()
         await self.store.close()
 
 
