@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from keeptrusts_authz.cli import api_client
 from keeptrusts_authz.config.loader import ConfigError, load_config
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import (
@@ -148,6 +149,8 @@ def _print_json(data: object) -> None:
 
 
 def _run(args: argparse.Namespace, action: Action) -> int:
+    if api_client.handles(args):  # KEEPTRUSTS_API_URL set: money commands via the wallet API
+        return api_client.run(args)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:

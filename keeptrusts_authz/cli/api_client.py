@@ -1,0 +1,191 @@
+"""The CLI's money commands through the wallet REST API (when KEEPTRUSTS_API_URL is set).
+
+`keeptrusts-authz allocate --team team_engineering --amount 1200` then POSTs to
+`$KEEPTRUSTS_API_URL/v1/wallets/allocate` with `Authorization: Bearer $KEEPTRUSTS_API_TOKEN`
+(stdlib urllib only) instead of talking to Redis; without KEEPTRUSTS_API_URL the commands go
+straight to the wallet layer. Same output and exit codes as the direct path: 0 ok, 2 bad input /
+auth, 3 API or store unreachable, 4 not found / insufficient funds / conflict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+API_URL_ENV = "KEEPTRUSTS_API_URL"
+API_TOKEN_ENV = "KEEPTRUSTS_API_TOKEN"
+COMMANDS = ("credit", "allocate", "reclaim", "transfer", "balance")
+TIMEOUT = 30.0
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 2, 3, 4
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.body = body
+
+    @property
+    def exit_code(self) -> int:
+        if self.status in (404, 409):
+            return EXIT_REFUSED
+        if 400 <= self.status < 500:
+            return EXIT_BAD_INPUT
+        return EXIT_UNREACHABLE
+
+
+def api_url(environ: dict[str, str] | None = None) -> str | None:
+    env = os.environ if environ is None else environ
+    url = env.get(API_URL_ENV, "").strip()
+    return url.rstrip("/") or None
+
+
+def handles(args: argparse.Namespace) -> bool:
+    """True when this command should go through the API."""
+    return api_url() is not None and getattr(args, "command", None) in COMMANDS
+
+
+class ApiClient:
+    def __init__(self, base_url: str, token: str, timeout: float = TIMEOUT) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self.timeout = timeout
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)  # noqa: S310
+        req.add_header("Authorization", f"Bearer {self._token}")
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        for key, value in (headers or {}).items():
+            req.add_header(key, value)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                payload = json.loads(raw)
+                message = str(payload.get("message") or payload)
+            except (ValueError, AttributeError):
+                payload, message = None, raw.decode("utf-8", "replace")[:300] or err.reason
+            raise ApiError(err.code, message, payload) from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise ApiError(0, f"wallet API unreachable at {self.base_url}: {reason}") from None
+
+
+def _target(args: argparse.Namespace, team: str, user: str, prefix: str = "") -> dict[str, str]:
+    team_value, user_value = getattr(args, team, None), getattr(args, user, None)
+    if team_value is not None:
+        return {f"{prefix}team_id": str(team_value).removeprefix("team:")}
+    if user_value is not None:
+        return {f"{prefix}user_id": str(user_value).removeprefix("user:")}
+    return {}
+
+
+def _move_body(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
+    currency = args.currency
+    if currency is None:  # default: the organization's currency, as the direct path does
+        currency = client.request("GET", "/v1/wallets?scope=org").get("currency", "")
+    return {"amount": str(args.amount), "currency": currency, "description": args.description}
+
+
+def _print_move(args: argparse.Namespace, res: dict[str, Any], summary: str) -> None:
+    if args.json:
+        print(json.dumps(res, indent=2, sort_keys=True))
+        return
+    note = " (idempotent replay: nothing moved this time)" if res.get("replayed") else ""
+    print(summary + note)
+    for wallet_id, balance in res.get("balances", {}).items():
+        print(f"  {wallet_id}: balance {balance} {res.get('currency', '')}")
+    print(f"  ledger entry {res.get('entry_id', '')}")
+
+
+def _wallet_id(team: str | None, user: str | None) -> str:
+    return f"team:{team}" if team else f"user:{user}"
+
+
+def _move(client: ApiClient, args: argparse.Namespace) -> int:
+    op = args.command
+    body = _move_body(client, args)
+    if op == "allocate" or op == "reclaim":
+        body.update(_target(args, "team", "user"))
+    elif op == "transfer":
+        body.update(_target(args, "from_team", "from_user", "from_"))
+        body.update(_target(args, "to_team", "to_user", "to_"))
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+    res = client.request("POST", f"/v1/wallets/{op}", body, headers)
+    moved = f"{res.get('amount', args.amount)} {res.get('currency', '')}"
+    wallet = _wallet_id(body.get("team_id"), body.get("user_id"))
+    summary = {
+        "credit": f"credited {moved} to org",
+        "allocate": f"allocated {moved} from org to {wallet}",
+        "reclaim": f"reclaimed {moved} from {wallet} to org",
+        "transfer": f"transferred {moved} from "
+        f"{_wallet_id(body.get('from_team_id'), body.get('from_user_id'))} to "
+        f"{_wallet_id(body.get('to_team_id'), body.get('to_user_id'))}",
+    }[op]
+    _print_move(args, res, summary + " (via the API)")
+    return EXIT_OK
+
+
+def _balance(client: ApiClient, args: argparse.Namespace) -> int:
+    target = _target(args, "team", "user")
+    if target:
+        query = urllib.parse.urlencode(target)
+        res = client.request("GET", f"/v1/wallets/balance?{query}")
+        wallets = [res["wallet"]]
+    else:
+        res = client.request("GET", "/v1/wallets")
+        wallets = res.get("wallets", [])
+    if args.json:
+        print(json.dumps(res, indent=2, sort_keys=True))
+        return EXIT_OK
+    if not wallets:
+        print("no wallets yet (credit the org pool, then allocate to teams)")
+        return EXIT_OK
+    cols = ("id", "balance", "reserved", "allocated", "spent", "status", "burn_rate_per_day")
+    heads = ("WALLET", "BALANCE", "RESERVED", "ALLOCATED", "SPENT", "STATUS", "BURN/DAY")
+    rows = [[str(w.get(c, "")) for c in cols] for w in wallets]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+    for row in [list(heads), ["-" * w for w in widths], *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    base = api_url()
+    assert base is not None
+    token = os.environ.get(API_TOKEN_ENV, "").strip()
+    if not token:
+        print(f"error: {API_TOKEN_ENV} is not set (needed with {API_URL_ENV})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    client = ApiClient(base, token)
+    try:
+        if args.command == "balance":
+            return _balance(client, args)
+        return _move(client, args)
+    except ApiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"status": exc.status, "body": exc.body}}, indent=2))
+        return exc.exit_code
+
+
+__all__ = ["ApiClient", "ApiError", "api_url", "handles", "run"]
