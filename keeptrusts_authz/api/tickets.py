@@ -122,8 +122,11 @@ class Holds:
     async def _try_funds(self, req: ReserveRequest) -> ReserveResult | None:
         """Reserve again only when a cascade wallet now looks able to pay (a refused hold
         reservation would count as another `held` denial)."""
-        records = await self._wallets.store.wallets()
-        if not any(records.get(w, {}).get("balance", 0) >= req.amount for w in req.candidates):
+        for wallet_id in req.candidates:
+            record = await self._wallets.store.wallet(wallet_id)
+            if record is not None and record["balance"] >= req.amount:
+                break
+        else:
             return None
         result = await self._wallets.reserve(req)
         return result if result.allowed else None
