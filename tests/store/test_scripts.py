@@ -481,3 +481,25 @@ def test_ledger_entries_never_hold_secrets(redis_url: str) -> None:
                 assert not any(re.search(r"kt_cg_|kt:\{", v) for v in e.fields.values())
 
     run(go())
+
+
+def test_zero_amount_reservation_lifecycle(redis_url: str) -> None:
+    """A free model reserves 0: Lua's -0 must never reach HINCRBY as "-0"."""
+
+    async def go() -> None:
+        async with wallet_service(redis_url) as svc:
+            await funded(svc, team_eng=1 * USD)
+            a, b, c = reserve_req(0), reserve_req(0), reserve_req(0, ttl_ms=1)
+            for req in (a, b, c):
+                assert (await svc.reserve(req)).outcome == "reserved"
+            assert (
+                await svc.settle(SettleRequest(a.reservation_id, 0, False))
+            ).outcome == "settled"
+            assert (await svc.release(b.reservation_id)).outcome == "released"
+            await asyncio.sleep(0.01)
+            assert [x.reservation_id for x in await svc.expire_due(10)] == [c.reservation_id]
+            eng = await svc.wallet("team:team_eng")
+            assert (eng.balance, eng.reserved, eng.spent_total) == (1 * USD, 0, 0)
+            assert (await svc.audit()).ok
+
+    run(go())

@@ -34,7 +34,8 @@ def make_config(url: str, **enforcement: Any) -> Config:
                 {"name": "ops", "api_key": "kt_cg_ops", "wallet_team_id": "team_ops"},
             ],
             "enforcement": enforcement,
-            "redis": {"url": url},
+            # generous: the test machine is shared and can stall for a moment under load
+            "redis": {"url": url, "socket_timeout_seconds": 15},
         }
     )
 

@@ -43,9 +43,9 @@ if not exists then
     'spent_total', 0, 'created_ms', s(now_ms))
   redis.call('SADD', KEYS[2], target)
 end
-local org_bal = redis.call('HINCRBY', KEYS[4], 'balance', -amount)
-local bal = redis.call('HINCRBY', KEYS[5], 'balance', amount)
-redis.call('HINCRBY', KEYS[5], 'allocated_total', amount)
+local org_bal = redis.call('HINCRBY', KEYS[4], 'balance', s(-amount))
+local bal = redis.call('HINCRBY', KEYS[5], 'balance', s(amount))
+redis.call('HINCRBY', KEYS[5], 'allocated_total', s(amount))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'allocate', 'wallet', target,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
   'from', 'org', 'to', target, 'balance_after', s(bal))

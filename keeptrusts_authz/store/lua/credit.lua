@@ -33,8 +33,8 @@ if redis.call('EXISTS', KEYS[4]) == 0 then
     'spent_total', 0, 'created_ms', s(now_ms))
   redis.call('SADD', KEYS[2], 'org')
 end
-local bal = redis.call('HINCRBY', KEYS[4], 'balance', amount)
-redis.call('HINCRBY', KEYS[4], 'allocated_total', amount)
+local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(amount))
+redis.call('HINCRBY', KEYS[4], 'allocated_total', s(amount))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'credit', 'wallet', 'org', 'amount', s(amount),
   'ts_ms', s(now_ms), 'actor', actor, 'description', description, 'balance_after', s(bal))
 local result = {id, 'org', s(bal)}

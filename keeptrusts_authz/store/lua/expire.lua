@@ -29,9 +29,9 @@ for _, rid in ipairs(due) do
     local wallet = r[1]
     local reserved = tonumber(r[2])
     local wkey = wallet_prefix .. wallet
-    redis.call('HINCRBY', wkey, 'reserved', -reserved)
+    redis.call('HINCRBY', wkey, 'reserved', s(-reserved))
     local bal = redis.call('HGET', wkey, 'balance')
-    redis.call('HINCRBY', wkey, 'spent_total', reserved)
+    redis.call('HINCRBY', wkey, 'spent_total', s(reserved))
     redis.call('HSET', rkey, 'state', 'expired', 'cost', s(reserved), 'estimated', '1',
       'closed_ms', s(now_ms))
     redis.call('PEXPIRE', rkey, CLOSED_TTL_MS)

@@ -42,9 +42,9 @@ if redis.call('EXISTS', KEYS[5]) == 0 then
     'spent_total', 0, 'created_ms', s(now_ms))
   redis.call('SADD', KEYS[2], 'org')
 end
-local bal = redis.call('HINCRBY', KEYS[4], 'balance', -amount)
-redis.call('HINCRBY', KEYS[4], 'allocated_total', -amount)
-local org_bal = redis.call('HINCRBY', KEYS[5], 'balance', amount)
+local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(-amount))
+redis.call('HINCRBY', KEYS[4], 'allocated_total', s(-amount))
+local org_bal = redis.call('HINCRBY', KEYS[5], 'balance', s(amount))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'reclaim', 'wallet', source,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
   'from', source, 'to', 'org', 'balance_after', s(bal))

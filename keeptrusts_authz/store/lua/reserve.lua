@@ -74,8 +74,8 @@ if redis.call('EXISTS', funded_key) == 0 then
     'spent_total', 0, 'created_ms', s(now_ms))
   redis.call('SADD', KEYS[4], funded_id)
 end
-local bal = redis.call('HINCRBY', funded_key, 'balance', -amount)
-redis.call('HINCRBY', funded_key, 'reserved', amount)
+local bal = redis.call('HINCRBY', funded_key, 'balance', s(-amount))
+redis.call('HINCRBY', funded_key, 'reserved', s(amount))
 local deadline = now_ms + ttl_ms
 local overdraft = (outcome == 'overdraft') and '1' or '0'
 redis.call('HSET', KEYS[2], 'wallet', funded_id, 'amount', s(amount), 'state', 'open',

@@ -38,9 +38,9 @@ if model == '' then model = r[8] end
 local wkey = wallet_prefix .. wallet
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HINCRBY', wkey, 'reserved', -reserved)
-local bal = redis.call('HINCRBY', wkey, 'balance', reserved - cost)
-redis.call('HINCRBY', wkey, 'spent_total', cost)
+redis.call('HINCRBY', wkey, 'reserved', s(-reserved))
+local bal = redis.call('HINCRBY', wkey, 'balance', s(reserved - cost))
+redis.call('HINCRBY', wkey, 'spent_total', s(cost))
 redis.call('HSET', KEYS[2], 'state', 'settled', 'cost', s(cost), 'estimated', estimated,
   'closed_ms', s(now_ms))
 redis.call('PEXPIRE', KEYS[2], CLOSED_TTL_MS)

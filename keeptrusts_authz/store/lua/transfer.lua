@@ -48,10 +48,10 @@ if not dest_exists then
     'spent_total', 0, 'created_ms', s(now_ms))
   redis.call('SADD', KEYS[2], dest)
 end
-local bal = redis.call('HINCRBY', KEYS[4], 'balance', -amount)
-redis.call('HINCRBY', KEYS[4], 'allocated_total', -amount)
-local dest_bal = redis.call('HINCRBY', KEYS[5], 'balance', amount)
-redis.call('HINCRBY', KEYS[5], 'allocated_total', amount)
+local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(-amount))
+redis.call('HINCRBY', KEYS[4], 'allocated_total', s(-amount))
+local dest_bal = redis.call('HINCRBY', KEYS[5], 'balance', s(amount))
+redis.call('HINCRBY', KEYS[5], 'allocated_total', s(amount))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'transfer', 'wallet', source,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
   'from', source, 'to', dest, 'balance_after', s(bal))
