@@ -32,9 +32,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.stack import Stack, stack_config  # noqa: E402
-from tests.envoy_harness import EnvoyProcess  # noqa: E402
-from tests.redis_server import RedisServer, free_port  # noqa: E402
+from tests.e2e.stack import Stack, stack_config
+from tests.envoy_harness import EnvoyProcess
+from tests.redis_server import RedisServer, free_port
 
 USD = 1_000_000
 BODY = json.dumps(
@@ -51,66 +51,44 @@ UPSTREAM_REPLY = json.dumps(
 )
 
 
+def _typed(type_url: str, **fields: Any) -> dict[str, Any]:
+    return {"@type": "type.googleapis.com/" + type_url, **fields}
+
+
 def upstream_yaml(port: int, admin: int) -> str:
+    """A second Envoy standing in for the provider: every request gets UPSTREAM_REPLY."""
+    route = {
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 200, "body": {"inline_string": UPSTREAM_REPLY}},
+        "response_headers_to_add": [
+            {"header": {"key": "content-type", "value": "application/json"}}
+        ],
+    }
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router"),
+    }
+    hcm = _typed(
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        stat_prefix="fake",
+        route_config={"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
+        http_filters=[router],
+    )
+    listener = {
+        "name": "fake_provider",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ]
+            }
+        ],
+    }
     return yaml.safe_dump(
         {
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-            "static_resources": {
-                "listeners": [
-                    {
-                        "name": "fake_provider",
-                        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-                        "filter_chains": [
-                            {
-                                "filters": [
-                                    {
-                                        "name": "envoy.filters.network.http_connection_manager",
-                                        "typed_config": {
-                                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                                            "stat_prefix": "fake",
-                                            "route_config": {
-                                                "virtual_hosts": [
-                                                    {
-                                                        "name": "all",
-                                                        "domains": ["*"],
-                                                        "routes": [
-                                                            {
-                                                                "match": {"prefix": "/"},
-                                                                "direct_response": {
-                                                                    "status": 200,
-                                                                    "body": {
-                                                                        "inline_string": UPSTREAM_REPLY
-                                                                    },
-                                                                },
-                                                                "response_headers_to_add": [
-                                                                    {
-                                                                        "header": {
-                                                                            "key": "content-type",
-                                                                            "value": "application/json",
-                                                                        }
-                                                                    }
-                                                                ],
-                                                            }
-                                                        ],
-                                                    }
-                                                ]
-                                            },
-                                            "http_filters": [
-                                                {
-                                                    "name": "envoy.filters.http.router",
-                                                    "typed_config": {
-                                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                                                    },
-                                                }
-                                            ],
-                                        },
-                                    }
-                                ]
-                            }
-                        ],
-                    }
-                ]
-            },
+            "static_resources": {"listeners": [listener]},
         }
     )
 
@@ -264,7 +242,8 @@ def main() -> int:
     print(f"saturation ({args.connections} connections, {args.seconds:.0f}s):")
     print(f"  envoy direct : {direct_rps:8.0f} req/s  statuses {direct_codes}")
     print(
-        f"  full path    : {full_rps:8.0f} req/s  statuses {full_codes}  ({100 * full_rps / direct_rps:.0f}% of direct)"
+        f"  full path    : {full_rps:8.0f} req/s  statuses {full_codes}  "
+        f"({100 * full_rps / direct_rps:.0f}% of direct)"
     )
     dp50, dp99 = pct(direct_lat, 0.50), pct(direct_lat, 0.99)
     fp50, fp99 = pct(full_lat, 0.50), pct(full_lat, 0.99)
@@ -278,13 +257,16 @@ def main() -> int:
     for name, n in sorted(calls.items()):
         print(f"  {name:10s} {n / requests:6.3f}")
     print(
-        f"reconciliation lag: mean {lag_mean * 1000:.1f} ms, p99 <= {lag_p99 * 1000:.0f} ms (histogram bucket)"
+        f"reconciliation lag: mean {lag_mean * 1000:.1f} ms, "
+        f"p99 <= {lag_p99 * 1000:.0f} ms (histogram bucket)"
     )
     print(
-        f"after the runs: reserved {settled.reserved} micros left; audit ok={audit.ok} over {audit.entries} entries"
+        f"after the runs: reserved {settled.reserved} micros left; "
+        f"audit ok={audit.ok} over {audit.entries} entries"
     )
     print(
-        f"mean latency direct {statistics.mean(direct_lat) * 1000:.2f} ms, full {statistics.mean(full_lat) * 1000:.2f} ms"
+        f"mean latency direct {statistics.mean(direct_lat) * 1000:.2f} ms, "
+        f"full {statistics.mean(full_lat) * 1000:.2f} ms"
     )
     return 0
 

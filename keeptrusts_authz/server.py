@@ -50,9 +50,11 @@ class App:
     async def close(self) -> None:
         await self.settler.close()
         await self.sweeper.close()
-        observability = self.extras.get("observability")
-        if observability is not None:  # metrics endpoint, ledger consumer, alert delivery
-            await observability.close()
+        # Extras that hold connections or tasks: the observability loop and the ticket store.
+        for name in ("observability", "tickets"):
+            extra = self.extras.get(name)
+            if extra is not None:
+                await extra.close()
         await self.store.close()
 
 

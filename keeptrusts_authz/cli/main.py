@@ -15,7 +15,7 @@ from collections.abc import Sequence
 _COMMAND_MODULES = (
     "keeptrusts_authz.cli.config_cmds",  # check-config
     "keeptrusts_authz.cli.envoy_cmds",  # render-envoy
-    "keeptrusts_authz.cli.wallet_cmds",  # credit, allocate, reclaim, transfer, balance, ledger, audit
+    "keeptrusts_authz.cli.wallet_cmds",  # credit allocate reclaim transfer balance ledger audit
     "keeptrusts_authz.cli.serve_cmd",  # serve
     "keeptrusts_authz.cli.report_cmd",  # report
 )

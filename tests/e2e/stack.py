@@ -25,7 +25,6 @@ from keeptrusts_authz.store.connection import connect
 from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.service import WalletService
 from tests.envoy_harness import EnvoyProcess, loopback_gateway
-from tests.fake_provider import FakeProvider
 from tests.redis_server import free_port, wait_port
 
 T = TypeVar("T")

@@ -123,7 +123,7 @@ def test_wallet_charged_exactly_the_reported_usage(
 ) -> None:
     stack.fund("team_engineering", 10 * USD)
     usage = (1234, 0 if "embeddings" in path else 321, 200)
-    status, headers, raw = stack.post(
+    status, _, raw = stack.post(
         path,
         body,
         anthropic_style=anthropic,
@@ -313,7 +313,7 @@ def test_redis_unreachable(provider: FakeProvider, mode: str, expected: int) -> 
         gateway=loopback_gateway(access_log_flush_ms=50),
     )
     with Stack(cfg) as s:
-        status, headers, raw = s.post(CHAT, chat())
+        status, _, raw = s.post(CHAT, chat())
         assert status == expected
         if expected == 503:
             assert json.loads(raw)["error"]["type"] == "store_unavailable"
