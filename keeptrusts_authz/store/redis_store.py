@@ -93,6 +93,16 @@ def _entry(entry_id: str, fields: dict[str, str]) -> LedgerEntry:
     )
 
 
+def _endpoint_of(client: AsyncClient) -> str:
+    """host:port of a client, for error messages (never credentials)."""
+    try:
+        kwargs = cast(dict[str, Any], client.get_connection_kwargs())
+    except AttributeError:
+        return "redis"
+    host, port = kwargs.get("host"), kwargs.get("port")
+    return f"{host}:{port}" if host else "redis"
+
+
 def _touches(entry: LedgerEntry, wallet: str) -> bool:
     f = entry.fields
     return entry.wallet == wallet or f.get("from") == wallet or f.get("to") == wallet
@@ -101,11 +111,11 @@ def _touches(entry: LedgerEntry, wallet: str) -> bool:
 class RedisWalletStore:
     """Wallets, reservations and the ledger of ONE organization in Redis."""
 
-    def __init__(self, client: AsyncClient, org_id: str, *, endpoint: str = "redis") -> None:
+    def __init__(self, client: AsyncClient, org_id: str, *, endpoint: str | None = None) -> None:
         self._client = client
         self.keys = Keys(org_id)
         self.org_id = org_id
-        self._endpoint = endpoint
+        self._endpoint = endpoint or _endpoint_of(client)
         self._scripts = {n: client.register_script(load_script_text(n)) for n in SCRIPT_NAMES}
 
     @classmethod
