@@ -33,6 +33,7 @@ def cli_env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     cfg.write_text(CONFIG)
     monkeypatch.setenv("KEEPTRUSTS_CONFIG", str(cfg))
     monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.delenv("KEEPTRUSTS_API_URL", raising=False)  # direct path, not the wallet API
     return redis_url
 
 
