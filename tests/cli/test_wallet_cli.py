@@ -243,6 +243,7 @@ def test_missing_config_exits_2(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("KEEPTRUSTS_CONFIG", raising=False)
+    monkeypatch.delenv("KEEPTRUSTS_API_URL", raising=False)
     code, _, err = cli(capsys, "balance")
     assert code == 2 and "no config file given" in err
 
