@@ -140,10 +140,6 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             actor=actor,
         )
 
-    async def _notify(self, *wallet_ids: str) -> None:
-        if self._tickets is not None:
-            await self._tickets.notify_funds(wallet_ids)
-
     def _wallet_pb(self, wallet: Wallet, window: LedgerWindow) -> pb.Wallet:
         burn = window.burn_per_day(wallet.id)
         return pb.Wallet(
@@ -189,7 +185,6 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
-        await self._notify("org")
         return self._move_response("credit", result, amount, who.name)
 
     async def Allocate(self, request: pb.AllocateRequest, context: Context) -> pb.MoveResponse:
@@ -210,7 +205,6 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
-        await self._notify(target)
         return self._move_response("allocate", result, amount, who.name)
 
     async def Reclaim(self, request: pb.ReclaimRequest, context: Context) -> pb.MoveResponse:
@@ -231,7 +225,6 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
-        await self._notify("org")
         return self._move_response("reclaim", result, amount, who.name)
 
     async def Transfer(self, request: pb.TransferRequest, context: Context) -> pb.MoveResponse:
@@ -256,7 +249,6 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
-        await self._notify(destination)
         return self._move_response("transfer", result, amount, who.name)
 
     # -- reads ----------

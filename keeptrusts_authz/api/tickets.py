@@ -7,9 +7,11 @@ Flow (called by gateway.admission when the reservation came back `hold`):
 2. Otherwise a ticket is opened (team, group, model, user, amount needed) and the Check waits up to
    `hold_timeout_seconds` on the organization's event channel (store.tickets.EventHub): a
    `funds:<wallet>` message for one of the request's cascade wallets, or `ticket:<id>` when the
-   ticket is decided. No polling: between events the waiter sleeps on an asyncio.Event (plus one
-   safety re-check every `resync_seconds`, for publishers that do not announce their money, e.g. a
-   CLI move made straight against Redis or a settle refund).
+   ticket is decided. `funds:` is published by the wallet Lua scripts in the same script as the
+   balance change, so every way money arrives (API, CLI straight against Redis, settle/release
+   refunds) wakes the waiter at once. No polling: between events the waiter sleeps on an
+   asyncio.Event (plus one safety re-check every `resync_seconds`, for a message lost while the
+   subscription was down or a client without pub/sub, e.g. the asyncio cluster client).
 3. Funds arrived -> reserve again (ticket `funded`); approved -> reserve per the approval (ticket
    `used`); denied or timed out -> refused: 402 with the ticket id and Retry-After. A timed-out
    ticket stays `pending` so it can still be approved and the client can retry with its id.

@@ -26,6 +26,9 @@ class Keys:
         self.wallet_prefix = self.prefix + "w:"
         self.reservation_prefix = self.prefix + "r:"
         self.idem_prefix = self.prefix + "idem:"
+        # A pub/sub CHANNEL, not a key (channels have their own namespace; the observability
+        # `events` stream of the same name does not clash): `funds:<wallet>` / `ticket:<id>`.
+        self.events_channel = self.prefix + "events"
 
     def wallet(self, wallet_id: str) -> str:
         return self.wallet_prefix + wallet_id

@@ -2,7 +2,9 @@
 ledger stream and reservations. Returns domain dataclasses; no Redis type leaks out.
 
 Every money movement is one EVALSHA of one script that changes the balances AND appends the ledger
-entry. Scripts are registered once here (redis-py re-loads them on NOSCRIPT).
+entry (and, when money arrives in a wallet, publishes `funds:<wallet>` on the org's events
+channel to wake held requests: see store/tickets.py). Scripts are registered once here
+(redis-py re-loads them on NOSCRIPT).
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ class RedisWalletStore:
         return await self._admin(
             "credit",
             [self.keys.wallet("org")],
-            [amount, actor, description],
+            [amount, actor, description, self.keys.events_channel],
             idempotency_key,
             fingerprint,
         )
@@ -217,7 +219,14 @@ class RedisWalletStore:
         return await self._admin(
             "allocate",
             [self.keys.wallet("org"), self.keys.wallet(target)],
-            [amount, actor, description, target, "1" if create else "0"],
+            [
+                amount,
+                actor,
+                description,
+                target,
+                "1" if create else "0",
+                self.keys.events_channel,
+            ],
             idempotency_key,
             fingerprint,
         )
@@ -235,7 +244,7 @@ class RedisWalletStore:
         return await self._admin(
             "reclaim",
             [self.keys.wallet(source), self.keys.wallet("org")],
-            [amount, actor, description, source],
+            [amount, actor, description, source, self.keys.events_channel],
             idempotency_key,
             fingerprint,
         )
@@ -255,7 +264,15 @@ class RedisWalletStore:
         return await self._admin(
             "transfer",
             [self.keys.wallet(source), self.keys.wallet(destination)],
-            [amount, actor, description, source, destination, "1" if create else "0"],
+            [
+                amount,
+                actor,
+                description,
+                source,
+                destination,
+                "1" if create else "0",
+                self.keys.events_channel,
+            ],
             idempotency_key,
             fingerprint,
         )
@@ -313,6 +330,7 @@ class RedisWalletStore:
                 req.cached_tokens,
                 req.model,
                 actor,
+                k.events_channel,
             ],
         )
 
@@ -320,7 +338,7 @@ class RedisWalletStore:
         k = self.keys
         return (
             [k.ledger, k.reservation(req.reservation_id), k.deadlines],
-            [req.reservation_id, k.wallet_prefix, req.reason, actor],
+            [req.reservation_id, k.wallet_prefix, req.reason, actor, k.events_channel],
         )
 
     @staticmethod

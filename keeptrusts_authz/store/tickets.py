@@ -6,8 +6,13 @@ Keys (same `{org}` hash tag as the wallets, docs/ARCHITECTURE.md):
   (micros), created_ms, waiting, decided_by, decided_ms, reason, funding, candidates, overdraft.
 - `kt:{org}:tickets` (zset): ticket id -> created ms, the listing index (trimmed to 7 days).
 
-Events: one pub/sub channel per organization, `kt:{org}:events`, with messages
-`funds:<wallet_id>` (money arrived in a wallet) and `ticket:<ticket_id>` (a ticket was decided).
+Events: one pub/sub channel per organization, `kt:{org}:events` (`Keys.events_channel`), with
+messages `funds:<wallet_id>` (money arrived in a wallet) and `ticket:<ticket_id>` (a ticket was
+decided). The `funds:` messages are published by the wallet Lua scripts themselves, in the same
+script as the balance change (credit, reclaim: `org`; allocate, transfer: the destination; settle
+below the reservation, release: the funded wallet), so a move made by any caller (the wallet API,
+the CLI straight against Redis, the gateway's settles) wakes the waiters at once, exactly once.
+`ticket:` messages come from ticket_transition.lua.
 `EventHub` keeps ONE subscriber connection per process and wakes the waiters registered for a
 message, so a held request waits on an asyncio.Event, never by polling Redis.
 """
@@ -118,7 +123,7 @@ class TicketStore:
         self._client = client
         self.keys = Keys(org_id)
         self.index = self.keys.prefix + "tickets"
-        self.channel = self.keys.prefix + "events"
+        self.channel = self.keys.events_channel
         self._transition = client.register_script(load_script_text("ticket_transition"))
         self.events = EventHub(client, self.channel)
 
@@ -219,14 +224,6 @@ class TicketStore:
             pipe.hset(key, "waiting", "1" if waiting else "0")
             pipe.pexpire(key, TICKET_TTL_MS)
             await self._io(pipe.execute())
-
-    async def notify_funds(self, wallet_ids: Iterable[str]) -> None:
-        """Tell waiters that money arrived in these wallets (best effort, never raises)."""
-        for wallet_id in wallet_ids:
-            try:
-                await self._client.publish(self.channel, f"funds:{wallet_id}")
-            except RedisError:
-                log.warning("could not publish a funds event for %s", wallet_id)
 
 
 class EventHub:

@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
+from keeptrusts_authz.cli.main import main as cli_main
+from keeptrusts_authz.wallets.models import SettleRequest
+from keeptrusts_authz.wallets.service import WalletService
 from tests.api.conftest import HOLD_KEY, HOLD_TIMEOUT, Api
+from tests.wallets.support import reserve_req
 
 pytestmark = pytest.mark.envoy
 
@@ -55,6 +59,55 @@ def test_held_request_proceeds_when_an_allocation_arrives(api: Api) -> None:
     assert done["status"] == "funded" and done["waiting"] is False
     reserve = [e for e in api.ledger() if e["op"] == "reserve"]
     assert reserve and reserve[0]["wallet"] == "team:team_research"
+
+
+WAKE_WITHIN = 1.0  # seconds: a pub/sub wake-up, far below the 5 s re-check and the hold timeout
+
+
+def test_held_request_wakes_at_once_on_a_cli_direct_allocation(
+    api: Api, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI straight against Redis (no wallet API): allocate.lua itself publishes the wake-up."""
+    monkeypatch.delenv("KEEPTRUSTS_API_URL", raising=False)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    api.fund()
+    with ThreadPoolExecutor(1) as pool:
+        _, fut = _start(api, pool)
+        ticket = _waiting_ticket(api)
+        funded_at = time.monotonic()
+        argv = ["allocate", "--config", str(api.stack.config_path), "--team", "team_research"]
+        assert cli_main([*argv, "--amount", "50", "--currency", "USD"]) == 0, capsys.readouterr()
+        status, headers, _ = fut.result(timeout=30)
+        waited = time.monotonic() - funded_at
+    assert status == 200 and headers["x-keeptrusts-ticket"] == ticket["id"]
+    assert waited < WAKE_WITHIN, waited
+    (done,) = api.ok("GET", "/v1/wallets/tickets")["tickets"]
+    assert done["status"] == "funded"
+    (allocation,) = [e for e in api.ledger() if e["op"] == "allocate"]
+    assert allocation["actor"].startswith("cli:")
+
+
+def test_held_request_wakes_at_once_on_a_settle_refund(api: Api) -> None:
+    """Money coming back from a reservation settled below its estimate (settle.lua publishes)."""
+    api.fund("team_research", amount="5")
+    hog = reserve_req(5_000_000, ("team:team_research",), team="team_research")
+
+    async def reserve_all(w: WalletService) -> str:
+        return (await w.reserve(hog)).outcome
+
+    async def settle_cheap(w: WalletService) -> str:
+        return (await w.settle(SettleRequest(hog.reservation_id, 1_000, False))).outcome
+
+    assert api.stack.wallets(reserve_all) == "reserved"  # the team wallet is now empty
+    with ThreadPoolExecutor(1) as pool:
+        _, fut = _start(api, pool)
+        ticket = _waiting_ticket(api)
+        refunded_at = time.monotonic()
+        assert api.stack.wallets(settle_cheap) == "settled"
+        status, headers, _ = fut.result(timeout=30)
+        waited = time.monotonic() - refunded_at
+    assert status == 200 and headers["x-keeptrusts-ticket"] == ticket["id"]
+    assert waited < WAKE_WITHIN, waited
 
 
 def test_held_request_proceeds_after_approval_and_approving_twice_is_409(api: Api) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from keeptrusts_authz.cli.main import main
-from tests.wallets.support import raw_state, sync_client
+from tests.wallets.support import drain_events, events_subscriber, raw_state, sync_client
 
 CONFIG = """\
 organization:
@@ -114,6 +114,22 @@ def test_transfer_reclaim_and_idempotency_key(
     )
     assert code == 4 and "idempotency key" in err
     assert cli(capsys, "audit")[0] == 0
+
+
+def test_direct_moves_wake_held_requests(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Straight against Redis (no wallet API), each move still publishes its funds event once."""
+    with events_subscriber(cli_env) as events:
+        assert cli(capsys, "credit", "--amount", "100")[0] == 0
+        assert drain_events(events) == ["funds:org"]
+        assert cli(capsys, "allocate", "--team", "team_engineering", "--amount", "60")[0] == 0
+        assert drain_events(events) == ["funds:team:team_engineering"]
+        move = ["--from-team", "team_engineering", "--to-team", "team_support", "--amount", "10"]
+        assert cli(capsys, "transfer", *move)[0] == 0
+        assert drain_events(events) == ["funds:team:team_support"]
+        assert cli(capsys, "reclaim", "--team", "team_support", "--amount", "1")[0] == 0
+        assert drain_events(events) == ["funds:org"]
+        assert cli(capsys, "allocate", "--team", "team_engineering", "--amount", "999")[0] != 0
+        assert drain_events(events) == []
 
 
 BAD_AMOUNTS = [

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import redis
+from redis.client import PubSub
 
 from keeptrusts_authz.config import Config, parse_config
 from keeptrusts_authz.store.redis_store import RedisWalletStore
@@ -18,6 +20,7 @@ from keeptrusts_authz.wallets.service import WalletService
 T = TypeVar("T")
 ORG = "acme"
 USD = 1_000_000  # micros per unit
+EVENTS_CHANNEL = f"kt:{{{ORG}}}:events"  # pub/sub: funds:<wallet>, ticket:<id>
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -100,3 +103,34 @@ def raw_state(url: str) -> tuple[dict[str, dict[str, str]], int]:
 
 def sync_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=True)
+
+
+@contextmanager
+def events_subscriber(url: str) -> Iterator[PubSub]:
+    """A subscriber on the org's events channel, confirmed before it is handed out."""
+    client = sync_client(url)
+    pubsub = client.pubsub()
+    pubsub.subscribe(EVENTS_CHANNEL)
+    deadline = time.monotonic() + 5
+    while True:
+        msg = pubsub.get_message(timeout=0.1)
+        if msg is not None and msg["type"] == "subscribe":
+            break
+        assert time.monotonic() < deadline, "subscription not confirmed"
+    try:
+        yield pubsub
+    finally:
+        pubsub.close()
+        client.close()
+
+
+def drain_events(pubsub: PubSub, quiet: float = 0.3) -> list[str]:
+    """Every message received until nothing arrives for `quiet` seconds."""
+    out: list[str] = []
+    while True:
+        msg = pubsub.get_message(timeout=quiet)
+        if msg is None:
+            return out
+        if msg["type"] == "message":
+            assert msg["channel"] == EVENTS_CHANNEL
+            out.append(str(msg["data"]))

@@ -8,6 +8,11 @@
 -- ARGV[1] use idempotency (1/0)    ARGV[2] fingerprint
 -- ARGV[3] amount (micros, > 0)     ARGV[4] actor    ARGV[5] description
 -- ARGV[6] target wallet id         ARGV[7] create the target if missing (1/0)
+-- ARGV[8] events channel kt:{org}:events (gets 'funds:<target>')
+-- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
+-- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
+-- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
+-- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {'ok'|'replayed', entry_id, 'org', org_balance, target, target_balance},
 --   {'conflict'}, {'unknown_wallet', target} or {'insufficient', 'org', available}.
 local use_idem = ARGV[1] == '1'
@@ -17,6 +22,7 @@ local actor = ARGV[4]
 local description = ARGV[5]
 local target = ARGV[6]
 local may_create = ARGV[7] == '1'
+local channel = ARGV[8]
 local IDEM_TTL_MS = 86400000
 
 local function s(n) return string.format('%d', n) end
@@ -49,6 +55,7 @@ redis.call('HINCRBY', KEYS[5], 'allocated_total', s(amount))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'allocate', 'wallet', target,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
   'from', 'org', 'to', target, 'balance_after', s(bal))
+redis.call('PUBLISH', channel, 'funds:' .. target)
 local result = {id, 'org', s(org_bal), target, s(bal)}
 if use_idem then
   redis.call('HSET', KEYS[3], 'fingerprint', fingerprint, 'result', cjson.encode(result))

@@ -5,12 +5,18 @@
 -- KEYS[4] org wallet hash          kt:{org}:w:org
 -- ARGV[1] use idempotency (1/0)    ARGV[2] fingerprint (sha256 hex of the canonical request)
 -- ARGV[3] amount (micros, > 0)     ARGV[4] actor    ARGV[5] description
+-- ARGV[6] events channel kt:{org}:events (gets 'funds:org')
+-- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
+-- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
+-- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
+-- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {'ok'|'replayed', entry_id, 'org', org_balance_after} or {'conflict'}.
 local use_idem = ARGV[1] == '1'
 local fingerprint = ARGV[2]
 local amount = tonumber(ARGV[3])
 local actor = ARGV[4]
 local description = ARGV[5]
+local channel = ARGV[6]
 local IDEM_TTL_MS = 86400000
 
 local function s(n) return string.format('%d', n) end
@@ -37,6 +43,7 @@ local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(amount))
 redis.call('HINCRBY', KEYS[4], 'allocated_total', s(amount))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'credit', 'wallet', 'org', 'amount', s(amount),
   'ts_ms', s(now_ms), 'actor', actor, 'description', description, 'balance_after', s(bal))
+redis.call('PUBLISH', channel, 'funds:org')
 local result = {id, 'org', s(bal)}
 if use_idem then
   redis.call('HSET', KEYS[3], 'fingerprint', fingerprint, 'result', cjson.encode(result))

@@ -7,6 +7,8 @@
 -- index, so not declarable up front; all share the {org} hash tag (one cluster slot).
 -- ARGV[1] reservation key prefix kt:{org}:r:   ARGV[2] wallet key prefix kt:{org}:w:
 -- ARGV[3] limit (> 0)   ARGV[4] actor
+-- No funds wake-up (unlike settle/release): an expiry charges the whole reserved estimate, so
+-- the wallet's balance does not go up and there is nothing for a held request to wait for.
 -- Returns {reservation_id_1, wallet_1, amount_1, ...} for the reservations it expired.
 local res_prefix = ARGV[1]
 local wallet_prefix = ARGV[2]

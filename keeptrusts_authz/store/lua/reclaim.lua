@@ -7,7 +7,11 @@
 -- KEYS[5] org wallet hash          kt:{org}:w:org
 -- ARGV[1] use idempotency (1/0)    ARGV[2] fingerprint
 -- ARGV[3] amount (micros, > 0)     ARGV[4] actor    ARGV[5] description
--- ARGV[6] source wallet id
+-- ARGV[6] source wallet id         ARGV[7] events channel kt:{org}:events (gets 'funds:org')
+-- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
+-- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
+-- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
+-- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {'ok'|'replayed', entry_id, source, source_balance, 'org', org_balance},
 --   {'conflict'}, {'unknown_wallet', source} or {'insufficient', source, available}.
 local use_idem = ARGV[1] == '1'
@@ -16,6 +20,7 @@ local amount = tonumber(ARGV[3])
 local actor = ARGV[4]
 local description = ARGV[5]
 local source = ARGV[6]
+local channel = ARGV[7]
 local IDEM_TTL_MS = 86400000
 
 local function s(n) return string.format('%d', n) end
@@ -48,6 +53,7 @@ local org_bal = redis.call('HINCRBY', KEYS[5], 'balance', s(amount))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'reclaim', 'wallet', source,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
   'from', source, 'to', 'org', 'balance_after', s(bal))
+redis.call('PUBLISH', channel, 'funds:org')
 local result = {id, source, s(bal), 'org', s(org_bal)}
 if use_idem then
   redis.call('HSET', KEYS[3], 'fingerprint', fingerprint, 'result', cjson.encode(result))

@@ -5,11 +5,17 @@
 -- KEYS[3] deadline index zset      kt:{org}:r:deadlines
 -- The funded wallet hash is ARGV[2] .. <wallet id stored in the reservation> (same {org} slot).
 -- ARGV[1] reservation id   ARGV[2] wallet key prefix kt:{org}:w:   ARGV[3] reason   ARGV[4] actor
+-- ARGV[5] events channel kt:{org}:events (gets 'funds:<wallet>' when reserved > 0)
+-- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
+-- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
+-- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
+-- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {outcome, wallet, reserved, cost}: outcome released | already_closed | unknown.
 local rid = ARGV[1]
 local wallet_prefix = ARGV[2]
 local reason = ARGV[3]
 local actor = ARGV[4]
+local channel = ARGV[5]
 local CLOSED_TTL_MS = 604800000
 
 local function s(x) return string.format('%d', x) end
@@ -37,4 +43,5 @@ redis.call('XADD', KEYS[1], '*', 'op', 'release', 'wallet', wallet, 'amount', s(
   'ts_ms', s(now_ms), 'actor', actor, 'description', reason, 'reservation', rid,
   'reserved', s(reserved), 'cost', '0', 'team', r[5], 'group', r[6], 'user', r[7],
   'model', r[8], 'balance_after', s(bal))
+if reserved > 0 then redis.call('PUBLISH', channel, 'funds:' .. wallet) end
 return {'released', wallet, s(reserved), '0'}

@@ -8,6 +8,12 @@
 -- ARGV[1] reservation id   ARGV[2] wallet key prefix kt:{org}:w:   ARGV[3] cost (micros, >= 0)
 -- ARGV[4] estimated (0/1)  ARGV[5] input tokens  ARGV[6] output tokens  ARGV[7] cached tokens
 -- ARGV[8] model ('' = the reserved model)   ARGV[9] actor
+-- ARGV[10] events channel kt:{org}:events (gets 'funds:<wallet>' when cost < reserved, i.e. the
+--   settle returned money to the wallet)
+-- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
+-- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
+-- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
+-- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {outcome, wallet, reserved, cost}: outcome settled | already_closed | unknown.
 local rid = ARGV[1]
 local wallet_prefix = ARGV[2]
@@ -18,6 +24,7 @@ local output_tokens = ARGV[6]
 local cached_tokens = ARGV[7]
 local model = ARGV[8]
 local actor = ARGV[9]
+local channel = ARGV[10]
 local CLOSED_TTL_MS = 604800000
 
 local function s(x) return string.format('%d', x) end
@@ -50,4 +57,5 @@ redis.call('XADD', KEYS[1], '*', 'op', 'settle', 'wallet', wallet, 'amount', s(c
   'reserved', s(reserved), 'cost', s(cost), 'estimated', estimated, 'team', r[5],
   'group', r[6], 'user', r[7], 'model', model, 'input_tokens', input_tokens,
   'output_tokens', output_tokens, 'cached_tokens', cached_tokens, 'balance_after', s(bal))
+if reserved > cost then redis.call('PUBLISH', channel, 'funds:' .. wallet) end
 return {'settled', wallet, s(reserved), s(cost)}

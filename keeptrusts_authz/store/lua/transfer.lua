@@ -9,6 +9,11 @@
 -- ARGV[3] amount (micros, > 0)     ARGV[4] actor    ARGV[5] description
 -- ARGV[6] source wallet id         ARGV[7] destination wallet id
 -- ARGV[8] create the destination if missing (1/0)
+-- ARGV[9] events channel kt:{org}:events (gets 'funds:<destination>')
+-- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
+-- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
+-- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
+-- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {'ok'|'replayed', entry_id, source, source_balance, destination, destination_balance},
 --   {'conflict'}, {'unknown_wallet', id} or {'insufficient', source, available}.
 local use_idem = ARGV[1] == '1'
@@ -19,6 +24,7 @@ local description = ARGV[5]
 local source = ARGV[6]
 local dest = ARGV[7]
 local may_create = ARGV[8] == '1'
+local channel = ARGV[9]
 local IDEM_TTL_MS = 86400000
 
 local function s(n) return string.format('%d', n) end
@@ -55,6 +61,7 @@ redis.call('HINCRBY', KEYS[5], 'allocated_total', s(amount))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'transfer', 'wallet', source,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
   'from', source, 'to', dest, 'balance_after', s(bal))
+redis.call('PUBLISH', channel, 'funds:' .. dest)
 local result = {id, source, s(bal), dest, s(dest_bal)}
 if use_idem then
   redis.call('HSET', KEYS[3], 'fingerprint', fingerprint, 'result', cjson.encode(result))
