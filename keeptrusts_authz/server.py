@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -135,6 +136,10 @@ async def serve_forever(
     running = await start_server(app, port=port)
     mport = cfg.server.metrics_port if metrics_port is None else metrics_port
     start_metrics_server(app, mport)
+    # Start-up objects (config, generated protobuf modules, scripts) live as long as the process:
+    # keep them out of the collector's way so full collections do not stall the event loop.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
