@@ -6,10 +6,14 @@ and reports speak decimals, and they convert through this module so the rules li
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, DecimalException
 
 MICROS_PER_UNIT = 1_000_000
 _MICRO = Decimal(1) / MICROS_PER_UNIT
+# Far above any real amount (10^15 units), far below what makes Decimal arithmetic expensive:
+# "1e999999" must be refused before it is ever multiplied.
+_MAX_ADJUSTED_EXPONENT = 15
+_MAX_TEXT = 64
 
 
 class AmountError(ValueError):
@@ -35,21 +39,26 @@ def parse_amount(value: object, *, field: str = "amount", allow_zero: bool = Fal
         text = value.strip()
         if not text:
             raise AmountError(f"{field}: must be a decimal number, got an empty string")
+        if len(text) > _MAX_TEXT:
+            raise AmountError(f"{field}: too long for an amount ({len(text)} characters)")
         try:
             dec = Decimal(text)
-        except InvalidOperation:
+        except DecimalException:
             raise AmountError(f"{field}: not a decimal number: {text[:32]!r}") from None
     else:
         raise AmountError(f"{field}: must be a decimal number, got {type(value).__name__}")
     if not dec.is_finite():
         raise AmountError(f"{field}: must be a finite number")
+    if dec != 0 and dec.adjusted() > _MAX_ADJUSTED_EXPONENT:
+        raise AmountError(f"{field}: too large")
     if dec.is_signed() and dec != 0:
         raise AmountError(f"{field}: must not be negative")
-    exponent = dec.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if exponent < -6 and dec != dec.quantize(_MICRO):
-        raise AmountError(f"{field}: at most 6 decimal places are allowed")
-    micros = int(dec * MICROS_PER_UNIT)
+    try:
+        if dec != dec.quantize(_MICRO):
+            raise AmountError(f"{field}: at most 6 decimal places are allowed")
+        micros = int(dec * MICROS_PER_UNIT)
+    except DecimalException:
+        raise AmountError(f"{field}: not a usable amount") from None
     if micros == 0 and not allow_zero:
         raise AmountError(f"{field}: must be greater than zero")
     return micros
