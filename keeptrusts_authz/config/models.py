@@ -50,6 +50,11 @@ class Enforcement(StrictModel):
         default_factory=lambda: [50, 80, 100]
     )
     on_store_error: Literal["deny", "allow"] = "deny"
+    # Reservation allowances for input the request body does not show: an image (per image
+    # part; a model's price entry may override it), and the server-side history a Responses
+    # request pulls in with previous_response_id / conversation.
+    image_input_tokens: int = Field(default=4_000, gt=0)
+    server_history_tokens: int = Field(default=200_000, ge=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
 
     @field_validator("cascade")
@@ -129,6 +134,8 @@ class ModelPrice(StrictModel):
     output_per_1m: Decimal = Field(ge=0)
     cached_input_per_1m: Decimal | None = Field(default=None, ge=0)
     max_output_tokens: int = Field(gt=0)
+    # Most input tokens one image can cost this model (None: enforcement.image_input_tokens).
+    image_input_tokens: int | None = Field(default=None, gt=0)
     aliases: list[str] = Field(default_factory=list)
     provider: ProviderKind | None = None
 
@@ -233,6 +240,9 @@ class Gateway(StrictModel):
 
 class Alerts(StrictModel):
     webhook_url: str | None = None
+    # Besides the wallets of every settle batch, each replica re-checks all wallets this often, to
+    # catch crossings caused by expiries and admin moves (reclaim, transfer).
+    sweep_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
 
 
 class Config(StrictModel):

@@ -19,6 +19,7 @@ from keeptrusts_authz.api.tickets import TICKET_HEADER, Holds
 from keeptrusts_authz.config.models import Config, ConsumerGroup, Provider
 from keeptrusts_authz.errors import StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
+from keeptrusts_authz.gateway.estimation import reservation_micros
 from keeptrusts_authz.gateway.request_parsing import (
     ApiKind,
     ParsedRequest,
@@ -201,9 +202,7 @@ class Admission:
         )
         if not self._cfg.cost_tracking.enabled:
             return allow
-        estimate = self._prices.reserve_micros(
-            priced, parsed.input_tokens_bound, parsed.output_bound
-        )
+        estimate = reservation_micros(parsed, priced, self._prices, self._cfg.enforcement)
         candidates, overdraft = self._cascade(group, user)
         enforcing = self._cfg.cost_tracking.wallet_enforcement
         policy = self._cfg.policy_for(group) if enforcing else "showback"

@@ -1,9 +1,12 @@
-"""Parse an LLM API request body into what a reservation needs: model, output bound, input size.
+"""Parse an LLM API request body into what a reservation needs: model, output bound, input bound.
 
-The input estimate is a strict upper bound rather than a guess: OpenAI's and Anthropic's tokenizers
-are byte-level BPE, so a text never has more tokens than UTF-8 bytes. Reserving at that bound (plus
-a fixed allowance per message and per image) is what lets a wallet never be overspent by requests
-in flight; settlement then charges the real usage and returns the difference.
+The reservation is a strict upper bound, not a guess, so that requests in flight can never
+overspend a wallet: OpenAI's and Anthropic's tokenizers are byte-level BPE, so the prompt a body
+produces never has more tokens than the body has bytes (keys, tool schemas, response formats and
+JSON escapes included), plus a few template tokens per message. What the body does not show is
+added as allowances: images (per image part; model-specific) and the server-side history a
+Responses request pulls in. The output bound is the request's limit (the model's maximum when
+absent) times the number of choices it asks for.
 """
 
 from __future__ import annotations
@@ -28,11 +31,22 @@ ROUTES: dict[str, ApiKind] = {
     "/v1/messages": "anthropic_messages",
 }
 
-# Fixed allowances, in tokens: role/separator tokens per message, and the most a single image
-# input can cost (OpenAI high-detail tiles and Anthropic's ~1.6k tokens per 1.15 MP image).
+# Template tokens a chat format adds per message (role markers, separators), and once per request
+# (the assistant priming, the tools preamble).
 TOKENS_PER_MESSAGE = 8
-TOKENS_PER_IMAGE = 2_000
-OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+TOKENS_PER_REQUEST = 64
+# Output limit fields each API honours; where several are given the largest counts.
+OUTPUT_FIELDS: dict[ApiKind, tuple[str, ...]] = {
+    "openai_chat": ("max_completion_tokens", "max_tokens"),
+    "openai_completions": ("max_tokens",),
+    "openai_responses": ("max_output_tokens",),
+    "openai_embeddings": (),
+    "anthropic_messages": ("max_tokens",),
+}
+# The legacy completions API generates 16 tokens when max_tokens is absent.
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
+MAX_CHOICES = 128
 
 
 class RequestError(Exception):
@@ -49,9 +63,13 @@ class RequestError(Exception):
 class ParsedRequest:
     api: ApiKind
     model: str
-    output_bound: int | None  # what the client asked for; None -> the model's maximum
-    input_tokens_bound: int
+    output_bound: int | None  # per choice, as asked; None -> the model's maximum
+    input_tokens_bound: int  # text and structure; images and history are added per model
     stream: bool
+    choices: int = 1  # completions generated (n, best_of): each is billed
+    images: int = 0  # image parts, each charged the model's image allowance
+    server_history: bool = False  # previous_response_id / conversation: unseen input
+    extra_output_tokens: int = 0  # predicted-output content, billed as output when rejected
 
 
 def api_kind(path: str) -> ApiKind | None:
@@ -60,48 +78,66 @@ def api_kind(path: str) -> ApiKind | None:
     return ROUTES.get(clean)
 
 
-def _content_bound(value: Any) -> int:
-    """Token upper bound of message content: text by bytes, images by allowance, recursively."""
-    if value is None or isinstance(value, bool):
-        return 0
-    if isinstance(value, str):
-        return len(value.encode("utf-8"))
-    if isinstance(value, (int, float)):
-        return 1
+def _count_images(value: Any) -> int:
     if isinstance(value, list):
-        return sum(_content_bound(v) for v in value)
+        return sum(_count_images(v) for v in value)
     if isinstance(value, dict):
-        kind = value.get("type")
-        if kind in ("image_url", "image", "input_image", "input_audio", "document", "file"):
-            return TOKENS_PER_IMAGE
-        return sum(_content_bound(v) for k, v in value.items() if k != "type")
+        own = 1 if value.get("type") in IMAGE_PART_TYPES else 0
+        return own + sum(_count_images(v) for v in value.values())
     return 0
 
 
-def _messages_bound(messages: Any) -> int:
-    if not isinstance(messages, list):
-        return _content_bound(messages)
-    return sum(TOKENS_PER_MESSAGE + _content_bound(m) for m in messages)
+def _count_messages(body: dict[str, Any]) -> int:
+    for name in ("messages", "input"):
+        value = body.get(name)
+        if isinstance(value, list):
+            return len(value)
+    return 1
+
+
+def _bytes(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+
+
+def _positive_int(body: dict[str, Any], name: str) -> int | None:
+    if name not in body or body[name] is None:
+        return None
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise RequestError(400, "invalid_request", f"{name} must be a positive integer")
+    return value
+
+
+def _output_bound(api: ApiKind, body: dict[str, Any]) -> int | None:
+    given = [v for name in OUTPUT_FIELDS[api] if (v := _positive_int(body, name)) is not None]
+    if given:
+        return max(given)
+    if api == "openai_completions":
+        return COMPLETIONS_DEFAULT_MAX_TOKENS
+    return None
+
+
+def _choices(api: ApiKind, body: dict[str, Any]) -> int:
+    if api not in ("openai_chat", "openai_completions"):
+        return 1
+    counts = [v for name in ("n", "best_of") if (v := _positive_int(body, name)) is not None]
+    choices = max(counts, default=1)
+    if choices > MAX_CHOICES:
+        raise RequestError(400, "invalid_request", f"n/best_of must be at most {MAX_CHOICES}")
+    return choices
 
 
 def _embedding_input_bound(value: Any) -> int:
-    # Token-id arrays count one token per id; strings by bytes.
+    # Token-id arrays count one token per id; text by bytes.
     if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
         return len(value)
     if isinstance(value, list):
         return sum(_embedding_input_bound(v) for v in value)
-    return _content_bound(value)
-
-
-def _output_bound(body: dict[str, Any]) -> int | None:
-    for name in OUTPUT_FIELDS:
-        if name not in body or body[name] is None:
-            continue
-        value = body[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise RequestError(400, "invalid_request", f"{name} must be a positive integer")
-        return value
-    return None
+    return _bytes(value)
 
 
 def parse_request(api: ApiKind, raw: bytes) -> ParsedRequest:
@@ -124,22 +160,24 @@ def parse_request(api: ApiKind, raw: bytes) -> ParsedRequest:
         if "input" not in body:
             raise RequestError(400, "invalid_request", "request body has no 'input'")
         return ParsedRequest(api, model, 0, _embedding_input_bound(body["input"]), False)
-
-    output = _output_bound(body)
-    if api == "openai_chat":
-        if "messages" not in body:
-            raise RequestError(400, "invalid_request", "request body has no 'messages'")
-        bound = _messages_bound(body["messages"])
-    elif api == "openai_completions":
-        bound = _embedding_input_bound(body.get("prompt", ""))
-    elif api == "openai_responses":
-        bound = _messages_bound(body.get("input", "")) + _content_bound(body.get("instructions"))
-    else:  # anthropic_messages
-        if "messages" not in body:
-            raise RequestError(400, "invalid_request", "request body has no 'messages'")
-        if output is None:
-            raise RequestError(400, "invalid_request", "max_tokens is required for /v1/messages")
-        bound = _messages_bound(body["messages"]) + _content_bound(body.get("system"))
-    # Tool definitions are sent to the model as prompt tokens too.
-    bound += _content_bound(body.get("tools")) + _content_bound(body.get("tool_choice"))
-    return ParsedRequest(api, model, output, bound + TOKENS_PER_MESSAGE, stream)
+    if api in ("openai_chat", "anthropic_messages") and "messages" not in body:
+        raise RequestError(400, "invalid_request", "request body has no 'messages'")
+    output = _output_bound(api, body)
+    if api == "anthropic_messages" and output is None:
+        raise RequestError(400, "invalid_request", "max_tokens is required for /v1/messages")
+    prediction = body.get("prediction") if api == "openai_chat" else None
+    return ParsedRequest(
+        api=api,
+        model=model,
+        output_bound=output,
+        # Every prompt token comes from some byte of the body; the body's bytes bound them all.
+        input_tokens_bound=len(raw)
+        + TOKENS_PER_MESSAGE * _count_messages(body)
+        + TOKENS_PER_REQUEST,
+        stream=stream,
+        choices=_choices(api, body),
+        images=_count_images(body),
+        server_history=api == "openai_responses"
+        and bool(body.get("previous_response_id") or body.get("conversation")),
+        extra_output_tokens=_bytes(prediction),
+    )

@@ -335,3 +335,18 @@ def test_graceful_shutdown_flushes_pending_settlements(
         assert wallet.spent_total == PriceTable.from_config(s.cfg).cost_micros(
             "gpt-4o-mini", 10, 5, 0
         )
+
+
+def test_every_choice_is_reserved_so_n_cannot_overspend(
+    stack: Stack, provider: FakeProvider
+) -> None:
+    """n=50 bills 50 completions: the reservation must cover them, or a small wallet overspends."""
+    stack.fund("team_engineering", 1000)  # 0.001 USD
+    provider.clear()
+    status, _, raw = stack.post(CHAT, chat(n=50, max_tokens=1000))
+    assert status == 402, raw
+    error = json.loads(raw)["error"]
+    # 50 x 1000 output tokens of gpt-4o-mini at 0.60 per 1M
+    assert float(error["requested"]) >= 0.03
+    assert provider.requests == []
+    assert stack.wallet("team:team_engineering").balance == 1000
