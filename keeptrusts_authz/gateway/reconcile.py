@@ -42,9 +42,16 @@ def settlement_for(
     complete = bool(usage.get("complete", found))
     if not found and (response_code == 0 or response_code >= 400):
         return Release(reservation_id, f"provider_status_{response_code}")
+    # The usage counters' model label: the price-table name the admission priced the request as
+    # (bounded); "" lets the settle script use the reservation's model, the same name.
+    label = str(authz.get("priced_model") or "")
     if not found or not complete:
         return SettleRequest(
-            reservation_id, estimate, estimated=True, model=str(authz.get("model", ""))
+            reservation_id,
+            estimate,
+            estimated=True,
+            model=str(authz.get("model", "")),
+            label_model=label,
         )
 
     input_tokens = _int(usage.get("input_tokens"))
@@ -66,7 +73,9 @@ def settlement_for(
         except UnknownModel:
             continue
     if cost is None:
-        return SettleRequest(reservation_id, estimate, estimated=True, model=requested)
+        return SettleRequest(
+            reservation_id, estimate, estimated=True, model=requested, label_model=label
+        )
     return SettleRequest(
         reservation_id,
         cost,
@@ -75,4 +84,5 @@ def settlement_for(
         output_tokens=output_tokens,
         cached_tokens=cached,
         model=reported or requested,
+        label_model=label,
     )

@@ -26,6 +26,10 @@ class Keys:
         self.wallet_prefix = self.prefix + "w:"
         self.reservation_prefix = self.prefix + "r:"
         self.idem_prefix = self.prefix + "idem:"
+        # Usage counters (spend/requests/tokens by team, group, model label) and the daily burn
+        # per wallet, written by settle.lua and expire.lua in the same script as the ledger entry.
+        self.usage = self.prefix + "usage"
+        self.burn_prefix = self.prefix + "burn:"
         # A pub/sub CHANNEL, not a key (channels have their own namespace; the observability
         # `events` stream of the same name does not clash): `funds:<wallet>` / `ticket:<id>`.
         self.events_channel = self.prefix + "events"
@@ -38,6 +42,10 @@ class Keys:
 
     def idem(self, key: str) -> str:
         return self.idem_prefix + key
+
+    def burn(self, day: str) -> str:
+        """Spend per wallet of one UTC day (`yyyy-mm-dd`)."""
+        return self.burn_prefix + day
 
     def stats(self, month: str | None = None) -> str:
         """Denial counters of one month (`yyyy-mm`, UTC; default: now)."""

@@ -319,7 +319,7 @@ class RedisWalletStore:
     def _settle_call(self, req: SettleRequest, actor: str) -> tuple[list[str], list[Arg]]:
         k = self.keys
         return (
-            [k.ledger, k.reservation(req.reservation_id), k.deadlines],
+            [k.ledger, k.reservation(req.reservation_id), k.deadlines, k.usage],
             [
                 req.reservation_id,
                 k.wallet_prefix,
@@ -330,6 +330,8 @@ class RedisWalletStore:
                 req.cached_tokens,
                 req.model,
                 actor,
+                req.label_model,
+                k.burn_prefix,
                 k.events_channel,
             ],
         )
@@ -398,8 +400,8 @@ class RedisWalletStore:
         k = self.keys
         res = await self._run(
             "expire",
-            [k.ledger, k.deadlines],
-            [k.reservation_prefix, k.wallet_prefix, limit, actor],
+            [k.ledger, k.deadlines, k.usage],
+            [k.reservation_prefix, k.wallet_prefix, limit, actor, k.burn_prefix],
         )
         return [
             ExpiredReservation(

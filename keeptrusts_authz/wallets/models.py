@@ -135,6 +135,9 @@ class SettleRequest:
     output_tokens: int = 0
     cached_tokens: int = 0
     model: str = ""
+    # Model label of the usage counters: the priced model name from the price table (or `other`);
+    # "" = the reservation's model, which the admission stores as the priced name.
+    label_model: str = ""
 
 
 @dataclass(frozen=True)

@@ -350,6 +350,7 @@ class WalletService:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidInput(f"{name}: must be a non-negative integer", {"field": name})
         _check_text(req.model, "model", _MAX_LABEL)
+        _check_text(req.label_model, "label_model", _MAX_LABEL)
         return req
 
     async def settle(self, req: SettleRequest) -> SettleResult:

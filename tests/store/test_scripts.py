@@ -61,6 +61,8 @@ def test_every_key_of_an_org_shares_one_slot() -> None:
         k.reservation("r_0123456789abcdef01234567"),
         k.idem("abc"),
         k.stats("2025-01"),
+        k.usage,
+        k.burn("2025-01-31"),
     ]
     assert all(key.startswith("kt:{acme}:") for key in keys)
     assert len({key_slot(key.encode()) for key in keys}) == 1

@@ -1,12 +1,20 @@
 -- expire.lua: the sweeper. Settles up to `limit` overdue open reservations (deadline <= now) at
--- their reserved estimate, marked estimated=1, one ledger entry each. Atomic, so with several
--- sweepers each reservation is closed exactly once (a settled one is no longer in the index).
+-- their reserved estimate, marked estimated=1, one ledger entry each (+ its usage counters and
+-- daily burn). Atomic, so with several sweepers each reservation is closed exactly once (a
+-- settled one is no longer in the index).
 -- KEYS[1] ledger stream            kt:{org}:ledger
 -- KEYS[2] deadline index zset      kt:{org}:r:deadlines
+-- KEYS[3] usage counters hash      kt:{org}:usage
 -- Reservation hashes are ARGV[1] .. <id> and wallet hashes ARGV[2] .. <wallet id>: read from the
--- index, so not declarable up front; all share the {org} hash tag (one cluster slot).
+-- index, so not declarable up front; all share the {org} hash tag (one cluster slot). The burn
+-- hash is ARGV[5] .. <UTC day of TIME, yyyy-mm-dd>: built here so that it is the day of the
+-- ledger entries' ts_ms (Redis's clock); same {org} hash tag, same slot.
 -- ARGV[1] reservation key prefix kt:{org}:r:   ARGV[2] wallet key prefix kt:{org}:w:
--- ARGV[3] limit (> 0)   ARGV[4] actor
+-- ARGV[3] limit (> 0)   ARGV[4] actor   ARGV[5] burn key prefix kt:{org}:burn:
+-- Usage counters as in settle.lua, with the reservation's model as the label (the admission
+-- stores the priced model name there), estimated 1 and no tokens:
+--   KEYS[3] 'spend|<team>|<group>|1|<model>' += reserved, 'requests|<team>|<group>|<model>' += 1
+--   burn hash <wallet> += reserved (when > 0), PEXPIRE ~8 days
 -- No funds wake-up (unlike settle/release): an expiry charges the whole reserved estimate, so
 -- the wallet's balance does not go up and there is nothing for a held request to wait for.
 -- Returns {reservation_id_1, wallet_1, amount_1, ...} for the reservations it expired.
@@ -14,13 +22,33 @@ local res_prefix = ARGV[1]
 local wallet_prefix = ARGV[2]
 local limit = tonumber(ARGV[3])
 local actor = ARGV[4]
+local burn_prefix = ARGV[5]
+local usage_key = KEYS[3]
 local CLOSED_TTL_MS = 604800000
+local BURN_TTL_MS = 694800000 -- 8 days + 1 h: the scrape reads today and the 7 days before
 
 local function s(x) return string.format('%d', x) end
+
+-- yyyy-mm-dd (UTC) of a Unix time in ms (days-to-civil, proleptic Gregorian). Same in settle.lua.
+local function utc_day(ms)
+  local z = math.floor(ms / 86400000) + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local day = doy - math.floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400
+  if month <= 2 then year = year + 1 end
+  return string.format('%04d-%02d-%02d', year, month, day)
+end
 
 if not limit or limit <= 0 then return redis.error_reply('invalid limit') end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local burn_key = burn_prefix .. utc_day(now_ms)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, limit)
 local out = {}
 for _, rid in ipairs(due) do
@@ -30,6 +58,9 @@ for _, rid in ipairs(due) do
   if r[1] and r[3] == 'open' then
     local wallet = r[1]
     local reserved = tonumber(r[2])
+    local team = r[4] or ''
+    local group = r[5] or ''
+    local model = r[7] or ''
     local wkey = wallet_prefix .. wallet
     redis.call('HINCRBY', wkey, 'reserved', s(-reserved))
     local bal = redis.call('HGET', wkey, 'balance')
@@ -40,7 +71,14 @@ for _, rid in ipairs(due) do
     redis.call('XADD', KEYS[1], '*', 'op', 'expire', 'wallet', wallet, 'amount', s(reserved),
       'ts_ms', s(now_ms), 'actor', actor, 'description', 'reservation deadline passed',
       'reservation', rid, 'reserved', s(reserved), 'cost', s(reserved), 'estimated', '1',
-      'team', r[4], 'group', r[5], 'user', r[6], 'model', r[7], 'balance_after', bal)
+      'team', team, 'group', group, 'user', r[6], 'model', model, 'balance_after', bal)
+    local who = team .. '|' .. group .. '|'
+    redis.call('HINCRBY', usage_key, 'spend|' .. who .. '1|' .. model, s(reserved))
+    redis.call('HINCRBY', usage_key, 'requests|' .. who .. model, 1)
+    if reserved > 0 then
+      redis.call('HINCRBY', burn_key, wallet, s(reserved))
+      redis.call('PEXPIRE', burn_key, BURN_TTL_MS)
+    end
     out[#out + 1] = rid
     out[#out + 1] = wallet
     out[#out + 1] = s(reserved)

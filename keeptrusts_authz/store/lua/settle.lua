@@ -1,19 +1,32 @@
 -- settle.lua: close an open reservation at its real cost (w.reserved -= r; w.balance += r - c;
--- w.spent_total += c) + one ledger entry. Idempotent by reservation id.
+-- w.spent_total += c) + one ledger entry + the usage counters and daily burn of that entry.
+-- Idempotent by reservation id.
 -- KEYS[1] ledger stream            kt:{org}:ledger
 -- KEYS[2] reservation hash         kt:{org}:r:<reservation_id>
 -- KEYS[3] deadline index zset      kt:{org}:r:deadlines
+-- KEYS[4] usage counters hash      kt:{org}:usage
 -- The funded wallet hash is ARGV[2] .. <wallet id stored in the reservation>: same {org} hash tag,
 -- hence the same cluster slot (the caller cannot know the wallet before reading the reservation).
+-- The burn hash is ARGV[11] .. <UTC day of TIME, yyyy-mm-dd>: built here so that it is the day of
+-- the ledger entry's ts_ms (Redis's clock, not the caller's); same {org} hash tag, same slot.
 -- ARGV[1] reservation id   ARGV[2] wallet key prefix kt:{org}:w:   ARGV[3] cost (micros, >= 0)
 -- ARGV[4] estimated (0/1)  ARGV[5] input tokens  ARGV[6] output tokens  ARGV[7] cached tokens
 -- ARGV[8] model ('' = the reserved model)   ARGV[9] actor
--- ARGV[10] events channel kt:{org}:events (gets 'funds:<wallet>' when cost < reserved, i.e. the
+-- ARGV[10] model label for the usage counters: the priced model name from the price table, or
+--   'other' ('' = the reserved model, which the admission stores as the priced name)
+-- ARGV[11] burn key prefix kt:{org}:burn:
+-- ARGV[12] events channel kt:{org}:events (gets 'funds:<wallet>' when cost < reserved, i.e. the
 --   settle returned money to the wallet)
+-- Usage counters, written in the same script as the ledger entry so they can never disagree with
+-- it (team and group are the reservation's; <est> 0/1; <kind> input/output/cached):
+--   KEYS[4] 'spend|<team>|<group>|<est>|<label>' += cost (micros)
+--           'requests|<team>|<group>|<label>' += 1
+--           'tokens|<team>|<group>|<kind>|<label>' += tokens (only when > 0)
+--   burn hash <wallet> += cost (when > 0), PEXPIRE ~8 days
 -- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
 -- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
--- namespace), so it comes in ARGV. Replays and refusals publish nothing.
+-- namespace), so it comes in ARGV. Replays and refusals publish nothing and count nothing.
 -- Returns {outcome, wallet, reserved, cost}: outcome settled | already_closed | unknown.
 local rid = ARGV[1]
 local wallet_prefix = ARGV[2]
@@ -24,10 +37,30 @@ local output_tokens = ARGV[6]
 local cached_tokens = ARGV[7]
 local model = ARGV[8]
 local actor = ARGV[9]
-local channel = ARGV[10]
+local label = ARGV[10]
+local burn_prefix = ARGV[11]
+local channel = ARGV[12]
+local usage_key = KEYS[4]
 local CLOSED_TTL_MS = 604800000
+local BURN_TTL_MS = 694800000 -- 8 days + 1 h: the scrape reads today and the 7 days before
 
 local function s(x) return string.format('%d', x) end
+
+-- yyyy-mm-dd (UTC) of a Unix time in ms (days-to-civil, proleptic Gregorian). Same in expire.lua.
+local function utc_day(ms)
+  local z = math.floor(ms / 86400000) + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local day = doy - math.floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400
+  if month <= 2 then year = year + 1 end
+  return string.format('%04d-%02d-%02d', year, month, day)
+end
 
 if not cost or cost < 0 then return redis.error_reply('invalid cost') end
 local r = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'state', 'cost', 'team', 'group',
@@ -41,7 +74,10 @@ end
 
 local wallet = r[1]
 local reserved = tonumber(r[2])
+local team = r[5] or ''
+local group = r[6] or ''
 if model == '' then model = r[8] end
+if label == '' then label = r[8] or '' end
 local wkey = wallet_prefix .. wallet
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -54,8 +90,23 @@ redis.call('PEXPIRE', KEYS[2], CLOSED_TTL_MS)
 redis.call('ZREM', KEYS[3], rid)
 redis.call('XADD', KEYS[1], '*', 'op', 'settle', 'wallet', wallet, 'amount', s(cost),
   'ts_ms', s(now_ms), 'actor', actor, 'description', '', 'reservation', rid,
-  'reserved', s(reserved), 'cost', s(cost), 'estimated', estimated, 'team', r[5],
-  'group', r[6], 'user', r[7], 'model', model, 'input_tokens', input_tokens,
+  'reserved', s(reserved), 'cost', s(cost), 'estimated', estimated, 'team', team,
+  'group', group, 'user', r[7], 'model', model, 'input_tokens', input_tokens,
   'output_tokens', output_tokens, 'cached_tokens', cached_tokens, 'balance_after', s(bal))
+local who = team .. '|' .. group .. '|'
+redis.call('HINCRBY', usage_key, 'spend|' .. who .. estimated .. '|' .. label, s(cost))
+redis.call('HINCRBY', usage_key, 'requests|' .. who .. label, 1)
+for _, kind in ipairs({{'input', input_tokens}, {'output', output_tokens},
+    {'cached', cached_tokens}}) do
+  local n = tonumber(kind[2])
+  if n and n > 0 then
+    redis.call('HINCRBY', usage_key, 'tokens|' .. who .. kind[1] .. '|' .. label, s(n))
+  end
+end
+if cost > 0 then
+  local burn_key = burn_prefix .. utc_day(now_ms)
+  redis.call('HINCRBY', burn_key, wallet, s(cost))
+  redis.call('PEXPIRE', burn_key, BURN_TTL_MS)
+end
 if reserved > cost then redis.call('PUBLISH', channel, 'funds:' .. wallet) end
 return {'settled', wallet, s(reserved), s(cost)}
