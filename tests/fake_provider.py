@@ -14,6 +14,7 @@ Controls (per provider via methods, or per request via headers):
   tiny sleep, so events are split across TCP writes (default: one write per event).
 - slow stream: header `x-fake-slow: 0.2` -> sleep that long between SSE events (client disconnect
   tests); `x-fake-events: 50` -> number of content deltas (default 3).
+- delay: header `x-fake-delay: 1.5` -> wait that long before answering (client gives up).
 - model: the response reports the request's model unless header `x-fake-model` overrides it.
 
 Every request is recorded (`requests`: path, lowercased headers, parsed body) so tests can assert
@@ -388,6 +389,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.fake.record(RecordedRequest("POST", self.path, headers, body, raw))
+        delay = float(self.headers.get("x-fake-delay") or 0)
+        if delay:  # a slow provider: the client may give up before the answer
+            time.sleep(delay)
         p = self._plan(body)
         path = self.path.split("?", 1)[0]
         is_anthropic = path.endswith("/messages")

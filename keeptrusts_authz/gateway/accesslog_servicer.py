@@ -46,7 +46,9 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[
         authz = _namespace(entry, AUTHZ_NAMESPACE)
         usage = _namespace(entry, USAGE_NAMESPACE)
         code = entry.response.response_code.value
-        item = settlement_for(authz, usage, code, self._prices)
+        # The whole request went upstream: from then on the provider may bill for it.
+        reached = entry.common_properties.HasField("time_to_last_upstream_tx_byte")
+        item = settlement_for(authz, usage, code, self._prices, upstream_reached=reached)
         if item is None:
             m.ACCESS_LOG_ENTRIES.labels("ignored").inc()
             return

@@ -1,9 +1,11 @@
 """Turn one access-log entry into the settlement of its reservation (DESIGN section 4).
 
 - usage reported and complete -> settle at the real cost;
-- no usage and the provider answered 4xx/5xx (or never answered) -> release (cost 0);
-- anything else (client went away mid-stream, stream without usage) -> settle at the estimate,
-  marked estimated: never $0 for a response that may have produced tokens.
+- no usage and the provider answered 4xx/5xx, or the request never reached the provider ->
+  release (cost 0);
+- anything else (client went away mid-stream or before the answer, stream without usage) ->
+  settle at the estimate, marked estimated: never $0 for a response that may have produced
+  tokens, since providers bill work the client did not wait for.
 """
 
 from __future__ import annotations
@@ -32,16 +34,24 @@ def _int(value: Any) -> int:
 
 
 def settlement_for(
-    authz: dict[str, Any], usage: dict[str, Any], response_code: int, prices: PriceTable
+    authz: dict[str, Any],
+    usage: dict[str, Any],
+    response_code: int,
+    prices: PriceTable,
+    upstream_reached: bool = True,
 ) -> SettleRequest | Release | None:
+    """`response_code` is 0 when the client got no response (it went away first);
+    `upstream_reached` says whether the whole request was sent to the provider."""
     reservation_id = authz.get("reservation_id")
     if not reservation_id or not isinstance(reservation_id, str):
         return None  # denied before reserving (401/402/400...) or tracked without a reservation
     estimate = _int(authz.get("estimate_micros"))
     found = bool(usage.get("usage_found"))
     complete = bool(usage.get("complete", found))
-    if not found and (response_code == 0 or response_code >= 400):
+    if not found and response_code >= 400:
         return Release(reservation_id, f"provider_status_{response_code}")
+    if not found and response_code == 0 and not upstream_reached:
+        return Release(reservation_id, "provider_not_reached")
     # The usage counters' model label: the price-table name the admission priced the request as
     # (bounded); "" lets the settle script use the reservation's model, the same name.
     label = str(authz.get("priced_model") or "")

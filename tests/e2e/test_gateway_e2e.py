@@ -350,3 +350,41 @@ def test_every_choice_is_reserved_so_n_cannot_overspend(
     assert float(error["requested"]) >= 0.03
     assert provider.requests == []
     assert stack.wallet("team:team_engineering").balance == 1000
+
+
+def test_client_giving_up_before_the_answer_settles_at_estimate(stack: Stack) -> None:
+    """The provider finishes (and bills) even when the client left before the response."""
+    stack.fund("team_engineering", 5 * USD)
+    conn = http.client.HTTPConnection("127.0.0.1", stack.cfg.gateway.listen_port, timeout=0.5)
+    conn.request(
+        "POST",
+        CHAT,
+        body=json.dumps(chat()),
+        headers={
+            "authorization": "Bearer kt_cg_engineering_prod",
+            "content-type": "application/json",
+            "x-fake-delay": "1.5",
+        },
+    )
+    with pytest.raises(TimeoutError):
+        conn.getresponse()
+    conn.close()
+    time.sleep(1.5)
+    wallet = stack.wait_settled("team:team_engineering", timeout=20)
+    assert wallet.reserved == 0
+    entries = stack.wallets(lambda w: w.ledger(count=10))
+    settles = [e for e in entries if e.op == "settle"]
+    assert [e.op for e in entries if e.op == "release"] == []
+    assert len(settles) == 1 and settles[0].fields["estimated"] == "1"
+    assert wallet.spent_total == int(settles[0].fields["reserved"]) > 0
+
+
+def test_provider_unreachable_releases(redis_server: RedisServer) -> None:
+    """Nothing was sent to a provider that does not answer: nothing is charged."""
+    dead_provider = f"http://127.0.0.1:{free_port()}"
+    with Stack(stack_config(redis_server.url, dead_provider)) as s:
+        s.fund("team_engineering", USD)
+        status, _, _ = s.post(CHAT, chat())
+        assert status == 503
+        wallet = s.wait_settled("team:team_engineering")
+        assert (wallet.balance, wallet.spent_total) == (USD, 0)
