@@ -79,9 +79,7 @@ class RunningServer:
     async def stop(self, grace: float | None = None) -> None:
         """Graceful: stop accepting, let in-flight Checks finish, flush pending settles."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(
-            self.app.config.server.shutdown_grace_seconds if grace is None else grace
-        )
+        await self.server.stop(self.app.config.shutdown_grace_seconds() if grace is None else grace)
         await self.app.close()
 
 

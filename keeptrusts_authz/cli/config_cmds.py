@@ -267,6 +267,7 @@ def run_check_config(args: argparse.Namespace) -> int:
         env_errors, env_warnings = check_environment(cfg, os.environ, args.strict_env)
         errors += env_errors
         warnings += env_warnings
+        warnings += cfg.timing_warnings()
         if not errors:
             assert report.table is not None
             taken = report.table.prices_taken

@@ -305,5 +305,34 @@ class Config(StrictModel):
     def policy_for(self, group: ConsumerGroup) -> Policy:
         return group.on_insufficient or self.enforcement.on_insufficient
 
+    def holds(self) -> bool:
+        """Whether any consumer group waits on cost tickets."""
+        return any(self.policy_for(g) == "hold" for g in self.consumer_groups)
+
+    def shutdown_grace_seconds(self) -> float:
+        """How long a stopping server lets in-flight Checks finish: never shorter than a held
+        request can wait, or a rollout would cut held requests off."""
+        grace = self.server.shutdown_grace_seconds
+        if self.holds():
+            held = self.enforcement.hold_timeout_seconds + self.gateway.check_timeout_seconds
+            grace = max(grace, held)
+        return grace
+
+    def timing_warnings(self) -> list[str]:
+        """Timeouts that contradict each other (valid, but surprising in production)."""
+        out: list[str] = []
+        longest = max((p.timeout_seconds for p in self.providers), default=0.0)
+        needed = longest + self.gateway.check_timeout_seconds
+        if self.holds():
+            needed += self.enforcement.hold_timeout_seconds
+        if self.enforcement.reservation_ttl_seconds <= needed:
+            out.append(
+                f"enforcement.reservation_ttl_seconds: {self.enforcement.reservation_ttl_seconds}"
+                f" is not longer than the longest request can take ({needed:g} s: provider timeout"
+                " + check timeout + hold timeout); such requests would be settled at their"
+                " estimate by the sweeper before their real usage arrives"
+            )
+        return out
+
     def user_header_for(self, group: ConsumerGroup) -> str:
         return (group.user_header or self.enforcement.user_header).lower()
