@@ -49,6 +49,7 @@ class App:
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
+        await self.admission.drain()
         await self.settler.close()
         await self.sweeper.close()
         # Extras that hold connections or tasks: the observability loop and the ticket store.

@@ -7,6 +7,7 @@ Decision with an HTTP status, a JSON body and a reason.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import os
 import re
@@ -27,6 +28,7 @@ from keeptrusts_authz.gateway.request_parsing import (
     api_kind,
     parse_request,
 )
+from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.pricing import PriceTable, ResolvedModel, UnknownModel
 from keeptrusts_authz.wallets.models import ReserveRequest, ReserveResult
@@ -100,6 +102,32 @@ class Admission:
         self._ttl_ms = cfg.enforcement.reservation_ttl_seconds * 1000
         # Cost tickets for `hold` (set by keeptrusts_authz.api.registration); None: plain 402.
         self.holds: Holds | None = None
+        # Answer before Envoy's ext_authz timeout, so the client gets our JSON 503, not Envoy's.
+        self._reserve_deadline = cfg.gateway.check_timeout_seconds * 0.75
+        self._compensations: set[asyncio.Task[None]] = set()
+
+    def _compensate(self, reservation_id: str) -> None:
+        """Release a reservation whose Check gave up, in the background (never on the Check)."""
+        task = asyncio.get_running_loop().create_task(self._release_abandoned(reservation_id))
+        self._compensations.add(task)
+        task.add_done_callback(self._compensations.discard)
+
+    async def _release_abandoned(self, reservation_id: str, attempts: int = 8) -> None:
+        delay = 0.1
+        for _ in range(attempts):
+            try:
+                await self._wallets.release(reservation_id, "check_abandoned")
+                return
+            except StoreUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        # Still unreachable: the sweeper settles it at its estimate after the TTL.
+        m.STORE_ERRORS.labels("release_abandoned").inc()
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait for pending compensating releases (graceful shutdown)."""
+        if self._compensations:
+            await asyncio.wait(set(self._compensations), timeout=timeout)
 
     def _provider_for(self, api: ApiKind, model: str) -> Provider | None:
         wanted = "anthropic" if api == "anthropic_messages" else "openai"
@@ -219,15 +247,23 @@ class Admission:
             model=priced.name,
         )
         try:
-            result = await self._wallets.reserve(request)
-        except StoreUnavailable:
+            result = await asyncio.wait_for(self._wallets.reserve(request), self._reserve_deadline)
+        except (StoreUnavailable, TimeoutError):
+            m.STORE_ERRORS.labels("reserve").inc()
             if self._cfg.enforcement.on_store_error == "allow":
+                # If the reserve did land, the access log settles it like any other.
                 allow.reason = "store_unavailable_allowed"
-                allow.metadata["unreserved"] = True
+                allow.metadata.update(reservation_id=request.reservation_id, unreserved=True)
                 return allow
+            # The script may have run although its answer never came: undo it, or the sweeper
+            # would charge a refused request its estimate.
+            self._compensate(request.reservation_id)
             return _deny(
                 503, "store_unavailable", "the wallet store is unreachable; retry shortly", "error"
             )
+        except asyncio.CancelledError:  # Envoy gave up on this Check
+            self._compensate(request.reservation_id)
+            raise
         if result.outcome == "hold" and self.holds is not None:
             return await self._hold(self.holds, allow, request, team, ticket)
         return self._after_reserve(allow, result, request, team)

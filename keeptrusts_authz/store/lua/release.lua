@@ -10,7 +10,8 @@
 -- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
 -- namespace), so it comes in ARGV. Replays and refusals publish nothing.
--- Returns {outcome, wallet, reserved, cost}: outcome released | already_closed | unknown.
+-- Returns {outcome, wallet, reserved, cost}: outcome released | already_closed | unknown (an
+-- unknown id is tombstoned for 7 days so a reserve arriving after its release refuses it).
 local rid = ARGV[1]
 local wallet_prefix = ARGV[2]
 local reason = ARGV[3]
@@ -22,7 +23,13 @@ local function s(x) return string.format('%d', x) end
 
 local r = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'state', 'cost', 'team', 'group',
   'user', 'model')
-if not r[1] then return {'unknown', '', '0', '0'} end
+if not r[1] then
+  -- Released before it was reserved: a Check gave up while its reserve was still in flight.
+  -- The tombstone makes that late reserve refuse the id instead of holding funds for nobody.
+  redis.call('HSET', KEYS[2], 'state', 'released', 'tombstone', '1')
+  redis.call('PEXPIRE', KEYS[2], CLOSED_TTL_MS)
+  return {'unknown', '', '0', '0'}
+end
 if r[3] ~= 'open' then
   local closed_cost = r[4]
   if not closed_cost or closed_cost == '' then closed_cost = '0' end

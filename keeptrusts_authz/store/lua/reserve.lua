@@ -14,7 +14,8 @@
 -- ARGV[11 .. 10+n] candidate wallet ids   ARGV[11+n] actor
 -- Returns {outcome, wallet or '', amount, id_1, available_1, id_2, available_2, ...} where outcome
 -- is reserved|overdraft|blocked|hold|duplicate and the id/available pairs are the candidates that
--- exist, as seen (a duplicate returns the original wallet and amount, no pairs).
+-- exist, as seen (a duplicate returns the original wallet and amount, no pairs; an id released
+-- before it was reserved is refused as blocked).
 local rid = ARGV[1]
 local amount = tonumber(ARGV[2])
 local policy = ARGV[3]
@@ -32,8 +33,10 @@ local function s(x) return string.format('%d', x) end
 if not amount or amount < 0 then return redis.error_reply('invalid amount') end
 if not ttl_ms or ttl_ms <= 0 then return redis.error_reply('invalid ttl') end
 
-local prev = redis.call('HMGET', KEYS[2], 'wallet', 'amount')
+local prev = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'tombstone')
 if prev[1] then return {'duplicate', prev[1], prev[2]} end
+-- Released before it arrived (the Check gave up on it): never fund it now.
+if prev[3] then return {'blocked', '', s(amount)} end
 
 -- Look at the cascade: the first wallet that exists and can fund the whole amount wins.
 local funded_key, funded_id = nil, nil
