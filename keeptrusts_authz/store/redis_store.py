@@ -9,6 +9,7 @@ channel to wake held requests: see store/tickets.py). Scripts are registered onc
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -17,8 +18,17 @@ from importlib import resources
 from typing import Any, TypeVar, cast
 
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+    WatchError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from keeptrusts_authz.config.models import RedisSettings
@@ -51,6 +61,8 @@ SCRIPT_NAMES = (
     "expire",
 )
 WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
+log = logging.getLogger(__name__)
+
 _RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
 _SETTLE_OUTCOMES = ("settled", "released", "already_closed", "unknown")
 
@@ -110,6 +122,26 @@ def _touches(entry: LedgerEntry, wallet: str) -> bool:
     return entry.wallet == wallet or f.get("from") == wallet or f.get("to") == wallet
 
 
+# Error replies that say "not now" rather than "never": out of memory, a replica or a loading
+# server, a busy script, a cluster resharding or failing over. redis-py maps most to their own
+# classes (dropping the prefix from the message); BUSY and NOREPLICAS arrive as plain text.
+_TRANSIENT_CLASSES = (
+    OutOfMemoryError,
+    ReadOnlyError,
+    BusyLoadingError,
+    TryAgainError,
+    ClusterDownError,
+    MasterDownError,
+)
+_TRANSIENT_PREFIXES = ("BUSY", "NOREPLICAS", "OOM", "READONLY", "LOADING")
+
+
+def _transient(exc: object) -> bool:
+    if isinstance(exc, _TRANSIENT_CLASSES):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_PREFIXES)
+
+
 class RedisWalletStore:
     """Wallets, reservations and the ledger of ONE organization in Redis."""
 
@@ -139,7 +171,15 @@ class RedisWalletStore:
         except ResponseError as exc:
             if "NOSCRIPT" in str(exc):
                 raise
+            if _transient(exc):
+                raise self._unavailable(exc) from exc
             raise StoreDataError(f"Redis refused the command: {str(exc)[:200]}") from exc
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        kind = type(exc).__name__ if isinstance(exc, ResponseError) else "connection failed"
+        return StoreUnavailableError(
+            f"Redis store unavailable at {self._endpoint}: {kind}", {"endpoint": self._endpoint}
+        )
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> list[Any]:
         result = await self._io(self._scripts[name](keys=list(keys), args=list(args)))
@@ -384,15 +424,18 @@ class RedisWalletStore:
                 for script, keys, args in calls:
                     await script(keys=keys, args=args, client=pipe)
                 results = await self._io(pipe.execute(raise_on_error=False))
-        out = []
+        # A passing failure anywhere -> the whole batch is sent again (settles are idempotent).
         for res in results:
+            if isinstance(res, RedisConnectionError | RedisTimeoutError) or _transient(res):
+                raise self._unavailable(res) from res
+        out = []
+        for item, res in zip(items, results, strict=True):
             if isinstance(res, Exception):
-                if isinstance(res, RedisConnectionError | RedisTimeoutError):
-                    raise StoreUnavailableError(
-                        f"Redis store unavailable at {self._endpoint}: connection failed",
-                        {"endpoint": self._endpoint},
-                    ) from res
-                raise StoreDataError(f"settle in batch failed: {str(res)[:200]}") from res
+                # This one item is bad; the others stand. Its reservation stays open and the
+                # sweeper settles it at its estimate.
+                log.error("settle of %s refused by Redis: %s", item.reservation_id, str(res)[:200])
+                out.append(SettleResult("unknown", None, 0, 0))
+                continue
             out.append(self._settle_result(res))
         return out
 
