@@ -11,10 +11,11 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import grpc
+from google.api import httpbody_pb2
 
 from keeptrusts_authz.api import requests as rq
 from keeptrusts_authz.api.auth import AdminAuth, PermissionDenied, Principal
@@ -25,6 +26,8 @@ from keeptrusts_authz.api.tickets import TICKET_ID
 from keeptrusts_authz.api.views import LedgerWindow, depletion_date, money, scan_window
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
+from keeptrusts_authz.reports.chargeback import GROUP_BYS
+from keeptrusts_authz.reports.render import FORMATS, chargeback_report
 from keeptrusts_authz.store.tickets import TicketConflict, TicketNotFound, TicketRecord, TicketStore
 from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, Wallet
 from keeptrusts_authz.wallets.service import WalletService
@@ -69,6 +72,9 @@ _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _CORE_FIELDS = ("op", "wallet", "amount", "ts_ms", "actor", "description", "balance_after")
 _MICROS_FIELDS = ("reserved", "cost")
 _MAX_REASON = 500
+_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MAX_REPORT_DAYS = 366
 
 
 class UnknownTicket(KeeptrustsError):
@@ -494,6 +500,71 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 {"ticket_id": ticket_id, "status": exc.current},
             ) from None
         return self._ticket_pb(ticket)
+
+    # -- reports ----------
+
+    async def GetChargebackReport(
+        self, request: pb.GetChargebackReportRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        return await self._call(request, context, self._chargeback)
+
+    async def _chargeback(
+        self, who: Principal, request: pb.GetChargebackReportRequest, md: Mapping[str, str]
+    ) -> httpbody_pb2.HttpBody:
+        # The report's rows reconcile to the organization's ledger totals (and show transfer
+        # counterparts, org-backstop spend and the org pool): it is not split per team, so a
+        # team-only token gets 403 and reads its team through the wallet routes instead.
+        who.require_read_all("the chargeback report")
+        period, date_from, date_to = _report_window(
+            request.period, getattr(request, "from"), request.to
+        )
+        fmt = request.format or "csv"
+        if fmt not in FORMATS:
+            raise InvalidInput(f"format: one of {', '.join(FORMATS)}", {"field": "format"})
+        group_by = request.group_by or "team"
+        if group_by not in GROUP_BYS:
+            raise InvalidInput(f"group_by: one of {', '.join(GROUP_BYS)}", {"field": "group_by"})
+        content_type, body = await chargeback_report(
+            self._wallets, period, fmt, group_by, date_from=date_from, date_to=date_to
+        )
+        return httpbody_pb2.HttpBody(content_type=content_type, data=body)
+
+
+def _day(value: str, field: str) -> date:
+    try:
+        if not _DAY.match(value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{field}: expected YYYY-MM-DD", {"field": field}) from None
+
+
+def _report_window(
+    period: str, date_from: str, date_to: str
+) -> tuple[str | None, str | None, str | None]:
+    """Validate the report's query parameters with errors naming the field (400)."""
+    if period and not _PERIOD.match(period):
+        raise InvalidInput("period: expected YYYY-MM, e.g. 2026-11", {"field": "period"})
+    if not (date_from or date_to):
+        if not period:
+            raise InvalidInput("period: required (YYYY-MM), or from and to", {"field": "period"})
+        return period, None, None
+    if not date_from:
+        raise InvalidInput("from: required together with to", {"field": "from"})
+    if not date_to:
+        raise InvalidInput("to: required together with from", {"field": "to"})
+    first, last = _day(date_from, "from"), _day(date_to, "to")
+    if last < first:
+        raise InvalidInput("to: before from", {"field": "to"})
+    if (last - first).days > _MAX_REPORT_DAYS:
+        raise InvalidInput(f"to: a report covers at most {_MAX_REPORT_DAYS} days", {"field": "to"})
+    if period:
+        year, month = int(period[:4]), int(period[5:])
+        if (first.year, first.month) != (year, month):
+            raise InvalidInput("from: must lie inside period", {"field": "from"})
+        if (last.year, last.month) != (year, month):
+            raise InvalidInput("to: must lie inside period", {"field": "to"})
+    return period or None, date_from, date_to
 
 
 __all__ = ["UnknownTicket", "WalletApiServicer"]

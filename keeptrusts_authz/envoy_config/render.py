@@ -386,7 +386,7 @@ def http_connection_manager(cfg: Config) -> Node:
             "route_config": build_route_config(cfg),
             "http_filters": build_http_filters(cfg),
             "access_log": [grpc_access_log(cfg)],
-            "local_reply_config": admin_routes.local_reply_config(),
+            "local_reply_config": admin_routes.local_reply_config(cfg),
         },
     }
 
@@ -438,6 +438,9 @@ def _header(cfg: Config) -> str:
         "provider route; requests without it get a 404 JSON response.",
         f"Access log: envoy.access_loggers.http_grpc (log_name {ACCESS_LOG_NAME}) to the",
         f"{AUTHZ_CLUSTER} cluster, with all dynamic metadata (settles the reservation).",
+        "Envoy's own replies are JSON: a body over max_request_bytes -> 413 request_too_large, a",
+        "failed Check (service down / timeout) -> 503 authz_unavailable, both with",
+        "x-keeptrusts-reason; the service's own denials pass through unchanged.",
         "",
         "OpenAI streams whose request lacks stream_options.include_usage:",
         *(

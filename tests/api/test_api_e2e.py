@@ -180,6 +180,7 @@ ROUTES: dict[str, tuple[str, str, Any]] = {
     "tickets": ("GET", "/v1/wallets/tickets", None),
     "approve": ("POST", "/v1/wallets/tickets/tk_" + "1" * 24 + ":approve", {}),
     "deny": ("POST", "/v1/wallets/tickets/tk_" + "1" * 24 + ":deny", {}),
+    "report": ("GET", "/v1/reports/chargeback?period=2026-01&format=csv", None),
 }  # fmt: skip
 MONEY = {"credit", "allocate", "reclaim", "transfer", "approve", "deny"}
 ALLOWED: dict[str, set[str]] = {

@@ -10,9 +10,12 @@ import http.client
 import json
 import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import pytest
 import redis
 
@@ -202,6 +205,7 @@ def test_insufficient_funds_is_402_with_a_json_body(stack: Stack, provider: Fake
     assert error["currency"] == "USD"
     assert error["available"] == "0.000001"
     assert float(error["requested"]) > 0
+    assert "authz_unavailable" not in raw.decode() and "request_too_large" not in raw.decode()
     assert provider.requests == [], "a refused request never reaches the provider"
     assert stack.wallet("team:team_engineering").balance == 1
 
@@ -239,12 +243,62 @@ def test_bad_requests_are_refused_specifically(
         assert key not in raw.decode()
 
 
-def test_oversize_body_is_413(stack: Stack) -> None:
-    big = chat(
-        messages=[{"role": "user", "content": "x" * (stack.cfg.gateway.max_request_bytes + 10)}]
+def _gateway_error(status: int, headers: dict[str, str], raw: bytes, kind: str) -> str:
+    """Envoy's own reply in the gateway's error shape: JSON body + x-keeptrusts-reason."""
+    assert headers["x-keeptrusts-reason"] == kind, (status, headers, raw)
+    assert headers["content-type"] == "application/json"
+    error = json.loads(raw)["error"]
+    assert error["type"] == kind and error["message"]
+    return str(error["message"])
+
+
+def test_oversize_body_is_413_json(stack: Stack, provider: FakeProvider) -> None:
+    limit = stack.cfg.gateway.max_request_bytes
+    provider.clear()
+    big = chat(messages=[{"role": "user", "content": "x" * (limit + 10)}])
+    for path in (CHAT, "/v1/messages", "/anything/else"):
+        status, headers, raw = stack.post(path, big)
+        assert status == 413
+        assert str(limit) in _gateway_error(status, headers, raw, "request_too_large")
+    assert provider.requests == []
+
+
+def _sleeping_authz(port: int, seconds: float) -> grpc.Server:
+    """An ext_authz server that answers too late (the Check times out in Envoy)."""
+    from envoy.service.auth.v3 import external_auth_pb2_grpc
+
+    class Slow(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
+        def Check(self, request: object, context: object) -> object:
+            time.sleep(seconds)
+            raise RuntimeError("too late anyway")
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=4))
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(Slow(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    return server
+
+
+def test_check_timeout_is_503_authz_unavailable(
+    redis_server: RedisServer, provider: FakeProvider
+) -> None:
+    cfg = stack_config(
+        redis_server.url,
+        provider.url,
+        gateway=loopback_gateway(access_log_flush_ms=50, check_timeout_seconds=0.3),
     )
-    status, _, _ = stack.post(CHAT, big)
-    assert status == 413
+    with Stack(cfg, start_service=False) as s:
+        slow = _sleeping_authz(s.cfg.gateway.authz_port, 2.0)
+        try:
+            provider.clear()
+            started = time.monotonic()
+            status, headers, raw = s.post(CHAT, chat())
+            assert time.monotonic() - started < 1.9, "answered by Envoy's timeout, not the server"
+        finally:
+            slow.stop(grace=None)
+        assert status == 503
+        _gateway_error(status, headers, raw, "authz_unavailable")
+        assert provider.requests == []
 
 
 def test_concurrent_requests_never_overspend(stack: Stack) -> None:
@@ -296,11 +350,23 @@ def test_showback_never_denies(redis_server: RedisServer, provider: FakeProvider
         )
 
 
-def test_authz_service_down_is_503(redis_server: RedisServer, provider: FakeProvider) -> None:
+def test_authz_service_down_is_503_json(redis_server: RedisServer, provider: FakeProvider) -> None:
     cfg = stack_config(redis_server.url, provider.url)
     with Stack(cfg, start_service=False) as s:
-        status, _, _ = s.post(CHAT, chat())
-        assert status == 503
+        provider.clear()
+        for path, anthropic in ((CHAT, False), ("/v1/messages", True)):
+            status, headers, raw = s.post(path, chat(), anthropic_style=anthropic)
+            assert status == 503
+            _gateway_error(status, headers, raw, "authz_unavailable")
+        assert provider.requests == []
+        # the wallet API does not go through the Check: its own JSON error shape is kept
+        req = urllib.request.Request(s.url + "/v1/wallets/nope/x/y")
+        try:
+            urllib.request.urlopen(req, timeout=10)
+        except urllib.error.HTTPError as err:
+            assert err.code == 404
+            assert json.loads(err.read())["code"] == 5
+            assert "x-keeptrusts-reason" not in err.headers
 
 
 @pytest.mark.parametrize(("mode", "expected"), [("deny", 503), ("allow", 200)])
@@ -313,10 +379,15 @@ def test_redis_unreachable(provider: FakeProvider, mode: str, expected: int) -> 
         gateway=loopback_gateway(access_log_flush_ms=50),
     )
     with Stack(cfg) as s:
-        status, _, raw = s.post(CHAT, chat())
+        status, headers, raw = s.post(CHAT, chat())
         assert status == expected
         if expected == 503:
-            assert json.loads(raw)["error"]["type"] == "store_unavailable"
+            # the service's own 503 passes through Envoy unchanged (not authz_unavailable)
+            assert headers["x-keeptrusts-reason"] == "store_unavailable"
+            assert headers["content-type"] == "application/json"
+            error = json.loads(raw)["error"]
+            assert error["type"] == "store_unavailable"
+            assert "budget check service" not in error["message"]  # not Envoy's authz text
         assert s.service is not None and s.service.poll() is None, "the service must not crash"
 
 

@@ -184,6 +184,37 @@ def test_filters_order_and_ext_authz_settings() -> None:
     assert log["typed_config"]["additional_request_headers_to_log"] == ["x-keeptrusts-reservation"]
 
 
+def test_local_replies_outside_the_api_are_gateway_json() -> None:
+    """413 and a failed Check get the gateway's JSON error + reason header; the discriminator is
+    the response code details (ext_authz_error), so the service's own denials
+    (ext_authz_denied) pass through. Behaviour proven against Envoy in tests/e2e."""
+    cfg = _cfg(gateway={"max_request_bytes": 2 * 1024 * 1024})
+    mappers = _hcm(_bootstrap(render_envoy_yaml(cfg)))["local_reply_config"]["mappers"]
+    gateway = {
+        m["body_format_override"]["json_format"]["error"]["type"]: m
+        for m in mappers
+        if "error" in m["body_format_override"]["json_format"]
+    }
+    assert set(gateway) == {"request_too_large", "authz_unavailable"}
+    for kind, m in gateway.items():
+        assert m["headers_to_add"][0]["header"] == {"key": "x-keeptrusts-reason", "value": kind}
+    too_large = gateway["request_too_large"]
+    assert (
+        str(2 * 1024 * 1024) in too_large["body_format_override"]["json_format"]["error"]["message"]
+    )
+    status, cel = too_large["filter"]["and_filter"]["filters"]
+    assert status["status_code_filter"]["comparison"]["value"]["default_value"] == 413
+    assert cel["extension_filter"]["typed_config"]["expression"] == (
+        "response.code_details != 'ext_authz_denied'"
+    )
+    unavailable = gateway["authz_unavailable"]["filter"]["extension_filter"]["typed_config"]
+    assert unavailable["expression"] == "response.code_details == 'ext_authz_error'"
+    # the admin API mappers come first and keep the API's own error shape
+    assert mappers.index(gateway["request_too_large"]) > max(
+        i for i, m in enumerate(mappers) if "code" in m["body_format_override"]["json_format"]
+    )
+
+
 def test_authz_cluster_is_http2_strict_dns_round_robin() -> None:
     cfg = _cfg(gateway={"authz_host": "keeptrusts-authz.ns.svc", "authz_port": 9191})
     c = _clusters(_bootstrap(render_envoy_yaml(cfg)))["keeptrusts_authz"]

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!keeptrusts/wallet/v1/wallet.proto\x12\x14keeptrusts.wallet.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x99\x01\n\rCreditRequest\x12&\n\x06\x61mount\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"\xbd\x01\n\x0f\x41llocateRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"\xbc\x01\n\x0eReclaimRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"\xef\x01\n\x0fTransferRequest\x12\x14\n\x0c\x66rom_team_id\x18\x01 \x01(\t\x12\x12\n\nto_team_id\x18\x02 \x01(\t\x12\x14\n\x0c\x66rom_user_id\x18\x03 \x01(\t\x12\x12\n\nto_user_id\x18\x04 \x01(\t\x12&\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"\xeb\x01\n\x0cMoveResponse\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\t\x12\x10\n\x08replayed\x18\x03 \x01(\x08\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x42\n\x08\x62\x61lances\x18\x06 \x03(\x0b\x32\x30.keeptrusts.wallet.v1.MoveResponse.BalancesEntry\x12\r\n\x05\x61\x63tor\x18\x07 \x01(\t\x1a/\n\rBalancesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd6\x01\n\x06Wallet\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\t\x12\x10\n\x08reserved\x18\x05 \x01(\t\x12\x11\n\tallocated\x18\x06 \x01(\t\x12\r\n\x05spent\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x19\n\x11\x62urn_rate_per_day\x18\t \x01(\t\x12 \n\x18projected_depletion_date\x18\n \x01(\t\x12\x10\n\x08\x63urrency\x18\x0b \x01(\t\"#\n\x12ListWalletsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\"V\n\x13ListWalletsResponse\x12-\n\x07wallets\x18\x01 \x03(\x0b\x32\x1c.keeptrusts.wallet.v1.Wallet\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"5\n\x11GetBalanceRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\xb0\x01\n\x0b\x43\x61scadeStep\x12\x16\n\x0e\x63onsumer_group\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x02 \x03(\t\x12\x0f\n\x07wallets\x18\x03 \x03(\t\x12\x17\n\x0fon_insufficient\x18\x04 \x01(\t\x12\x18\n\x10\x65\x66\x66\x65\x63tive_wallet\x18\x05 \x01(\t\x12\x17\n\x0f\x65\x66\x66\x65\x63tive_scope\x18\x06 \x01(\t\x12\x1b\n\x13\x65\x66\x66\x65\x63tive_available\x18\x07 \x01(\t\"\xb0\x01\n\x0f\x42\x61lanceResponse\x12,\n\x06wallet\x18\x01 \x01(\x0b\x32\x1c.keeptrusts.wallet.v1.Wallet\x12)\n\x03org\x18\x02 \x01(\x0b\x32\x1c.keeptrusts.wallet.v1.Wallet\x12\x32\n\x07\x63\x61scade\x18\x03 \x03(\x0b\x32!.keeptrusts.wallet.v1.CascadeStep\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"S\n\x17ListTransactionsRequest\x12\x11\n\twallet_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x88\x02\n\x0bTransaction\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02op\x18\x02 \x01(\t\x12\x0e\n\x06wallet\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x0c\n\x04time\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x15\n\rbalance_after\x18\x08 \x01(\t\x12\x45\n\nattributes\x18\t \x03(\x0b\x32\x31.keeptrusts.wallet.v1.Transaction.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"~\n\x18ListTransactionsResponse\x12\x37\n\x0ctransactions\x18\x01 \x03(\x0b\x32!.keeptrusts.wallet.v1.Transaction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"\xfa\x01\n\x06Ticket\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07team_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63onsumer_group\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0e\n\x06\x61mount\x18\x07 \x01(\t\x12\x10\n\x08\x63urrency\x18\x08 \x01(\t\x12\x0f\n\x07\x63reated\x18\t \x01(\t\x12\x0f\n\x07waiting\x18\n \x01(\x08\x12\x12\n\ndecided_by\x18\x0b \x01(\t\x12\x12\n\ndecided_at\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x0f\n\x07\x66unding\x18\x0e \x01(\t\"5\n\x12ListTicketsRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07team_id\x18\x02 \x01(\t\"D\n\x13ListTicketsResponse\x12-\n\x07tickets\x18\x01 \x03(\x0b\x32\x1c.keeptrusts.wallet.v1.Ticket\"q\n\x14\x41pproveTicketRequest\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66unding\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"]\n\x11\x44\x65nyTicketRequest\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct2\xa6\n\n\rWalletService\x12s\n\x06\x43redit\x12#.keeptrusts.wallet.v1.CreditRequest\x1a\".keeptrusts.wallet.v1.MoveResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x12/v1/wallets/credit:\x04\x62ody\x12y\n\x08\x41llocate\x12%.keeptrusts.wallet.v1.AllocateRequest\x1a\".keeptrusts.wallet.v1.MoveResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x14/v1/wallets/allocate:\x04\x62ody\x12v\n\x07Reclaim\x12$.keeptrusts.wallet.v1.ReclaimRequest\x1a\".keeptrusts.wallet.v1.MoveResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x13/v1/wallets/reclaim:\x04\x62ody\x12y\n\x08Transfer\x12%.keeptrusts.wallet.v1.TransferRequest\x1a\".keeptrusts.wallet.v1.MoveResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x14/v1/wallets/transfer:\x04\x62ody\x12w\n\x0bListWallets\x12(.keeptrusts.wallet.v1.ListWalletsRequest\x1a).keeptrusts.wallet.v1.ListWalletsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/wallets\x12y\n\nGetBalance\x12\'.keeptrusts.wallet.v1.GetBalanceRequest\x1a%.keeptrusts.wallet.v1.BalanceResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/wallets/balance\x12\x9f\x01\n\x10ListTransactions\x12-.keeptrusts.wallet.v1.ListTransactionsRequest\x1a..keeptrusts.wallet.v1.ListTransactionsResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/wallets/{wallet_id}/transactions\x12\x7f\n\x0bListTickets\x12(.keeptrusts.wallet.v1.ListTicketsRequest\x1a).keeptrusts.wallet.v1.ListTicketsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/wallets/tickets\x12\x90\x01\n\rApproveTicket\x12*.keeptrusts.wallet.v1.ApproveTicketRequest\x1a\x1c.keeptrusts.wallet.v1.Ticket\"5\x82\xd3\xe4\x93\x02/\"\'/v1/wallets/tickets/{ticket_id}:approve:\x04\x62ody\x12\x87\x01\n\nDenyTicket\x12\'.keeptrusts.wallet.v1.DenyTicketRequest\x1a\x1c.keeptrusts.wallet.v1.Ticket\"2\x82\xd3\xe4\x93\x02,\"$/v1/wallets/tickets/{ticket_id}:deny:\x04\x62odyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!keeptrusts/wallet/v1/wallet.proto\x12\x14keeptrusts.wallet.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x99\x01\n\rCreditRequest\x12&\n\x06\x61mount\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"\xbd\x01\n\x0f\x41llocateRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"\xbc\x01\n\x0eReclaimRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"\xef\x01\n\x0fTransferRequest\x12\x14\n\x0c\x66rom_team_id\x18\x01 \x01(\t\x12\x12\n\nto_team_id\x18\x02 \x01(\t\x12\x14\n\x0c\x66rom_user_id\x18\x03 \x01(\t\x12\x12\n\nto_user_id\x18\x04 \x01(\t\x12&\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"\xeb\x01\n\x0cMoveResponse\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\t\x12\x10\n\x08replayed\x18\x03 \x01(\x08\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x42\n\x08\x62\x61lances\x18\x06 \x03(\x0b\x32\x30.keeptrusts.wallet.v1.MoveResponse.BalancesEntry\x12\r\n\x05\x61\x63tor\x18\x07 \x01(\t\x1a/\n\rBalancesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd6\x01\n\x06Wallet\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\t\x12\x10\n\x08reserved\x18\x05 \x01(\t\x12\x11\n\tallocated\x18\x06 \x01(\t\x12\r\n\x05spent\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x19\n\x11\x62urn_rate_per_day\x18\t \x01(\t\x12 \n\x18projected_depletion_date\x18\n \x01(\t\x12\x10\n\x08\x63urrency\x18\x0b \x01(\t\"#\n\x12ListWalletsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\"V\n\x13ListWalletsResponse\x12-\n\x07wallets\x18\x01 \x03(\x0b\x32\x1c.keeptrusts.wallet.v1.Wallet\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"5\n\x11GetBalanceRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\xb0\x01\n\x0b\x43\x61scadeStep\x12\x16\n\x0e\x63onsumer_group\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x02 \x03(\t\x12\x0f\n\x07wallets\x18\x03 \x03(\t\x12\x17\n\x0fon_insufficient\x18\x04 \x01(\t\x12\x18\n\x10\x65\x66\x66\x65\x63tive_wallet\x18\x05 \x01(\t\x12\x17\n\x0f\x65\x66\x66\x65\x63tive_scope\x18\x06 \x01(\t\x12\x1b\n\x13\x65\x66\x66\x65\x63tive_available\x18\x07 \x01(\t\"\xb0\x01\n\x0f\x42\x61lanceResponse\x12,\n\x06wallet\x18\x01 \x01(\x0b\x32\x1c.keeptrusts.wallet.v1.Wallet\x12)\n\x03org\x18\x02 \x01(\x0b\x32\x1c.keeptrusts.wallet.v1.Wallet\x12\x32\n\x07\x63\x61scade\x18\x03 \x03(\x0b\x32!.keeptrusts.wallet.v1.CascadeStep\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"S\n\x17ListTransactionsRequest\x12\x11\n\twallet_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x88\x02\n\x0bTransaction\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02op\x18\x02 \x01(\t\x12\x0e\n\x06wallet\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x0c\n\x04time\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x15\n\rbalance_after\x18\x08 \x01(\t\x12\x45\n\nattributes\x18\t \x03(\x0b\x32\x31.keeptrusts.wallet.v1.Transaction.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"~\n\x18ListTransactionsResponse\x12\x37\n\x0ctransactions\x18\x01 \x03(\x0b\x32!.keeptrusts.wallet.v1.Transaction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"\xfa\x01\n\x06Ticket\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07team_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63onsumer_group\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x0e\n\x06\x61mount\x18\x07 \x01(\t\x12\x10\n\x08\x63urrency\x18\x08 \x01(\t\x12\x0f\n\x07\x63reated\x18\t \x01(\t\x12\x0f\n\x07waiting\x18\n \x01(\x08\x12\x12\n\ndecided_by\x18\x0b \x01(\t\x12\x12\n\ndecided_at\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x0f\n\x07\x66unding\x18\x0e \x01(\t\"5\n\x12ListTicketsRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07team_id\x18\x02 \x01(\t\"D\n\x13ListTicketsResponse\x12-\n\x07tickets\x18\x01 \x03(\x0b\x32\x1c.keeptrusts.wallet.v1.Ticket\"q\n\x14\x41pproveTicketRequest\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66unding\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"]\n\x11\x44\x65nyTicketRequest\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12%\n\x04\x62ody\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"h\n\x1aGetChargebackReportRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x10\n\x08group_by\x18\x03 \x01(\t\x12\x0c\n\x04\x66rom\x18\x04 \x01(\t\x12\n\n\x02to\x18\x05 \x01(\t2\xa5\x0b\n\rWalletService\x12s\n\x06\x43redit\x12#.keeptrusts.wallet.v1.CreditRequest\x1a\".keeptrusts.wallet.v1.MoveResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x12/v1/wallets/credit:\x04\x62ody\x12y\n\x08\x41llocate\x12%.keeptrusts.wallet.v1.AllocateRequest\x1a\".keeptrusts.wallet.v1.MoveResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x14/v1/wallets/allocate:\x04\x62ody\x12v\n\x07Reclaim\x12$.keeptrusts.wallet.v1.ReclaimRequest\x1a\".keeptrusts.wallet.v1.MoveResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x13/v1/wallets/reclaim:\x04\x62ody\x12y\n\x08Transfer\x12%.keeptrusts.wallet.v1.TransferRequest\x1a\".keeptrusts.wallet.v1.MoveResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x14/v1/wallets/transfer:\x04\x62ody\x12w\n\x0bListWallets\x12(.keeptrusts.wallet.v1.ListWalletsRequest\x1a).keeptrusts.wallet.v1.ListWalletsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/wallets\x12y\n\nGetBalance\x12\'.keeptrusts.wallet.v1.GetBalanceRequest\x1a%.keeptrusts.wallet.v1.BalanceResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/wallets/balance\x12\x9f\x01\n\x10ListTransactions\x12-.keeptrusts.wallet.v1.ListTransactionsRequest\x1a..keeptrusts.wallet.v1.ListTransactionsResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/wallets/{wallet_id}/transactions\x12\x7f\n\x0bListTickets\x12(.keeptrusts.wallet.v1.ListTicketsRequest\x1a).keeptrusts.wallet.v1.ListTicketsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/wallets/tickets\x12\x90\x01\n\rApproveTicket\x12*.keeptrusts.wallet.v1.ApproveTicketRequest\x1a\x1c.keeptrusts.wallet.v1.Ticket\"5\x82\xd3\xe4\x93\x02/\"\'/v1/wallets/tickets/{ticket_id}:approve:\x04\x62ody\x12\x87\x01\n\nDenyTicket\x12\'.keeptrusts.wallet.v1.DenyTicketRequest\x1a\x1c.keeptrusts.wallet.v1.Ticket\"2\x82\xd3\xe4\x93\x02,\"$/v1/wallets/tickets/{ticket_id}:deny:\x04\x62ody\x12}\n\x13GetChargebackReport\x12\x30.keeptrusts.wallet.v1.GetChargebackReportRequest\x1a\x14.google.api.HttpBody\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/reports/chargebackb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,48 +58,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WALLETSERVICE'].methods_by_name['ApproveTicket']._serialized_options = b'\202\323\344\223\002/\"\'/v1/wallets/tickets/{ticket_id}:approve:\004body'
   _globals['_WALLETSERVICE'].methods_by_name['DenyTicket']._loaded_options = None
   _globals['_WALLETSERVICE'].methods_by_name['DenyTicket']._serialized_options = b'\202\323\344\223\002,\"$/v1/wallets/tickets/{ticket_id}:deny:\004body'
-  _globals['_CREDITREQUEST']._serialized_start=120
-  _globals['_CREDITREQUEST']._serialized_end=273
-  _globals['_ALLOCATEREQUEST']._serialized_start=276
-  _globals['_ALLOCATEREQUEST']._serialized_end=465
-  _globals['_RECLAIMREQUEST']._serialized_start=468
-  _globals['_RECLAIMREQUEST']._serialized_end=656
-  _globals['_TRANSFERREQUEST']._serialized_start=659
-  _globals['_TRANSFERREQUEST']._serialized_end=898
-  _globals['_MOVERESPONSE']._serialized_start=901
-  _globals['_MOVERESPONSE']._serialized_end=1136
-  _globals['_MOVERESPONSE_BALANCESENTRY']._serialized_start=1089
-  _globals['_MOVERESPONSE_BALANCESENTRY']._serialized_end=1136
-  _globals['_WALLET']._serialized_start=1139
-  _globals['_WALLET']._serialized_end=1353
-  _globals['_LISTWALLETSREQUEST']._serialized_start=1355
-  _globals['_LISTWALLETSREQUEST']._serialized_end=1390
-  _globals['_LISTWALLETSRESPONSE']._serialized_start=1392
-  _globals['_LISTWALLETSRESPONSE']._serialized_end=1478
-  _globals['_GETBALANCEREQUEST']._serialized_start=1480
-  _globals['_GETBALANCEREQUEST']._serialized_end=1533
-  _globals['_CASCADESTEP']._serialized_start=1536
-  _globals['_CASCADESTEP']._serialized_end=1712
-  _globals['_BALANCERESPONSE']._serialized_start=1715
-  _globals['_BALANCERESPONSE']._serialized_end=1891
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1893
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1976
-  _globals['_TRANSACTION']._serialized_start=1979
-  _globals['_TRANSACTION']._serialized_end=2243
-  _globals['_TRANSACTION_ATTRIBUTESENTRY']._serialized_start=2194
-  _globals['_TRANSACTION_ATTRIBUTESENTRY']._serialized_end=2243
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=2245
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=2371
-  _globals['_TICKET']._serialized_start=2374
-  _globals['_TICKET']._serialized_end=2624
-  _globals['_LISTTICKETSREQUEST']._serialized_start=2626
-  _globals['_LISTTICKETSREQUEST']._serialized_end=2679
-  _globals['_LISTTICKETSRESPONSE']._serialized_start=2681
-  _globals['_LISTTICKETSRESPONSE']._serialized_end=2749
-  _globals['_APPROVETICKETREQUEST']._serialized_start=2751
-  _globals['_APPROVETICKETREQUEST']._serialized_end=2864
-  _globals['_DENYTICKETREQUEST']._serialized_start=2866
-  _globals['_DENYTICKETREQUEST']._serialized_end=2959
-  _globals['_WALLETSERVICE']._serialized_start=2962
-  _globals['_WALLETSERVICE']._serialized_end=4280
+  _globals['_WALLETSERVICE'].methods_by_name['GetChargebackReport']._loaded_options = None
+  _globals['_WALLETSERVICE'].methods_by_name['GetChargebackReport']._serialized_options = b'\202\323\344\223\002\030\022\026/v1/reports/chargeback'
+  _globals['_CREDITREQUEST']._serialized_start=147
+  _globals['_CREDITREQUEST']._serialized_end=300
+  _globals['_ALLOCATEREQUEST']._serialized_start=303
+  _globals['_ALLOCATEREQUEST']._serialized_end=492
+  _globals['_RECLAIMREQUEST']._serialized_start=495
+  _globals['_RECLAIMREQUEST']._serialized_end=683
+  _globals['_TRANSFERREQUEST']._serialized_start=686
+  _globals['_TRANSFERREQUEST']._serialized_end=925
+  _globals['_MOVERESPONSE']._serialized_start=928
+  _globals['_MOVERESPONSE']._serialized_end=1163
+  _globals['_MOVERESPONSE_BALANCESENTRY']._serialized_start=1116
+  _globals['_MOVERESPONSE_BALANCESENTRY']._serialized_end=1163
+  _globals['_WALLET']._serialized_start=1166
+  _globals['_WALLET']._serialized_end=1380
+  _globals['_LISTWALLETSREQUEST']._serialized_start=1382
+  _globals['_LISTWALLETSREQUEST']._serialized_end=1417
+  _globals['_LISTWALLETSRESPONSE']._serialized_start=1419
+  _globals['_LISTWALLETSRESPONSE']._serialized_end=1505
+  _globals['_GETBALANCEREQUEST']._serialized_start=1507
+  _globals['_GETBALANCEREQUEST']._serialized_end=1560
+  _globals['_CASCADESTEP']._serialized_start=1563
+  _globals['_CASCADESTEP']._serialized_end=1739
+  _globals['_BALANCERESPONSE']._serialized_start=1742
+  _globals['_BALANCERESPONSE']._serialized_end=1918
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1920
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=2003
+  _globals['_TRANSACTION']._serialized_start=2006
+  _globals['_TRANSACTION']._serialized_end=2270
+  _globals['_TRANSACTION_ATTRIBUTESENTRY']._serialized_start=2221
+  _globals['_TRANSACTION_ATTRIBUTESENTRY']._serialized_end=2270
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=2272
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=2398
+  _globals['_TICKET']._serialized_start=2401
+  _globals['_TICKET']._serialized_end=2651
+  _globals['_LISTTICKETSREQUEST']._serialized_start=2653
+  _globals['_LISTTICKETSREQUEST']._serialized_end=2706
+  _globals['_LISTTICKETSRESPONSE']._serialized_start=2708
+  _globals['_LISTTICKETSRESPONSE']._serialized_end=2776
+  _globals['_APPROVETICKETREQUEST']._serialized_start=2778
+  _globals['_APPROVETICKETREQUEST']._serialized_end=2891
+  _globals['_DENYTICKETREQUEST']._serialized_start=2893
+  _globals['_DENYTICKETREQUEST']._serialized_end=2986
+  _globals['_GETCHARGEBACKREPORTREQUEST']._serialized_start=2988
+  _globals['_GETCHARGEBACKREPORTREQUEST']._serialized_end=3092
+  _globals['_WALLETSERVICE']._serialized_start=3095
+  _globals['_WALLETSERVICE']._serialized_end=4540
 # @@protoc_insertion_point(module_scope)

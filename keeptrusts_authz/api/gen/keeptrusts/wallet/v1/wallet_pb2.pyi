@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -299,3 +300,16 @@ class DenyTicketRequest(_message.Message):
     reason: str
     body: _struct_pb2.Struct
     def __init__(self, ticket_id: _Optional[str] = ..., reason: _Optional[str] = ..., body: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class GetChargebackReportRequest(_message.Message):
+    __slots__ = ("period", "format", "group_by", "to")
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    format: str
+    group_by: str
+    to: str
+    def __init__(self, period: _Optional[str] = ..., format: _Optional[str] = ..., group_by: _Optional[str] = ..., to: _Optional[str] = ..., **kwargs) -> None: ...

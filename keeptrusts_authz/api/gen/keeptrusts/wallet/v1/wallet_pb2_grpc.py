@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2 as keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -84,6 +85,11 @@ class WalletServiceStub:
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.SerializeToString,
                 response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.FromString,
                 _registered_method=True)
+        self.GetChargebackReport = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/GetChargebackReport',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetChargebackReportRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class WalletServiceServicer:
@@ -159,6 +165,15 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetChargebackReport(self, request, context):
+        """Chargeback/showback report of a period from the ledger: the CSV, JSON or HTML document with
+        its own content type (text/csv, application/json, text/html). Roles: billing, viewer (the
+        report covers the whole organization; a team-only token gets 403).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +226,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.DenyTicket,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.FromString,
                     response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.SerializeToString,
+            ),
+            'GetChargebackReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetChargebackReport,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetChargebackReportRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -483,6 +503,33 @@ class WalletService:
             '/keeptrusts.wallet.v1.WalletService/DenyTicket',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.SerializeToString,
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetChargebackReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/GetChargebackReport',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetChargebackReportRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
