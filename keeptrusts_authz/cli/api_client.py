@@ -5,6 +5,10 @@
 (stdlib urllib only) instead of talking to Redis; without KEEPTRUSTS_API_URL the commands go
 straight to the wallet layer. Same output and exit codes as the direct path: 0 ok, 2 bad input /
 auth, 3 API or store unreachable, 4 not found / insufficient funds / conflict.
+
+Redirects are never followed: urllib would re-send the `Authorization` header (the admin token)
+to wherever the `Location` points. A 3xx is an error naming the Location's host (exit 3); point
+KEEPTRUSTS_API_URL at the real endpoint instead.
 """
 
 from __future__ import annotations
@@ -42,6 +46,35 @@ class ApiError(Exception):
         return EXIT_UNREACHABLE
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Do not follow: the 3xx reaches the caller as an HTTPError, the token is not re-sent."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects())
+
+
+def _redirect_error(url: str, err: urllib.error.HTTPError) -> ApiError:
+    location = (err.headers.get("Location") or "") if err.headers else ""
+    target = urllib.parse.urlsplit(urllib.parse.urljoin(url, location)) if location else None
+    where = f"redirects to {target.netloc or '?'}" if target else "answered a redirect"
+    return ApiError(
+        err.code,
+        f"the wallet API at {url} {where} (HTTP {err.code}); redirects are not followed, so the "
+        f"token is not sent there: set {API_URL_ENV} to the API's real address",
+    )
+
+
 def api_url(environ: dict[str, str] | None = None) -> str | None:
     env = os.environ if environ is None else environ
     url = env.get(API_URL_ENV, "").strip()
@@ -75,9 +108,11 @@ class ApiClient:
         for key, value in (headers or {}).items():
             req.add_header(key, value)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            with _OPENER.open(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as err:
+            if 300 <= err.code < 400:
+                raise _redirect_error(req.full_url, err) from None
             raw = err.read()
             try:
                 payload = json.loads(raw)
