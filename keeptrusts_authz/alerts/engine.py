@@ -6,6 +6,17 @@ over allocated_total) or whose status becomes `low`/`depleted` yields an event. 
 `kt:{org}:alerts:<yyyy-mm>` hash and the event is XADDed to `kt:{org}:events` in the same Lua
 script, so across replicas and retries exactly one event exists per crossing per month. Only the
 replica that created an event delivers it to the webhook.
+
+What gets evaluated, never on the Check or settle path (both only schedule work here):
+
+- the wallets of each settle batch (`after_settle`, called by the Settler): coalesced, at most one
+  evaluation per `min_interval` seconds, in a background task;
+- every wallet, every `alerts.sweep_interval_seconds` (default 10 s; `start`): catches crossings
+  caused by expiries and admin moves (reclaim, transfer), and anything missed while Redis was down.
+
+A replica remembers the dedupe fields it saw recorded this period and skips their script call (a
+recorded field stays recorded for the period), so a wallet that stays past a threshold costs one
+HGETALL per evaluation, not one script call per condition.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ if TYPE_CHECKING:
     from keeptrusts_authz.config.models import Config
 
 log = logging.getLogger(__name__)
+
+MAX_REMEMBERED = 200_000  # dedupe fields a replica remembers per period before starting over
 
 ALERT_EVENTS = Counter(
     "keeptrusts_alert_events",
@@ -90,6 +103,9 @@ class AlertEngine:
         webhook: WebhookDelivery | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        sweep_interval: float | None = None,
+        min_interval: float = 1.0,
+        sweep_chunk: int = 500,
     ) -> None:
         self._store = store
         self._config = config
@@ -97,13 +113,22 @@ class AlertEngine:
         self._clock = clock
         self._thresholds = sorted(set(config.enforcement.alert_thresholds))
         self._ratio = config.enforcement.low_balance_ratio
+        self._sweep_interval = (
+            config.alerts.sweep_interval_seconds if sweep_interval is None else sweep_interval
+        )
+        self._min_interval = min_interval
+        self._sweep_chunk = sweep_chunk
         self._pending: set[str] = set()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
+        self._recorded: set[str] = set()  # dedupe fields known to be recorded in `_period`
+        self._period = ""
 
     # -- the hook for the Settler (never blocks: evaluation runs in a background task) ----------
 
     async def after_settle(self, wallet_ids: Iterable[str]) -> None:
+        """Schedule an evaluation of these wallets; returns at once (no I/O)."""
         self.notify(wallet_ids)
 
     def notify(self, wallet_ids: Iterable[str]) -> None:
@@ -125,17 +150,47 @@ class AlertEngine:
             try:
                 await self.evaluate(ids)
             except StoreUnavailable:
-                # Crossings are state, not edges: the next settle on the wallet re-detects them.
+                # Crossings are state, not edges: the next settle or sweep re-detects them.
                 m.STORE_ERRORS.labels("alerts").inc()
             except Exception:
                 log.exception("alert evaluation failed")
+            # Batches settled meanwhile accumulate in `_pending`: one evaluation for all of them.
+            await asyncio.sleep(self._min_interval)
+
+    # -- the periodic sweep over every wallet -----------------------------------------------------
+
+    def start(self) -> None:
+        """Start the periodic sweep on the running loop (safe on every replica: events dedupe)."""
+        if self._sweep_task is None:
+            self._sweep_task = asyncio.get_running_loop().create_task(
+                self._sweep_loop(), name="keeptrusts-alerts-sweep"
+            )
+
+    async def sweep_once(self) -> list[AlertEvent]:
+        """Evaluate every wallet of the org (in chunks of `sweep_chunk` wallets per round trip)."""
+        ids = await self._store.wallet_ids()
+        events: list[AlertEvent] = []
+        for i in range(0, len(ids), self._sweep_chunk):
+            events += await self.evaluate(ids[i : i + self._sweep_chunk])
+        return events
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except StoreUnavailable:
+                m.STORE_ERRORS.labels("alerts").inc()
+            except Exception:
+                log.exception("alert sweep failed")
+            await asyncio.sleep(self._sweep_interval)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._sweep_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._sweep_task = None
         if self._webhook is not None:
             await asyncio.to_thread(self._webhook.close)
 
@@ -160,6 +215,8 @@ class AlertEngine:
         now = self._clock()
         period = period_of(now)
         ts_ms = int(now * 1000)
+        if period != self._period or len(self._recorded) > MAX_REMEMBERED:
+            self._period, self._recorded = period, set()
         events: list[AlertEvent] = []
         for wid, w in sorted(wallets.items()):
             try:
@@ -171,6 +228,8 @@ class AlertEngine:
                 continue  # an org pool that was never credited is not news
             for kind, threshold, status in self.crossings(wid, w):
                 dedupe = f"{wid}|{kind}|{threshold if kind == 'threshold' else status}"
+                if dedupe in self._recorded:
+                    continue  # already an event this period (ours or another replica's)
                 fields = {
                     "type": kind,
                     "wallet": wid,
@@ -184,6 +243,7 @@ class AlertEngine:
                     "ts_ms": str(ts_ms),
                 }
                 event_id = await self._store.record_event(period, dedupe, fields)
+                self._recorded.add(dedupe)
                 if event_id is None:
                     continue
                 event = AlertEvent(

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from keeptrusts_authz.errors import StoreUnavailable
@@ -18,6 +19,10 @@ from keeptrusts_authz.wallets.models import SettleRequest
 from keeptrusts_authz.wallets.service import WalletService
 
 log = logging.getLogger(__name__)
+
+# Told the wallets that a batch charged (e.g. AlertEngine.after_settle). It must only schedule
+# work: it is awaited on the settler's task, and its failures are logged and ignored.
+AfterSettle = Callable[[Iterable[str]], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,11 @@ class Settler:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._after_settle: AfterSettle | None = None
+
+    def set_after_settle(self, hook: AfterSettle | None) -> None:
+        """Call `hook(wallet_ids)` after each written batch with the wallets it charged."""
+        self._after_settle = hook
 
     def start(self) -> None:
         if self._task is None:
@@ -87,10 +97,18 @@ class Settler:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
         now = time.time()
+        charged: set[str] = set()
         for pending, result in zip(batch, results, strict=True):
             m.SETTLEMENTS.labels(result.outcome).inc()
             if pending.ended_at is not None:
                 m.RECONCILIATION_LAG.observe(max(0.0, now - pending.ended_at))
+            if result.outcome == "settled" and result.wallet:
+                charged.add(result.wallet)
+        if charged and self._after_settle is not None:
+            try:
+                await self._after_settle(charged)
+            except Exception:  # alerts must never fail (or retry) a written batch
+                log.exception("after-settle hook failed")
 
     async def _run(self) -> None:
         while True:

@@ -1,54 +1,34 @@
-"""Spend and token counters by team, consumer group and model, fed from the ledger.
+"""Spend and token counters by team, consumer group and model, read from Redis at scrape time.
 
-Every settle/expire entry in the ledger stream is delivered by a Redis consumer group to exactly
-one replica, which adds it to its counters (and to the daily burn buckets that the depletion
-projection reads). Summed over replicas, `keeptrusts_spend_total` therefore equals the ledger's
-spend since the group was created, whatever replica settled the request or swept it, and each
-replica only pays for the entries it was handed.
+settle.lua and expire.lua (the only ops that spend) HINCRBY the org's `usage` hash in the same
+script as the ledger entry, so the counters can never disagree with the ledger and the hot path
+pays nothing in Python for them (docs/ARCHITECTURE.md, "Usage counters"). The wallet collector
+reads the hash with the wallet gauges (one pipelined round trip) and this module turns it into
+`keeptrusts_spend_total`, `keeptrusts_tokens_total` and `keeptrusts_settled_requests_total`.
 
-Sums are kept as integer micros and converted to currency units once, at scrape time, so a counter
-equals the ledger sum exactly (up to the float conversion of the total).
+Every replica therefore reports the same org-wide totals (like the wallet gauges): aggregate them
+with `max by (...)`, never `sum`, across replicas. Sums are kept as integer micros in Redis and
+converted to currency units once, at scrape time.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import os
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.core import CounterMetricFamily
 
-from keeptrusts_authz.errors import StoreUnavailable
-from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import MICROS_PER_UNIT
-from keeptrusts_authz.store.observability import ObservabilityStore, utc_day
-from keeptrusts_authz.wallets.models import LedgerEntry
 
 if TYPE_CHECKING:
     from keeptrusts_authz.config.models import Config
     from keeptrusts_authz.pricing import PriceTable
 
-log = logging.getLogger(__name__)
-
-SPEND_OPS = ("settle", "expire")
-TOKEN_KINDS = (("input", "input_tokens"), ("output", "output_tokens"), ("cached", "cached_tokens"))
+TOKEN_KINDS = ("input", "output", "cached")
 OTHER = "other"
 NONE = "none"
-BACKFILL_MS = 7 * 86_400_000
-
-
-def _nonneg_int(value: str | None) -> int:
-    try:
-        return max(0, int(value or 0))
-    except ValueError:
-        return 0
+MAX_MODELS = 10_000  # memo of model name -> label; label cardinality stays bounded regardless
 
 
 class UsageLabels:
@@ -98,176 +78,99 @@ class UsageLabels:
     def model(self, value: str) -> str:
         if not value:
             return NONE
+        if value == OTHER:
+            return OTHER
         hit = self._models.get(value)
         if hit is None:
             hit = self._model_name(value) or OTHER
-            if len(self._models) < 10_000:
+            if len(self._models) < MAX_MODELS:
                 self._models[value] = hit
         return hit
 
 
-class UsageCounters(Collector):
-    """`keeptrusts_spend_total` and `keeptrusts_tokens_total` (+ settled request counts)."""
+SpendKey = tuple[str, str, str, str]  # team, consumer_group, model, estimated (true/false)
+TokensKey = tuple[str, str, str, str]  # team, consumer_group, model, kind
+RequestsKey = tuple[str, str, str]  # team, consumer_group, model
+K = TypeVar("K")
 
-    def __init__(self, labels: UsageLabels) -> None:
-        self.labels = labels
-        self._lock = threading.Lock()
-        self._spend: dict[tuple[str, str, str, str], int] = {}
-        self._tokens: dict[tuple[str, str, str, str], int] = {}
-        self._requests: dict[tuple[str, str, str], int] = {}
 
-    def record(self, entry: LedgerEntry) -> bool:
-        """Count one ledger entry if it is a spend (settle or expire); True if counted."""
-        if entry.op not in SPEND_OPS:
-            return False
-        f = entry.fields
-        team = self.labels.team(f.get("team", ""))
-        group = self.labels.group(f.get("group", ""))
-        model = self.labels.model(f.get("model", ""))
-        estimated = "true" if entry.op == "expire" or f.get("estimated") == "1" else "false"
-        cost = _nonneg_int(f.get("cost"))
-        with self._lock:
-            key = (team, group, model, estimated)
-            self._spend[key] = self._spend.get(key, 0) + cost
-            rkey = (team, group, model)
-            self._requests[rkey] = self._requests.get(rkey, 0) + 1
-            for kind, field in TOKEN_KINDS:
-                n = _nonneg_int(f.get(field))
-                if n:
-                    tkey = (team, group, model, kind)
-                    self._tokens[tkey] = self._tokens.get(tkey, 0) + n
-        return True
+@dataclass
+class UsageTotals:
+    """The `usage` hash folded onto bounded label values (fields that collapse onto the same
+    labels, e.g. two teams no longer in the config -> `other`, are added up)."""
 
-    def spend_micros(self) -> dict[tuple[str, str, str, str], int]:
-        with self._lock:
-            return dict(self._spend)
+    spend: dict[SpendKey, int] = field(default_factory=dict)  # micros
+    tokens: dict[TokensKey, int] = field(default_factory=dict)
+    requests: dict[RequestsKey, int] = field(default_factory=dict)
 
-    def tokens(self) -> dict[tuple[str, str, str, str], int]:
-        with self._lock:
-            return dict(self._tokens)
 
-    def describe(self) -> Iterator[Metric]:
-        return self._families()
+def _add(into: dict[K, int], key: K, n: int) -> None:
+    into[key] = into.get(key, 0) + n
 
-    def _families(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(
+
+def usage_totals(raw: Mapping[str, int], labels: UsageLabels) -> UsageTotals:
+    """Parse the fields written by settle.lua / expire.lua (see store/observability.py):
+    `spend|<team>|<group>|<0/1>|<model>`, `requests|<team>|<group>|<model>`,
+    `tokens|<team>|<group>|<kind>|<model>`. The model label comes last, so it may hold `|`.
+    Malformed fields are skipped (never exported as labels)."""
+    out = UsageTotals()
+    for name, value in raw.items():
+        kind, _, rest = name.partition("|")
+        if kind == "requests":
+            parts = rest.split("|", 2)
+            if len(parts) == 3:
+                team, group, model = parts
+                key = (labels.team(team), labels.group(group), labels.model(model))
+                _add(out.requests, key, value)
+        elif kind in ("spend", "tokens"):
+            parts = rest.split("|", 3)
+            if len(parts) != 4:
+                continue
+            team, group, sub, model = parts
+            base = (labels.team(team), labels.group(group), labels.model(model))
+            if kind == "spend" and sub in ("0", "1"):
+                _add(out.spend, (*base, "true" if sub == "1" else "false"), value)
+            elif kind == "tokens" and sub in TOKEN_KINDS:
+                _add(out.tokens, (*base, sub), value)
+    return out
+
+
+def usage_families() -> tuple[CounterMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+    """The three (empty) counter families: spend, tokens, settled requests."""
+    return (
+        CounterMetricFamily(
             "keeptrusts_spend",
             "Settled spend (currency units) by team, consumer group, model and whether the cost "
-            "was estimated (no usage reported, or expired).",
+            "was estimated (no usage reported, or expired). Org-wide: every replica reports the "
+            "same value, aggregate with max.",
             labels=["team", "consumer_group", "model", "estimated"],
-        )
-        yield CounterMetricFamily(
+        ),
+        CounterMetricFamily(
             "keeptrusts_tokens",
-            "Tokens reported by providers for settled requests, by kind (input, output, cached).",
+            "Tokens reported by providers for settled requests, by kind (input, output, cached). "
+            "Org-wide: every replica reports the same value, aggregate with max.",
             labels=["team", "consumer_group", "model", "kind"],
-        )
-        yield CounterMetricFamily(
+        ),
+        CounterMetricFamily(
             "keeptrusts_settled_requests",
-            "Requests settled or expired (ledger spend entries) by team, consumer group, model.",
+            "Requests settled or expired (ledger spend entries) by team, consumer group, model. "
+            "Org-wide: every replica reports the same value, aggregate with max.",
             labels=["team", "consumer_group", "model"],
-        )
-
-    def collect(self) -> Iterator[Metric]:
-        spend, tokens, requests = self._families()
-        assert isinstance(spend, CounterMetricFamily)
-        assert isinstance(tokens, CounterMetricFamily)
-        assert isinstance(requests, CounterMetricFamily)
-        with self._lock:
-            for key, micros in sorted(self._spend.items()):
-                spend.add_metric(list(key), micros / MICROS_PER_UNIT)
-            for key, n in sorted(self._tokens.items()):
-                tokens.add_metric(list(key), float(n))
-            for rkey, n in sorted(self._requests.items()):
-                requests.add_metric(list(rkey), float(n))
-        yield from (spend, tokens, requests)
+        ),
+    )
 
 
-class WalletsTouched(Protocol):
-    """What the ledger consumer tells about wallets whose balance moved (the alert engine)."""
-
-    async def evaluate(self, wallet_ids: Iterable[str]) -> object: ...
-
-
-def touched_wallets(entry: LedgerEntry) -> set[str]:
-    ids = {entry.wallet, entry.fields.get("from", ""), entry.fields.get("to", "")}
-    ids.discard("")
-    return ids
-
-
-class LedgerConsumer:
-    """Background task: reads the ledger through the consumer group, feeds counters, burn
-    buckets and the alert engine. Never on the Check path; Redis outages only delay it."""
-
-    def __init__(
-        self,
-        store: ObservabilityStore,
-        counters: UsageCounters,
-        alerts: WalletsTouched | None = None,
-        *,
-        consumer: str | None = None,
-        interval: float = 0.5,
-        batch: int = 500,
-    ) -> None:
-        self._store = store
-        self._counters = counters
-        self._alerts = alerts
-        self._consumer = consumer or f"{socket.gethostname()[:64]}-{os.getpid()}"
-        self._interval = interval
-        self._batch = batch
-        self._group_ready = False
-        self._task: asyncio.Task[None] | None = None
-
-    async def poll_once(self) -> int:
-        """Process whatever is new; the number of entries read."""
-        if not self._group_ready:
-            await self._store.ensure_ledger_group(int(time.time() * 1000) - BACKFILL_MS)
-            self._group_ready = True
-        total = 0
-        while True:
-            entries = await self._store.read_ledger_group(self._consumer, self._batch)
-            if not entries:
-                return total
-            total += len(entries)
-            burn: dict[str, dict[str, int]] = {}
-            touched: set[str] = set()
-            for entry in entries:
-                touched |= touched_wallets(entry)
-                if self._counters.record(entry):
-                    cost = _nonneg_int(entry.fields.get("cost"))
-                    if cost:
-                        day = burn.setdefault(utc_day(entry.ts_ms / 1000), {})
-                        day[entry.wallet] = day.get(entry.wallet, 0) + cost
-            await self._store.add_burn(burn)
-            if self._alerts is not None and touched:
-                await self._alerts.evaluate(touched)
-            if len(entries) < self._batch:
-                return total
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-            except StoreUnavailable:
-                m.STORE_ERRORS.labels("ledger_consumer").inc()
-            except Exception as exc:
-                if "NOGROUP" in str(exc):  # the ledger stream was deleted (e.g. FLUSHALL)
-                    self._group_ready = False
-                else:
-                    log.exception("ledger consumer pass failed")
-            await asyncio.sleep(self._interval)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="keeptrusts-ledger-consumer"
-            )
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+def add_usage(
+    families: tuple[CounterMetricFamily, CounterMetricFamily, CounterMetricFamily],
+    totals: UsageTotals,
+) -> None:
+    spend, tokens, requests = families
+    for skey, micros in sorted(totals.spend.items()):
+        spend.add_metric(list(skey), micros / MICROS_PER_UNIT)
+    for tkey, n in sorted(totals.tokens.items()):
+        tokens.add_metric(list(tkey), float(n))
+    for rkey, n in sorted(totals.requests.items()):
+        requests.add_metric(list(rkey), float(n))
 
 
-__all__ = ["LedgerConsumer", "UsageCounters", "UsageLabels", "touched_wallets"]
+__all__ = ["UsageLabels", "UsageTotals", "add_usage", "usage_families", "usage_totals"]

@@ -1,8 +1,10 @@
-"""Scrape-time wallet gauges: every replica reads the same truth from Redis.
+"""Scrape-time wallet gauges and usage counters: every replica reads the same truth from Redis.
 
 The collector runs on the metrics HTTP thread. It reads a `WalletSnapshot` (one pipelined round
-trip) at most once per `ttl` seconds; concurrent scrapes share one read. Values are finite floats
-in currency units; a wallet with no burn in the window has no depletion sample (never +Inf).
+trip: wallets, usage counters, daily burn, reservation index) at most once per `ttl` seconds;
+concurrent scrapes share one read. Values are finite floats in currency units; a wallet with no
+burn in the window has no depletion sample (never +Inf). With `usage` labels it also exports the
+spend/tokens/settled-requests counters (metrics/usage.py), org-wide totals like the gauges.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from keeptrusts_authz.errors import InvalidInput, StoreUnavailable
 from keeptrusts_authz.metrics import registry as m
+from keeptrusts_authz.metrics.usage import UsageLabels, add_usage, usage_families, usage_totals
 from keeptrusts_authz.money import MICROS_PER_UNIT
 from keeptrusts_authz.store.observability import WalletSnapshot
 from keeptrusts_authz.wallets.models import parse_wallet_id, wallet_status
@@ -47,8 +50,10 @@ class WalletCollector(Collector):
         *,
         ttl: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        usage: UsageLabels | None = None,
     ) -> None:
         self._read = read
+        self._usage = usage
         self._ratio = low_balance_ratio
         self._ttl = ttl
         self._clock = clock
@@ -80,6 +85,8 @@ class WalletCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         # Descriptions without touching Redis (registration must not do I/O).
         yield from self._families()
+        if self._usage is not None:
+            yield from usage_families()
 
     def _families(self) -> list[GaugeMetricFamily]:
         labels = ["scope", "wallet"]
@@ -198,6 +205,16 @@ class WalletCollector(Collector):
             success,
             duration,
         )
+        if self._usage is not None:
+            usage = usage_families()
+            if snap is not None:
+                try:
+                    add_usage(usage, usage_totals(snap.usage, self._usage))
+                except Exception:  # a scrape must never fail because of us
+                    m.STORE_ERRORS.labels("scrape").inc()
+                    log.exception("usage counters: could not read the usage hash")
+                    usage = usage_families()
+            yield from usage
 
 
 __all__ = ["STATUSES", "WalletCollector"]

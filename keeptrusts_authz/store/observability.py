@@ -4,24 +4,30 @@ Two clients, both built from `RedisSettings`:
 
 - `WalletSnapshotReader` is SYNCHRONOUS: the Prometheus collector runs on the metrics HTTP thread,
   so it must not touch the server's asyncio loop. One pipelined round trip reads the wallet id
-  set, every known wallet hash, the daily burn buckets and the reservation index.
-- `ObservabilityStore` is async: the ledger consumer (usage counters, burn buckets, alerts), the
-  alert dedupe script, and the period reads of the chargeback report.
+  set, every known wallet hash, the usage counters, the daily burn hashes and the reservation
+  index.
+- `ObservabilityStore` is async: the alert engine (wallet reads, the dedupe script) and the period
+  reads of the chargeback report.
+
+Keys read here and written by settle.lua / expire.lua in the same script as the ledger entry (so
+they never disagree with it; nothing in Python re-reads the ledger for them):
+
+- `usage` hash: `spend|<team>|<group>|<estimated 0/1>|<model label>` -> micros,
+  `requests|<team>|<group>|<model label>` -> count, `tokens|<team>|<group>|<kind>|<model label>`
+  -> count (kind input/output/cached)
+- `burn:<yyyy-mm-dd>` hash: wallet id -> micros spent that UTC day (settle + expire), ~8-day TTL
 
 Keys this module adds (all under the org's hash tag `kt:{org}:`):
 
-- `obs:burn:<yyyy-mm-dd>` hash: wallet id -> micros spent that UTC day (settle + expire), 9-day TTL
 - `alerts:<yyyy-mm>` hash: dedupe field (`<wallet>|threshold|80`, `<wallet>|status|low`) -> event id
 - `events` stream: one entry per alert event (capped at ~10k)
-
-and the consumer group `kt-observability` on the ledger stream (each entry goes to one replica).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -36,12 +42,9 @@ from keeptrusts_authz.config.models import RedisSettings
 from keeptrusts_authz.store.connection import AsyncClient, _sentinel_hosts, connect, describe
 from keeptrusts_authz.store.errors import StoreDataError, StoreUnavailableError
 from keeptrusts_authz.store.keys import Keys
-from keeptrusts_authz.wallets.models import LedgerEntry
 
 WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
-LEDGER_GROUP = "kt-observability"
-BURN_DAYS = 8  # today (partial) + the 7 previous UTC days
-BURN_TTL_SECONDS = 9 * 86400
+BURN_DAYS = 8  # today (partial) + the 7 previous UTC days (the scripts keep them ~8 days)
 ALERT_TTL_SECONDS = 62 * 86400
 EVENTS_MAXLEN = 10_000
 
@@ -71,21 +74,6 @@ def _int(value: object) -> int:
 
 def wallet_record(raw: Mapping[str, str]) -> dict[str, int]:
     return {f: _int(raw.get(f)) for f in WALLET_FIELDS}
-
-
-def ledger_entry(entry_id: str, fields: Mapping[str, str]) -> LedgerEntry:
-    return LedgerEntry(
-        id=entry_id,
-        ts_ms=_int(fields.get("ts_ms")),
-        op=fields.get("op", ""),
-        wallet=fields.get("wallet", ""),
-        amount=_int(fields.get("amount")),
-        fields=dict(fields),
-    )
-
-
-def utc_day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
 def burn_days(now: float) -> list[str]:
@@ -137,7 +125,8 @@ def connect_sync(settings: RedisSettings) -> SyncClient:
 
 @dataclass(frozen=True)
 class WalletSnapshot:
-    """What one scrape reads: wallet hashes, burn per wallet over the window, reservations."""
+    """What one scrape reads: wallet hashes, burn per wallet over the window, reservations, and
+    the raw usage counters (field of the `usage` hash -> integer)."""
 
     wallets: dict[str, dict[str, int]]
     burn: dict[str, int]  # wallet id -> micros spent since `burn_since`
@@ -145,6 +134,7 @@ class WalletSnapshot:
     open_reservations: int
     overdue_reservations: int
     taken_at: float
+    usage: dict[str, int] = field(default_factory=dict)
 
 
 class WalletSnapshotReader:
@@ -164,9 +154,6 @@ class WalletSnapshotReader:
     def close(self) -> None:
         self._client.close()
 
-    def _burn_key(self, day: str) -> str:
-        return self.keys.prefix + "obs:burn:" + day
-
     def read(self, now: float | None = None) -> WalletSnapshot:
         now = time.time() if now is None else now
         k = self.keys
@@ -178,7 +165,8 @@ class WalletSnapshotReader:
             for wid in known:
                 pipe.hgetall(k.wallet(wid))
             for day in days:
-                pipe.hgetall(self._burn_key(day))
+                pipe.hgetall(k.burn(day))
+            pipe.hgetall(k.usage)
             pipe.zcard(k.deadlines)
             pipe.zcount(k.deadlines, "-inf", int(now * 1000))
             res = pipe.execute()
@@ -200,7 +188,7 @@ class WalletSnapshotReader:
         for bucket in res[off : off + len(days)]:
             for wid, micros in bucket.items():
                 burn[wid] = burn.get(wid, 0) + _int(micros)
-        open_count, overdue = res[off + len(days)], res[off + len(days) + 1]
+        usage_raw, open_count, overdue = res[off + len(days) : off + len(days) + 3]
         wallets = {wid: wallet_record(raws[wid]) for wid in ids if raws.get(wid)}
         return WalletSnapshot(
             wallets=wallets,
@@ -209,10 +197,11 @@ class WalletSnapshotReader:
             open_reservations=int(open_count),
             overdue_reservations=int(overdue),
             taken_at=now,
+            usage={str(f): _int(v) for f, v in usage_raw.items()},
         )
 
 
-# -- async: ledger consumer, alerts, reports -------------------------------------------------------
+# -- async: alerts, reports ---------------------------------------------------------------------
 
 
 class ObservabilityStore:
@@ -236,7 +225,7 @@ class ObservabilityStore:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise _unavailable(self._endpoint, exc) from exc
         except ResponseError as exc:
-            if "NOSCRIPT" in str(exc) or "BUSYGROUP" in str(exc) or "NOGROUP" in str(exc):
+            if "NOSCRIPT" in str(exc):
                 raise
             raise StoreDataError(f"Redis refused the command: {str(exc)[:200]}") from exc
 
@@ -247,54 +236,12 @@ class ObservabilityStore:
     def alerts_key(self, period: str) -> str:
         return self.keys.prefix + "alerts:" + period
 
-    def burn_key(self, day: str) -> str:
-        return self.keys.prefix + "obs:burn:" + day
-
-    # ledger consumer group --------------------------------------------------------------------
-
-    async def ensure_ledger_group(self, start_ms: int) -> bool:
-        """Create the consumer group at `start_ms` (entries after it are delivered); False if it
-        already existed (its position is kept across restarts)."""
-        try:
-            await self._io(
-                self._client.xgroup_create(
-                    self.keys.ledger, LEDGER_GROUP, id=f"{start_ms}-0", mkstream=True
-                )
-            )
-        except ResponseError as exc:
-            if "BUSYGROUP" in str(exc):
-                return False
-            raise StoreDataError(f"Redis refused XGROUP CREATE: {str(exc)[:200]}") from exc
-        return True
-
-    async def read_ledger_group(self, consumer: str, count: int = 500) -> list[LedgerEntry]:
-        """New ledger entries for this consumer (NOACK: counters live in process memory, so an
-        entry read by a replica that dies is lost with that replica's counters anyway)."""
-        res = await self._io(
-            self._client.xreadgroup(
-                LEDGER_GROUP, consumer, {self.keys.ledger: ">"}, count=count, noack=True
-            )
-        )
-        out: list[LedgerEntry] = []
-        for _stream, rows in res or []:
-            for entry_id, fields in rows:
-                if fields:  # a trimmed entry comes back empty
-                    out.append(ledger_entry(str(entry_id), fields))
-        return out
-
-    async def add_burn(self, per_day: Mapping[str, Mapping[str, int]]) -> None:
-        """HINCRBY the daily burn buckets: {day: {wallet: micros}}."""
-        if not per_day:
-            return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for day, wallets in per_day.items():
-                key = self.burn_key(day)
-                for wid, micros in wallets.items():
-                    pipe.hincrby(key, wid, micros)
-                pipe.expire(key, BURN_TTL_SECONDS)
-            await self._io(pipe.execute())
-
     # alerts -------------------------------------------------------------------------------------
+
+    async def wallet_ids(self) -> list[str]:
+        """Every wallet id of the org, sorted."""
+        members = await self._io(self._client.smembers(self.keys.wallets))
+        return sorted(str(m) for m in members)
 
     async def wallets(self, ids: Iterable[str]) -> dict[str, dict[str, int]]:
         wanted = sorted(set(ids))
@@ -326,14 +273,11 @@ class ObservabilityStore:
 
 
 __all__ = [
-    "LEDGER_GROUP",
     "ObservabilityStore",
     "WalletSnapshot",
     "WalletSnapshotReader",
     "burn_days",
     "burn_window_start",
     "connect_sync",
-    "ledger_entry",
-    "utc_day",
     "wallet_record",
 ]

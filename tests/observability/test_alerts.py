@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -12,8 +14,10 @@ import pytest
 
 from keeptrusts_authz.alerts.engine import AlertEngine
 from keeptrusts_authz.alerts.webhook import WebhookDelivery
-from keeptrusts_authz.metrics.usage import LedgerConsumer, UsageCounters, UsageLabels
-from tests.observability.support import USD, make_config, run, services, spend
+from keeptrusts_authz.gateway.settler import Settler
+from keeptrusts_authz.wallets.models import ReserveRequest, SettleRequest
+from keeptrusts_authz.wallets.service import WalletService
+from tests.observability.support import USD, make_config, rid, run, services, spend
 
 
 class Hook:
@@ -93,40 +97,161 @@ def test_threshold_crossed_twice_in_a_period_alerts_once(redis_url: str, hook: H
     webhook.close()
 
 
-def test_status_and_thresholds_through_the_ledger_consumer(redis_url: str, hook: Hook) -> None:
+async def _reserve(svc: WalletService, wallet: str, team: str, amount: int, ttl_ms: int) -> str:
+    r = rid()
+    res = await svc.reserve(
+        ReserveRequest(
+            reservation_id=r,
+            candidates=(wallet,),
+            amount=amount,
+            policy="block",
+            overdraft_wallet=None,
+            ttl_ms=ttl_ms,
+            team=team,
+            group="support",
+            user="u",
+            model="gpt-4o",
+        )
+    )
+    assert res.allowed
+    return r
+
+
+async def _events_settled(obs: Any, n: int, timeout: float = 5.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        events = await obs.events()
+        if len(events) >= n or time.monotonic() > deadline:
+            await asyncio.sleep(0.2)  # and nothing more arrives
+            return await obs.events()
+        await asyncio.sleep(0.02)
+
+
+def _kinds(events: list[tuple[str, dict[str, str]]], wallet: str) -> list[tuple[str, str]]:
+    return sorted(
+        (f["type"], f["threshold"] or f["status"]) for _id, f in events if f["wallet"] == wallet
+    )
+
+
+ALL_FIVE = [
+    ("status", "depleted"),
+    ("status", "low"),
+    ("threshold", "100"),
+    ("threshold", "50"),
+    ("threshold", "80"),
+]
+
+
+def test_status_and_thresholds_through_the_settle_hook(redis_url: str, hook: Hook) -> None:
+    """Two replicas' settlers, each hooked to its own engine: every crossing alerts once."""
     cfg = make_config(redis_url, enforcement={"alert_thresholds": [50, 80, 100]})
     webhook = WebhookDelivery(hook.url, backoff=0.01)
 
     async def go() -> list[tuple[str, dict[str, str]]]:
         async with services(cfg) as (svc, obs):
-            engine = AlertEngine(obs, cfg, webhook)
-            counters = UsageCounters(UsageLabels.from_config(cfg, None))
-            consumer = LedgerConsumer(obs, counters, engine)
+            engines = [AlertEngine(obs, cfg, webhook, min_interval=0.05) for _ in range(2)]
+            settlers = [Settler(svc, max_delay=0.001) for _ in range(2)]
+            for settler, engine in zip(settlers, engines, strict=True):
+                settler.set_after_settle(engine.after_settle)
+                settler.start()
             await svc.credit(1_000 * USD, "USD", "seed", "test")
             await svc.allocate("team:team_support", 10 * USD, "USD", "seed", "test")
-            await spend(svc, 9 * USD, 9 * USD, wallet="team:team_support", team="team_support")
-            await consumer.poll_once()
-            await spend(svc, USD, USD, wallet="team:team_support", team="team_support")
-            await consumer.poll_once()
-            await consumer.poll_once()
-            return await obs.events()
+            wallet, team = "team:team_support", "team_support"
+            first = await _reserve(svc, wallet, team, 9 * USD, 600_000)
+            settlers[0].submit(SettleRequest(first, 9 * USD, False, 10, 10, 0))
+            assert await settlers[0].flush()
+            events = await _events_settled(obs, 3)
+            assert _kinds(events, wallet) == [
+                ("status", "low"),
+                ("threshold", "50"),
+                ("threshold", "80"),
+            ]
+            second = await _reserve(svc, wallet, team, USD, 600_000)
+            settlers[1].submit(SettleRequest(second, USD, False, 10, 10, 0))
+            assert await settlers[1].flush()
+            # the other replica's engine re-evaluates the same wallet: nothing twice
+            await engines[0].after_settle([wallet])
+            events = await _events_settled(obs, 5)
+            for settler in settlers:
+                await settler.close()
+            for engine in engines:
+                await engine.close()
+            return events
 
     events = run(go())
     assert webhook.join(5)
-    kinds = sorted(
-        (f["type"], f["threshold"] or f["status"])
-        for _id, f in events
-        if f["wallet"] == "team:team_support"
-    )
-    assert kinds == [
-        ("status", "depleted"),
-        ("status", "low"),
-        ("threshold", "100"),
-        ("threshold", "50"),
-        ("threshold", "80"),
-    ]
+    assert _kinds(events, "team:team_support") == ALL_FIVE
     assert len(hook.bodies) == 5
     webhook.close()
+
+
+def test_periodic_sweep_catches_expiries_and_admin_moves(redis_url: str, hook: Hook) -> None:
+    cfg = make_config(
+        redis_url,
+        enforcement={"alert_thresholds": [50, 80, 100]},
+        alerts={"sweep_interval_seconds": 0.05},
+    )
+    webhook = WebhookDelivery(hook.url, backoff=0.01)
+
+    async def go() -> list[tuple[str, dict[str, str]]]:
+        async with services(cfg) as (svc, obs):
+            replicas = [AlertEngine(obs, cfg, webhook) for _ in range(2)]
+            for engine in replicas:
+                engine.start()  # the periodic sweep, on both replicas
+            await svc.credit(1_000 * USD, "USD", "seed", "test")
+            await svc.allocate("team:team_support", 10 * USD, "USD", "seed", "test")
+            await svc.allocate("team:team_eng", 10 * USD, "USD", "seed", "test")
+            # expiry: the sweeper charges the estimate (no settle, no hook)
+            await _reserve(svc, "team:team_support", "team_support", 6 * USD, 1)
+            await asyncio.sleep(0.01)
+            assert len(await svc.expire_due(10)) == 1
+            events = await _events_settled(obs, 1)
+            assert _kinds(events, "team:team_support") == [("threshold", "50")]
+            # admin move: reclaiming team_eng's funds makes it depleted (spent nothing)
+            await svc.reclaim("team:team_eng", 10 * USD, "USD", "reclaim", "test")
+            events = await _events_settled(obs, 2)
+            await asyncio.sleep(0.3)  # several more sweeps on both replicas: nothing new
+            events = await obs.events()
+            for engine in replicas:
+                await engine.close()
+            return events
+
+    events = run(go())
+    assert webhook.join(5)
+    assert _kinds(events, "team:team_support") == [("threshold", "50")]
+    assert _kinds(events, "team:team_eng") == [("status", "depleted")]
+    assert len(events) == 2 and len(hook.bodies) == 2
+    webhook.close()
+
+
+def test_failing_or_slow_hook_never_fails_settlement(redis_url: str) -> None:
+    cfg = make_config(redis_url)
+    calls: list[set[str]] = []
+
+    async def broken(wallet_ids: Iterable[str]) -> None:
+        calls.append(set(wallet_ids))
+        raise RuntimeError("alerts are down")
+
+    async def go() -> int:
+        async with services(cfg) as (svc, _obs):
+            settler = Settler(svc, max_delay=0.001)
+            settler.set_after_settle(broken)
+            settler.start()
+            await svc.credit(100 * USD, "USD", "seed", "test")
+            await svc.allocate("team:team_support", 10 * USD, "USD", "seed", "test")
+            ids = [
+                await _reserve(svc, "team:team_support", "team_support", USD, 600_000)
+                for _ in range(3)
+            ]
+            for r in ids:
+                settler.submit(SettleRequest(r, USD // 2, False))
+            assert await settler.flush()
+            await settler.close()
+            w = await svc.wallet("team:team_support")
+            return w.spent_total
+
+    assert run(go()) == 3 * (USD // 2)
+    assert calls and set().union(*calls) == {"team:team_support"}
 
 
 def test_webhook_retries_with_backoff() -> None:
@@ -154,8 +279,6 @@ def test_after_settle_hook_returns_at_once(redis_url: str, hook: Hook) -> None:
     cfg = make_config(redis_url, enforcement={"alert_thresholds": [50]})
 
     async def go() -> int:
-        import asyncio
-
         async with services(cfg) as (svc, obs):
             engine = AlertEngine(obs, cfg, None)
             await svc.credit(100 * USD, "USD", "seed", "test")

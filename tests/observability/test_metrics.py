@@ -1,25 +1,32 @@
-"""Scrape-time wallet gauges and ledger-fed counters against a real Redis."""
+"""Scrape-time wallet gauges and the Lua-kept usage counters / burn against a real Redis."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import random
 import socket
+import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from keeptrusts_authz.config.models import RedisSettings
 from keeptrusts_authz.metrics import registry as process_metrics
 from keeptrusts_authz.metrics.http import build_observability, start_metrics_server
-from keeptrusts_authz.metrics.usage import LedgerConsumer, UsageCounters, UsageLabels
+from keeptrusts_authz.metrics.usage import UsageLabels, usage_totals
 from keeptrusts_authz.metrics.wallets import WalletCollector
 from keeptrusts_authz.pricing import PriceTable
-from keeptrusts_authz.store.observability import WalletSnapshotReader
-from tests.observability.support import USD, make_config, run, services, spend
+from keeptrusts_authz.store.keys import Keys
+from keeptrusts_authz.store.observability import WalletSnapshotReader, burn_window_start
+from keeptrusts_authz.wallets.models import LedgerEntry, ReserveRequest, SettleRequest
+from tests.observability.support import USD, make_config, rid, run, services, spend
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -47,6 +54,7 @@ async def _history(cfg: Any) -> None:
         await svc.allocate("team:team_eng", 1_000 * USD, "USD", "seed", "test")
         await svc.allocate("team:team_support", 100 * USD, "USD", "seed", "test")
         await svc.allocate("user:bob", 5 * USD, "USD", "seed", "test")
+        await svc.allocate("user:carol", 2 * USD, "USD", "seed", "test")  # never spends
         await spend(svc, 2 * USD, 1_234_567)
         await spend(svc, 3 * USD, 2_000_001, model="claude-3-5-sonnet")
         await spend(svc, 95 * USD, 90 * USD, wallet="team:team_support", team="team_support")
@@ -92,71 +100,229 @@ def test_scraped_gauges_equal_wallet_balances(redis_url: str) -> None:
     assert statuses["user:bob"] == "depleted"
     assert found[("keeptrusts_open_reservations", ())] == 0.0
     assert all(math.isfinite(v) for v in found.values())
-    # no burn recorded yet (the ledger consumer has not run): no depletion sample, never +Inf
-    assert not [
-        k
-        for k in found
+    # the settles recorded burn: wallets that spent have a finite projection, bob (depleted) 0,
+    # carol (never spent) none at all (never +Inf)
+    depletion = {
+        dict(k[1])["wallet"]: v
+        for k, v in found.items()
         if k[0] == "keeptrusts_wallet_projected_depletion_seconds"
-        and dict(k[1])["wallet"] != "user:bob"
-    ]
+    }
+    assert set(depletion) == {"org", "team:team_eng", "team:team_support", "user:bob"}
+    assert depletion["user:bob"] == 0.0
+    assert all(0 < depletion[w] < math.inf for w in ("org", "team:team_eng", "team:team_support"))
 
 
-def test_counters_equal_ledger_sums_and_depletion_projection(redis_url: str) -> None:
+MODELS = ("gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "my-own-llm")
+GROUPS = (("team_eng", "engineering"), ("team_support", "support"), ("", "research"))
+
+
+async def _random_history(cfg: Any, seed: int) -> None:
+    """Settles (real and estimated, some with a label, some replayed), releases and expiries."""
+    rng = random.Random(seed)
+    async with services(cfg) as (svc, _obs):
+        await svc.credit(100_000 * USD, "USD", "seed", "test")
+        await svc.allocate("team:team_eng", 10_000 * USD, "USD", "seed", "test")
+        await svc.allocate("team:team_support", 10_000 * USD, "USD", "seed", "test")
+        closed: list[str] = []
+        for _ in range(120):
+            team, group = rng.choice(GROUPS)
+            model = rng.choice(MODELS)
+            r = rid()
+            amount = rng.randrange(1, 5 * USD)
+            expires = rng.random() < 0.15
+            res = await svc.reserve(
+                ReserveRequest(
+                    reservation_id=r,
+                    candidates=(f"team:{team}" if team else "org",),
+                    amount=amount,
+                    policy="block",
+                    overdraft_wallet=None,
+                    ttl_ms=1 if expires else 600_000,
+                    team=team,
+                    group=group,
+                    user="u",
+                    model=model,
+                )
+            )
+            assert res.allowed
+            if expires:
+                continue
+            kind = rng.random()
+            if kind < 0.1:
+                await svc.release(r, "provider_status_503")
+            else:
+                estimated = kind < 0.3
+                reported = model + "-2024-08-06" if model.startswith("gpt") else model
+                await svc.settle(
+                    SettleRequest(
+                        r,
+                        amount if estimated else rng.randrange(0, amount + 1),
+                        estimated=estimated,
+                        input_tokens=0 if estimated else rng.randrange(0, 5000),
+                        output_tokens=0 if estimated else rng.randrange(0, 2000),
+                        cached_tokens=0 if estimated else rng.choice((0, rng.randrange(0, 900))),
+                        model=reported,
+                        label_model=rng.choice((model, "")),
+                    )
+                )
+            closed.append(r)
+            if closed and rng.random() < 0.2:  # a replayed settle changes nothing
+                again = await svc.settle(SettleRequest(rng.choice(closed), 1, False, 1, 1, 1))
+                assert again.outcome == "already_closed"
+        await asyncio.sleep(0.01)
+        while await svc.expire_due(50):
+            pass
+
+
+def _ledger_totals(
+    entries: list[LedgerEntry], labels: UsageLabels
+) -> tuple[dict[Any, int], dict[Any, int], dict[Any, int], dict[str, int]]:
+    """The oracle: spend / tokens / requests by bounded labels, and spend per wallet."""
+    spend_: dict[Any, int] = {}
+    tokens: dict[Any, int] = {}
+    requests: dict[Any, int] = {}
+    burn: dict[str, int] = {}
+    for e in entries:
+        if e.op not in ("settle", "expire"):
+            continue
+        f = e.fields
+        base = (labels.team(f["team"]), labels.group(f["group"]), labels.model(f["model"]))
+        est = "true" if e.op == "expire" or f["estimated"] == "1" else "false"
+        cost = int(f["cost"])
+        spend_[(*base, est)] = spend_.get((*base, est), 0) + cost
+        requests[base] = requests.get(base, 0) + 1
+        for kind in ("input", "output", "cached"):
+            n = int(f.get(f"{kind}_tokens") or 0)
+            if n:
+                tokens[(*base, kind)] = tokens.get((*base, kind), 0) + n
+        if cost:
+            burn[e.wallet] = burn.get(e.wallet, 0) + cost
+    return spend_, tokens, requests, burn
+
+
+def test_counters_equal_ledger_sums_after_random_histories(redis_url: str) -> None:
+    cfg = make_config(redis_url)
+    labels = UsageLabels.from_config(cfg, PriceTable.from_config(cfg))
+    for seed in (1, 2, 3):
+        run(_random_history(cfg, seed))  # accumulates: the counters are totals since the start
+
+        async def ledger() -> list[LedgerEntry]:
+            async with services(cfg) as (svc, _obs):
+                return [e async for e in svc.store.iter_ledger()]
+
+        entries = run(ledger())
+        spend_, tokens, requests, burn = _ledger_totals(entries, labels)
+        reader = WalletSnapshotReader.from_settings(cfg.redis, cfg.organization.id)
+        try:
+            snap = reader.read()
+            collector = WalletCollector(
+                lambda snap=snap: snap, cfg.enforcement.low_balance_ratio, usage=labels
+            )
+            found = samples(scrape(collector))
+        finally:
+            reader.close()
+        totals = usage_totals(snap.usage, labels)
+        assert totals.spend == spend_  # exact, in micros
+        assert totals.tokens == tokens
+        assert totals.requests == requests
+        assert snap.burn == burn  # everything happened today
+        assert {k[2] for k in totals.spend} <= {
+            "gpt-4o",
+            "gpt-4o-mini",
+            "claude-3-5-sonnet",
+            "other",
+        }
+        assert ("none", "research") in {k[:2] for k in totals.spend}
+        for (team, group, model, est), micros in spend_.items():
+            key = (
+                "keeptrusts_spend_total",
+                (("consumer_group", group), ("estimated", est), ("model", model), ("team", team)),
+            )
+            assert found[key] == micros / USD
+        for (team, group, model, kind), n in tokens.items():
+            key = (
+                "keeptrusts_tokens_total",
+                (("consumer_group", group), ("kind", kind), ("model", model), ("team", team)),
+            )
+            assert found[key] == n
+        for (team, group, model), n in requests.items():
+            key = (
+                "keeptrusts_settled_requests_total",
+                (("consumer_group", group), ("model", model), ("team", team)),
+            )
+            assert found[key] == n
+        assert sum(v for k, v in found.items() if k[0] == "keeptrusts_spend_total") == (
+            pytest.approx(sum(spend_.values()) / USD)
+        )
+
+
+def test_unknown_labels_collapse_to_other() -> None:
+    labels = UsageLabels(["team_eng"], ["engineering"], lambda m: "gpt-4o" if "gpt" in m else None)
+    totals = usage_totals(
+        {
+            "spend|team_eng|engineering|0|gpt-4o": 5,
+            "spend|team_gone|engineering|0|gpt-4o": 2,
+            "spend|team_old|engineering|0|gpt-4o": 3,
+            "spend||research|1|mystery|model": 7,  # the label may hold '|'
+            "requests|team_eng|engineering|gpt-4o-2024-08-06": 1,
+            "requests|team_eng|engineering|gpt-4o": 2,
+            "tokens|team_eng|engineering|input|gpt-4o": 10,
+            "tokens|team_eng|engineering|bogus|gpt-4o": 99,  # malformed: skipped
+            "spend|team_eng|engineering|maybe|gpt-4o": 99,
+            "spend|team_eng": 99,
+            "other|x|y|z": 99,
+        },
+        labels,
+    )
+    assert totals.spend == {
+        ("team_eng", "engineering", "gpt-4o", "false"): 5,
+        ("other", "engineering", "gpt-4o", "false"): 5,
+        ("none", "other", "other", "true"): 7,
+    }
+    assert totals.requests == {("team_eng", "engineering", "gpt-4o"): 3}
+    assert totals.tokens == {("team_eng", "engineering", "gpt-4o", "input"): 10}
+
+
+def test_burn_based_depletion_projection(redis_url: str) -> None:
     cfg = make_config(redis_url)
     run(_history(cfg))
-    counters = UsageCounters(UsageLabels.from_config(cfg, PriceTable.from_config(cfg)))
-
-    async def consume() -> tuple[int, list[Any]]:
-        async with services(cfg) as (svc, obs):
-            consumer = LedgerConsumer(obs, counters)
-            n = await consumer.poll_once()
-            assert await consumer.poll_once() == 0  # each entry is delivered once
-            entries = []
-            async for e in svc.store.iter_ledger():
-                entries.append(e)
-            return n, entries
-
-    n, entries = run(consume())
-    assert n == len(entries)
-    spend_entries = [e for e in entries if e.op in ("settle", "expire")]
-    by_team: dict[str, int] = {}
-    for e in spend_entries:
-        by_team[e.fields["team"]] = by_team.get(e.fields["team"], 0) + int(e.fields["cost"])
-    got: dict[str, int] = {}
-    for (team, _group, _model, _est), micros in counters.spend_micros().items():
-        got[team] = got.get(team, 0) + micros
-    assert got == {("none" if t == "" else t): v for t, v in by_team.items()}
-    tokens = counters.tokens()
-    assert sum(v for k, v in tokens.items() if k[3] == "input") == sum(
-        int(e.fields["input_tokens"]) for e in spend_entries
-    )
-    models = {k[2] for k in counters.spend_micros()}
-    assert "other" in models  # my-own-llm is not in the price table
-    assert "my-own-llm" not in models
-
-    text = scrape(counters)
-    found = samples(text)
-    total = sum(v for k, v in found.items() if k[0] == "keeptrusts_spend_total")
-    assert math.isclose(total, sum(int(e.fields["cost"]) for e in spend_entries) / USD)
-    assert (
-        "keeptrusts_tokens_total",
-        (
-            ("consumer_group", "engineering"),
-            ("kind", "output"),
-            ("model", "gpt-4o"),
-            ("team", "team_eng"),
-        ),
-    ) in found
-
-    # burn buckets now exist: depletion is finite and positive for wallets that spent
+    now = time.time()
+    today = datetime.fromtimestamp(now, UTC).date()
+    k = Keys(cfg.organization.id)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        spent_today = int(client.hget(k.burn(today.isoformat()), "team:team_eng") or 0)
+        assert spent_today == 1_234_567 + 2_000_001  # the settles of _history
+        # older buckets, as the scripts would have written them: 3 and 7 days ago count, 8 not
+        client.hincrby(k.burn((today - timedelta(days=3)).isoformat()), "team:team_eng", 40 * USD)
+        client.hincrby(k.burn((today - timedelta(days=7)).isoformat()), "team:team_eng", 10 * USD)
+        client.hincrby(k.burn((today - timedelta(days=8)).isoformat()), "team:team_eng", 999 * USD)
+        balance = int(client.hget(k.wallet("team:team_eng"), "balance"))
+    finally:
+        client.close()
     reader = WalletSnapshotReader.from_settings(cfg.redis, cfg.organization.id)
     try:
-        found = samples(scrape(WalletCollector(reader.read, cfg.enforcement.low_balance_ratio)))
+        snap = reader.read(now)
+        found = samples(scrape(WalletCollector(lambda: snap, cfg.enforcement.low_balance_ratio)))
     finally:
         reader.close()
-    depl = wallet_value(found, "keeptrusts_wallet_projected_depletion_seconds", "team:team_eng")
-    assert 0 < depl < math.inf
-    assert wallet_value(found, "keeptrusts_wallet_burn_rate", "team:team_eng") > 0
+    burned = spent_today + 50 * USD
+    assert snap.burn["team:team_eng"] == burned
+    window = now - burn_window_start(now)
+    assert 7 * 86400 <= window <= 8 * 86400
+    rate = burned / USD / window
+    assert wallet_value(found, "keeptrusts_wallet_burn_rate", "team:team_eng") == pytest.approx(
+        rate
+    )
+    assert wallet_value(
+        found, "keeptrusts_wallet_projected_depletion_seconds", "team:team_eng"
+    ) == pytest.approx(balance / USD / rate)
+    # carol never spent: a zero burn rate and no projection
+    assert wallet_value(found, "keeptrusts_wallet_burn_rate", "user:carol") == 0.0
+    assert (
+        "keeptrusts_wallet_projected_depletion_seconds",
+        (("scope", "user"), ("wallet", "user:carol")),
+    ) not in found
 
 
 def _closed_port() -> int:
@@ -211,11 +377,6 @@ def test_real_metrics_endpoint(redis_url: str) -> None:
         app = SimpleNamespace(config=cfg, prices=PriceTable.from_config(cfg), extras={})
         obs = start_metrics_server(app, port, host="127.0.0.1")  # type: ignore[arg-type]
         try:
-            for _ in range(100):  # the ledger consumer runs on this loop
-                await asyncio.sleep(0.05)
-                if obs.counters.spend_micros():
-                    break
-            await asyncio.sleep(1.1)  # past the scrape cache
             return await asyncio.to_thread(
                 lambda: (
                     urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
@@ -236,7 +397,8 @@ def test_real_metrics_endpoint(redis_url: str) -> None:
     balance = run(support_balance())
     assert wallet_value(found, "keeptrusts_wallet_balance", "team:team_support") == balance / USD
     assert found[("keeptrusts_wallet_scrape_success", ())] == 1.0
-    assert any(k[0] == "keeptrusts_spend_total" for k in found)
+    spend_total = sum(v for k, v in found.items() if k[0] == "keeptrusts_spend_total")
+    assert spend_total == pytest.approx((1_234_567 + 2_000_001 + 90 * USD + 10) / USD)
     assert "keeptrusts_authz_decisions" in text  # the process metrics are on the same endpoint
 
 
@@ -246,6 +408,11 @@ def test_build_observability_registers_on_given_registry(redis_url: str) -> None
     obs = build_observability(cfg, None, registry=reg)
     try:
         names = {f.name for f in reg.collect()}
-        assert {"keeptrusts_wallet_balance", "keeptrusts_spend", "keeptrusts_tokens"} <= names
+        assert {
+            "keeptrusts_wallet_balance",
+            "keeptrusts_spend",
+            "keeptrusts_tokens",
+            "keeptrusts_settled_requests",
+        } <= names
     finally:
         run(obs.close())
