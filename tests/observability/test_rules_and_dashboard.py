@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 import keeptrusts_authz.alerts.engine
 import keeptrusts_authz.alerts.webhook
 import keeptrusts_authz.metrics.registry
-from keeptrusts_authz.metrics.usage import UsageCounters, UsageLabels
+from keeptrusts_authz.metrics.usage import UsageLabels, usage_families
 from keeptrusts_authz.metrics.wallets import WalletCollector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,8 +51,8 @@ PROMQL_WORDS = {
 
 def exported_names() -> set[str]:
     families = [f for f in REGISTRY.collect() if f.name.startswith("keeptrusts_")]
-    families += list(WalletCollector(lambda: None, Decimal("0.2")).describe())  # type: ignore[arg-type, return-value]
-    families += list(UsageCounters(UsageLabels([], [], lambda _m: None)).describe())
+    usage = UsageLabels([], [], lambda _m: None)
+    families += list(WalletCollector(lambda: None, Decimal("0.2"), usage=usage).describe())  # type: ignore[arg-type, return-value]
     names: set[str] = set()
     for fam in families:
         if fam.type == "counter":
@@ -155,6 +155,40 @@ def test_dashboard_panels_use_exported_metrics() -> None:
                 query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
                 metric = re.search(r"label_values\((\w+)", query)
                 assert metric and metric.group(1) in exported
+
+
+# Org-wide usage counters (read from Redis at scrape time: every replica reports the same value)
+# -> their label names, from the families the collector exports.
+ORG_WIDE_COUNTERS = {f.name + "_total": set(f._labelnames) for f in usage_families()}
+
+
+def all_exprs() -> list[tuple[str, str]]:
+    out = [(rule["alert"], rule["expr"]) for rule in rules()]
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                out.append((f"{path.name}: {panel['title']}", target["expr"]))
+    return out
+
+
+def test_org_wide_counters_are_deduplicated_with_max_not_summed() -> None:
+    assert set(ORG_WIDE_COUNTERS) == {
+        "keeptrusts_spend_total",
+        "keeptrusts_tokens_total",
+        "keeptrusts_settled_requests_total",
+    }
+    seen = 0
+    for where, expr in all_exprs():
+        for name in ORG_WIDE_COUNTERS:
+            for m in re.finditer(rf"\b{name}\b", expr):
+                seen += 1
+                # innermost aggregation: max by (<every label of the series>) (rate|increase(...
+                before = expr[: m.start()]
+                agg = re.search(r"max by \(([^)]*)\) \((?:rate|increase)\($", before)
+                assert agg, f"{where}: {name} must be deduplicated with max by (...) first"
+                by = {x.strip() for x in agg.group(1).split(",")}
+                assert by == ORG_WIDE_COUNTERS[name], f"{where}: max by {by}"
+    assert seen >= 5  # the dashboard's spend and token panels
 
 
 PROMTOOL = shutil.which("promtool")
