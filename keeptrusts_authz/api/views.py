@@ -65,6 +65,10 @@ async def scan_window(
     return window
 
 
+# Projections further out than this are "never" (and would overflow `date` long before 9999).
+_HORIZON_DAYS = 100 * 365
+
+
 def depletion_date(wallet: Wallet, burn_per_day: int, today: date | None = None) -> str:
     """YYYY-MM-DD when the available balance runs out at the current burn rate ('' = never)."""
     today = today or datetime.now(UTC).date()
@@ -72,7 +76,10 @@ def depletion_date(wallet: Wallet, burn_per_day: int, today: date | None = None)
         return today.isoformat() if wallet.allocated_total > 0 or burn_per_day > 0 else ""
     if burn_per_day <= 0:
         return ""
-    return (today + timedelta(days=wallet.balance // burn_per_day)).isoformat()
+    days = wallet.balance // burn_per_day
+    if days > _HORIZON_DAYS:  # a trickle of spend against a large balance: not in sight
+        return ""
+    return (today + timedelta(days=days)).isoformat()
 
 
 def money(micros: int) -> str:
