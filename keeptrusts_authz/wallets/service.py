@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import (
@@ -168,6 +168,34 @@ class WalletService:
 
     # -- admin moves ----------------------------------------------------------------------------
 
+    def _move(
+        self,
+        op: str,
+        amount_micros: int,
+        currency: str,
+        description: str,
+        actor: str,
+        idempotency_key: str | None,
+        **target: str,
+    ) -> dict[str, Any]:
+        """Validate what every money move shares; the store keyword arguments for it."""
+        _check_amount(amount_micros)
+        self._check_currency(currency)
+        description = _check_text(description, "description")
+        return {
+            "actor": self._check_actor(actor),
+            "description": description,
+            "idempotency_key": self._check_idem(idempotency_key),
+            # The fingerprint covers the request, not who sent it: a retry by anyone replays.
+            "fingerprint": fingerprint(
+                op,
+                **target,
+                amount=amount_micros,
+                currency=self.currency,
+                description=description,
+            ),
+        }
+
     async def credit(
         self,
         amount_micros: int,
@@ -177,22 +205,9 @@ class WalletService:
         idempotency_key: str | None = None,
     ) -> OpResult:
         """Money into the org pool."""
-        _check_amount(amount_micros)
-        self._check_currency(currency)
-        description = _check_text(description, "description")
-        actor = self._check_actor(actor)
-        key = self._check_idem(idempotency_key)
-        fp = fingerprint(
-            "credit", amount=amount_micros, currency=self.currency, description=description
-        )
+        common = self._move("credit", amount_micros, currency, description, actor, idempotency_key)
         try:
-            return await self._store.credit(
-                amount_micros,
-                actor=actor,
-                description=description,
-                fingerprint=fp,
-                idempotency_key=key,
-            )
+            return await self._store.credit(amount_micros, **common)
         except StoreRefused as exc:
             self._refused(exc, amount_micros)
 
@@ -208,27 +223,18 @@ class WalletService:
         """Org pool -> team or user wallet. A team wallet is created on first allocation when the
         team is a configured `wallet_team_id`; user wallets are created on first allocation."""
         wallet_id = self._member_wallet(wallet_id, "wallet_id")
-        _check_amount(amount_micros)
-        self._check_currency(currency)
-        description = _check_text(description, "description")
-        actor = self._check_actor(actor)
-        key = self._check_idem(idempotency_key)
-        fp = fingerprint(
+        common = self._move(
             "allocate",
+            amount_micros,
+            currency,
+            description,
+            actor,
+            idempotency_key,
             wallet=wallet_id,
-            amount=amount_micros,
-            currency=self.currency,
-            description=description,
         )
         try:
             return await self._store.allocate(
-                wallet_id,
-                amount_micros,
-                create=self._may_create(wallet_id),
-                actor=actor,
-                description=description,
-                fingerprint=fp,
-                idempotency_key=key,
+                wallet_id, amount_micros, create=self._may_create(wallet_id), **common
             )
         except StoreRefused as exc:
             self._refused(exc, amount_micros)
@@ -244,27 +250,17 @@ class WalletService:
     ) -> OpResult:
         """Team or user wallet -> org pool (available balance only)."""
         wallet_id = self._member_wallet(wallet_id, "wallet_id")
-        _check_amount(amount_micros)
-        self._check_currency(currency)
-        description = _check_text(description, "description")
-        actor = self._check_actor(actor)
-        key = self._check_idem(idempotency_key)
-        fp = fingerprint(
+        common = self._move(
             "reclaim",
+            amount_micros,
+            currency,
+            description,
+            actor,
+            idempotency_key,
             wallet=wallet_id,
-            amount=amount_micros,
-            currency=self.currency,
-            description=description,
         )
         try:
-            return await self._store.reclaim(
-                wallet_id,
-                amount_micros,
-                actor=actor,
-                description=description,
-                fingerprint=fp,
-                idempotency_key=key,
-            )
+            return await self._store.reclaim(wallet_id, amount_micros, **common)
         except StoreRefused as exc:
             self._refused(exc, amount_micros)
 
@@ -283,29 +279,19 @@ class WalletService:
         destination = self._member_wallet(destination, "to")
         if source == destination:
             raise InvalidInput("cannot transfer a wallet to itself", {"wallet": source})
-        _check_amount(amount_micros)
-        self._check_currency(currency)
-        description = _check_text(description, "description")
-        actor = self._check_actor(actor)
-        key = self._check_idem(idempotency_key)
-        fp = fingerprint(
+        common = self._move(
             "transfer",
+            amount_micros,
+            currency,
+            description,
+            actor,
+            idempotency_key,
             source=source,
             destination=destination,
-            amount=amount_micros,
-            currency=self.currency,
-            description=description,
         )
         try:
             return await self._store.transfer(
-                source,
-                destination,
-                amount_micros,
-                create=self._may_create(destination),
-                actor=actor,
-                description=description,
-                fingerprint=fp,
-                idempotency_key=key,
+                source, destination, amount_micros, create=self._may_create(destination), **common
             )
         except StoreRefused as exc:
             self._refused(exc, amount_micros)
