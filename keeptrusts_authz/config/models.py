@@ -133,6 +133,8 @@ class ModelPrice(StrictModel):
     input_per_1m: Decimal = Field(ge=0)
     output_per_1m: Decimal = Field(ge=0)
     cached_input_per_1m: Decimal | None = Field(default=None, ge=0)
+    # Prompt-cache writes (Anthropic charges them above the input price); None: input price.
+    cache_write_per_1m: Decimal | None = Field(default=None, ge=0)
     max_output_tokens: int = Field(gt=0)
     # Most input tokens one image can cost this model (None: enforcement.image_input_tokens).
     image_input_tokens: int | None = Field(default=None, gt=0)

@@ -30,4 +30,4 @@ def reservation_micros(
     parsed: ParsedRequest, priced: ResolvedModel, prices: PriceTable, enforcement: Enforcement
 ) -> int:
     input_tokens, output_tokens = reservation_tokens(parsed, priced, enforcement)
-    return prices.cost_micros(priced, input_tokens, output_tokens)
+    return prices.worst_case_micros(priced, input_tokens, output_tokens)

@@ -67,10 +67,12 @@ def settlement_for(
     input_tokens = _int(usage.get("input_tokens"))
     output_tokens = _int(usage.get("output_tokens"))
     cached = _int(usage.get("cached_tokens"))
+    writes = 0
     if usage.get("api") == "anthropic":
         # Anthropic reports cache reads and writes beside input_tokens; the price table takes the
-        # total prompt (cache writes are priced as ordinary input).
-        input_tokens += cached + _int(usage.get("cache_creation_tokens"))
+        # total prompt, with the writes priced at the model's cache-write price.
+        writes = _int(usage.get("cache_creation_tokens"))
+        input_tokens += cached + writes
     reported = str(usage.get("model") or "")
     requested = str(authz.get("priced_model") or authz.get("model") or "")
     cost = None
@@ -78,7 +80,7 @@ def settlement_for(
         if not model:
             continue
         try:
-            cost = prices.cost_micros(model, input_tokens, output_tokens, cached)
+            cost = prices.cost_micros(model, input_tokens, output_tokens, cached, writes)
             break
         except UnknownModel:
             continue

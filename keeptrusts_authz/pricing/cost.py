@@ -7,8 +7,9 @@ context precision to run out of), then rounded up (ceiling) to a whole micro.
 
 Token convention (the one OpenAI uses): `input_tokens` is the TOTAL number of prompt tokens,
 cached ones included; `cached_tokens` is the part of them that was a prompt-cache read. The cost
-function subtracts: uncached = input_tokens - cached_tokens. Anthropic reports `input_tokens`
-WITHOUT cache reads and writes; convert with `Usage.from_anthropic`.
+function subtracts: uncached = input_tokens - cached_tokens - cache_write_tokens (cache writes,
+which Anthropic charges above the input price, are part of the prompt too). Anthropic reports
+`input_tokens` WITHOUT cache reads and writes; convert with `Usage.from_anthropic`.
 """
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ class Usage:
     input_tokens: int
     output_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def __post_init__(self) -> None:
         _check_count("input_tokens", self.input_tokens)
         _check_count("output_tokens", self.output_tokens)
         _check_count("cached_tokens", self.cached_tokens)
-        if self.cached_tokens > self.input_tokens:
+        _check_count("cache_write_tokens", self.cache_write_tokens)
+        if self.cached_tokens + self.cache_write_tokens > self.input_tokens:
             raise ValueError(
-                f"cached_tokens ({self.cached_tokens}) exceeds input_tokens ({self.input_tokens}); "
+                f"cached_tokens + cache_write_tokens ({self.cached_tokens} + "
+                f"{self.cache_write_tokens}) exceeds input_tokens ({self.input_tokens}); "
                 "input_tokens must be the total prompt tokens including cached ones"
             )
 
@@ -61,15 +65,13 @@ class Usage:
         cache_read_input_tokens: int = 0,
         cache_creation_input_tokens: int = 0,
     ) -> Usage:
-        """Anthropic `usage`: input_tokens excludes cache reads and writes, so add them back.
-
-        Cache writes are charged at the input price (the table has no separate write price).
-        """
+        """Anthropic `usage`: input_tokens excludes cache reads and writes, so add them back;
+        the writes are priced at the model's `cache_write_per_1m`."""
         _check_count("input_tokens", input_tokens)
         _check_count("cache_read_input_tokens", cache_read_input_tokens)
         _check_count("cache_creation_input_tokens", cache_creation_input_tokens)
         total = input_tokens + cache_read_input_tokens + cache_creation_input_tokens
-        return cls(total, output_tokens, cache_read_input_tokens)
+        return cls(total, output_tokens, cache_read_input_tokens, cache_creation_input_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,24 +82,33 @@ class Rates:
     cached_input: int
     output: int
     denominator: int
+    cache_write: int = 0
 
     @classmethod
     def of(cls, price: ModelPrice) -> Rates:
         cached = price.cached_input_per_1m
+        write = price.cache_write_per_1m
         ratios = [
             _ratio(price.input_per_1m),
             _ratio(price.input_per_1m if cached is None else cached),
             _ratio(price.output_per_1m),
+            _ratio(price.input_per_1m if write is None else write),
         ]
         den = math.lcm(*(d for _, d in ratios))
-        (i, di), (c, dc), (o, do) = ratios
-        return cls(i * (den // di), c * (den // dc), o * (den // do), den)
+        (i, di), (c, dc), (o, do), (w, dw) = ratios
+        return cls(i * (den // di), c * (den // dc), o * (den // do), den, w * (den // dw))
+
+    @property
+    def prompt_max(self) -> int:
+        """The highest price a prompt token can have (for worst-case estimates)."""
+        return max(self.input, self.cache_write)
 
     def cost(self, usage: Usage) -> int:
-        uncached = usage.input_tokens - usage.cached_tokens
+        uncached = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
         numerator = (
             uncached * self.input
             + usage.cached_tokens * self.cached_input
+            + usage.cache_write_tokens * self.cache_write
             + usage.output_tokens * self.output
         )
         return -(-numerator // self.denominator)  # ceiling division: round UP to 1 micro

@@ -306,6 +306,7 @@ class PriceTable:
         input_tokens: int,
         output_tokens: int,
         cached_tokens: int = 0,
+        cache_write_tokens: int = 0,
     ) -> int: ...
 
     def cost_micros(
@@ -314,6 +315,7 @@ class PriceTable:
         input_tokens: int | Usage,
         output_tokens: int = 0,
         cached_tokens: int = 0,
+        cache_write_tokens: int = 0,
     ) -> int:
         """Real cost of a request in integer micros, rounded UP to 1 micro.
 
@@ -325,10 +327,19 @@ class PriceTable:
         usage = (
             input_tokens
             if isinstance(input_tokens, Usage)
-            else Usage(input_tokens, output_tokens, cached_tokens)
+            else Usage(input_tokens, output_tokens, cached_tokens, cache_write_tokens)
         )
         _, rates = self._rates(model)
         return rates.cost(usage)
+
+    def worst_case_micros(
+        self, model: str | ResolvedModel, input_tokens: int, output_tokens: int
+    ) -> int:
+        """The most these token counts can cost: every prompt token at the model's highest prompt
+        price (a cache write can cost more than plain input), nothing from the cache."""
+        _, rates = self._rates(model)
+        writes = input_tokens if rates.cache_write > rates.input else 0
+        return rates.cost(Usage(input_tokens, output_tokens, 0, writes))
 
     def reserve_micros(
         self, model: str | ResolvedModel, input_tokens: int, output_bound: int | None = None

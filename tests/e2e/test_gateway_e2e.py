@@ -459,3 +459,23 @@ def test_provider_unreachable_releases(redis_server: RedisServer) -> None:
         assert status == 503
         wallet = s.wait_settled("team:team_engineering")
         assert (wallet.balance, wallet.spent_total) == (USD, 0)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_cache_writes_are_charged_at_the_write_price(stack: Stack, stream: bool) -> None:
+    stack.fund("team_engineering", 10 * USD)
+    body = {
+        "model": "claude-sonnet-4",
+        "max_tokens": 300,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    # 3000 prompt tokens: 500 read from the cache, 2000 written to it, 500 plain; 40 output.
+    status, _, raw = stack.post(
+        "/v1/messages", body, anthropic_style=True, headers={"x-fake-usage": "3000,40,500,2000"}
+    )
+    assert status == 200, raw
+    wallet = stack.wait_settled("team:team_engineering")
+    expected = prices(stack).cost_micros("claude-sonnet-4", 3000, 40, 500, 2000)
+    assert expected == 500 * 3 + 500 * 0.3 + 2000 * 3.75 + 40 * 15
+    assert wallet.spent_total == expected

@@ -46,7 +46,7 @@ def test_anthropic_cache_tokens_join_the_prompt_total() -> None:
     }
     item = settlement_for({**AUTHZ, "priced_model": "claude-sonnet-4"}, usage, 200, PRICES)
     assert isinstance(item, SettleRequest)
-    assert item.cost == PRICES.cost_micros("claude-sonnet-4", 600, 100, 500)
+    assert item.cost == PRICES.cost_micros("claude-sonnet-4", 600, 100, 500, 90)
 
 
 @pytest.mark.parametrize(

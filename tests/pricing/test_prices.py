@@ -303,8 +303,9 @@ def test_usage_from_provider_reports(table: PriceTable) -> None:
         cache_read_input_tokens=4000,
         cache_creation_input_tokens=1000,
     )
-    assert anthropic == Usage(10_000, 2000, 4000)
-    assert table.cost_micros("claude-sonnet-4", anthropic) == 6000 * 3 + 4000 * 3 // 10 + 30_000
+    assert anthropic == Usage(10_000, 2000, 4000, 1000)
+    # 5000 input x 3.00 + 4000 cache reads x 0.30 + 1000 cache writes x 3.75 + 2000 output x 15
+    assert table.cost_micros("claude-sonnet-4", anthropic) == 15_000 + 1200 + 3750 + 30_000
 
 
 # -- reservation estimate ---------------------------------------------------------------------
