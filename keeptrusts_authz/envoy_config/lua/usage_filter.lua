@@ -262,36 +262,32 @@ local function new_state(stream)
   }
 end
 
--- OpenAI chat/completions, completions, embeddings: prompt_tokens includes cached_tokens.
-local function apply_openai(st, u)
-  local input = num(u.prompt_tokens)
+-- OpenAI usage objects: the input count includes the cached tokens of its details object.
+-- Chat/completions/embeddings name them prompt_tokens / completion_tokens /
+-- prompt_tokens_details; the Responses API input_tokens / output_tokens / input_tokens_details.
+local function apply_openai_usage(st, u, api, input_key, output_key, details_key)
+  local input = num(u[input_key])
   if input == nil then
     return false
   end
-  st.api = "openai"
+  st.api = api
   st.input = input
-  st.output = num(u.completion_tokens) or 0
-  local d = u.prompt_tokens_details
+  st.output = num(u[output_key]) or 0
+  local d = u[details_key]
   st.cached = (type(d) == "table" and num(d.cached_tokens)) or 0
   st.cache_creation = 0
   st.found = true
   return true
 end
 
--- OpenAI Responses API: input_tokens includes input_tokens_details.cached_tokens.
+local function apply_openai(st, u)
+  return apply_openai_usage(st, u, "openai", "prompt_tokens", "completion_tokens",
+    "prompt_tokens_details")
+end
+
 local function apply_responses(st, u)
-  local input = num(u.input_tokens)
-  if input == nil then
-    return false
-  end
-  st.api = "openai_responses"
-  st.input = input
-  st.output = num(u.output_tokens) or 0
-  local d = u.input_tokens_details
-  st.cached = (type(d) == "table" and num(d.cached_tokens)) or 0
-  st.cache_creation = 0
-  st.found = true
-  return true
+  return apply_openai_usage(st, u, "openai_responses", "input_tokens", "output_tokens",
+    "input_tokens_details")
 end
 
 -- Anthropic: input_tokens EXCLUDES cache reads/writes (published as reported).
