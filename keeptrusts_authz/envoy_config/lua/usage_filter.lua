@@ -114,6 +114,20 @@ local function skip_string(s, i)
   end
 end
 
+-- An object member's key and the position of its value: `"key"` then `:`.
+local function read_key(s, j)
+  if byte(s, j) ~= 34 then
+    error("expected key")
+  end
+  local key
+  key, j = decode_string(s, j)
+  j = skip_ws(s, j)
+  if byte(s, j) ~= 58 then
+    error("expected colon")
+  end
+  return key, skip_ws(s, j + 1)
+end
+
 local decode_value
 
 local function skip_value(s, i)
@@ -158,16 +172,8 @@ decode_value = function(s, i, spec, depth)
       return obj, j + 1
     end
     while true do
-      if byte(s, j) ~= 34 then
-        error("expected key")
-      end
       local key
-      key, j = decode_string(s, j)
-      j = skip_ws(s, j)
-      if byte(s, j) ~= 58 then
-        error("expected colon")
-      end
-      j = skip_ws(s, j + 1)
+      key, j = read_key(s, j)
       local sub_spec = spec
       if spec ~= true then
         sub_spec = spec[key]
@@ -505,16 +511,8 @@ local function with_include_usage(s)
     return nil
   end
   while true do
-    if byte(s, j) ~= 34 then
-      error("expected key")
-    end
     local key
-    key, j = decode_string(s, j)
-    j = skip_ws(s, j)
-    if byte(s, j) ~= 58 then
-      error("expected colon")
-    end
-    j = skip_ws(s, j + 1)
+    key, j = read_key(s, j)
     if key == "stream" then
       local v
       v, j = decode_value(s, j, true, 0)
