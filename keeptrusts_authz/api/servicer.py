@@ -199,19 +199,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     async def _allocate(
         self, who: Principal, request: pb.AllocateRequest, md: Mapping[str, str]
     ) -> pb.MoveResponse:
-        who.require_billing("allocate")
-        f = rq.fields_of(request, _TARGET_SPEC)
-        target = rq.one_wallet(f, "team_id", "user_id")
-        amount = rq.amount_micros(f)
-        result = await self._wallets.allocate(
-            target,
-            amount,
-            rq.text(f, "currency", required=True),
-            rq.text(f, "description"),
-            who.name,
-            rq.idempotency_key(md, f),
-        )
-        return self._move_response("allocate", result, amount, who.name)
+        return await self._one_wallet_move("allocate", self._wallets.allocate, who, request, md)
 
     async def Reclaim(self, request: pb.ReclaimRequest, context: Context) -> pb.MoveResponse:
         return await self._call(request, context, self._reclaim)
@@ -219,19 +207,30 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     async def _reclaim(
         self, who: Principal, request: pb.ReclaimRequest, md: Mapping[str, str]
     ) -> pb.MoveResponse:
-        who.require_billing("reclaim")
+        return await self._one_wallet_move("reclaim", self._wallets.reclaim, who, request, md)
+
+    async def _one_wallet_move(
+        self,
+        op: str,
+        move: Callable[[str, int, str, str, str, str | None], Awaitable[OpResult]],
+        who: Principal,
+        request: pb.AllocateRequest | pb.ReclaimRequest,
+        md: Mapping[str, str],
+    ) -> pb.MoveResponse:
+        """Allocate and reclaim: org pool <-> the one team or user wallet the body names."""
+        who.require_billing(op)
         f = rq.fields_of(request, _TARGET_SPEC)
-        source = rq.one_wallet(f, "team_id", "user_id")
+        wallet = rq.one_wallet(f, "team_id", "user_id")
         amount = rq.amount_micros(f)
-        result = await self._wallets.reclaim(
-            source,
+        result = await move(
+            wallet,
             amount,
             rq.text(f, "currency", required=True),
             rq.text(f, "description"),
             who.name,
             rq.idempotency_key(md, f),
         )
-        return self._move_response("reclaim", result, amount, who.name)
+        return self._move_response(op, result, amount, who.name)
 
     async def Transfer(self, request: pb.TransferRequest, context: Context) -> pb.MoveResponse:
         return await self._call(request, context, self._transfer)
