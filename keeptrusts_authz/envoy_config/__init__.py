@@ -1,21 +1,8 @@
-"""Envoy configuration for the gateway: `render_envoy_yaml(cfg)` and the Lua usage filter."""
+"""Envoy configuration for the gateway: `render_envoy_yaml(cfg)` and the Lua usage filter.
 
-from keeptrusts_authz.envoy_config.render import (
-    AUTHZ_CLUSTER,
-    EXT_AUTHZ_NAMESPACE,
-    PROVIDER_HEADER,
-    RESERVATION_HEADER,
-    USAGE_NAMESPACE,
-    render_envoy_yaml,
-    usage_filter_lua,
-)
+The names the rendered config shares with the service live in `keeptrusts_authz.envoy_contract`.
+"""
 
-__all__ = [
-    "AUTHZ_CLUSTER",
-    "EXT_AUTHZ_NAMESPACE",
-    "PROVIDER_HEADER",
-    "RESERVATION_HEADER",
-    "USAGE_NAMESPACE",
-    "render_envoy_yaml",
-    "usage_filter_lua",
-]
+from keeptrusts_authz.envoy_config.render import render_envoy_yaml, usage_filter_lua
+
+__all__ = ["render_envoy_yaml", "usage_filter_lua"]

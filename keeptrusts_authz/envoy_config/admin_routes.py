@@ -46,19 +46,17 @@ from importlib import resources
 from typing import Any
 
 from keeptrusts_authz.config.models import Config
+from keeptrusts_authz.envoy_contract import EXT_AUTHZ_FILTER, LUA_FILTER, REASON_HEADER
 
 Node = dict[str, Any]
 
 _T = "type.googleapis.com/"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
-EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
-LUA_FILTER = "envoy.filters.http.lua"
 WALLET_SERVICE = "keeptrusts.wallet.v1.WalletService"
 API_PREFIX = "/v1/wallets"
 REPORTS_PREFIX = "/v1/reports"
 API_PREFIXES = (API_PREFIX, REPORTS_PREFIX)
-REASON_HEADER = "x-keeptrusts-reason"
 CEL_FILTER = "envoy.access_loggers.extension_filters.cel"
 # Response code details Envoy 1.40's ext_authz filter sets on its local replies.
 AUTHZ_DENIED_DETAILS = "ext_authz_denied"  # the Check answered with a denial: pass through

@@ -6,18 +6,15 @@ ConfigMap, and deterministic: the same config renders byte-identical YAML.
 Each piece (cluster, route, HTTP filter) is built by a small function; `build_routes` and
 `build_http_filters` are the places to extend (e.g. a gRPC-JSON transcoder route for `/v1/wallets`).
 
-Contract with the authz service (keeptrusts_authz.gateway):
-- the Check (OK response) sets the request header `x-keeptrusts-provider: <provider name>`; the
-  routes select the provider cluster by it (`clear_route_cache: true` re-matches after the Check);
-- the Check sets `x-keeptrusts-reservation`, which the access log records as an additional
-  request header; its dynamic metadata reaches the access-log entry under the namespace
-  `envoy.filters.http.ext_authz`;
-- the Lua filter writes the usage the provider reported under the namespace `keeptrusts.usage`.
+The names shared with the authz service (headers, metadata namespaces and keys, cluster names)
+live in `keeptrusts_authz.envoy_contract`; the Lua filter template's `@@NAME@@` placeholders are
+filled from it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from ipaddress import ip_address
@@ -26,22 +23,26 @@ from urllib.parse import urlparse
 
 import yaml
 
+from keeptrusts_authz import envoy_contract
 from keeptrusts_authz.config.models import Config, Provider
 from keeptrusts_authz.envoy_config import admin_routes
+from keeptrusts_authz.envoy_contract import (
+    ACCESS_LOG_NAME,
+    AUTHZ_CLUSTER,
+    EXT_AUTHZ_FILTER,
+    LUA_FILTER,
+    LUA_TEMPLATE_VALUES,
+    PROVIDER_HEADER,
+    RESERVATION_HEADER,
+    ROUTER_FILTER,
+    USAGE_NAMESPACE,
+)
 
-AUTHZ_CLUSTER = "keeptrusts_authz"
-PROVIDER_HEADER = "x-keeptrusts-provider"
-RESERVATION_HEADER = "x-keeptrusts-reservation"
-EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
-EXT_AUTHZ_NAMESPACE = EXT_AUTHZ_FILTER
-LUA_FILTER = "envoy.filters.http.lua"
-ROUTER_FILTER = "envoy.filters.http.router"
-USAGE_NAMESPACE = "keeptrusts.usage"
-ACCESS_LOG_NAME = "keeptrusts"
 HEALTH_PATH = "/healthz"
 
 _REQUEST_BEGIN = "-- @@REQUEST_BEGIN@@"
 _REQUEST_END = "-- @@REQUEST_END@@"
+_PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
 
 _T = "type.googleapis.com/"
 Node = dict[str, Any]
@@ -85,6 +86,13 @@ def _lua_source() -> str:
     return ref.read_text(encoding="utf-8")
 
 
+def _fill_placeholder(match: re.Match[str]) -> str:
+    name = match.group(1)
+    if name not in LUA_TEMPLATE_VALUES:
+        raise KeyError(f"usage_filter.lua: unknown placeholder @@{name}@@")
+    return LUA_TEMPLATE_VALUES[name]
+
+
 def usage_filter_lua(inject_stream_usage: bool = True) -> str:
     """The Lua usage filter's source; without the request step when injection is off."""
     source = _lua_source()
@@ -97,14 +105,14 @@ def usage_filter_lua(inject_stream_usage: bool = True) -> str:
         for line in source.strip().splitlines()
         if line.strip() not in (_REQUEST_BEGIN, _REQUEST_END)
     ]
-    return "\n".join(lines) + "\n"
+    return _PLACEHOLDER.sub(_fill_placeholder, "\n".join(lines)) + "\n"
 
 
 # --------------------------------------------------------------------------- clusters
 
 
 def provider_cluster_name(provider: Provider) -> str:
-    return f"provider_{provider.name}"
+    return envoy_contract.provider_cluster_name(provider.name)
 
 
 def authz_cluster(cfg: Config) -> Node:

@@ -11,7 +11,8 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from google.protobuf import json_format
 
-from keeptrusts_authz.gateway.reconcile import AUTHZ_NAMESPACE, USAGE_NAMESPACE, settlement_for
+from keeptrusts_authz.envoy_contract import AUTHZ_NAMESPACE, USAGE_NAMESPACE
+from keeptrusts_authz.gateway.reconcile import settlement_for
 from keeptrusts_authz.gateway.settler import Settler
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.pricing import PriceTable

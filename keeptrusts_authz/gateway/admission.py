@@ -16,8 +16,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from keeptrusts_authz.api.tickets import TICKET_HEADER, Holds
+from keeptrusts_authz.api.tickets import Holds
 from keeptrusts_authz.config.models import Config, ConsumerGroup, Provider
+from keeptrusts_authz.envoy_contract import (
+    AUTHZ_ESTIMATE_MICROS,
+    AUTHZ_MODEL,
+    AUTHZ_PRICED_MODEL,
+    AUTHZ_RESERVATION_ID,
+    CALLER_KEY_HEADERS,
+    PROVIDER_HEADER,
+    RESERVATION_HEADER,
+    TEAM_HEADER,
+    TICKET_HEADER,
+    WARNING_HEADER,
+)
 from keeptrusts_authz.errors import StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
 from keeptrusts_authz.gateway.estimation import reservation_micros
@@ -36,12 +48,6 @@ from keeptrusts_authz.wallets.service import WalletService
 
 DecisionKind = Literal["allow", "warn", "hold", "block", "error"]
 
-REASON_HEADER = "x-keeptrusts-reason"
-WARNING_HEADER = "x-keeptrusts-budget-warning"
-PROVIDER_HEADER = "x-keeptrusts-provider"
-TEAM_HEADER = "x-keeptrusts-team"
-RESERVATION_HEADER = "x-keeptrusts-reservation"
-CALLER_KEY_HEADERS = ("authorization", "x-api-key")
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 
 
@@ -214,8 +220,8 @@ class Admission:
             "consumer_group": group.name,
             "team": team,
             "user": user or "",
-            "model": parsed.model,
-            "priced_model": priced.name,
+            AUTHZ_MODEL: parsed.model,
+            AUTHZ_PRICED_MODEL: priced.name,
             "api": parsed.api,
             "provider": provider.name,
             "stream": parsed.stream,
@@ -253,7 +259,8 @@ class Admission:
             if self._cfg.enforcement.on_store_error == "allow":
                 # If the reserve did land, the access log settles it like any other.
                 allow.reason = "store_unavailable_allowed"
-                allow.metadata.update(reservation_id=request.reservation_id, unreserved=True)
+                allow.metadata.update({AUTHZ_RESERVATION_ID: request.reservation_id})
+                allow.metadata["unreserved"] = True
                 return allow
             # The script may have run although its answer never came: undo it, or the sweeper
             # would charge a refused request its estimate.
@@ -309,9 +316,11 @@ class Admission:
         if result.outcome in ("reserved", "overdraft", "duplicate"):
             allow.upstream_headers[RESERVATION_HEADER] = req.reservation_id
             allow.metadata.update(
-                reservation_id=req.reservation_id,
-                wallet=result.wallet or "",
-                estimate_micros=str(req.amount),
+                {
+                    AUTHZ_RESERVATION_ID: req.reservation_id,
+                    "wallet": result.wallet or "",
+                    AUTHZ_ESTIMATE_MICROS: str(req.amount),
+                }
             )
             if result.outcome == "overdraft" and req.policy == "warn":
                 allow.decision = "warn"

@@ -14,7 +14,8 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
-from keeptrusts_authz.gateway.admission import REASON_HEADER, Admission, Decision
+from keeptrusts_authz.envoy_contract import REASON_HEADER
+from keeptrusts_authz.gateway.admission import Admission, Decision
 from keeptrusts_authz.metrics import registry as m
 
 log = logging.getLogger(__name__)

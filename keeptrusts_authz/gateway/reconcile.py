@@ -13,11 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from keeptrusts_authz import envoy_contract as ec
 from keeptrusts_authz.pricing import PriceTable, UnknownModel
 from keeptrusts_authz.wallets.models import SettleRequest
-
-AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz"
-USAGE_NAMESPACE = "keeptrusts.usage"
 
 
 @dataclass(frozen=True)
@@ -42,39 +40,39 @@ def settlement_for(
 ) -> SettleRequest | Release | None:
     """`response_code` is 0 when the client got no response (it went away first);
     `upstream_reached` says whether the whole request was sent to the provider."""
-    reservation_id = authz.get("reservation_id")
+    reservation_id = authz.get(ec.AUTHZ_RESERVATION_ID)
     if not reservation_id or not isinstance(reservation_id, str):
         return None  # denied before reserving (401/402/400...) or tracked without a reservation
-    estimate = _int(authz.get("estimate_micros"))
-    found = bool(usage.get("usage_found"))
-    complete = bool(usage.get("complete", found))
+    estimate = _int(authz.get(ec.AUTHZ_ESTIMATE_MICROS))
+    found = bool(usage.get(ec.USAGE_FOUND))
+    complete = bool(usage.get(ec.USAGE_COMPLETE, found))
     if not found and response_code >= 400:
         return Release(reservation_id, f"provider_status_{response_code}")
     if not found and response_code == 0 and not upstream_reached:
         return Release(reservation_id, "provider_not_reached")
     # The usage counters' model label: the price-table name the admission priced the request as
     # (bounded); "" lets the settle script use the reservation's model, the same name.
-    label = str(authz.get("priced_model") or "")
+    label = str(authz.get(ec.AUTHZ_PRICED_MODEL) or "")
     if not found or not complete:
         return SettleRequest(
             reservation_id,
             estimate,
             estimated=True,
-            model=str(authz.get("model", "")),
+            model=str(authz.get(ec.AUTHZ_MODEL, "")),
             label_model=label,
         )
 
-    input_tokens = _int(usage.get("input_tokens"))
-    output_tokens = _int(usage.get("output_tokens"))
-    cached = _int(usage.get("cached_tokens"))
+    input_tokens = _int(usage.get(ec.USAGE_INPUT_TOKENS))
+    output_tokens = _int(usage.get(ec.USAGE_OUTPUT_TOKENS))
+    cached = _int(usage.get(ec.USAGE_CACHED_TOKENS))
     writes = 0
-    if usage.get("api") == "anthropic":
+    if usage.get(ec.USAGE_API) == "anthropic":
         # Anthropic reports cache reads and writes beside input_tokens; the price table takes the
         # total prompt, with the writes priced at the model's cache-write price.
-        writes = _int(usage.get("cache_creation_tokens"))
+        writes = _int(usage.get(ec.USAGE_CACHE_CREATION_TOKENS))
         input_tokens += cached + writes
-    reported = str(usage.get("model") or "")
-    requested = str(authz.get("priced_model") or authz.get("model") or "")
+    reported = str(usage.get(ec.USAGE_MODEL) or "")
+    requested = str(authz.get(ec.AUTHZ_PRICED_MODEL) or authz.get(ec.AUTHZ_MODEL) or "")
     cost = None
     for model in (reported, requested):
         if not model:

@@ -26,6 +26,8 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2, status_pb2
 
+from keeptrusts_authz.envoy_contract import PROVIDER_HEADER, RESERVATION_HEADER, TEAM_HEADER
+
 PROVIDER_KEYS = {"openai": "Bearer sk-openai-provider", "anthropic": "sk-ant-provider"}
 
 
@@ -61,9 +63,9 @@ class StubAuthz(external_auth_pb2_grpc.AuthorizationServicer):
         provider = "anthropic" if path.endswith("/messages") else "openai"
         ok = external_auth_pb2.OkHttpResponse()
         if not headers.get("x-stub-no-provider"):
-            ok.headers.append(_header("x-keeptrusts-provider", provider))
-        ok.headers.append(_header("x-keeptrusts-reservation", reservation))
-        ok.headers.append(_header("x-keeptrusts-team", "team_test"))
+            ok.headers.append(_header(PROVIDER_HEADER, provider))
+        ok.headers.append(_header(RESERVATION_HEADER, reservation))
+        ok.headers.append(_header(TEAM_HEADER, "team_test"))
         if provider == "openai":
             ok.headers.append(_header("authorization", PROVIDER_KEYS["openai"]))
             ok.headers_to_remove.append("x-api-key")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +264,24 @@ def test_cli_render_envoy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     bad.write_text("gateway: {listen_port: 0}\n")
     assert cli_main(["render-envoy", "--config", str(bad)]) == 2
     assert "gateway.listen_port" in capsys.readouterr().err
+
+
+def test_lua_template_placeholders_come_from_the_envoy_contract() -> None:
+    from keeptrusts_authz import envoy_contract as ec
+    from keeptrusts_authz.envoy_config import render
+
+    template = render._lua_source()
+    names = set(re.findall(r"@@([A-Z_]+)@@", template)) - {"REQUEST_BEGIN", "REQUEST_END"}
+    assert names == set(ec.LUA_TEMPLATE_VALUES)  # every key used, none missing
+    lua = usage_filter_lua(True)
+    assert "@@" not in lua
+    assert f'local NS = "{ec.USAGE_NAMESPACE}"' in lua
+    for key in (ec.USAGE_FOUND, ec.USAGE_INPUT_TOKENS, ec.USAGE_CACHE_CREATION_TOKENS):
+        assert f'md:set(NS, "{key}",' in lua
+
+
+def test_an_unknown_lua_placeholder_is_refused() -> None:
+    from keeptrusts_authz.envoy_config import render
+
+    with pytest.raises(KeyError, match="@@NOT_IN_CONTRACT@@"):
+        render._PLACEHOLDER.sub(render._fill_placeholder, "x = '@@NOT_IN_CONTRACT@@'")

@@ -19,15 +19,13 @@ import pytest
 
 from keeptrusts_authz.config.loader import parse_config
 from keeptrusts_authz.envoy_config.render import render_envoy_yaml
+from keeptrusts_authz.envoy_contract import AUTHZ_NAMESPACE, USAGE_NAMESPACE
 from tests.envoy.stub_authz import StubServer, filter_metadata
 from tests.envoy_harness import EnvoyProcess, loopback_gateway
 from tests.fake_provider import FakeProvider
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.envoy
-
-USAGE_NS = "keeptrusts.usage"
-AUTHZ_NS = "envoy.filters.http.ext_authz"
 
 
 def _config(provider_url: str, **gateway: Any) -> Any:
@@ -113,7 +111,7 @@ def entry_for(stack: Stack, res: Result) -> Any:
 
 
 def usage_of(entry: Any) -> dict[str, Any]:
-    return filter_metadata(entry).get(USAGE_NS, {})
+    return filter_metadata(entry).get(USAGE_NAMESPACE, {})
 
 
 def provider_request(fake: FakeProvider, res: Result) -> Any:
@@ -170,7 +168,7 @@ def test_chat_json_usage_and_authz_metadata(stack: Stack) -> None:
         stream=False,
         api="openai",
     )
-    authz = filter_metadata(entry)[AUTHZ_NS]
+    authz = filter_metadata(entry)[AUTHZ_NAMESPACE]
     assert authz["reservation_id"] == "r_" + res.test_id
     assert authz["team"] == "team_test"
     assert authz["estimate_micros"] == 12345
@@ -438,7 +436,7 @@ def test_provider_500_has_no_usage(stack: Stack, path: str) -> None:
     u = usage_of(entry)
     assert u["usage_found"] is False
     assert u["input_tokens"] == 0 and u["output_tokens"] == 0
-    assert filter_metadata(entry)[AUTHZ_NS]["reservation_id"] == "r_" + res.test_id
+    assert filter_metadata(entry)[AUTHZ_NAMESPACE]["reservation_id"] == "r_" + res.test_id
 
 
 def test_provider_500_stream_request(stack: Stack) -> None:
@@ -530,8 +528,8 @@ def test_client_disconnect_mid_stream(stack: Stack) -> None:
     sock.close()
     entry = stack.stub.als.wait_for("r_" + test_id)
     fm = filter_metadata(entry)
-    assert fm[AUTHZ_NS]["reservation_id"] == "r_" + test_id
-    u = fm.get(USAGE_NS, {})
+    assert fm[AUTHZ_NAMESPACE]["reservation_id"] == "r_" + test_id
+    u = fm.get(USAGE_NAMESPACE, {})
     assert u.get("complete") is not True and u.get("usage_found") is not True
 
 

@@ -1,7 +1,7 @@
 -- keeptrusts usage filter (Envoy HTTP Lua filter, LuaJIT; no external libraries).
 --
 -- Response side: reads the token usage the provider reported and writes it to the dynamic
--- metadata namespace "keeptrusts.usage", which Envoy sends with the gRPC access-log entry
+-- metadata namespace "@@USAGE_NAMESPACE@@", which Envoy sends with the gRPC access-log entry
 -- (common_properties.metadata.filter_metadata). Bodies stream through unbuffered:
 --   * JSON bodies are copied chunk by chunk into Lua (bounded by MAX_JSON_BYTES) and decoded
 --     once at the end of the stream, so Envoy's buffer limit never turns a large response
@@ -14,10 +14,13 @@
 -- INCLUDES cached_tokens and cache_creation_tokens is 0; for Anthropic input_tokens EXCLUDES
 -- cache reads and writes (total prompt = input_tokens + cached_tokens + cache_creation_tokens).
 --
+-- The metadata namespace and keys are filled in by the renderer from keeptrusts_authz.envoy_contract
+-- (the service reads them from there too).
+--
 -- Envoy 1.40 fact: streamInfo():dynamicMetadata() must be fetched AFTER body()/bodyChunks(),
 -- otherwise every set fails with "object used outside of proper scope".
 
-local NS = "keeptrusts.usage"
+local NS = "@@USAGE_NAMESPACE@@"
 local MAX_JSON_BYTES = 16 * 1024 * 1024
 local MAX_LINE_BYTES = 4 * 1024 * 1024
 local MAX_DEPTH = 64
@@ -393,15 +396,15 @@ end
 
 local function publish(handle, st)
   local md = handle:streamInfo():dynamicMetadata()
-  md:set(NS, "usage_found", st.found)
-  md:set(NS, "stream", st.stream)
-  md:set(NS, "complete", st.complete)
-  md:set(NS, "api", st.api)
-  md:set(NS, "model", st.model or "")
-  md:set(NS, "input_tokens", st.input)
-  md:set(NS, "output_tokens", st.output)
-  md:set(NS, "cached_tokens", st.cached)
-  md:set(NS, "cache_creation_tokens", st.cache_creation)
+  md:set(NS, "@@USAGE_FOUND@@", st.found)
+  md:set(NS, "@@USAGE_STREAM@@", st.stream)
+  md:set(NS, "@@USAGE_COMPLETE@@", st.complete)
+  md:set(NS, "@@USAGE_API@@", st.api)
+  md:set(NS, "@@USAGE_MODEL@@", st.model or "")
+  md:set(NS, "@@USAGE_INPUT_TOKENS@@", st.input)
+  md:set(NS, "@@USAGE_OUTPUT_TOKENS@@", st.output)
+  md:set(NS, "@@USAGE_CACHED_TOKENS@@", st.cached)
+  md:set(NS, "@@USAGE_CACHE_CREATION_TOKENS@@", st.cache_creation)
 end
 
 function envoy_on_response(handle)

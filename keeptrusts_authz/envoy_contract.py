@@ -1,0 +1,78 @@
+"""The contract between the authz service and the Envoy gateway: the names both sides agree on.
+
+The renderer (`envoy_config`), the Lua usage filter template (`envoy_config/lua/usage_filter.lua`,
+whose `@@NAME@@` placeholders are filled from `LUA_TEMPLATE_VALUES`) and the service (admission,
+ext_authz and access-log servicers, reconciliation) all read these names from here, so a rename
+is one edit and the rendered config cannot drift from the code that reads it.
+
+- The Check (OK response) sets `PROVIDER_HEADER: <provider name>`; the routes select the provider
+  cluster by it (`clear_route_cache: true` re-matches after the Check).
+- The Check sets `RESERVATION_HEADER`, which the access log records as an additional request
+  header; its dynamic metadata (keys `AUTHZ_*`) reaches the access-log entry under
+  `AUTHZ_NAMESPACE`.
+- The Lua filter writes the usage the provider reported under `USAGE_NAMESPACE` (keys `USAGE_*`).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --------------------------------------------------------------------------- Envoy filters
+EXT_AUTHZ_FILTER: Final = "envoy.filters.http.ext_authz"
+LUA_FILTER: Final = "envoy.filters.http.lua"
+ROUTER_FILTER: Final = "envoy.filters.http.router"
+
+# --------------------------------------------------------------------------- clusters and logs
+AUTHZ_CLUSTER: Final = "keeptrusts_authz"
+PROVIDER_CLUSTER_PREFIX: Final = "provider_"
+ACCESS_LOG_NAME: Final = "keeptrusts"
+
+
+def provider_cluster_name(provider_name: str) -> str:
+    """The Envoy cluster that routes to one configured provider."""
+    return f"{PROVIDER_CLUSTER_PREFIX}{provider_name}"
+
+
+# --------------------------------------------------------------------------- headers
+PROVIDER_HEADER: Final = "x-keeptrusts-provider"
+RESERVATION_HEADER: Final = "x-keeptrusts-reservation"
+REASON_HEADER: Final = "x-keeptrusts-reason"
+WARNING_HEADER: Final = "x-keeptrusts-budget-warning"
+TEAM_HEADER: Final = "x-keeptrusts-team"
+TICKET_HEADER: Final = "x-keeptrusts-ticket"
+# The caller's own credential headers: removed before the request goes upstream.
+CALLER_KEY_HEADERS: Final = ("authorization", "x-api-key")
+
+# --------------------------------------------------------------------------- dynamic metadata
+# The Check's dynamic metadata; Envoy files it under the ext_authz filter's name.
+AUTHZ_NAMESPACE: Final = EXT_AUTHZ_FILTER
+AUTHZ_RESERVATION_ID: Final = "reservation_id"
+AUTHZ_ESTIMATE_MICROS: Final = "estimate_micros"
+AUTHZ_MODEL: Final = "model"
+AUTHZ_PRICED_MODEL: Final = "priced_model"
+
+# The Lua usage filter's dynamic metadata.
+USAGE_NAMESPACE: Final = "keeptrusts.usage"
+USAGE_FOUND: Final = "usage_found"
+USAGE_STREAM: Final = "stream"
+USAGE_COMPLETE: Final = "complete"
+USAGE_API: Final = "api"
+USAGE_MODEL: Final = "model"
+USAGE_INPUT_TOKENS: Final = "input_tokens"
+USAGE_OUTPUT_TOKENS: Final = "output_tokens"
+USAGE_CACHED_TOKENS: Final = "cached_tokens"
+USAGE_CACHE_CREATION_TOKENS: Final = "cache_creation_tokens"
+
+# `@@NAME@@` in the Lua usage filter template -> the value written into the rendered filter.
+LUA_TEMPLATE_VALUES: Final[dict[str, str]] = {
+    "USAGE_NAMESPACE": USAGE_NAMESPACE,
+    "USAGE_FOUND": USAGE_FOUND,
+    "USAGE_STREAM": USAGE_STREAM,
+    "USAGE_COMPLETE": USAGE_COMPLETE,
+    "USAGE_API": USAGE_API,
+    "USAGE_MODEL": USAGE_MODEL,
+    "USAGE_INPUT_TOKENS": USAGE_INPUT_TOKENS,
+    "USAGE_OUTPUT_TOKENS": USAGE_OUTPUT_TOKENS,
+    "USAGE_CACHED_TOKENS": USAGE_CACHED_TOKENS,
+    "USAGE_CACHE_CREATION_TOKENS": USAGE_CACHE_CREATION_TOKENS,
+}
