@@ -2,9 +2,8 @@
 
 Tokens live in the config only as sha256 digests (`admin.tokens[].sha256`) with a name and roles.
 The presented token (`authorization: Bearer <token>`) is hashed and compared with EVERY configured
-digest in constant time (hmac.compare_digest, no early exit), so timing reveals neither which
-digest matched nor how much of it. The token itself is never logged or stored; the ledger records
-the token's `name` as the actor.
+digest in constant time (`keeptrusts_authz.credentials`, shared with the gateway's API keys).
+The token itself is never logged or stored; the ledger records the token's `name` as the actor.
 
 Roles:
 - `billing`: money moves (credit, allocate, reclaim, transfer) and ticket approve/deny; it also
@@ -16,15 +15,13 @@ Roles:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from keeptrusts_authz.config.models import AdminToken
+from keeptrusts_authz.credentials import DigestMatcher, bearer_token
 from keeptrusts_authz.errors import KeeptrustsError
 
-_BEARER = "bearer "
 _MAX_TOKEN = 4096
 
 
@@ -82,21 +79,16 @@ class Principal:
 
 class AdminAuth:
     def __init__(self, tokens: Iterable[AdminToken]) -> None:
-        self._tokens = [(t.sha256.encode("ascii"), t.name, frozenset(t.roles)) for t in tokens]
+        self._matcher = DigestMatcher(
+            (t.sha256, Principal(t.name, frozenset(t.roles))) for t in tokens
+        )
 
     def authenticate(self, metadata: Mapping[str, str]) -> Principal:
         """Principal for the `authorization` metadata; Unauthenticated (401) otherwise."""
-        header = metadata.get("authorization", "")
-        if not header[: len(_BEARER)].lower() == _BEARER:
+        token = bearer_token(metadata.get("authorization"))
+        if token is None or len(token) > _MAX_TOKEN:
             raise Unauthenticated()
-        token = header[len(_BEARER) :].strip()
-        if not token or len(token) > _MAX_TOKEN:
-            raise Unauthenticated()
-        digest = hashlib.sha256(token.encode("utf-8")).hexdigest().encode("ascii")
-        found: Principal | None = None
-        for expected, name, roles in self._tokens:
-            if hmac.compare_digest(digest, expected) and found is None:
-                found = Principal(name, roles)
+        found = self._matcher.match(token)
         if found is None:
             raise Unauthenticated()
         return found
