@@ -1,4 +1,17 @@
-"""The one place that wires config -> store -> domain -> servicers, and runs the gRPC server."""
+"""The composition root: `build_app(cfg)` builds every component once, in order, and
+`App.close` closes them in reverse order. `start_server` serves them on one gRPC server and starts
+the background workers (settler, sweeper, alert sweep); `serve_forever` also starts the metrics
+endpoint and waits for SIGTERM/SIGINT.
+
+Only the `serve` CLI entry imports this module (an import-linter contract says so).
+
+Redis connections: `open_redis` is the one place that opens clients for the process.
+- `main` (asyncio): the wallet store, the ticket store and the observability store share it;
+  the ticket events' pub/sub subscription takes its own dedicated connection from this client's
+  pool (a subscribed connection cannot run other commands).
+- `scrape` (synchronous): the Prometheus scrape runs on the metrics HTTP thread, outside the
+  event loop, so it cannot use the asyncio client.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +20,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
@@ -17,57 +28,127 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import REGISTRY, CollectorRegistry
 
-from keeptrusts_authz.config.models import Config
+from keeptrusts_authz.alerts.engine import AlertEngine
+from keeptrusts_authz.alerts.webhook import WebhookDelivery
+from keeptrusts_authz.api.auth import AdminAuth
+from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2, wallet_pb2_grpc
+from keeptrusts_authz.api.servicer import WalletApiServicer
+from keeptrusts_authz.api.tickets import Holds
+from keeptrusts_authz.config.models import Config, RedisSettings
 from keeptrusts_authz.gateway.accesslog_servicer import AccessLogServicer
 from keeptrusts_authz.gateway.admission import Admission
 from keeptrusts_authz.gateway.api_keys import KeyRing
 from keeptrusts_authz.gateway.authz_servicer import AuthorizationServicer
 from keeptrusts_authz.gateway.settler import Settler, Sweeper
+from keeptrusts_authz.metrics.http import Observability, build_observability
 from keeptrusts_authz.pricing import PriceTable
-from keeptrusts_authz.store.connection import connect
+from keeptrusts_authz.store.connection import AsyncClient, connect, describe
+from keeptrusts_authz.store.observability import (
+    ObservabilityStore,
+    SyncClient,
+    WalletSnapshotReader,
+    connect_sync,
+)
 from keeptrusts_authz.store.redis_store import RedisWalletStore
+from keeptrusts_authz.store.tickets import TicketStore
 from keeptrusts_authz.wallets.service import WalletService
 
 log = logging.getLogger(__name__)
 
-# Services that register on the same gRPC server besides the gateway's (e.g. the wallet admin API).
-ExtraRegistrar = Callable[["App", grpc.aio.Server], list[str]]
+WALLET_SERVICE_NAME = wallet_pb2.DESCRIPTOR.services_by_name["WalletService"].full_name
+
+
+@dataclass
+class RedisClients:
+    """The process's Redis clients (see the module docstring for why there are two)."""
+
+    main: AsyncClient
+    scrape: SyncClient
+    endpoint: str  # host:port for error messages, never credentials
+
+    async def close(self) -> None:
+        # The stores close the client they were given too; closing again is a no-op.
+        await self.main.aclose()
+        self.scrape.close()
+
+
+def open_redis(settings: RedisSettings) -> RedisClients:
+    """Every Redis client of the process (no I/O until the first command)."""
+    return RedisClients(connect(settings), connect_sync(settings), describe(settings))
 
 
 @dataclass
 class App:
-    """Everything one service process holds; built by `build_app`, run by `run_server`."""
+    """Everything one service process holds, built by `build_app` in field order."""
 
     config: Config
+    redis: RedisClients
     store: RedisWalletStore
-    wallets: WalletService
+    tickets: TicketStore
+    observability_store: ObservabilityStore
+    snapshots: WalletSnapshotReader
     prices: PriceTable
-    admission: Admission
+    wallets: WalletService
+    holds: Holds
+    alerts: AlertEngine
     settler: Settler
     sweeper: Sweeper
-    extras: dict[str, Any] = field(default_factory=dict)
+    admission: Admission
+    wallet_api: WalletApiServicer
+    observability: Observability
 
     async def close(self) -> None:
+        """Reverse build order: the workers first, then the stores they write to."""
+        await self.observability.close()  # the metrics endpoint
         await self.admission.drain()
-        await self.settler.close()
         await self.sweeper.close()
-        # Extras that hold connections or tasks: the observability loop and the ticket store.
-        for name in ("observability", "tickets"):
-            extra = self.extras.get(name)
-            if extra is not None:
-                await extra.close()
+        await self.settler.close()
+        await self.alerts.close()
+        self.snapshots.close()
+        await self.observability_store.close()
+        await self.tickets.close()
         await self.store.close()
+        await self.redis.close()
 
 
-def build_app(cfg: Config) -> App:
-    store = RedisWalletStore(connect(cfg.redis), cfg.organization.id)
-    wallets = WalletService(store, cfg)
+def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
+    """Build the process; nothing runs (no task, no socket) until `start_server`."""
+    org = cfg.organization.id
+    redis = open_redis(cfg.redis)
+    store = RedisWalletStore(redis.main, org, endpoint=redis.endpoint)
+    tickets = TicketStore(redis.main, org)
+    observability_store = ObservabilityStore(redis.main, org, endpoint=redis.endpoint)
+    snapshots = WalletSnapshotReader(redis.scrape, org, endpoint=redis.endpoint)
     prices = PriceTable.from_config(cfg)
-    admission = Admission(cfg, KeyRing.from_config(cfg), prices, wallets)
-    settler = Settler(wallets)
+    wallets = WalletService(store, cfg)
+    holds = Holds(wallets, tickets, cfg.enforcement.hold_timeout_seconds)
+    webhook = WebhookDelivery(cfg.alerts.webhook_url) if cfg.alerts.webhook_url else None
+    alerts = AlertEngine(observability_store, cfg, webhook)
+    # Each settle batch tells the alert engine the wallets it charged (it only schedules).
+    settler = Settler(wallets, after_settle=alerts.after_settle)
     sweeper = Sweeper(wallets, cfg.enforcement.sweep_interval_seconds)
-    return App(cfg, store, wallets, prices, admission, settler, sweeper)
+    admission = Admission(cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds)
+    wallet_api = WalletApiServicer(wallets, cfg, AdminAuth(cfg.admin.tokens), tickets)
+    observability = build_observability(cfg, prices, snapshots, registry=registry)
+    return App(
+        cfg,
+        redis,
+        store,
+        tickets,
+        observability_store,
+        snapshots,
+        prices,
+        wallets,
+        holds,
+        alerts,
+        settler,
+        sweeper,
+        admission,
+        wallet_api,
+        observability,
+    )
 
 
 @dataclass
@@ -84,14 +165,6 @@ class RunningServer:
         await self.app.close()
 
 
-_registrars: list[ExtraRegistrar] = []
-
-
-def register_extra_service(registrar: ExtraRegistrar) -> None:
-    """Let another module (the wallet admin API) add its servicer to the same server."""
-    _registrars.append(registrar)
-
-
 async def start_server(
     app: App, *, host: str | None = None, port: int | None = None
 ) -> RunningServer:
@@ -103,15 +176,15 @@ async def start_server(
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(
         AccessLogServicer(app.prices, app.settler), server
     )
+    wallet_pb2_grpc.add_WalletServiceServicer_to_server(app.wallet_api, server)  # type: ignore[no-untyped-call]
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = [
         external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name,
         als_pb2.DESCRIPTOR.services_by_name["AccessLogService"].full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        WALLET_SERVICE_NAME,
     ]
-    for registrar in _registrars:
-        names.extend(registrar(app, server))
     reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
     bind_host = cfg.server.host if host is None else host
     bound = server.add_insecure_port(
@@ -120,6 +193,7 @@ async def start_server(
     await server.start()
     app.settler.start()
     app.sweeper.start()
+    app.alerts.start()
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("keeptrusts-authz serving gRPC on %s:%d", bind_host, bound)
@@ -129,12 +203,9 @@ async def start_server(
 async def serve_forever(
     cfg: Config, *, port: int | None = None, metrics_port: int | None = None
 ) -> None:
-    from keeptrusts_authz.metrics.http import start_metrics_server
-
     app = build_app(cfg)
     running = await start_server(app, port=port)
-    mport = cfg.server.metrics_port if metrics_port is None else metrics_port
-    start_metrics_server(app, mport)
+    app.observability.start(cfg.server.metrics_port if metrics_port is None else metrics_port)
     # Start-up objects (config, generated protobuf modules, scripts) live as long as the process:
     # keep them out of the collector's way so full collections do not stall the event loop.
     gc.collect()
@@ -149,7 +220,4 @@ async def serve_forever(
     await running.stop()
 
 
-# The wallet admin API (keeptrusts.wallet.v1.WalletService) joins the same gRPC server.
-from keeptrusts_authz.api.registration import register_wallet_api  # noqa: E402
-
-register_extra_service(register_wallet_api)
+__all__ = ["App", "RedisClients", "RunningServer", "build_app", "open_redis", "start_server"]

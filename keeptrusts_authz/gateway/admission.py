@@ -96,6 +96,7 @@ class Admission:
         prices: PriceTable,
         wallets: WalletService,
         environ: Mapping[str, str] | None = None,
+        holds: Holds | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self._cfg = cfg
@@ -106,8 +107,8 @@ class Admission:
             p.name: (env.get(p.credential_env) if p.credential_env else None) for p in cfg.providers
         }
         self._ttl_ms = cfg.enforcement.reservation_ttl_seconds * 1000
-        # Cost tickets for `hold` (set by keeptrusts_authz.api.registration); None: plain 402.
-        self.holds: Holds | None = None
+        # Cost tickets for `hold`; None: a `hold` policy answers a plain 402.
+        self._holds = holds
         # Answer before Envoy's ext_authz timeout, so the client gets our JSON 503, not Envoy's.
         self._reserve_deadline = cfg.gateway.check_timeout_seconds * 0.75
         self._compensations: set[asyncio.Task[None]] = set()
@@ -271,8 +272,8 @@ class Admission:
         except asyncio.CancelledError:  # Envoy gave up on this Check
             self._compensate(request.reservation_id)
             raise
-        if result.outcome == "hold" and self.holds is not None:
-            return await self._hold(self.holds, allow, request, team, ticket)
+        if result.outcome == "hold" and self._holds is not None:
+            return await self._hold(self._holds, allow, request, team, ticket)
         return self._after_reserve(allow, result, request, team)
 
     async def _hold(

@@ -41,19 +41,16 @@ class Settler:
         max_batch: int = 256,
         max_delay: float = 0.01,
         max_queue: int = 100_000,
+        after_settle: AfterSettle | None = None,
     ) -> None:
+        """`after_settle(wallet_ids)` is called after each written batch with the wallets it
+        charged."""
         self._wallets = wallets
         self._max_batch = max_batch
         self._max_delay = max_delay
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=max_queue)
         self._task: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._after_settle: AfterSettle | None = None
-
-    def set_after_settle(self, hook: AfterSettle | None) -> None:
-        """Call `hook(wallet_ids)` after each written batch with the wallets it charged."""
-        self._after_settle = hook
+        self._after_settle = after_settle
 
     def start(self) -> None:
         if self._task is None:
@@ -66,7 +63,6 @@ class Settler:
             # The sweeper settles it at its estimate after the reservation TTL: nothing leaks.
             m.SETTLEMENTS.labels("dropped_queue_full").inc()
             return
-        self._idle.clear()
         m.SETTLE_QUEUE.set(self._queue.qsize())
 
     async def _next_batch(self) -> list[_Pending]:
@@ -123,8 +119,6 @@ class Settler:
                 for _ in batch:
                     self._queue.task_done()
                 m.SETTLE_QUEUE.set(self._queue.qsize())
-                if self._queue.empty():
-                    self._idle.set()
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is written; False on timeout."""

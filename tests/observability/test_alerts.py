@@ -150,9 +150,8 @@ def test_status_and_thresholds_through_the_settle_hook(redis_url: str, hook: Hoo
     async def go() -> list[tuple[str, dict[str, str]]]:
         async with services(cfg) as (svc, obs):
             engines = [AlertEngine(obs, cfg, webhook, min_interval=0.05) for _ in range(2)]
-            settlers = [Settler(svc, max_delay=0.001) for _ in range(2)]
-            for settler, engine in zip(settlers, engines, strict=True):
-                settler.set_after_settle(engine.after_settle)
+            settlers = [Settler(svc, max_delay=0.001, after_settle=e.after_settle) for e in engines]
+            for settler in settlers:
                 settler.start()
             await svc.credit(1_000 * USD, "USD", "seed", "test")
             await svc.allocate("team:team_support", 10 * USD, "USD", "seed", "test")
@@ -234,8 +233,7 @@ def test_failing_or_slow_hook_never_fails_settlement(redis_url: str) -> None:
 
     async def go() -> int:
         async with services(cfg) as (svc, _obs):
-            settler = Settler(svc, max_delay=0.001)
-            settler.set_after_settle(broken)
+            settler = Settler(svc, max_delay=0.001, after_settle=broken)
             settler.start()
             await svc.credit(100 * USD, "USD", "seed", "test")
             await svc.allocate("team:team_support", 10 * USD, "USD", "seed", "test")

@@ -9,7 +9,6 @@ import socket
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,10 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from keeptrusts_authz.config.models import RedisSettings
 from keeptrusts_authz.metrics import registry as process_metrics
-from keeptrusts_authz.metrics.http import build_observability, start_metrics_server
+from keeptrusts_authz.metrics.http import build_observability
 from keeptrusts_authz.metrics.usage import UsageLabels, usage_totals
 from keeptrusts_authz.metrics.wallets import WalletCollector
 from keeptrusts_authz.pricing import PriceTable
+from keeptrusts_authz.server import build_app
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.store.observability import WalletSnapshotReader, burn_window_start
 from keeptrusts_authz.wallets.models import LedgerEntry, ReserveRequest, SettleRequest
@@ -374,8 +374,8 @@ def test_real_metrics_endpoint(redis_url: str) -> None:
         port = s.getsockname()[1]
 
     async def go() -> str:
-        app = SimpleNamespace(config=cfg, prices=PriceTable.from_config(cfg), extras={})
-        obs = start_metrics_server(app, port, host="127.0.0.1")  # type: ignore[arg-type]
+        app = build_app(cfg)
+        app.observability.start(port, host="127.0.0.1")
         try:
             return await asyncio.to_thread(
                 lambda: (
@@ -385,7 +385,7 @@ def test_real_metrics_endpoint(redis_url: str) -> None:
                 )
             )
         finally:
-            await obs.close()
+            await app.close()
 
     text = run(go())
     found = samples(text)
@@ -405,7 +405,8 @@ def test_real_metrics_endpoint(redis_url: str) -> None:
 def test_build_observability_registers_on_given_registry(redis_url: str) -> None:
     cfg = make_config(redis_url)
     reg = CollectorRegistry()
-    obs = build_observability(cfg, None, registry=reg)
+    reader = WalletSnapshotReader.from_settings(cfg.redis, cfg.organization.id)
+    obs = build_observability(cfg, None, reader, registry=reg)
     try:
         names = {f.name for f in reg.collect()}
         assert {
@@ -416,3 +417,5 @@ def test_build_observability_registers_on_given_registry(redis_url: str) -> None
         } <= names
     finally:
         run(obs.close())
+        reader.close()
+    assert not {f.name for f in reg.collect()}  # close unregisters the collector
