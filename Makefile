@@ -35,9 +35,10 @@ run: $(STAMP) ## Run everything locally: Redis, the authz service and Envoy (Ctr
 test: $(STAMP) lint typecheck ## Lint, type-check and run every test (real Redis + real Envoy)
 	$(PY) -m pytest -q
 
-lint: $(STAMP) ## ruff check + ruff format --check
+lint: $(STAMP) ## ruff check + ruff format --check + import layering (.importlinter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP) ## mypy --strict on the package
 	$(BIN)/mypy
