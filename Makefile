@@ -32,8 +32,17 @@ venv: $(STAMP) ## Create .venv and install the package with its dev extras
 run: $(STAMP) ## Run everything locally: Redis, the authz service and Envoy (Ctrl-C stops all)
 	$(PY) -m keeptrusts_authz.devrun --config $(KEEPTRUSTS_CONFIG)
 
-test: $(STAMP) lint typecheck ## Lint, type-check and run every test (real Redis + real Envoy)
+test: $(STAMP) lint typecheck ## Lint, type-check and run every tier (unit, integration, e2e)
 	$(PY) -m pytest -q
+
+unit: $(STAMP) ## Tests that need neither Redis nor Envoy (seconds)
+	$(PY) -m pytest -q -m unit
+
+integration: $(STAMP) ## Tests against a real redis-server (no Envoy)
+	$(PY) -m pytest -q -m integration
+
+e2e: $(STAMP) ## Tests through the real Envoy binary
+	$(PY) -m pytest -q -m e2e
 
 lint: $(STAMP) ## ruff check + ruff format --check + import layering (.importlinter)
 	$(BIN)/ruff check .

@@ -23,3 +23,37 @@ def redis_url(redis_server: RedisServer) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+# -- test tiers ----------------------------------------------------------------------------------
+# Every test gets exactly one of the markers `unit` (no Redis, no Envoy), `integration` (a real
+# redis-server, no Envoy) or `e2e` (the real Envoy binary), from what it uses: the `envoy` marker
+# or a module that drives Envoy (tests.envoy_harness, tests.e2e.stack) -> e2e; a Redis fixture
+# or a module that starts its own redis-server -> integration; anything else -> unit.
+# `make unit`, `make integration` and `make e2e` select on them (`-m unit` ...).
+
+_ENVOY_MODULES = ("tests.envoy_harness", "tests.e2e.stack")
+_REDIS_FIXTURES = {"redis_server", "redis_url"}
+
+
+def _module_uses(item: pytest.Item, names: tuple[str, ...]) -> bool:
+    module = getattr(item, "module", None)
+    if module is None:
+        return False
+    imported = {getattr(v, "__module__", None) for v in vars(module).values()}
+    imported |= {getattr(v, "__name__", None) for v in vars(module).values()}
+    return any(n in imported for n in names)
+
+
+def tier_of(item: pytest.Item) -> str:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if item.get_closest_marker("envoy") or _module_uses(item, _ENVOY_MODULES):
+        return "e2e"
+    if fixtures & _REDIS_FIXTURES or _module_uses(item, ("tests.redis_server",)):
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(getattr(pytest.mark, tier_of(item)))
