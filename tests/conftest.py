@@ -29,7 +29,8 @@ def redis_url(redis_server: RedisServer) -> str:
 # Every test gets exactly one of the markers `unit` (no Redis, no Envoy), `integration` (a real
 # redis-server, no Envoy) or `e2e` (the real Envoy binary), from what it uses: the `envoy` marker
 # or a module that drives Envoy (tests.envoy_harness, tests.e2e.stack) -> e2e; a Redis fixture
-# or a module that starts its own redis-server -> integration; anything else -> unit.
+# or a module that starts its own redis-server -> integration; anything else -> unit. A test may
+# name its tier explicitly (e.g. a seconds-long failover test without Redis: integration).
 # `make unit`, `make integration` and `make e2e` select on them (`-m unit` ...).
 
 _ENVOY_MODULES = ("tests.envoy_harness", "tests.e2e.stack")
@@ -46,6 +47,9 @@ def _module_uses(item: pytest.Item, names: tuple[str, ...]) -> bool:
 
 
 def tier_of(item: pytest.Item) -> str:
+    for tier in ("e2e", "integration", "unit"):  # an explicit tier marker wins
+        if item.get_closest_marker(tier):
+            return tier
     fixtures = set(getattr(item, "fixturenames", ()))
     if item.get_closest_marker("envoy") or _module_uses(item, _ENVOY_MODULES):
         return "e2e"
@@ -56,4 +60,6 @@ def tier_of(item: pytest.Item) -> str:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        item.add_marker(getattr(pytest.mark, tier_of(item)))
+        tier = tier_of(item)
+        if not item.get_closest_marker(tier):
+            item.add_marker(getattr(pytest.mark, tier))

@@ -1,0 +1,160 @@
+"""The admission refusal table through the real ext_authz servicer, in process: `build_app` and
+`start_server` on a loopback port, a grpc.aio channel, real Redis, no Envoy.
+
+(A body over `gateway.max_request_bytes` is refused with 413 by Envoy itself before any Check:
+that row is tested through Envoy in tests/e2e.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+import pytest
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from keeptrusts_authz.config import parse_config
+from keeptrusts_authz.config.models import Config
+from keeptrusts_authz.envoy_contract import REASON_HEADER, TICKET_HEADER
+from keeptrusts_authz.server import build_app, start_server
+from keeptrusts_authz.wallets.service import WalletService
+
+USD = 1_000_000
+CHAT = "/v1/chat/completions"
+
+
+def _config(redis_url: str, **overrides: Any) -> Config:
+    raw: dict[str, Any] = {
+        "organization": {"id": "acme"},
+        "consumer_groups": [
+            {"name": "eng", "api_key": "kt_eng", "wallet_team_id": "team_eng"},
+            {
+                "name": "mini",
+                "api_key": "kt_mini",
+                "wallet_team_id": "team_eng",
+                "allowed_models": ["gpt-4o-mini*"],
+            },
+            {
+                "name": "research",
+                "api_key": "kt_research",
+                "wallet_team_id": "team_research",
+                "on_insufficient": "hold",
+            },
+        ],
+        "providers": [{"name": "openai", "url": "http://127.0.0.1:1", "models": ["gpt-*"]}],
+        "redis": {"url": redis_url, "socket_timeout_seconds": 1},
+        "enforcement": {"hold_timeout_seconds": 0.3},
+    }
+    raw.update(overrides)
+    return parse_config(raw)
+
+
+def _chat(model: str = "gpt-4o", **extra: Any) -> bytes:
+    body = {"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    return json.dumps({**body, **extra}).encode()
+
+
+@asynccontextmanager
+async def _service(cfg: Config) -> AsyncIterator[tuple[Any, WalletService]]:
+    app = build_app(cfg, registry=CollectorRegistry())
+    running = await start_server(app, host="127.0.0.1", port=0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    try:
+        yield external_auth_pb2_grpc.AuthorizationStub(channel), app.wallets
+    finally:
+        await channel.close()
+        await running.stop(grace=0)
+
+
+async def _check(
+    stub: Any, headers: Mapping[str, str], body: bytes, path: str = CHAT
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    req = external_auth_pb2.CheckRequest()
+    http = req.attributes.request.http
+    http.path, http.method, http.raw_body = path, "POST", body
+    http.headers.update({"content-type": "application/json", **headers})
+    resp = await stub.Check(req, timeout=10)
+    if resp.HasField("ok_response"):
+        return 200, {h.header.key: h.header.value for h in resp.ok_response.headers}, {}
+    denied = resp.denied_response
+    hdrs = {h.header.key: h.header.value for h in denied.headers}
+    return denied.status.code, hdrs, json.loads(denied.body)
+
+
+ENG = {"authorization": "Bearer kt_eng"}
+
+# (case, headers, path, body, status, reason)
+TABLE = [
+    ("no_key", {}, CHAT, _chat(), 401, "invalid_api_key"),
+    ("wrong_key", {"authorization": "Bearer kt_nope"}, CHAT, _chat(), 401, "invalid_api_key"),
+    ("not_bearer", {"authorization": "Basic kt_eng"}, CHAT, _chat(), 401, "invalid_api_key"),
+    ("endpoint", ENG, "/v1/images/generations", _chat(), 404, "unsupported_endpoint"),
+    ("empty_body", ENG, CHAT, b"", 400, "invalid_request"),
+    ("bad_json", ENG, CHAT, b"{not json", 400, "invalid_json"),
+    ("no_model", ENG, CHAT, b'{"messages": []}', 400, "missing_model"),
+    ("unknown_model", ENG, CHAT, _chat("no-such-model"), 400, "unknown_model"),
+    ("not_allowed", {"authorization": "Bearer kt_mini"}, CHAT, _chat(), 403, "model_not_allowed"),
+    ("bad_user", {**ENG, "x-keeptrusts-user": "a b"}, CHAT, _chat(), 400, "invalid_user"),
+    ("no_provider", ENG, CHAT, _chat("claude-sonnet-4-5"), 400, "no_provider"),
+    ("block_402", ENG, CHAT, _chat(), 402, "insufficient_funds"),
+]
+
+
+def test_refusal_table_in_process(redis_url: str) -> None:
+    async def go() -> list[tuple[str, int, str, dict[str, Any]]]:
+        out = []
+        async with _service(_config(redis_url)) as (stub, _):
+            for case, headers, path, body, _status, _reason in TABLE:
+                status, hdrs, payload = await _check(stub, headers, body, path)
+                out.append((case, status, hdrs.get(REASON_HEADER, ""), payload))
+        return out
+
+    results = asyncio.run(go())
+    for (case, *_rest, status, reason), (_, got, got_reason, payload) in zip(
+        TABLE, results, strict=True
+    ):
+        assert (case, got, got_reason) == (case, status, reason), payload
+        assert payload["error"]["type"] and payload["error"]["message"], case
+
+
+def test_funded_request_is_allowed_and_hold_times_out_in_process(redis_url: str) -> None:
+    async def go() -> tuple[Any, Any]:
+        async with _service(_config(redis_url)) as (stub, wallets):
+            await wallets.credit(100 * USD, "USD", "seed", "test")
+            await wallets.allocate("team:team_eng", 10 * USD, "USD", "seed", "test")
+            allowed = await _check(stub, ENG, _chat())
+            held = await _check(stub, {"authorization": "Bearer kt_research"}, _chat())
+            return allowed, held
+
+    (status, headers, _), (hold_status, hold_headers, hold_body) = asyncio.run(go())
+    assert status == 200 and headers["x-keeptrusts-provider"] == "openai"
+    assert headers["x-keeptrusts-reservation"].startswith("r_")
+    assert hold_status == 402 and hold_headers[REASON_HEADER] == "hold_timeout"
+    assert hold_headers[TICKET_HEADER] == hold_body["error"]["ticket_id"]
+
+
+@pytest.mark.integration  # no Redis, but the refused reserve's compensation retries for seconds
+@pytest.mark.parametrize(("mode", "status"), [("deny", 503), ("allow", 200)])
+def test_store_down_in_process(mode: str, status: int) -> None:
+    """No Redis at all: the Check answers (fails closed with 503, or allows unreserved)."""
+    from tests.redis_server import free_port
+
+    cfg = _config(
+        f"redis://127.0.0.1:{free_port()}/0",
+        enforcement={"on_store_error": mode, "hold_timeout_seconds": 0.3},
+        gateway={"check_timeout_seconds": 2},
+    )
+
+    async def go() -> tuple[int, dict[str, str], dict[str, Any]]:
+        async with _service(cfg) as (stub, _):
+            return await _check(stub, ENG, _chat())
+
+    got, headers, body = asyncio.run(go())
+    assert got == status
+    if status == 503:
+        assert headers[REASON_HEADER] == "store_unavailable"
+        assert body["error"]["type"] == "store_unavailable"
