@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keeptrusts_authz import envoy_contract as ec
-from keeptrusts_authz.pricing import PriceTable, UnknownModel
+from keeptrusts_authz.pricing import PriceTable, UnknownModel, Usage
 from keeptrusts_authz.wallets.models import SettleRequest
 
 
@@ -65,24 +65,29 @@ def settlement_for(
     input_tokens = _int(usage.get(ec.USAGE_INPUT_TOKENS))
     output_tokens = _int(usage.get(ec.USAGE_OUTPUT_TOKENS))
     cached = _int(usage.get(ec.USAGE_CACHED_TOKENS))
-    writes = 0
-    if usage.get(ec.USAGE_API) == "anthropic":
-        # Anthropic reports cache reads and writes beside input_tokens; the price table takes the
-        # total prompt, with the writes priced at the model's cache-write price.
-        writes = _int(usage.get(ec.USAGE_CACHE_CREATION_TOKENS))
-        input_tokens += cached + writes
+    anthropic = usage.get(ec.USAGE_API) == "anthropic"
+    writes = _int(usage.get(ec.USAGE_CACHE_CREATION_TOKENS)) if anthropic else 0
+
+    def reported_usage() -> Usage:
+        # Built per attempt, as the price table would: a count it refuses fails that attempt.
+        if anthropic:
+            return Usage.from_anthropic(input_tokens, output_tokens, cached, writes)
+        return Usage.from_openai(input_tokens, output_tokens, cached)
+
     reported = str(usage.get(ec.USAGE_MODEL) or "")
     requested = str(authz.get(ec.AUTHZ_PRICED_MODEL) or authz.get(ec.AUTHZ_MODEL) or "")
     cost = None
+    priced = None
     for model in (reported, requested):
         if not model:
             continue
         try:
-            cost = prices.cost_micros(model, input_tokens, output_tokens, cached, writes)
+            priced = reported_usage()
+            cost = prices.cost_micros(model, priced)
             break
         except UnknownModel:
             continue
-    if cost is None:
+    if cost is None or priced is None:
         return SettleRequest(
             reservation_id, estimate, estimated=True, model=requested, label_model=label
         )
@@ -90,7 +95,7 @@ def settlement_for(
         reservation_id,
         cost,
         estimated=False,
-        input_tokens=input_tokens,
+        input_tokens=priced.input_tokens,  # the total prompt, cache reads and writes included
         output_tokens=output_tokens,
         cached_tokens=cached,
         model=reported or requested,

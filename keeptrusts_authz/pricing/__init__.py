@@ -2,14 +2,14 @@
 
 `PriceTable.from_config(cfg)` merges the shipped, dated `prices.yaml` with `pricing.models`;
 `resolve(model)` maps names, aliases and dated snapshots to an entry or raises `UnknownModel`;
-`cost_micros` / `reserve_micros` compute exact costs rounded up to 1 micro.
+`cost_micros` (real cost) and `worst_case_micros` (the reservation estimate's price) compute
+exact costs rounded up to 1 micro.
 """
 
 from keeptrusts_authz.pricing.cost import (
     Usage,
     cost_micros_for,
     output_bound_for,
-    reserve_micros_for,
 )
 from keeptrusts_authz.pricing.table import (
     DefaultPrices,
@@ -32,6 +32,5 @@ __all__ = [
     "cost_micros_for",
     "load_default_prices",
     "output_bound_for",
-    "reserve_micros_for",
     "validate_pricing",
 ]

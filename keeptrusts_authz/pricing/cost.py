@@ -98,11 +98,6 @@ class Rates:
         (i, di), (c, dc), (o, do), (w, dw) = ratios
         return cls(i * (den // di), c * (den // dc), o * (den // do), den, w * (den // dw))
 
-    @property
-    def prompt_max(self) -> int:
-        """The highest price a prompt token can have (for worst-case estimates)."""
-        return max(self.input, self.cache_write)
-
     def cost(self, usage: Usage) -> int:
         uncached = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
         numerator = (
@@ -133,10 +128,3 @@ def output_bound_for(price: ModelPrice, requested: int | None) -> int:
     if requested is None:
         return price.max_output_tokens
     return min(_check_count("output_bound", requested), price.max_output_tokens)
-
-
-def reserve_micros_for(price: ModelPrice, input_tokens: int, output_bound: int | None) -> int:
-    """Worst-case estimate: every input token at the full input price (no cache discount) plus
-    `output_bound` output tokens (None = the model's maximum; capped by it either way)."""
-    bound = output_bound_for(price, output_bound)
-    return Rates.of(price).cost(Usage(input_tokens, bound, 0))

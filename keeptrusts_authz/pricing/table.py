@@ -340,11 +340,3 @@ class PriceTable:
         _, rates = self._rates(model)
         writes = input_tokens if rates.cache_write > rates.input else 0
         return rates.cost(Usage(input_tokens, output_tokens, 0, writes))
-
-    def reserve_micros(
-        self, model: str | ResolvedModel, input_tokens: int, output_bound: int | None = None
-    ) -> int:
-        """Worst-case estimate in micros: all `input_tokens` at the full input price plus
-        `output_bound` output tokens, capped by (None = exactly) the model's `max_output_tokens`."""
-        resolved, rates = self._rates(model)
-        return rates.cost(Usage(input_tokens, resolved.output_bound(output_bound), 0))

@@ -20,8 +20,17 @@ from keeptrusts_authz.pricing import (
     Usage,
     cost_micros_for,
     load_default_prices,
-    reserve_micros_for,
+    output_bound_for,
 )
+
+
+def _reserve(
+    table: PriceTable, model: str | ResolvedModel, input_tokens: int, bound: int | None = None
+) -> int:
+    """The reservation rule admission uses: worst-case prompt price, output capped by the model."""
+    resolved = model if isinstance(model, ResolvedModel) else table.resolve(model)
+    return table.worst_case_micros(resolved, input_tokens, resolved.output_bound(bound))
+
 
 PRICE_FIELDS = ("input_per_1m", "output_per_1m", "cached_input_per_1m")
 
@@ -161,7 +170,7 @@ def test_unknown_model_is_blocked(table: PriceTable, model: str) -> None:
     with pytest.raises(UnknownModel):
         table.cost_micros(model, 1, 1)
     with pytest.raises(UnknownModel):
-        table.reserve_micros(model, 1, 1)
+        _reserve(table, model, 1, 1)
 
 
 def test_unknown_model_message_is_bounded() -> None:
@@ -313,23 +322,23 @@ def test_usage_from_provider_reports(table: PriceTable) -> None:
 
 def test_reserve_prices_input_in_full_and_caps_output(table: PriceTable) -> None:
     # gpt-4o: 1000 input at 2.50 + 100 output at 10.00.
-    assert table.reserve_micros("gpt-4o", 1000, 100) == 2500 + 1000
+    assert _reserve(table, "gpt-4o", 1000, 100) == 2500 + 1000
     # No bound -> the model's maximum (16384 output tokens for gpt-4o).
-    assert table.reserve_micros("gpt-4o", 1000, None) == 2500 + 16384 * 10
+    assert _reserve(table, "gpt-4o", 1000, None) == 2500 + 16384 * 10
     # A bound above the maximum is capped.
-    assert table.reserve_micros("gpt-4o", 1000, 10**9) == 2500 + 16384 * 10
-    assert table.reserve_micros("gpt-5-nano", 1, 0) == 1
+    assert _reserve(table, "gpt-4o", 1000, 10**9) == 2500 + 16384 * 10
+    assert _reserve(table, "gpt-5-nano", 1, 0) == 1
     resolved = table.resolve("gpt-4o-2024-08-06")
     assert resolved.output_bound(None) == 16384
     assert resolved.output_bound(50) == 50
-    assert table.reserve_micros(resolved, 1000, 100) == 3500
-    assert type(table.reserve_micros("claude-opus-4", 123_456, 7_890)) is int
+    assert _reserve(table, resolved, 1000, 100) == 3500
+    assert type(_reserve(table, "claude-opus-4", 123_456, 7_890)) is int
 
 
 def test_reserve_is_never_below_the_real_cost(table: PriceTable) -> None:
     for model in EXPECTED_MODELS:
         bound = 1000
-        reserve = table.reserve_micros(model, 5000, bound)
+        reserve = _reserve(table, model, 5000, bound)
         for cached in (0, 2500, 5000):
             assert table.cost_micros(model, 5000, bound, cached) <= reserve, model
 
@@ -337,7 +346,7 @@ def test_reserve_is_never_below_the_real_cost(table: PriceTable) -> None:
 def test_module_level_functions_match_the_table(table: PriceTable) -> None:
     price = table.models["o4-mini"]
     assert cost_micros_for(price, 1000, 2000, 100) == table.cost_micros("o4-mini", 1000, 2000, 100)
-    assert reserve_micros_for(price, 1000, None) == table.reserve_micros("o4-mini", 1000)
+    assert output_bound_for(price, None) == table.resolve("o4-mini").output_bound(None)
 
 
 def test_resolved_model_can_be_passed_back(table: PriceTable) -> None:
@@ -363,7 +372,7 @@ def test_config_override_replaces_a_shipped_model() -> None:
     assert t.cost_micros("gpt-4o", 1000, 1000) == 3000
     # No cached price in the override: cached tokens cost the (overridden) input price.
     assert t.cost_micros("gpt-4o", 1000, 0, 1000) == 1000
-    assert t.reserve_micros("gpt-4o", 0) == 2000  # max_output_tokens 1000 * 2.00
+    assert _reserve(t, "gpt-4o", 0) == 2000  # max_output_tokens 1000 * 2.00
     assert t.origin("gpt-4o") == "pricing.models.gpt-4o"
     assert t.resolve("gpt-4o-2024-08-06").name == "gpt-4o"  # snapshots follow the override
     assert len(t) == len(EXPECTED_MODELS)
