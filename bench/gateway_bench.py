@@ -32,9 +32,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.stack import Stack, stack_config
-from tests.envoy_harness import EnvoyProcess
-from tests.redis_server import RedisServer, free_port
+from testing.envoy_harness import EnvoyProcess
+from testing.redis_server import RedisServer, free_port
+from testing.stack import Stack, stack_config
 
 USD = 1_000_000
 BODY = json.dumps(

@@ -26,7 +26,7 @@ from keeptrusts_authz.config import parse_config
 from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.models import ReserveRequest, SettleRequest
 from keeptrusts_authz.wallets.service import WalletService
-from tests.redis_server import RedisServer
+from testing.redis_server import RedisServer
 
 USD = 1_000_000
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.redis_server import RedisServer
+from testing.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -28,12 +28,12 @@ def redis_url(redis_server: RedisServer) -> str:
 # -- test tiers ----------------------------------------------------------------------------------
 # Every test gets exactly one of the markers `unit` (no Redis, no Envoy), `integration` (a real
 # redis-server, no Envoy) or `e2e` (the real Envoy binary), from what it uses: the `envoy` marker
-# or a module that drives Envoy (tests.envoy_harness, tests.e2e.stack) -> e2e; a Redis fixture
+# or a module that drives Envoy (testing.envoy_harness, testing.stack) -> e2e; a Redis fixture
 # or a module that starts its own redis-server -> integration; anything else -> unit. A test may
 # name its tier explicitly (e.g. a seconds-long failover test without Redis: integration).
 # `make unit`, `make integration` and `make e2e` select on them (`-m unit` ...).
 
-_ENVOY_MODULES = ("tests.envoy_harness", "tests.e2e.stack")
+_ENVOY_MODULES = ("testing.envoy_harness", "testing.stack")
 _REDIS_FIXTURES = {"redis_server", "redis_url"}
 
 
@@ -53,7 +53,7 @@ def tier_of(item: pytest.Item) -> str:
     fixtures = set(getattr(item, "fixturenames", ()))
     if item.get_closest_marker("envoy") or _module_uses(item, _ENVOY_MODULES):
         return "e2e"
-    if fixtures & _REDIS_FIXTURES or _module_uses(item, ("tests.redis_server",)):
+    if fixtures & _REDIS_FIXTURES or _module_uses(item, ("testing.redis_server",)):
         return "integration"
     return "unit"
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.e2e.stack import GROUPS, Stack, stack_config
+from testing.redis_server import RedisServer
+from testing.stack import GROUPS, Stack, stack_config
 from tests.fake_provider import FakeProvider
-from tests.redis_server import RedisServer
 
 TOKENS = {
     "billing": "kt_admin_billing_7f3c",

@@ -14,7 +14,7 @@ from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2
 from keeptrusts_authz.config.loader import parse_config
 from keeptrusts_authz.envoy_config import admin_routes
 from keeptrusts_authz.envoy_config.render import render_envoy_yaml
-from tests.envoy_harness import envoy_validate, loopback_gateway
+from testing.envoy_harness import envoy_validate, loopback_gateway
 
 
 def _cfg(**enforcement: Any) -> Any:

@@ -20,10 +20,10 @@ import pytest
 import redis
 
 from keeptrusts_authz.pricing import PriceTable
-from tests.e2e.stack import Stack, stack_config
-from tests.envoy_harness import loopback_gateway
+from testing.envoy_harness import loopback_gateway
+from testing.redis_server import RedisServer, free_port
+from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
-from tests.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.envoy
 

@@ -12,9 +12,9 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from keeptrusts_authz.pricing import PriceTable
-from tests.e2e.stack import Stack, stack_config
+from testing.redis_server import RedisServer
+from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
-from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.envoy
 

@@ -14,7 +14,7 @@ import yaml
 from keeptrusts_authz.cli.main import main as cli_main
 from keeptrusts_authz.config.loader import load_config, parse_config
 from keeptrusts_authz.envoy_config.render import render_envoy_yaml, usage_filter_lua
-from tests.envoy_harness import envoy_validate
+from testing.envoy_harness import envoy_validate
 
 pytestmark = pytest.mark.envoy
 

@@ -20,10 +20,10 @@ import pytest
 from keeptrusts_authz.config.loader import parse_config
 from keeptrusts_authz.envoy_config.render import render_envoy_yaml
 from keeptrusts_authz.envoy_contract import AUTHZ_NAMESPACE, USAGE_NAMESPACE
+from testing.envoy_harness import EnvoyProcess, loopback_gateway
+from testing.redis_server import free_port
 from tests.envoy.stub_authz import StubServer, filter_metadata
-from tests.envoy_harness import EnvoyProcess, loopback_gateway
 from tests.fake_provider import FakeProvider
-from tests.redis_server import free_port
 
 pytestmark = pytest.mark.envoy
 

@@ -141,7 +141,7 @@ def test_funded_request_is_allowed_and_hold_times_out_in_process(redis_url: str)
 @pytest.mark.parametrize(("mode", "status"), [("deny", 503), ("allow", 200)])
 def test_store_down_in_process(mode: str, status: int) -> None:
     """No Redis at all: the Check answers (fails closed with 503, or allows unreserved)."""
-    from tests.redis_server import free_port
+    from testing.redis_server import free_port
 
     cfg = _config(
         f"redis://127.0.0.1:{free_port()}/0",

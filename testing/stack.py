@@ -24,8 +24,8 @@ from keeptrusts_authz.envoy_config.render import render_envoy_yaml
 from keeptrusts_authz.store.connection import connect
 from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.service import WalletService
-from tests.envoy_harness import EnvoyProcess, loopback_gateway
-from tests.redis_server import free_port, wait_port
+from testing.envoy_harness import EnvoyProcess, loopback_gateway
+from testing.redis_server import free_port, wait_port
 
 T = TypeVar("T")
 

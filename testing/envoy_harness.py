@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from tests.redis_server import free_port
+from testing.redis_server import free_port
 
 _base_ids = itertools.count(1)
 

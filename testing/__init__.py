@@ -1,0 +1,1 @@
+"""Harness shared by tests/ and bench/: a real redis-server, the real Envoy, a full local stack."""
