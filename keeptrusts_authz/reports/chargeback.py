@@ -45,7 +45,7 @@ TOTAL = "TOTAL"
 
 
 class LedgerSource(Protocol):
-    """What the report reads: H2's RedisWalletStore satisfies it."""
+    """What the report reads from the store (RedisWalletStore satisfies it)."""
 
     def iter_ledger(self, upto: str | None = None, batch: int = 5000) -> AsyncIterator[LedgerEntry]:
         """Oldest first."""
