@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from keeptrusts_authz.config.loader import ConfigError, load_config
+from keeptrusts_authz.config.loader import ConfigError, find_config_path, load_config
 from keeptrusts_authz.config.models import Config, ConsumerGroup
 from keeptrusts_authz.pricing import validate_pricing
 
@@ -246,12 +246,10 @@ def render_text(source: str, summary: dict[str, Any]) -> str:
 
 
 def run_check_config(args: argparse.Namespace) -> int:
-    path = args.file or args.config or os.environ.get("KEEPTRUSTS_CONFIG")
-    if not path:
-        print(
-            "check-config: no config file given (FILE, --config or KEEPTRUSTS_CONFIG)",
-            file=sys.stderr,
-        )
+    try:
+        path = str(find_config_path(args.file or args.config))
+    except ConfigError as exc:
+        print(f"check-config: {exc.errors[0]}", file=sys.stderr)
         return 2
     errors: list[str] = []
     warnings: list[str] = []

@@ -63,12 +63,33 @@ def parse_config(data: object, source: str = "<config>") -> Config:
         raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load from `path`, else $KEEPTRUSTS_CONFIG; $REDIS_URL overrides `redis.url`."""
+# Looked for, in this order, in the working directory when neither --config nor
+# $KEEPTRUSTS_CONFIG names a file: an operator's own config, then the example a checkout ships
+# (what README's commands use after `make run`).
+DEFAULT_CONFIG_PATHS = (Path("config/keeptrusts.yaml"), Path("config/keeptrusts.example.yaml"))
+
+
+def find_config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to load: `path`, else $KEEPTRUSTS_CONFIG, else the first default that exists.
+
+    The one place that decides where the config comes from (every command calls it).
+    """
     raw_path = path or os.environ.get("KEEPTRUSTS_CONFIG")
-    if not raw_path:
-        raise ConfigError("<config>", ["no config file given (--config or KEEPTRUSTS_CONFIG)"])
-    p = Path(raw_path)
+    if raw_path:
+        return Path(raw_path)
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    looked = " or ".join(str(c) for c in DEFAULT_CONFIG_PATHS)
+    raise ConfigError(
+        "<config>",
+        [f"no config file given (--config or KEEPTRUSTS_CONFIG) and no {looked} here"],
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the file `find_config_path` picks; $REDIS_URL overrides `redis.url`."""
+    p = find_config_path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:

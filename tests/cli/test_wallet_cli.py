@@ -256,9 +256,10 @@ def test_store_unreachable_exits_3_without_traceback(
 
 
 def test_missing_config_exits_2(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("KEEPTRUSTS_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # outside a checkout: no config/ to fall back on
     monkeypatch.delenv("KEEPTRUSTS_API_URL", raising=False)
     code, _, err = cli(capsys, "balance")
     assert code == 2 and "no config file given" in err
@@ -281,3 +282,23 @@ def test_empty_store_is_friendly(cli_env: str, capsys: pytest.CaptureFixture[str
     assert code == 0 and "empty" in out
     code, out, _ = cli(capsys, "audit")
     assert code == 0 and "audit ok: 0 ledger entries" in out
+
+
+def test_readme_audit_command_works_from_a_checkout_without_keeptrusts_config(
+    cli_env: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """README's `keeptrusts-authz audit` (no KEEPTRUSTS_CONFIG) finds the checkout's config."""
+    shipped = Path(__file__).resolve().parents[2] / "config" / "keeptrusts.example.yaml"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "keeptrusts.example.yaml").write_text(
+        shipped.read_text("utf-8"), "utf-8"
+    )
+    monkeypatch.delenv("KEEPTRUSTS_CONFIG", raising=False)
+    monkeypatch.delenv("KEEPTRUSTS_API_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "audit")
+    assert code == 0, err
+    assert "audit ok" in out

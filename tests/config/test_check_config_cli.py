@@ -148,7 +148,11 @@ def test_config_from_option_and_environment(
     assert run(capsys, str(FIXTURES / "bad" / "bad_policy.yaml"))[0] == 1
 
 
-def test_no_config_given_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_config_given_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("KEEPTRUSTS_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no config/ folder here
     code, _, err = run(capsys)
     assert code == 2
     assert "no config file given" in err
@@ -196,3 +200,37 @@ def test_key_source_never_returns_the_key() -> None:
     assert key_source(ConsumerGroup(name="a", api_key="kt_secret")) == "api_key"
     assert key_source(ConsumerGroup(name="a", api_key_env="K")) == "env:K"
     assert key_source(ConsumerGroup(name="a", api_key_sha256="a" * 64)) == "sha256"
+
+
+def test_config_found_the_way_readme_says(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No --config, no $KEEPTRUSTS_CONFIG: config/keeptrusts.yaml, then the shipped example."""
+    monkeypatch.delenv("KEEPTRUSTS_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    example = tmp_path / "config" / "keeptrusts.example.yaml"
+    example.write_text(SEED.read_text("utf-8"), "utf-8")
+    code, out, _ = run(capsys)
+    assert code == 0 and "config/keeptrusts.example.yaml: OK" in out
+    own = tmp_path / "config" / "keeptrusts.yaml"
+    own.write_text("consumer_groups: []\nbogus: 1\n", "utf-8")
+    code, out, err = run(capsys)
+    # The operator's own file wins over the example, and its errors name it.
+    assert code == 1 and "config/keeptrusts.yaml" in out + err and "bogus" in out + err
+
+
+def test_missing_config_message_names_every_place_looked(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("KEEPTRUSTS_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys)
+    assert code == 2
+    for needle in (
+        "--config",
+        "KEEPTRUSTS_CONFIG",
+        "config/keeptrusts.yaml",
+        "keeptrusts.example.yaml",
+    ):
+        assert needle in err
