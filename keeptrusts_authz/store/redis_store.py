@@ -57,11 +57,15 @@ _RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
 _SETTLE_OUTCOMES = ("settled", "released", "already_closed", "unknown")
 
 
-def load_script_text(name: str) -> str:
-    """The text of `lua/<name>.lua`, shipped as package data."""
+def _lua_file(name: str) -> str:
     return (
         resources.files("keeptrusts_authz.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
     )
+
+
+def load_script_text(name: str) -> str:
+    """The script `lua/<name>.lua` (package data) after the shared `lua/prelude.lua`."""
+    return _lua_file("prelude") + _lua_file(name)
 
 
 def _int(value: object, default: int = 0) -> int:
