@@ -11,9 +11,12 @@ proof of a rule: tests/store runs the scripts against a real Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from keeptrusts_authz.errors import StoreDataError
@@ -29,11 +32,13 @@ from keeptrusts_authz.wallets.models import (
     ReserveResult,
     SettleRequest,
     SettleResult,
+    TicketRecord,
 )
-from keeptrusts_authz.wallets.ports import StoreRefused
+from keeptrusts_authz.wallets.ports import StoreRefused, TicketConflict, TicketNotFound
 
 IDEM_TTL_MS = 86_400_000
 CLOSED_TTL_MS = 604_800_000
+TICKET_TTL_MS = 7 * 86_400_000
 
 
 def _now_ms() -> int:
@@ -59,16 +64,56 @@ class _State:
     last_id: tuple[int, int] = (0, 0)
 
 
+class MemoryEvents:
+    """The org's events channel in process: a publish wakes the waiters of that message at once
+    (as store.tickets.EventHub does for the Redis channel)."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        #: Every message published, oldest first.
+        self.messages: list[str] = []
+
+    async def ready(self, timeout: float = 2.0) -> bool:
+        return True
+
+    @contextlib.contextmanager
+    def watch(self, messages: Iterable[str]) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        keys = list(messages)
+        for key in keys:
+            self._waiters[key].add(event)
+        try:
+            yield event
+        finally:
+            for key in keys:
+                self._waiters[key].discard(event)
+
+    def publish(self, message: str) -> None:
+        self.messages.append(message)
+        for event in tuple(self._waiters.get(message, ())):
+            event.set()
+
+
 class MemoryWalletStore:
     """Wallets, reservations and the ledger of ONE organization, in memory."""
 
-    def __init__(self, org_id: str, *, clock: Callable[[], int] = _now_ms) -> None:
+    def __init__(
+        self,
+        org_id: str,
+        *,
+        clock: Callable[[], int] = _now_ms,
+        events: MemoryEvents | None = None,
+    ) -> None:
         self.org_id = org_id
         self._clock = clock
         self._lock = asyncio.Lock()
         self._s = _State()
-        #: Messages the scripts would PUBLISH on the org's events channel, oldest first.
-        self.published: list[str] = []
+        self.events = events or MemoryEvents()
+
+    @property
+    def published(self) -> list[str]:
+        """Messages the scripts would PUBLISH on the org's events channel, oldest first."""
+        return self.events.messages
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -153,7 +198,7 @@ class MemoryWalletStore:
                 description=description,
                 balance_after=str(org["balance"]),
             )
-            self.published.append("funds:org")
+            self.events.publish("funds:org")
             result = OpResult("credit", entry_id, {"org": org["balance"]}, False)
             return self._record(idempotency_key, fingerprint, now, result)
 
@@ -213,7 +258,7 @@ class MemoryWalletStore:
                 **{"from": source, "to": destination},
                 balance_after=str(self._s.wallets[member]["balance"]),
             )
-            self.published.append(f"funds:{destination}")
+            self.events.publish(f"funds:{destination}")
             balances = {source: src["balance"], destination: dst["balance"]}
             result = OpResult(op, entry_id, balances, False)
             return self._record(idempotency_key, fingerprint, now, result)
@@ -435,7 +480,7 @@ class MemoryWalletStore:
                 self._s.usage[key] = self._s.usage.get(key, 0) + n
         self._burn(now, wallet, cost)
         if reserved > cost:
-            self.published.append(f"funds:{wallet}")
+            self.events.publish(f"funds:{wallet}")
         return SettleResult("settled", wallet, reserved, cost)
 
     def _release(self, req: ReleaseLike, actor: str) -> SettleResult:
@@ -475,7 +520,7 @@ class MemoryWalletStore:
             balance_after=str(w["balance"]),
         )
         if reserved > 0:
-            self.published.append(f"funds:{wallet}")
+            self.events.publish(f"funds:{wallet}")
         return SettleResult("released", wallet, reserved, 0)
 
     async def settle(self, req: SettleRequest, *, actor: str = "gateway") -> SettleResult:
@@ -646,9 +691,96 @@ class MemoryWalletStore:
         return dict(self._s.burn.get(day, {}))
 
 
+class MemoryTicketStore:
+    """Cost tickets of ONE organization in memory (`TicketStore`), sharing `events` with the
+    wallet store so a move that funds a wallet wakes the held requests."""
+
+    def __init__(self, events: MemoryEvents, *, clock: Callable[[], int] = _now_ms) -> None:
+        self.events = events
+        self._clock = clock
+        self._tickets: dict[str, tuple[TicketRecord, int]] = {}
+
+    def _live(self, ticket_id: str) -> TicketRecord | None:
+        item = self._tickets.get(ticket_id)
+        if item is None:
+            return None
+        if item[1] <= self._clock():
+            del self._tickets[ticket_id]
+            return None
+        return item[0]
+
+    async def open(
+        self,
+        *,
+        team: str,
+        group: str,
+        model: str,
+        user: str,
+        amount: int,
+        candidates: Iterable[str],
+        overdraft: str,
+    ) -> TicketRecord:
+        now = self._clock()
+        record = TicketRecord(
+            id="tk_" + uuid.uuid4().hex[:24],
+            status="pending",
+            team=team,
+            group=group,
+            model=model,
+            user=user,
+            amount=amount,
+            created_ms=now,
+            waiting=True,
+            decided_by="",
+            decided_ms=0,
+            reason="",
+            funding="",
+            candidates=tuple(candidates),
+            overdraft=overdraft,
+        )
+        self._tickets[record.id] = (record, now + TICKET_TTL_MS)
+        return record
+
+    async def get(self, ticket_id: str) -> TicketRecord | None:
+        return self._live(ticket_id)
+
+    async def list(self, limit: int = 500) -> list[TicketRecord]:
+        live = [t for t in (self._live(tid) for tid in list(self._tickets)) if t is not None]
+        return sorted(live, key=lambda t: t.created_ms, reverse=True)[:limit]
+
+    async def transition(
+        self, ticket_id: str, allowed: Iterable[str], new: str, *, publish: bool, **fields: str
+    ) -> TicketRecord:
+        current = self._live(ticket_id)
+        if current is None:
+            raise TicketNotFound(ticket_id)
+        if current.status not in set(allowed):
+            raise TicketConflict(current.status)
+        typed: dict[str, object] = dict(fields)
+        if "decided_ms" in fields:
+            typed["decided_ms"] = int(fields["decided_ms"] or 0)
+        if "amount" in fields:
+            typed["amount"] = int(fields["amount"] or 0)
+        if "waiting" in fields:
+            typed["waiting"] = fields["waiting"] == "1"
+        updated = replace(current, status=new, **typed)  # type: ignore[arg-type]
+        self._tickets[ticket_id] = (updated, self._tickets[ticket_id][1])
+        if publish:
+            self.events.publish(f"ticket:{ticket_id}")
+        return updated
+
+    async def set_waiting(self, ticket_id: str, waiting: bool) -> None:
+        current = self._live(ticket_id)
+        if current is not None:
+            self._tickets[ticket_id] = (
+                replace(current, waiting=waiting),
+                self._clock() + TICKET_TTL_MS,
+            )
+
+
 def _stream_id(value: str) -> tuple[int, int]:
     ms, _, seq = value.partition("-")
     return int(ms), int(seq or 0)
 
 
-__all__ = ["MemoryWalletStore"]
+__all__ = ["MemoryEvents", "MemoryTicketStore", "MemoryWalletStore"]
