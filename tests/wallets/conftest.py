@@ -7,7 +7,7 @@ import pytest
 from tests.wallets.support import Backend
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.integration), "memory"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "redis":
         return Backend("redis", request.getfixturevalue("redis_url"))
