@@ -66,7 +66,9 @@ def tier_of(item: pytest.Item) -> str:
     fixtures = set(getattr(item, "fixturenames", ()))
     if item.get_closest_marker("envoy") or _module_uses(item, _ENVOY_MODULES):
         return "e2e"
-    if fixtures & _REDIS_FIXTURES or _module_uses(item, ("testing.redis_server", "testing.postgres_server")):
+    if fixtures & _REDIS_FIXTURES or _module_uses(
+        item, ("testing.redis_server", "testing.postgres_server")
+    ):
         return "integration"
     return "unit"
 

@@ -247,6 +247,27 @@ class Alerts(StrictModel):
     sweep_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
 
 
+class LedgerSettings(StrictModel):
+    """PostgreSQL as the ledger's system of record; without `postgres_url` the ledger lives in
+    Redis only (as before) and nothing is archived."""
+
+    postgres_url: str | None = None
+    # Entries kept in the Redis stream below the archived high-water mark (recent history served
+    # from Redis; the rest is in PostgreSQL only).
+    redis_tail_entries: int = Field(default=10_000, ge=0)
+    archive_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    archive_batch_entries: int = Field(default=5_000, ge=1, le=100_000)
+
+    @field_validator("postgres_url")
+    @classmethod
+    def _postgres_scheme(cls, v: str | None) -> str | None:
+        if v is not None:
+            scheme = urlparse(v).scheme
+            if scheme not in ("postgresql", "postgres"):
+                raise ValueError("must be a postgresql:// URL")
+        return v
+
+
 class Config(StrictModel):
     organization: Organization = Field(default_factory=Organization)
     consumer_groups: list[ConsumerGroup] = Field(default_factory=list)
@@ -259,6 +280,7 @@ class Config(StrictModel):
     server: Server = Field(default_factory=Server)
     gateway: Gateway = Field(default_factory=Gateway)
     alerts: Alerts = Field(default_factory=Alerts)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
 
     @model_validator(mode="after")
     def _unique_names_and_keys(self) -> Config:

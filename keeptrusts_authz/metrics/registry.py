@@ -42,3 +42,15 @@ ACCESS_LOG_ENTRIES = Counter(
     "Access-log entries received, by what was done with them.",
     ["action"],
 )
+LEDGER_ARCHIVE_LAG_ENTRIES = Gauge(
+    "keeptrusts_ledger_archive_lag_entries",
+    "Redis ledger entries not yet archived to PostgreSQL when the last archive pass started.",
+)
+LEDGER_ARCHIVE_LAG_SECONDS = Gauge(
+    "keeptrusts_ledger_archive_lag_seconds",
+    "Age of the oldest Redis ledger entry not yet archived when the last archive pass started.",
+)
+LEDGER_ARCHIVED_ENTRIES = Counter(
+    "keeptrusts_ledger_archived_entries",
+    "Ledger entries copied from Redis to PostgreSQL.",
+)
