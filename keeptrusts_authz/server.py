@@ -41,6 +41,8 @@ from keeptrusts_authz.gateway.admission import Admission
 from keeptrusts_authz.gateway.api_keys import KeyRing
 from keeptrusts_authz.gateway.authz_servicer import AuthorizationServicer
 from keeptrusts_authz.gateway.settler import Settler, Sweeper
+from keeptrusts_authz.ledger.archive_store import ArchiveStore
+from keeptrusts_authz.ledger.archiver import Archiver
 from keeptrusts_authz.metrics.http import Observability, build_observability
 from keeptrusts_authz.pricing import PriceTable
 from keeptrusts_authz.store.connection import AsyncClient, connect, describe
@@ -98,9 +100,13 @@ class App:
     admission: Admission
     wallet_api: WalletApiServicer
     observability: Observability
+    # None without `ledger.postgres_url`: the ledger then lives in Redis only.
+    archiver: Archiver | None = None
 
     async def close(self) -> None:
         """Reverse build order: the workers first, then the stores they write to."""
+        if self.archiver is not None:
+            await self.archiver.close()
         await self.observability.close()  # the metrics endpoint
         await self.admission.drain()
         await self.sweeper.close()
@@ -132,6 +138,15 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
     admission = Admission(cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds)
     wallet_api = WalletApiServicer(wallets, cfg, AdminAuth(cfg.admin.tokens), tickets)
     observability = build_observability(cfg, prices, snapshots, registry=registry)
+    archiver = None
+    if cfg.ledger.postgres_url is not None:
+        archiver = Archiver(
+            redis.main,
+            ArchiveStore(cfg.ledger.postgres_url),
+            org,
+            tail_entries=cfg.ledger.redis_tail_entries,
+            batch=cfg.ledger.archive_batch_entries,
+        )
     return App(
         cfg,
         redis,
@@ -148,6 +163,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         admission,
         wallet_api,
         observability,
+        archiver,
     )
 
 
@@ -194,6 +210,18 @@ async def start_server(
     app.settler.start()
     app.sweeper.start()
     app.alerts.start()
+    if app.archiver is not None:
+        app.archiver.start(cfg.ledger.archive_interval_seconds)
+        log.info(
+            "ledger: archiving to PostgreSQL every %.1fs, keeping %d entries in Redis",
+            cfg.ledger.archive_interval_seconds,
+            cfg.ledger.redis_tail_entries,
+        )
+    else:
+        log.info(
+            "ledger: Redis only (ledger.postgres_url not set): nothing is archived and the audit "
+            "cannot detect a lost Redis"
+        )
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("keeptrusts-authz serving gRPC on %s:%d", bind_host, bound)

@@ -10,6 +10,7 @@ replicas: a pass runs only while holding a PostgreSQL advisory lock keyed by the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -77,6 +78,7 @@ class Archiver:
         self._org = org
         self._tail = tail_entries
         self._batch = batch
+        self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> ArchivePass:
         conn = await self._archive.connect()
@@ -159,6 +161,18 @@ class Archiver:
             minid = kept[-1][0]
         trimmed = await self._redis.xtrim(self._keys.ledger, minid=minid, approximate=False)
         return int(trimmed)
+
+    def start(self, interval_seconds: float) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run_forever(interval_seconds))
+
+    async def close(self) -> None:
+        """Stop the loop (a pass cut short is safe: the next one resumes after what committed)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def run_forever(self, interval_seconds: float) -> None:
         """Archive every `interval_seconds` until cancelled; a failing pass is logged and
