@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from keeptrusts_authz.wallets.models import LedgerEntry
+from keeptrusts_authz.wallets.models import LedgerCheckpoint, LedgerEntry
 
 
 def split_id(stream_id: str) -> tuple[int, int]:
@@ -22,20 +21,7 @@ def join_id(ms: int, seq: int) -> str:
     return f"{ms}-{seq}"
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """Every wallet and open reservation of one org as replayed up to and including `upto`."""
-
-    org: str
-    upto: str
-    entries: int
-    wallets: dict[str, dict[str, int]]
-    open_reservations: dict[str, tuple[str, int]]
-
-
-def _int_field(fields: dict[str, str], name: str) -> int:
-    value = fields.get(name)
-    return int(value) if value else 0
+Snapshot = LedgerCheckpoint
 
 
 class ArchiveStore:
@@ -87,17 +73,20 @@ class ArchiveStore:
             return max(cur.rowcount, 0)
 
     async def iter_entries(
-        self, org: str, after: str | None = None, batch: int = 20_000
+        self, org: str, after: str | None = None, upto: str | None = None, batch: int = 20_000
     ) -> AsyncIterator[LedgerEntry]:
-        """Archived entries of `org` oldest first, strictly after `after` (None: from genesis)."""
+        """Archived entries of `org` oldest first, strictly after `after` (None: from genesis) and
+        up to and including `upto` (None: to the end)."""
         ms, seq = split_id(after) if after else (-1, -1)
+        top_ms, top_seq = split_id(upto) if upto else (2**62, 0)
         async with await self.connect() as conn:
             while True:
                 cur = await conn.execute(
                     "SELECT id_ms, id_seq, ts_ms, op, wallet, amount, fields FROM ledger_entries"
                     " WHERE org = %s AND (id_ms, id_seq) > (%s, %s)"
+                    " AND (id_ms, id_seq) <= (%s, %s)"
                     " ORDER BY id_ms, id_seq LIMIT %s",
-                    (org, ms, seq, batch),
+                    (org, ms, seq, top_ms, top_seq, batch),
                 )
                 rows = await cur.fetchall()
                 for r in rows:

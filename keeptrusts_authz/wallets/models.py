@@ -224,6 +224,18 @@ class TicketRecord:
 
 
 @dataclass(frozen=True)
+class LedgerCheckpoint:
+    """Every wallet and open reservation of one org as replayed up to and including `upto` (an
+    archived stream id), kept with the archived ledger so an audit replays only what follows."""
+
+    org: str
+    upto: str
+    entries: int
+    wallets: dict[str, dict[str, int]]
+    open_reservations: dict[str, tuple[str, int]]
+
+
+@dataclass(frozen=True)
 class AuditSnapshot:
     """Wallet records, the last ledger id and the deadline index, read as of one instant."""
 
@@ -249,6 +261,7 @@ __all__ = [
     "AuditReport",
     "AuditSnapshot",
     "ExpiredReservation",
+    "LedgerCheckpoint",
     "LedgerEntry",
     "OpResult",
     "Policy",
