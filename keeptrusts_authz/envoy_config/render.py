@@ -348,11 +348,12 @@ def check_timeout_seconds(cfg: Config) -> float:
 
 
 def _check_retry_policy() -> Node:
-    """A Check that could not reach a replica (refused, reset, UNAVAILABLE) is retried at once on
-    another one. A retried Check whose first attempt had already reserved leaves that reservation
-    unsettled: it expires and releases its funds, so the books stay exact."""
+    """A Check that never reached a replica's handler (connection refused, stream refused, a
+    draining server's UNAVAILABLE) is retried at once on another replica. A reset is not
+    retried: the first attempt may have reserved, and a reservation nobody settles expires at
+    its estimate (a charge for a request that was never sent)."""
     return {
-        "retry_on": "connect-failure,refused-stream,reset,unavailable",
+        "retry_on": "connect-failure,refused-stream,unavailable",
         "num_retries": 2,
         "retry_back_off": {"base_interval": "0.005s", "max_interval": "0.05s"},
         "retry_host_predicate": [
