@@ -170,6 +170,7 @@ def test_filters_order_and_ext_authz_settings() -> None:
     retry_on = set(service["retry_policy"]["retry_on"].split(","))
     assert retry_on >= {"connect-failure", "refused-stream"}
     assert "reset" not in retry_on  # the first attempt may have reserved
+    assert "retry_back_off" not in service["retry_policy"]  # timed Checks out under load
     assert service["retry_policy"]["retry_host_predicate"][0]["name"] == (
         "envoy.retry_host_predicates.previous_hosts"
     )
