@@ -141,6 +141,12 @@ def _wait_healthy(stack: Stack, ports: set[int], timeout: float = 15) -> None:
         time.sleep(0.1)
 
 
+def _authz_stats(stack: Stack) -> dict[str, int]:
+    """Envoy's non-zero counters about the authz cluster and the ext_authz filter (diagnosis)."""
+    stats = {**stack.envoy.stats("keeptrusts_authz"), **stack.envoy.stats("ext_authz")}
+    return {k: v for k, v in stats.items() if v and "bytes" not in k}
+
+
 def _assert_every_completed_request_settled(stack: Stack, ok: int, failed: int) -> None:
     cost = PriceTable.from_config(stack.cfg).cost_micros("gpt-4o-mini", *USAGE)
     deadline = time.monotonic() + 15
@@ -193,7 +199,11 @@ def test_one_of_two_replicas_killed_under_load(
         assert before and window and after, (len(before), len(window), len(after))
         assert set(before) == {200}
         failed_in_window = sum(1 for s in window if s != 200)
-        assert failed_in_window < 0.01 * len(window), (failed_in_window, len(window))
+        assert failed_in_window < 0.01 * len(window), (
+            failed_in_window,
+            len(window),
+            _authz_stats(stack),
+        )
         assert set(after) == {200}
         ok = sum(1 for _, s in load.results if s == 200)
         _assert_every_completed_request_settled(stack, ok, len(load.results) - ok)
@@ -237,7 +247,8 @@ def test_restart_on_the_same_port_refuses_no_check(
         time.sleep(1.5)
         load.stop()
         statuses = [s for _, s in load.results]
-        assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+        counts = {s: statuses.count(s) for s in set(statuses)}
+        assert statuses and set(statuses) == {200}, (counts, _authz_stats(stack))
         _assert_every_completed_request_settled(stack, len(statuses), 0)
     finally:
         load.stop()
