@@ -24,8 +24,14 @@ ROUTER_FILTER: Final = "envoy.filters.http.router"
 
 # --------------------------------------------------------------------------- clusters and logs
 AUTHZ_CLUSTER: Final = "keeptrusts_authz"
+# The same replicas, used only by the access loggers when each entry goes to two replicas: its
+# round robin then gives the two streams of each Envoy worker two different replicas.
+AUTHZ_ACCESS_LOG_CLUSTER: Final = "keeptrusts_authz_access_log"
+# The grpc.health.v1 service Envoy's health checks ask about (NOT_SERVING while a replica drains).
+AUTHZ_HEALTH_SERVICE: Final = "envoy.service.auth.v3.Authorization"
 PROVIDER_CLUSTER_PREFIX: Final = "provider_"
 ACCESS_LOG_NAME: Final = "keeptrusts"
+ACCESS_LOG_COPY_NAME: Final = "keeptrusts-copy"  # the second logger (a distinct stream)
 
 
 def provider_cluster_name(provider_name: str) -> str:

@@ -174,9 +174,13 @@ class RunningServer:
     health: HealthServicer
     port: int
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Graceful: stop accepting, let in-flight Checks finish, flush pending settles."""
+    async def stop(self, grace: float | None = None, *, drain: float = 0.0) -> None:
+        """Graceful: report NOT_SERVING and keep serving for `drain` seconds (the gateway moves
+        new Checks elsewhere), then stop accepting, let in-flight Checks and access-log streams
+        finish, flush pending settles."""
         await self.health.enter_graceful_shutdown()
+        if drain > 0:
+            await asyncio.sleep(drain)
         await self.server.stop(self.app.config.shutdown_grace_seconds() if grace is None else grace)
         await self.app.close()
 
@@ -185,7 +189,7 @@ async def start_server(
     app: App, *, host: str | None = None, port: int | None = None
 ) -> RunningServer:
     cfg = app.config
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", int(cfg.server.reuse_port))])
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
         AuthorizationServicer(app.admission), server
     )
@@ -244,8 +248,8 @@ async def serve_forever(
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down: draining in-flight requests and pending settlements")
-    await running.stop()
+    log.info("shutting down: NOT_SERVING, draining in-flight requests and pending settlements")
+    await running.stop(drain=cfg.server.drain_seconds)
 
 
 __all__ = ["App", "RedisClients", "RunningServer", "build_app", "open_redis", "start_server"]

@@ -218,6 +218,18 @@ class Server(StrictModel):
     grpc_port: int = Field(default=9191, ge=0, le=65535)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # On SIGTERM a replica first reports NOT_SERVING and keeps serving this long, so the gateway's
+    # health checks (two failures 0.5 s apart) take it out of rotation before it stops accepting.
+    drain_seconds: float = Field(default=1.5, ge=0, le=60)
+    # SO_REUSEPORT on the gRPC port: a replacement process binds while the old one drains.
+    reuse_port: bool = True
+
+
+class AuthzEndpoint(StrictModel):
+    """One authz replica, or a DNS name Envoy resolves to every replica (a headless Service)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=9191, ge=1, le=65535)
 
 
 class Gateway(StrictModel):
@@ -238,6 +250,40 @@ class Gateway(StrictModel):
     # Add `stream_options.include_usage: true` to OpenAI streaming requests that lack it, so the
     # provider reports the real usage; when false such streams settle at the estimate.
     inject_stream_usage: bool = True
+    # Several authz replicas (each host may also be a DNS name resolving to several). Without it
+    # the one endpoint authz_host:authz_port is used; giving both is an error.
+    authz_endpoints: list[AuthzEndpoint] = Field(default_factory=list)
+    # Stream every access-log entry to two replicas, so the loss of one loses no settlement
+    # (settling is idempotent by reservation id; the second copy is a no-op). Default: on when
+    # authz_endpoints lists more than one endpoint.
+    access_log_to_two_replicas: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_authz(self) -> Gateway:
+        if self.authz_endpoints and {"authz_host", "authz_port"} & self.model_fields_set:
+            raise ValueError(
+                "authz_endpoints: give either authz_endpoints or authz_host/authz_port, not both"
+            )
+        seen: dict[tuple[str, int], int] = {}
+        for i, e in enumerate(self.authz_endpoints):
+            if (e.host, e.port) in seen:
+                raise ValueError(
+                    f"authz_endpoints[{i}]: duplicate endpoint {e.host}:{e.port} "
+                    f"(also authz_endpoints[{seen[(e.host, e.port)]}])"
+                )
+            seen[(e.host, e.port)] = i
+        return self
+
+    def authz_addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every authz endpoint Envoy balances Checks and access logs over."""
+        if self.authz_endpoints:
+            return [(e.host, e.port) for e in self.authz_endpoints]
+        return [(self.authz_host, self.authz_port)]
+
+    def duplicates_access_log(self) -> bool:
+        if self.access_log_to_two_replicas is not None:
+            return self.access_log_to_two_replicas
+        return len(self.authz_endpoints) > 1
 
 
 class Alerts(StrictModel):

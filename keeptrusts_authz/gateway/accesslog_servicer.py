@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
-from google.protobuf import json_format
+from google.protobuf import struct_pb2
 
 from keeptrusts_authz.envoy_contract import AUTHZ_NAMESPACE, USAGE_NAMESPACE
 from keeptrusts_authz.gateway.reconcile import settlement_for
@@ -20,12 +20,28 @@ from keeptrusts_authz.pricing import PriceTable
 log = logging.getLogger(__name__)
 
 
+def _scalar(value: struct_pb2.Value) -> Any:
+    """One Struct value as Python, as json_format would give it, without its generic walk: the
+    Lua filter and the Check write flat namespaces of strings, numbers and booleans."""
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        return value.number_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return {k: _scalar(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_scalar(v) for v in value.list_value.values]
+    return None
+
+
 def _namespace(entry: accesslog_pb2.HTTPAccessLogEntry, name: str) -> dict[str, Any]:
     filter_metadata = entry.common_properties.metadata.filter_metadata
     if name not in filter_metadata:
         return {}
-    value: dict[str, Any] = json_format.MessageToDict(filter_metadata[name])
-    return value
+    return {key: _scalar(value) for key, value in filter_metadata[name].fields.items()}
 
 
 def _ended_at(entry: accesslog_pb2.HTTPAccessLogEntry) -> float | None:
