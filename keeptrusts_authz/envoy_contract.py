@@ -62,6 +62,10 @@ USAGE_INPUT_TOKENS: Final = "input_tokens"
 USAGE_OUTPUT_TOKENS: Final = "output_tokens"
 USAGE_CACHED_TOKENS: Final = "cached_tokens"
 USAGE_CACHE_CREATION_TOKENS: Final = "cache_creation_tokens"
+USAGE_STREAMED_OUTPUT_BYTES: Final = "streamed_output_bytes"
+USAGE_STREAMED_CHOICES: Final = "streamed_choices"
+# Written by the request side when it added stream_options.include_usage for the client.
+USAGE_INJECTED: Final = "usage_injected"
 
 # `@@NAME@@` in the Lua usage filter template -> the value written into the rendered filter.
 LUA_TEMPLATE_VALUES: Final[dict[str, str]] = {
@@ -75,4 +79,7 @@ LUA_TEMPLATE_VALUES: Final[dict[str, str]] = {
     "USAGE_OUTPUT_TOKENS": USAGE_OUTPUT_TOKENS,
     "USAGE_CACHED_TOKENS": USAGE_CACHED_TOKENS,
     "USAGE_CACHE_CREATION_TOKENS": USAGE_CACHE_CREATION_TOKENS,
+    "USAGE_STREAMED_OUTPUT_BYTES": USAGE_STREAMED_OUTPUT_BYTES,
+    "USAGE_STREAMED_CHOICES": USAGE_STREAMED_CHOICES,
+    "USAGE_INJECTED": USAGE_INJECTED,
 }

@@ -131,8 +131,16 @@ def expect_usage(
     model: str,
     stream: bool,
     api: str,
+    streamed: int | None = None,
 ) -> None:
-    u = usage_of(entry)
+    u = dict(usage_of(entry))
+    streamed_bytes = u.pop("streamed_output_bytes")
+    streamed_choices = u.pop("streamed_choices")
+    u.pop("usage_injected", None)  # asserted where the request side injects
+    if not stream:
+        assert (streamed_bytes, streamed_choices) == (0, 0)
+    if streamed is not None:
+        assert (streamed_bytes, streamed_choices) == (streamed, 1 if streamed else 0)
     assert u == {
         "usage_found": True,
         "complete": True,
@@ -192,6 +200,7 @@ def test_chat_sse_with_client_include_usage(stack: Stack) -> None:
     assert res.status == 200
     assert res.headers["content-type"].startswith("text/event-stream")
     assert b'"usage":{"prompt_tokens":77' in res.body and res.body.endswith(b"data: [DONE]\n\n")
+    assert b'"choices":[]' in res.body, "the client asked for the usage chunk: it keeps it"
     expect_usage(
         entry_for(stack, res),
         input=77,
@@ -224,8 +233,21 @@ def test_chat_sse_without_include_usage_gets_it_injected(
     )
     assert res.status == 200
     expect_usage(
-        entry_for(stack, res), input=300, output=40, model="gpt-4o", stream=True, api="openai"
+        entry_for(stack, res),
+        input=300,
+        output=40,
+        model="gpt-4o",
+        stream=True,
+        api="openai",
+        streamed=len("tok0 tok1 tok2 "),
     )
+    assert usage_of(entry_for(stack, res))["usage_injected"] is True
+    # The usage-only chunk the client did not ask for is read, then removed from its stream.
+    events = res.body.split(b"\n\n")
+    assert b'"choices":[]' not in res.body and b'"prompt_tokens"' not in res.body
+    assert events[-2:] == [b"data: [DONE]", b""]
+    assert all(e.startswith(b"data: ") for e in events[:-1]), events
+    assert len(events) == 7  # role, three deltas, stop, [DONE], and the end
     got = provider_request(stack.fake, res)
     assert got.body["stream_options"]["include_usage"] is True
     if extra.get("stream_options"):
@@ -379,6 +401,7 @@ def test_anthropic_sse_split_chunks(stack: Stack) -> None:
         model="claude-haiku-4-5",
         stream=True,
         api="anthropic",
+        streamed=len("c0c1c2c3"),
     )
     assert "stream_options" not in provider_request(stack.fake, res).body
 
@@ -531,6 +554,9 @@ def test_client_disconnect_mid_stream(stack: Stack) -> None:
     assert fm[AUTHZ_NAMESPACE]["reservation_id"] == "r_" + test_id
     u = fm.get(USAGE_NAMESPACE, {})
     assert u.get("complete") is not True and u.get("usage_found") is not True
+    # What did stream before the cut-off is counted ("tok0 " ... per event; 40 would follow).
+    assert 0 < u["streamed_output_bytes"] < 40 * len("tok0 ")
+    assert u["streamed_choices"] == 1
 
 
 # --------------------------------------------------------------------------- other configs
