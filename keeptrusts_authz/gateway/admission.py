@@ -282,7 +282,8 @@ class Admission:
         denial = _deny(
             402,
             "insufficient_funds",
-            "the wallets funding this consumer group cannot cover this request; a cost ticket "
+            f"insufficient funds for team {team or '(none)'}: this request needs up to "
+            f"{format_micros(req.amount)} {self._cfg.organization.currency}; a cost ticket "
             f"was {'denied' if outcome.reason == 'hold_denied' else 'not approved in time'}: "
             f"retry with the header {TICKET_HEADER}: {outcome.ticket_id} once it is approved",
             "hold",
@@ -320,10 +321,13 @@ class Admission:
             return allow
         available = max(result.seen.values(), default=0)
         reason = "insufficient_funds" if result.outcome == "blocked" else "hold_unavailable"
+        # SDKs show only error.message: it alone says who cannot pay how much.
         return _deny(
             402,
             "insufficient_funds",
-            "the wallets funding this consumer group cannot cover this request",
+            f"insufficient funds for team {team or '(none)'}: "
+            f"{format_micros(available)} {currency} available, this request needs up to "
+            f"{format_micros(req.amount)} {currency} (its worst-case cost)",
             "hold" if result.outcome == "hold" else "block",
             reason=reason,
             team=team or None,

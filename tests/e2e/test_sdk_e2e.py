@@ -223,3 +223,28 @@ def test_async_messages_stream(stack: Stack) -> None:
 
     assert asyncio.run(go()) == "c0c1c2"
     _charged_exactly(stack, "claude-sonnet-4")
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_402_message_names_team_amounts_and_currency(
+    redis_server: RedisServer, stack: Stack
+) -> None:
+    """SDKs show only `error.message`: it alone must say who cannot pay what."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    stack.fund("team_engineering", 1)  # one micro
+    with pytest.raises(openai.APIStatusError) as caught:
+        _openai(stack).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=256
+        )
+    assert caught.value.status_code == 402
+    text = str(caught.value)
+    body = caught.value.body
+    assert isinstance(body, dict)
+    requested = body["requested"] if "requested" in body else body["error"]["requested"]
+    assert "team_engineering" in text
+    assert "0.000001 USD available" in text
+    assert f"{requested} USD" in text
