@@ -50,6 +50,11 @@ AUTHZ_RESERVATION_ID: Final = "reservation_id"
 AUTHZ_ESTIMATE_MICROS: Final = "estimate_micros"
 AUTHZ_MODEL: Final = "model"
 AUTHZ_PRICED_MODEL: Final = "priced_model"
+# The reservation's input token bound, and whether what a stream shows bounds its output (false
+# when the model or the request bills reasoning it never streams): a cut-off stream's charge.
+AUTHZ_INPUT_BOUND_TOKENS: Final = "input_bound_tokens"
+AUTHZ_OUTPUT_BOUNDED: Final = "output_bounded"
+AUTHZ_EXTRA_OUTPUT_TOKENS: Final = "extra_output_tokens"
 
 # The Lua usage filter's dynamic metadata.
 USAGE_NAMESPACE: Final = "keeptrusts.usage"

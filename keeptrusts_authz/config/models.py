@@ -140,6 +140,9 @@ class ModelPrice(StrictModel):
     image_input_tokens: int | None = Field(default=None, gt=0)
     aliases: list[str] = Field(default_factory=list)
     provider: ProviderKind | None = None
+    # Bills reasoning tokens it never streams (o-series, gpt-5): a stream cut off before its
+    # usage cannot be bounded by what it showed and is charged its reservation.
+    hidden_reasoning: bool = False
 
 
 class Pricing(StrictModel):

@@ -19,7 +19,10 @@ from typing import Any, Literal
 from keeptrusts_authz.config.models import Config, ConsumerGroup, Provider
 from keeptrusts_authz.envoy_contract import (
     AUTHZ_ESTIMATE_MICROS,
+    AUTHZ_EXTRA_OUTPUT_TOKENS,
+    AUTHZ_INPUT_BOUND_TOKENS,
     AUTHZ_MODEL,
+    AUTHZ_OUTPUT_BOUNDED,
     AUTHZ_PRICED_MODEL,
     AUTHZ_RESERVATION_ID,
     CALLER_KEY_HEADERS,
@@ -31,7 +34,7 @@ from keeptrusts_authz.envoy_contract import (
 )
 from keeptrusts_authz.errors import StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
-from keeptrusts_authz.gateway.estimation import reservation_micros
+from keeptrusts_authz.gateway.estimation import reservation_micros, reservation_tokens
 from keeptrusts_authz.gateway.request_parsing import (
     ApiKind,
     ParsedRequest,
@@ -224,6 +227,10 @@ class Admission:
         if not self._cfg.cost_tracking.enabled:
             return allow
         estimate = reservation_micros(parsed, priced, self._prices, self._cfg.enforcement)
+        input_bound, _ = reservation_tokens(parsed, priced, self._cfg.enforcement)
+        meta[AUTHZ_INPUT_BOUND_TOKENS] = str(input_bound)
+        meta[AUTHZ_OUTPUT_BOUNDED] = not (parsed.reasoning or priced.price.hidden_reasoning)
+        meta[AUTHZ_EXTRA_OUTPUT_TOKENS] = str(parsed.extra_output_tokens)
         cascade = cascade_for(self._cfg, group, user)
         enforcing = self._cfg.cost_tracking.wallet_enforcement
         policy = self._cfg.policy_for(group) if enforcing else "showback"

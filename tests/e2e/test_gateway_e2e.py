@@ -165,7 +165,7 @@ def test_provider_error_releases_the_reservation(stack: Stack) -> None:
     assert "release" in ops
 
 
-def test_client_disconnect_mid_stream_settles_at_estimate(stack: Stack) -> None:
+def test_client_disconnect_mid_stream_settles_at_the_streamed_bound(stack: Stack) -> None:
     stack.fund("team_engineering", 5 * USD)
     conn = http.client.HTTPConnection("127.0.0.1", stack.cfg.gateway.listen_port, timeout=10)
     conn.request(
@@ -189,7 +189,8 @@ def test_client_disconnect_mid_stream_settles_at_estimate(stack: Stack) -> None:
     settles = [e for e in stack.wallets(lambda w: w.ledger(count=10)) if e.op == "settle"]
     assert len(settles) == 1
     assert settles[0].fields["estimated"] == "1"
-    assert wallet.spent_total == int(settles[0].fields["reserved"]) > 0
+    # Input bound + what streamed (tests/e2e/test_cutoff_e2e.py), never above the reservation.
+    assert 0 < wallet.spent_total < int(settles[0].fields["reserved"])
 
 
 def test_insufficient_funds_is_402_with_a_json_body(stack: Stack, provider: FakeProvider) -> None:
