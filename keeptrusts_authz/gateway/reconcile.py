@@ -157,19 +157,16 @@ def _cut_off(
                 _int(usage.get(ec.USAGE_CACHE_CREATION_TOKENS)),
             )
             cost = prices.cost_micros(model, priced)
-            input_tokens = priced.input_tokens
         else:
             cost = prices.worst_case_micros(model, input_bound, output)
-            input_tokens, cached = input_bound, 0
     except UnknownModel:
         return None
+    # No token counts: bounds are not usage (counters and reports hold what providers reported),
+    # and a later correction adds the real ones.
     return SettleRequest(
         reservation_id,
         min(cost, estimate),
         estimated=True,
-        input_tokens=input_tokens,
-        output_tokens=output,
-        cached_tokens=cached,
         model=str(authz.get(ec.AUTHZ_MODEL, "")),
         label_model=label,
     )

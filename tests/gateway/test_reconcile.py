@@ -99,7 +99,7 @@ def test_cut_off_stream_is_charged_input_bound_plus_streamed_output_bound() -> N
     assert item.estimated
     output = 60 + PER_CHOICE_UNSTREAMED_TOKENS
     assert item.cost == PRICES.worst_case_micros("gpt-4o", 80, output)
-    assert (item.input_tokens, item.output_tokens) == (80, output)
+    assert (item.input_tokens, item.output_tokens) == (0, 0)  # bounds are not usage
 
 
 def test_cut_off_charge_never_exceeds_the_reservation() -> None:
@@ -135,7 +135,8 @@ def test_cut_off_anthropic_stream_uses_the_reported_input() -> None:
 def test_partial_usage_above_the_streamed_bound_wins() -> None:
     usage = {**STREAMED, "usage_found": True, "api": "anthropic", "output_tokens": 500}
     authz = {**BOUNDED, "model": "claude-sonnet-4", "priced_model": "claude-sonnet-4"}
-    assert _settle(settlement_for(authz, usage, 200, PRICES)).output_tokens == 500
+    item = _settle(settlement_for(authz, usage, 200, PRICES))
+    assert item.cost == PRICES.cost_micros("claude-sonnet-4", 0, 500)
 
 
 @pytest.mark.parametrize("code", [504, 503, 0])
