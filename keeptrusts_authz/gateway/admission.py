@@ -36,6 +36,7 @@ from keeptrusts_authz.errors import StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
 from keeptrusts_authz.gateway.estimation import reservation_micros, reservation_tokens
 from keeptrusts_authz.gateway.request_parsing import (
+    ANTHROPIC_BETA_HEADER,
     ApiKind,
     ParsedRequest,
     RequestError,
@@ -160,7 +161,7 @@ class Admission:
                 "this gateway serves the OpenAI and Anthropic APIs only",
             )
         try:
-            parsed = parse_request(api, body)
+            parsed = parse_request(api, body, headers.get(ANTHROPIC_BETA_HEADER, ""))
         except RequestError as exc:
             return _deny(exc.status, exc.code, exc.message)
         try:

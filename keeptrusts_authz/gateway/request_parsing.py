@@ -73,6 +73,8 @@ class ParsedRequest:
     # Asks for reasoning the provider may bill without streaming it (Anthropic `thinking`,
     # summarised; OpenAI `reasoning` / `reasoning_effort`).
     reasoning: bool = False
+    # Anthropic betas the request names (`anthropic-beta`); some raise the model's output limit.
+    betas: tuple[str, ...] = ()
 
 
 def api_kind(path: str) -> ApiKind | None:
@@ -150,7 +152,11 @@ def _asks_for_reasoning(body: dict[str, Any]) -> bool:
     return body.get("reasoning") is not None or body.get("reasoning_effort") is not None
 
 
-def parse_request(api: ApiKind, raw: bytes) -> ParsedRequest:
+ANTHROPIC_BETA_HEADER = "anthropic-beta"
+
+
+def parse_request(api: ApiKind, raw: bytes, anthropic_beta: str = "") -> ParsedRequest:
+    """`anthropic_beta`: the request's `anthropic-beta` header (comma-separated names)."""
     if not raw:
         raise RequestError(400, "invalid_request", "request body is empty; expected JSON")
     try:
@@ -191,4 +197,7 @@ def parse_request(api: ApiKind, raw: bytes) -> ParsedRequest:
         and bool(body.get("previous_response_id") or body.get("conversation")),
         extra_output_tokens=_bytes(prediction),
         reasoning=_asks_for_reasoning(body),
+        betas=tuple(b.strip() for b in anthropic_beta.split(",") if b.strip())
+        if api == "anthropic_messages"
+        else (),
     )

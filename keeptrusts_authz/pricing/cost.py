@@ -123,8 +123,10 @@ def cost_micros_for(
     return Rates.of(price).cost(Usage(input_tokens, output_tokens, cached_tokens))
 
 
-def output_bound_for(price: ModelPrice, requested: int | None) -> int:
-    """The output tokens to reserve for: the request's limit capped by the model's maximum."""
+def output_bound_for(price: ModelPrice, requested: int | None, betas: tuple[str, ...] = ()) -> int:
+    """The output tokens to reserve for: the request's limit capped by the model's maximum (the
+    largest one the request's betas unlock)."""
+    cap = max([price.max_output_tokens, *(price.beta_max_output_tokens.get(b, 0) for b in betas)])
     if requested is None:
-        return price.max_output_tokens
-    return min(_check_count("output_bound", requested), price.max_output_tokens)
+        return cap
+    return min(_check_count("output_bound", requested), cap)

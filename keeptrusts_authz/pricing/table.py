@@ -67,9 +67,9 @@ class ResolvedModel:
         """True when the requested model is unknown and is priced as `pricing.default_model`."""
         return self.via == "default"
 
-    def output_bound(self, requested: int | None) -> int:
+    def output_bound(self, requested: int | None, betas: tuple[str, ...] = ()) -> int:
         """Output tokens to reserve for: the request's limit capped by the model's maximum."""
-        return output_bound_for(self.price, requested)
+        return output_bound_for(self.price, requested, betas)
 
 
 @dataclass(frozen=True, slots=True)
