@@ -67,6 +67,8 @@ USAGE_INPUT_TOKENS: Final = "input_tokens"
 USAGE_OUTPUT_TOKENS: Final = "output_tokens"
 USAGE_CACHED_TOKENS: Final = "cached_tokens"
 USAGE_CACHE_CREATION_TOKENS: Final = "cache_creation_tokens"
+# Of the cache writes, those with the one-hour TTL (Anthropic cache_creation breakdown).
+USAGE_CACHE_CREATION_HOUR_TOKENS: Final = "cache_creation_1h_tokens"
 USAGE_STREAMED_OUTPUT_BYTES: Final = "streamed_output_bytes"
 USAGE_STREAMED_CHOICES: Final = "streamed_choices"
 # Written by the request side when it added stream_options.include_usage for the client.
@@ -84,6 +86,7 @@ LUA_TEMPLATE_VALUES: Final[dict[str, str]] = {
     "USAGE_OUTPUT_TOKENS": USAGE_OUTPUT_TOKENS,
     "USAGE_CACHED_TOKENS": USAGE_CACHED_TOKENS,
     "USAGE_CACHE_CREATION_TOKENS": USAGE_CACHE_CREATION_TOKENS,
+    "USAGE_CACHE_CREATION_HOUR_TOKENS": USAGE_CACHE_CREATION_HOUR_TOKENS,
     "USAGE_STREAMED_OUTPUT_BYTES": USAGE_STREAMED_OUTPUT_BYTES,
     "USAGE_STREAMED_CHOICES": USAGE_STREAMED_CHOICES,
     "USAGE_INJECTED": USAGE_INJECTED,

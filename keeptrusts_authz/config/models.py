@@ -135,6 +135,8 @@ class ModelPrice(StrictModel):
     cached_input_per_1m: Decimal | None = Field(default=None, ge=0)
     # Prompt-cache writes (Anthropic charges them above the input price); None: input price.
     cache_write_per_1m: Decimal | None = Field(default=None, ge=0)
+    # One-hour prompt-cache writes (Anthropic `cache_control.ttl: "1h"`); None: cache_write_per_1m.
+    cache_write_1h_per_1m: Decimal | None = Field(default=None, ge=0)
     max_output_tokens: int = Field(gt=0)
     # A larger output maximum a provider beta unlocks (`anthropic-beta` header value -> tokens).
     beta_max_output_tokens: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)

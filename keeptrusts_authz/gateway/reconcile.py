@@ -86,11 +86,12 @@ def settlement_for(
     cached = _int(usage.get(ec.USAGE_CACHED_TOKENS))
     anthropic = usage.get(ec.USAGE_API) == "anthropic"
     writes = _int(usage.get(ec.USAGE_CACHE_CREATION_TOKENS)) if anthropic else 0
+    writes_1h = min(writes, _int(usage.get(ec.USAGE_CACHE_CREATION_HOUR_TOKENS)))
 
     def reported_usage() -> Usage:
         # Built per attempt, as the price table would: a count it refuses fails that attempt.
         if anthropic:
-            return Usage.from_anthropic(input_tokens, output_tokens, cached, writes)
+            return Usage.from_anthropic(input_tokens, output_tokens, cached, writes, writes_1h)
         return Usage.from_openai(input_tokens, output_tokens, cached)
 
     reported = str(usage.get(ec.USAGE_MODEL) or "")
@@ -149,12 +150,13 @@ def _cut_off(
     try:
         if usage.get(ec.USAGE_FOUND) and usage.get(ec.USAGE_API) == "anthropic":
             # message_start reported the prompt exactly.
-            cached = _int(usage.get(ec.USAGE_CACHED_TOKENS))
+            writes = _int(usage.get(ec.USAGE_CACHE_CREATION_TOKENS))
             priced = Usage.from_anthropic(
                 _int(usage.get(ec.USAGE_INPUT_TOKENS)),
                 output,
-                cached,
-                _int(usage.get(ec.USAGE_CACHE_CREATION_TOKENS)),
+                _int(usage.get(ec.USAGE_CACHED_TOKENS)),
+                writes,
+                min(writes, _int(usage.get(ec.USAGE_CACHE_CREATION_HOUR_TOKENS))),
             )
             cost = prices.cost_micros(model, priced)
         else:

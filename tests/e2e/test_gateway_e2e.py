@@ -19,7 +19,7 @@ import grpc
 import pytest
 import redis
 
-from keeptrusts_authz.pricing import PriceTable
+from keeptrusts_authz.pricing import PriceTable, Usage
 from testing.envoy_harness import loopback_gateway
 from testing.redis_server import RedisServer, free_port
 from testing.stack import Stack, stack_config
@@ -471,12 +471,16 @@ def test_anthropic_cache_writes_are_charged_at_the_write_price(stack: Stack, str
         "stream": stream,
         "messages": [{"role": "user", "content": "hi"}],
     }
-    # 3000 prompt tokens: 500 read from the cache, 2000 written to it, 500 plain; 40 output.
+    # 3000 prompt tokens: 500 read from the cache, 2000 written to it (600 of them with the 1h
+    # TTL, at 2x input), 500 plain; 40 output.
     status, _, raw = stack.post(
-        "/v1/messages", body, anthropic_style=True, headers={"x-fake-usage": "3000,40,500,2000"}
+        "/v1/messages",
+        body,
+        anthropic_style=True,
+        headers={"x-fake-usage": "3000,40,500,2000,600"},
     )
     assert status == 200, raw
     wallet = stack.wait_settled("team:team_engineering")
-    expected = prices(stack).cost_micros("claude-sonnet-4", 3000, 40, 500, 2000)
-    assert expected == 500 * 3 + 500 * 0.3 + 2000 * 3.75 + 40 * 15
+    expected = prices(stack).cost_micros("claude-sonnet-4", Usage(3000, 40, 500, 2000, 600))
+    assert expected == 500 * 3 + 500 * 0.3 + 1400 * 3.75 + 600 * 6 + 40 * 15
     assert wallet.spent_total == expected

@@ -128,6 +128,7 @@ def expect_usage(
     output: int,
     cached: int = 0,
     cache_creation: int = 0,
+    cache_creation_1h: int = 0,
     model: str,
     stream: bool,
     api: str,
@@ -151,6 +152,7 @@ def expect_usage(
         "output_tokens": output,
         "cached_tokens": cached,
         "cache_creation_tokens": cache_creation,
+        "cache_creation_1h_tokens": cache_creation_1h,
     }
 
 
@@ -361,16 +363,18 @@ def test_anthropic_json(stack: Stack) -> None:
         stack.port,
         "/v1/messages",
         {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": []},
-        {"x-fake-usage": "1000,200,600,100", "x-api-key": "kt_cg_caller_key"},
+        {"x-fake-usage": "1000,200,600,100,30", "x-api-key": "kt_cg_caller_key"},
     )
     assert res.status == 200
-    # As Anthropic reports it: input_tokens (300) excludes cache reads (600) and writes (100).
+    # As Anthropic reports it: input_tokens (300) excludes cache reads (600) and writes (100),
+    # 30 of which with the one-hour TTL (usage.cache_creation.ephemeral_1h_input_tokens).
     expect_usage(
         entry_for(stack, res),
         input=300,
         output=200,
         cached=600,
         cache_creation=100,
+        cache_creation_1h=30,
         model="claude-sonnet-4-5",
         stream=False,
         api="anthropic",

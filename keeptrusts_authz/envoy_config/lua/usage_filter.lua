@@ -9,7 +9,7 @@
 --   * SSE bodies are scanned line by line as chunks arrive; a partial last line is carried over
 --     to the next chunk (bounded by MAX_LINE_BYTES).
 -- Keys written: input_tokens, output_tokens, cached_tokens (cache reads), cache_creation_tokens
--- (cache writes), model, api (openai | openai_responses | anthropic | ""), usage_found, stream,
+-- (cache writes), cache_creation_1h_tokens (those of them with the one-hour TTL), model, api (openai | openai_responses | anthropic | ""), usage_found, stream,
 -- complete, streamed_output_bytes, streamed_choices. Token counts are as the provider reported them: for OpenAI (both APIs) input_tokens
 -- INCLUDES cached_tokens and cache_creation_tokens is 0; for Anthropic input_tokens EXCLUDES
 -- cache reads and writes (total prompt = input_tokens + cached_tokens + cache_creation_tokens).
@@ -295,7 +295,7 @@ end
 local function new_state(stream)
   return {
     stream = stream, found = false, complete = false, api = "", model = nil,
-    input = 0, output = 0, cached = 0, cache_creation = 0,
+    input = 0, output = 0, cached = 0, cache_creation = 0, cache_creation_1h = 0,
     streamed = 0, choices = {}, nchoices = 0,
   }
 end
@@ -385,6 +385,14 @@ local function apply_anthropic(st, u)
   v = num(u.cache_creation_input_tokens)
   if v ~= nil then
     st.cache_creation, seen = v, true
+  end
+  -- The writes by TTL: the 1h ones cost more than the 5-minute ones.
+  local cc = u.cache_creation
+  if type(cc) == "table" then
+    v = num(cc.ephemeral_1h_input_tokens)
+    if v ~= nil then
+      st.cache_creation_1h, seen = v, true
+    end
   end
   if seen then
     st.api = "anthropic"
@@ -493,6 +501,7 @@ local function publish(handle, st)
   md:set(NS, "@@USAGE_OUTPUT_TOKENS@@", st.output)
   md:set(NS, "@@USAGE_CACHED_TOKENS@@", st.cached)
   md:set(NS, "@@USAGE_CACHE_CREATION_TOKENS@@", st.cache_creation)
+  md:set(NS, "@@USAGE_CACHE_CREATION_HOUR_TOKENS@@", st.cache_creation_1h)
 end
 
 function envoy_on_response(handle)
