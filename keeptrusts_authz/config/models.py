@@ -135,11 +135,18 @@ class ModelPrice(StrictModel):
     cached_input_per_1m: Decimal | None = Field(default=None, ge=0)
     # Prompt-cache writes (Anthropic charges them above the input price); None: input price.
     cache_write_per_1m: Decimal | None = Field(default=None, ge=0)
+    # One-hour prompt-cache writes (Anthropic `cache_control.ttl: "1h"`); None: cache_write_per_1m.
+    cache_write_1h_per_1m: Decimal | None = Field(default=None, ge=0)
     max_output_tokens: int = Field(gt=0)
+    # A larger output maximum a provider beta unlocks (`anthropic-beta` header value -> tokens).
+    beta_max_output_tokens: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
     # Most input tokens one image can cost this model (None: enforcement.image_input_tokens).
     image_input_tokens: int | None = Field(default=None, gt=0)
     aliases: list[str] = Field(default_factory=list)
     provider: ProviderKind | None = None
+    # Bills reasoning tokens it never streams (o-series, gpt-5): a stream cut off before its
+    # usage cannot be bounded by what it showed and is charged its reservation.
+    hidden_reasoning: bool = False
 
 
 class Pricing(StrictModel):

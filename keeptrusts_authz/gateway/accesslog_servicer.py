@@ -44,6 +44,24 @@ def _namespace(entry: accesslog_pb2.HTTPAccessLogEntry, name: str) -> dict[str, 
     return {key: _scalar(value) for key, value in filter_metadata[name].fields.items()}
 
 
+# Response flags that say Envoy itself ended the exchange with the provider (UT, UR, UC, LR, SI,
+# UMSDR, UPE): a 5xx then is Envoy's, not a reply of the provider, which may go on billing.
+_ENVOY_FAILURE_FLAGS = (
+    "upstream_request_timeout",
+    "upstream_remote_reset",
+    "upstream_connection_termination",
+    "local_reset",
+    "stream_idle_timeout",
+    "upstream_max_stream_duration_reached",
+    "upstream_protocol_error",
+)
+
+
+def _envoy_failure(entry: accesslog_pb2.HTTPAccessLogEntry) -> bool:
+    flags = entry.common_properties.response_flags
+    return any(getattr(flags, name) for name in _ENVOY_FAILURE_FLAGS)
+
+
 def _ended_at(entry: accesslog_pb2.HTTPAccessLogEntry) -> float | None:
     common = entry.common_properties
     if not common.HasField("start_time"):
@@ -65,7 +83,14 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[
         code = entry.response.response_code.value
         # The whole request went upstream: from then on the provider may bill for it.
         reached = entry.common_properties.HasField("time_to_last_upstream_tx_byte")
-        item = settlement_for(authz, usage, code, self._prices, upstream_reached=reached)
+        item = settlement_for(
+            authz,
+            usage,
+            code,
+            self._prices,
+            upstream_reached=reached,
+            envoy_failure=_envoy_failure(entry),
+        )
         if item is None:
             m.ACCESS_LOG_ENTRIES.labels("ignored").inc()
             return

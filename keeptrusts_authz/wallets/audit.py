@@ -117,6 +117,19 @@ class LedgerReplay:
             w.reserved -= reserved
             w.balance += reserved - cost
             w.spent_total += cost
+        elif e.op == "correct":
+            # Late real usage replacing an estimate of a reservation closed before.
+            rid = f["reservation"]
+            if rid in self.open_reservations:
+                self.errors.append(
+                    f"ledger entry {e.id} (correct): reservation {rid} is still open"
+                )
+            delta = int(f["cost"]) - int(f["previous_cost"])
+            if delta != int(f["delta"]):
+                self.errors.append(f"ledger entry {e.id} (correct): delta is not cost - previous")
+            w = self._w(e.wallet)
+            w.balance -= delta
+            w.spent_total += delta
         else:
             raise ValueError(f"unknown op {e.op!r}")
 

@@ -17,7 +17,7 @@ Scope = Literal["org", "team", "user"]
 Status = Literal["healthy", "low", "depleted"]
 Policy = Literal["block", "warn", "hold", "showback"]
 ReserveOutcome = Literal["reserved", "overdraft", "blocked", "hold", "duplicate"]
-SettleOutcome = Literal["settled", "released", "already_closed", "unknown"]
+SettleOutcome = Literal["settled", "corrected", "released", "already_closed", "unknown"]
 
 _TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$")

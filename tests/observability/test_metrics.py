@@ -166,8 +166,8 @@ async def _random_history(cfg: Any, seed: int) -> None:
                     )
                 )
             closed.append(r)
-            if closed and rng.random() < 0.2:  # a replayed settle changes nothing
-                again = await svc.settle(SettleRequest(rng.choice(closed), 1, False, 1, 1, 1))
+            if closed and rng.random() < 0.2:  # a replayed estimate changes nothing
+                again = await svc.settle(SettleRequest(rng.choice(closed), 1, True, 1, 1, 1))
                 assert again.outcome == "already_closed"
         await asyncio.sleep(0.01)
         while await svc.expire_due(50):
