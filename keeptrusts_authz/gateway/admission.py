@@ -66,6 +66,8 @@ class Decision:
     remove_headers: tuple[str, ...] = ()
     response_headers: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str | bool] = field(default_factory=dict)
+    # Seconds spent held on a cost ticket: the Check-latency histogram leaves them out.
+    hold_wait_seconds: float = 0.0
 
     @property
     def allowed(self) -> bool:
@@ -274,18 +276,24 @@ class Admission:
         self, holds: Holds, allow: Decision, req: ReserveRequest, team: str, ticket: str | None
     ) -> Decision:
         """`hold`: wait on a cost ticket (wallets.holds) until funds arrive or it is decided."""
+        m.HELD_REQUESTS.inc()
         try:
             outcome = await holds.resolve(req, ticket)
         except StoreUnavailable:
             return _deny(
                 503, "store_unavailable", "the wallet store is unreachable; retry shortly", "error"
             )
+        finally:
+            m.HELD_REQUESTS.dec()
+        if outcome.waited > 0:
+            m.HOLD_WAIT.labels(outcome.reason).observe(outcome.waited)
         if outcome.proceeds:
             assert outcome.request is not None and outcome.result is not None
             decision = self._after_reserve(allow, outcome.result, outcome.request, team)
             decision.reason = outcome.reason
             decision.response_headers[TICKET_HEADER] = outcome.ticket_id
             decision.metadata["ticket_id"] = outcome.ticket_id
+            decision.hold_wait_seconds = outcome.waited
             return decision
         denial = _deny(
             402,
@@ -303,6 +311,7 @@ class Admission:
         )
         denial.response_headers[TICKET_HEADER] = outcome.ticket_id
         denial.response_headers["retry-after"] = str(outcome.retry_after)
+        denial.hold_wait_seconds = outcome.waited
         return denial
 
     def _after_reserve(

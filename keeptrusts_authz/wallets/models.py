@@ -27,6 +27,12 @@ IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 #: The integer fields of a wallet hash, as the Lua scripts write them.
 WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
 
+#: Money ever put into a wallet (credits, allocations and transfers in), kept by the same Lua
+#: scripts; a reclaim or a transfer out never lowers it, so spent_total / funded_total rises only
+#: by spending. Not part of the balance equation (the audit replays WALLET_FIELDS); the spend
+#: threshold alerts divide by it. Wallets funded before it existed fall back to allocated_total.
+FUNDED_FIELD = "funded_total"
+
 #: Largest single amount accepted (1e9 currency units): keeps every sum exact in Lua's doubles.
 MAX_AMOUNT_MICROS = 10**15
 
@@ -254,6 +260,7 @@ class AuditReport:
 
 
 __all__ = [
+    "FUNDED_FIELD",
     "IDEMPOTENCY_KEY",
     "MAX_AMOUNT_MICROS",
     "RESERVATION_ID",
