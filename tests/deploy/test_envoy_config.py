@@ -5,6 +5,7 @@ keeptrusts.yaml passes load_config and `check-config --strict-env`."""
 from __future__ import annotations
 
 import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,7 +55,15 @@ def test_configmap_envoy_yaml_passes_envoy_validate(
 ) -> None:
     cm = configmap(rendered[directory], CONFIGMAP[directory])
     path = tmp_path / "envoy.yaml"
-    path.write_text(cm["data"]["envoy.yaml"], encoding="utf-8")
+    # Envoy opens each provider credential file at start-up; in the cluster the gateway pod mounts
+    # the Secret there. Point those paths (only those) at dummy files.
+    text = cm["data"]["envoy.yaml"]
+    mounted = "/etc/keeptrusts/provider-credentials/"
+    assert mounted in text, "the gateway reads no provider credential file"
+    (tmp_path / "creds").mkdir()
+    for name in set(re.findall(re.escape(mounted) + r"(\w+)", text)):
+        (tmp_path / "creds" / name).write_text("sk-dummy", encoding="utf-8")
+    path.write_text(text.replace(mounted, f"{tmp_path}/creds/"), encoding="utf-8")
     out = subprocess.run(
         [
             _envoy_binary(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -58,6 +59,8 @@ def test_readme_secret_keys_are_the_variables_the_configs_name() -> None:
     for directory in ENVOY_DIRS:
         cfg = yaml.safe_load((DEPLOY / directory / "keeptrusts.yaml").read_text())
         names = {g["api_key_env"] for g in cfg.get("consumer_groups", []) if "api_key_env" in g}
-        names |= {p["credential_env"] for p in cfg["providers"] if p.get("credential_env")}
+        names |= {
+            Path(p["credential_file"]).name for p in cfg["providers"] if p.get("credential_file")
+        }
         for var in names:
             assert f"--from-literal={var}=" in README, f"{directory}: README never sets {var}"

@@ -4,6 +4,7 @@ autoscaling, the headless authz Service, and agreement between the manifests and
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from typing import Any
 
 import pytest
@@ -124,18 +125,21 @@ def test_authz_deployment(overlay: str, rendered: dict[str, list[Obj]]) -> None:
 def test_secrets_reach_the_authz_pods_by_reference(
     overlay: str, rendered: dict[str, list[Obj]]
 ) -> None:
-    """Every variable keeptrusts.yaml names (api_key_env, credential_env) comes from a Secret."""
+    """Every variable keeptrusts.yaml names (api_key_env) comes from a Secret; the provider
+    credentials are not in the authz pods at all (only the gateway mounts them)."""
     cfg = yaml.safe_load((DEPLOY / overlay / "keeptrusts.yaml").read_text())
     (c,) = pod_spec(find(rendered[overlay], "Deployment", "keeptrusts-authz"))["containers"]
     from_secret_env = {
         e["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})
     }
     secret_envfrom = {e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e}
-    assert secret_envfrom == {"keeptrusts-consumer-keys", "keeptrusts-provider-credentials"}
+    assert secret_envfrom == {"keeptrusts-consumer-keys"}
+    assert "provider-credentials" not in json.dumps(
+        pod_spec(find(rendered[overlay], "Deployment", "keeptrusts-authz"))
+    )
     assert not [e for e in c.get("envFrom", []) if "configMapRef" in e]
     plain_env = {e["name"] for e in c.get("env", []) if "value" in e}
     named = {g["api_key_env"] for g in cfg["consumer_groups"] if "api_key_env" in g}
-    named |= {p["credential_env"] for p in cfg["providers"] if p.get("credential_env")}
     assert named, "the overlay config names no environment variable"
     assert not named & plain_env, "a secret variable is set as a plain value"
     # They come, as keys, from the envFrom Secrets (whose keys the README's `kubectl create
