@@ -4,8 +4,8 @@ keeptrusts.yaml passes load_config and `check-config --strict-env`."""
 
 from __future__ import annotations
 
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
