@@ -237,7 +237,9 @@ async def serve_forever(
 ) -> None:
     app = build_app(cfg)
     running = await start_server(app, port=port)
-    app.observability.start(cfg.server.metrics_port if metrics_port is None else metrics_port)
+    app.observability.start(
+        cfg.server.metrics_port if metrics_port is None else metrics_port, cfg.server.host
+    )
     # Start-up objects (config, generated protobuf modules, scripts) live as long as the process:
     # keep them out of the collector's way so full collections do not stall the event loop.
     gc.collect()

@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 from decimal import Decimal
+from ipaddress import ip_address
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
@@ -226,8 +227,19 @@ class Admin(StrictModel):
     tokens: list[AdminToken] = Field(default_factory=list)
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Server(StrictModel):
-    host: str = "0.0.0.0"
+    # Governs the gRPC port (Check, access log, wallet API) AND /metrics. Loopback by default:
+    # whoever reaches these ports can ask for Checks, push access-log entries, scrape balances.
+    host: str = "127.0.0.1"
     grpc_port: int = Field(default=9191, ge=0, le=65535)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
@@ -236,6 +248,20 @@ class Server(StrictModel):
     drain_seconds: float = Field(default=1.5, ge=0, le=60)
     # SO_REUSEPORT on the gRPC port: a replacement process binds while the old one drains.
     reuse_port: bool = True
+
+    # A plaintext bind beyond loopback must be acknowledged: say so only where a NetworkPolicy
+    # (deploy/base/networkpolicies.yaml) admits nothing but the gateway pods and Prometheus.
+    allow_plaintext_non_loopback: bool = False
+
+    @model_validator(mode="after")
+    def _plaintext_on_loopback(self) -> Server:
+        if not is_loopback(self.host) and not self.allow_plaintext_non_loopback:
+            raise ValueError(
+                f"host: {self.host!r} is not a loopback address and the gRPC and metrics ports "
+                "are plaintext; bind 127.0.0.1, or set server.allow_plaintext_non_loopback: true "
+                "where a network policy admits only the gateway and Prometheus"
+            )
+        return self
 
 
 class AuthzEndpoint(StrictModel):
@@ -248,6 +274,8 @@ class AuthzEndpoint(StrictModel):
 class Gateway(StrictModel):
     """What `render-envoy` needs to know about where things run."""
 
+    # The Envoy listener clients send LLM requests to (loopback by default, as `make run`).
+    listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=10000, ge=1, le=65535)
     admin_port: int = Field(default=9901, ge=1, le=65535)
     # Envoy's admin interface can stop the proxy (/quitquitquit): loopback only by default.

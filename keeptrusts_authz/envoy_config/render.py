@@ -552,7 +552,7 @@ def http_connection_manager(cfg: Config) -> Node:
 def build_listener(cfg: Config) -> Node:
     return {
         "name": "gateway",
-        "address": _socket_address("0.0.0.0", cfg.gateway.listen_port),
+        "address": _socket_address(cfg.gateway.listen_host, cfg.gateway.listen_port),
         # Bodies the Check must see in full are buffered up to max_request_bytes (beyond: 413).
         "per_connection_buffer_limit_bytes": max(cfg.gateway.max_request_bytes, 1024 * 1024),
         "filter_chains": [{"filters": [http_connection_manager(cfg)]}],

@@ -34,7 +34,7 @@ class Observability:
     collector: WalletCollector
     http: tuple[WSGIServer, threading.Thread] | None = None
 
-    def start(self, port: int, host: str = "0.0.0.0") -> None:
+    def start(self, port: int, host: str) -> None:
         """Serve the registry on http://host:port/metrics (a daemon thread)."""
         self.http = start_http_server(port, addr=host, registry=self.registry)
         log.info("metrics on http://%s:%d/metrics", host, port)

@@ -1,0 +1,68 @@
+"""M3/F10: listeners. gRPC used to bind `*:port` by default, /metrics was hard-coded to 0.0.0.0
+and render-envoy always bound the gateway listener to 0.0.0.0. Now `server.host` governs gRPC and
+metrics, `gateway.listen_host` the Envoy listener, both loopback by default, and a plaintext
+non-loopback service bind is refused unless acknowledged."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from keeptrusts_authz.config import ConfigError, parse_config
+from keeptrusts_authz.envoy_config.render import build_listener
+from testing.stack import Stack, stack_config
+from tests.fake_provider import FakeProvider
+
+
+def _non_loopback_ip() -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent: only picks the route's source
+            ip: str = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if ip.startswith("127.") else ip
+
+
+def test_defaults_are_loopback() -> None:
+    cfg = parse_config({}, "test")
+    assert cfg.server.host == "127.0.0.1"
+    assert cfg.gateway.listen_host == "127.0.0.1"
+    assert build_listener(cfg)["address"]["socket_address"]["address"] == "127.0.0.1"
+
+
+def test_listen_host_governs_the_envoy_listener() -> None:
+    cfg = parse_config({"gateway": {"listen_host": "0.0.0.0"}}, "test")
+    assert build_listener(cfg)["address"]["socket_address"]["address"] == "0.0.0.0"
+
+
+def test_non_loopback_plaintext_bind_is_refused_unless_acknowledged() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"server": {"host": "0.0.0.0"}}, "test")
+    assert "server.host" in str(err.value.errors)
+    assert "allow_plaintext_non_loopback" in str(err.value.errors)
+    cfg = parse_config({"server": {"host": "0.0.0.0", "allow_plaintext_non_loopback": True}}, "t")
+    assert cfg.server.host == "0.0.0.0"
+
+
+def test_service_and_metrics_bind_follows_server_host(redis_url: str) -> None:
+    """A real `serve` (as make run starts it) with server.host 127.0.0.1: neither gRPC nor the
+    scrape (every wallet balance and user id) answers on another interface."""
+    other = _non_loopback_ip()
+    if other is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to probe")
+    with FakeProvider() as fake, Stack(stack_config(redis_url, fake.url)) as stack:
+        for port in (stack.cfg.server.grpc_port, stack.cfg.server.metrics_port):
+            deadline = time.monotonic() + 10
+            while True:  # metrics start right after gRPC: wait until loopback answers
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            with pytest.raises(OSError):
+                socket.create_connection((other, port), timeout=2).close()
