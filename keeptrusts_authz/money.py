@@ -6,6 +6,7 @@ and reports speak decimals, and they convert through this module so the rules li
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_CEILING, Decimal, DecimalException
 
 MICROS_PER_UNIT = 1_000_000
@@ -20,6 +21,10 @@ class AmountError(ValueError):
     """An amount that cannot be accepted; the message names the problem (never the caller)."""
 
 
+_AMOUNT_TEXT = re.compile(r"[0-9]+(\.[0-9]{1,6})?", re.ASCII)
+_TOO_PRECISE = re.compile(r"[0-9]+\.[0-9]{7,}", re.ASCII)
+
+
 def parse_amount(value: object, *, field: str = "amount", allow_zero: bool = False) -> int:
     """Convert a decimal amount in currency units (str, int or Decimal; never float) to micros.
 
@@ -30,21 +35,31 @@ def parse_amount(value: object, *, field: str = "amount", allow_zero: bool = Fal
         raise AmountError(f"{field}: must be a decimal number, got {type(value).__name__}")
     if isinstance(value, float):
         # JSON numbers reach us as floats from some decoders; repr() is the shortest exact form.
-        value = repr(value)
+        value = Decimal(repr(value))
     if isinstance(value, int):
         dec = Decimal(value)
     elif isinstance(value, Decimal):
         dec = value
     elif isinstance(value, str):
-        text = value.strip()
+        text = value
         if not text:
             raise AmountError(f"{field}: must be a decimal number, got an empty string")
         if len(text) > _MAX_TEXT:
             raise AmountError(f"{field}: too long for an amount ({len(text)} characters)")
-        try:
-            dec = Decimal(text)
-        except DecimalException:
-            raise AmountError(f"{field}: not a decimal number: {text[:32]!r}") from None
+        # Only plain ASCII digits: Decimal() would also take "1_000", " 5", "+5", "1e3", NaN and
+        # other scripts' digits, which a reviewer of the request would not read as that amount.
+        if not _AMOUNT_TEXT.fullmatch(text):
+            if text.startswith("-") and _AMOUNT_TEXT.fullmatch(text[1:]):
+                if text[1:].strip("0.") == "":
+                    raise AmountError(f"{field}: must be greater than zero")
+                raise AmountError(f"{field}: must not be negative")
+            if _TOO_PRECISE.fullmatch(text):
+                raise AmountError(f"{field}: at most 6 decimal places are allowed")
+            raise AmountError(
+                f"{field}: not a decimal number (digits with at most 6 decimals, e.g. "
+                f'"12.50"): {text[:32]!r}'
+            )
+        dec = Decimal(text)
     else:
         raise AmountError(f"{field}: must be a decimal number, got {type(value).__name__}")
     if not dec.is_finite():

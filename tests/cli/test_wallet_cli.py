@@ -135,10 +135,12 @@ def test_direct_moves_wake_held_requests(cli_env: str, capsys: pytest.CaptureFix
 BAD_AMOUNTS = [
     ("-5", "must not be negative"),
     ("0", "greater than zero"),
-    ("NaN", "finite"),
+    ("NaN", "not a decimal number"),
     ("abc", "not a decimal number"),
     ("1.0000001", "6 decimal places"),
-    ("inf", "finite"),
+    ("inf", "not a decimal number"),
+    ("1_000", "not a decimal number"),
+    ("+5", "not a decimal number"),
     ("", "empty"),
 ]
 
