@@ -136,7 +136,9 @@ class Admission:
                 return p
         return None
 
-    async def decide(self, path: str, headers: Mapping[str, str], body: bytes) -> Decision:
+    async def decide(
+        self, path: str, headers: Mapping[str, str], body: bytes, method: str = "POST"
+    ) -> Decision:
         group = self._keys.lookup(presented_key(headers))
         if group is None:
             # Same answer for a missing and a wrong key: nothing to probe.
@@ -148,6 +150,13 @@ class Admission:
                 "unsupported_endpoint",
                 "this gateway serves the OpenAI and Anthropic APIs only",
             )
+        if method != "POST":
+            # Other methods on these paths read or delete the org's stored objects upstream.
+            denial = _deny(
+                405, "method_not_allowed", f"{method} is not allowed here; LLM requests are POST"
+            )
+            denial.response_headers["allow"] = "POST"
+            return denial
         try:
             parsed = parse_request(api, body, headers.get(ANTHROPIC_BETA_HEADER, ""))
         except RequestError as exc:

@@ -75,7 +75,9 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         http = request.attributes.request.http
         try:
             body = http.raw_body or http.body.encode("utf-8")
-            decision = await self._admission.decide(http.path, dict(http.headers), body)
+            decision = await self._admission.decide(
+                http.path, dict(http.headers), body, http.method
+            )
         except Exception:  # Check never raises: an unexpected bug is a 500 denial, logged.
             log.exception("Check failed unexpectedly (request id %s)", http.id)
             decision = _INTERNAL
