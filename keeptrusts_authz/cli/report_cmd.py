@@ -1,7 +1,7 @@
 """`keeptrusts-authz report`: the chargeback/showback report of a period, from the ledger.
 
     keeptrusts-authz report --period 2026-11 [--from 2026-11-01 --to 2026-11-15]
-        --format csv|json|html [--group-by team|consumer_group|model|user] [--output FILE]
+        --format csv|json|html|focus [--group-by team|consumer_group|model|user] [--output FILE]
 
 Exit codes: 0 ok, 1 the rows do not reconcile with the ledger (report still written), 2 bad input,
 3 store unreachable.
@@ -32,7 +32,7 @@ EXIT_STORE = 3
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "report",
-        help="chargeback report of a period from the ledger (csv, json or html)",
+        help="chargeback report of a period from the ledger (csv, json, html or FOCUS 1.3 csv)",
         description="Per-team allocation, transfers, reclaims, spend (real vs estimated), "
         "org-backstop spend, blocked/held counts and remaining funds, reconciled to the micro "
         "with the ledger.",

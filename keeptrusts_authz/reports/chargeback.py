@@ -185,6 +185,21 @@ def columns_for(group_by: GroupBy) -> list[str]:
     return list(_SPEND_COLUMNS)
 
 
+FocusKey = tuple[str, str, str, str, str, str]  # day, team, group, model, user, paying wallet
+
+
+@dataclass
+class FocusCell:
+    """Spend of one (day, team, group, model, user, wallet): the FOCUS export's row."""
+
+    cost: int = 0
+    estimated: int = 0
+    reservations: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+
 @dataclass
 class LedgerTotals:
     """Computed straight from the period's entries, independently of the rows."""
@@ -212,6 +227,7 @@ class Report:
     org_remaining: int
     generated_at: datetime
     notes: list[str] = field(default_factory=list)
+    focus: dict[FocusKey, FocusCell] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -250,6 +266,7 @@ class _Builder:
         self.rows: dict[str, Row] = {}
         self.ledger = LedgerTotals()
         self.daily: dict[str, dict[str, int]] = {}
+        self.focus: dict[FocusKey, FocusCell] = {}
 
     def row(self, key: str) -> Row:
         r = self.rows.get(key)
@@ -278,6 +295,21 @@ class _Builder:
         if self.group_by == "model":
             return f.get("model") or NO_MODEL
         return f.get("user") or NO_USER
+
+    def add_focus(
+        self, e: LedgerEntry, day: str, cost: int, estimated: int, reservations: int
+    ) -> None:
+        f = e.fields
+        key = (day, f.get("team", ""), f.get("group", ""), f.get("model", ""), f.get("user", ""))
+        cell = self.focus.get((*key, e.wallet))
+        if cell is None:
+            cell = self.focus[(*key, e.wallet)] = FocusCell()
+        cell.cost += cost
+        cell.estimated += estimated
+        cell.reservations += reservations
+        cell.input_tokens += _int(f.get("input_tokens"))
+        cell.output_tokens += _int(f.get("output_tokens"))
+        cell.cached_tokens += _int(f.get("cached_tokens"))
 
     def apply(self, e: LedgerEntry) -> None:
         f = e.fields
@@ -327,6 +359,7 @@ class _Builder:
             day = datetime.fromtimestamp(e.ts_ms / 1000, UTC).date().isoformat()
             per_day = self.daily.setdefault(day, {})
             per_day[key] = per_day.get(key, 0) + cost
+            self.add_focus(e, day, cost, cost if estimated else 0, 1)
         elif e.op == "correct":
             # Late real usage replacing an estimate, in the period of the correction: the
             # request was counted by its first close; its spend moves from estimated to real.
@@ -346,6 +379,7 @@ class _Builder:
             per_day = self.daily.setdefault(day, {})
             key = self.spend_key(f)
             per_day[key] = per_day.get(key, 0) + cost - previous
+            self.add_focus(e, day, cost - previous, -previous, 0)
 
 
 def _in_period(e: LedgerEntry, period: Period) -> bool:
@@ -416,6 +450,7 @@ async def build_report(
         org_remaining=org_remaining,
         generated_at=now or datetime.now(UTC),
         notes=notes,
+        focus=dict(sorted(builder.focus.items())),
     )
 
 
@@ -423,6 +458,8 @@ __all__ = [
     "GROUP_BYS",
     "MONEY_COLUMNS",
     "TOTAL",
+    "FocusCell",
+    "FocusKey",
     "GroupBy",
     "LedgerSource",
     "LedgerTotals",

@@ -26,11 +26,13 @@ from keeptrusts_authz.reports.chargeback import (
     build_report,
     parse_period,
 )
+from keeptrusts_authz.reports.focus import to_focus_csv
 
-Format = Literal["csv", "json", "html"]
-FORMATS: tuple[Format, ...] = ("csv", "json", "html")
+Format = Literal["csv", "json", "html", "focus"]
+FORMATS: tuple[Format, ...] = ("csv", "json", "html", "focus")
 CONTENT_TYPES: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
+    "focus": "text/csv; charset=utf-8",
     "json": "application/json",
     "html": "text/html; charset=utf-8",
 }
@@ -248,6 +250,8 @@ def render(report: Report, fmt: str) -> tuple[str, bytes]:
         return CONTENT_TYPES["json"], to_json(report).encode()
     if fmt == "html":
         return CONTENT_TYPES["html"], to_html(report).encode()
+    if fmt == "focus":
+        return CONTENT_TYPES["focus"], to_focus_csv(report).encode()
     raise InvalidInput(f"format: one of {', '.join(FORMATS)}", {"field": "format"})
 
 
