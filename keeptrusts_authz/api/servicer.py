@@ -26,6 +26,8 @@ from keeptrusts_authz.api.tickets import TICKET_ID
 from keeptrusts_authz.api.views import LedgerWindow, depletion_date, money, scan_window
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
+from keeptrusts_authz.periods.budgets import calendar_of
+from keeptrusts_authz.periods.calendar import ID_FORMATS, BudgetCalendar
 from keeptrusts_authz.reports.chargeback import GROUP_BYS
 from keeptrusts_authz.reports.render import FORMATS, chargeback_report
 from keeptrusts_authz.store.tickets import TicketConflict, TicketNotFound, TicketRecord, TicketStore
@@ -72,7 +74,6 @@ _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _CORE_FIELDS = ("op", "wallet", "amount", "ts_ms", "actor", "description", "balance_after")
 _MICROS_FIELDS = ("reserved", "cost")
 _MAX_REASON = 500
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAX_REPORT_DAYS = 366
 
@@ -514,8 +515,9 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         # counterparts, org-backstop spend and the org pool): it is not split per team, so a
         # team-only token gets 403 and reads its team through the wallet routes instead.
         who.require_read_all("the chargeback report")
+        calendar = calendar_of(self._config)
         period, date_from, date_to = _report_window(
-            request.period, getattr(request, "from"), request.to
+            calendar, request.period, getattr(request, "from"), request.to
         )
         fmt = request.format or "csv"
         if fmt not in FORMATS:
@@ -524,7 +526,13 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         if group_by not in GROUP_BYS:
             raise InvalidInput(f"group_by: one of {', '.join(GROUP_BYS)}", {"field": "group_by"})
         content_type, body = await chargeback_report(
-            self._wallets, period, fmt, group_by, date_from=date_from, date_to=date_to
+            self._wallets,
+            period,
+            fmt,
+            group_by,
+            date_from=date_from,
+            date_to=date_to,
+            calendar=calendar,
         )
         return httpbody_pb2.HttpBody(content_type=content_type, data=body)
 
@@ -539,14 +547,16 @@ def _day(value: str, field: str) -> date:
 
 
 def _report_window(
-    period: str, date_from: str, date_to: str
+    calendar: BudgetCalendar, period: str, date_from: str, date_to: str
 ) -> tuple[str | None, str | None, str | None]:
-    """Validate the report's query parameters with errors naming the field (400)."""
-    if period and not _PERIOD.match(period):
-        raise InvalidInput("period: expected YYYY-MM, e.g. 2026-11", {"field": "period"})
+    """Validate the report's query parameters with errors naming the field (400); period ids
+    and their boundaries are the calendar's (periods/calendar.py)."""
+    span = calendar.parse(period) if period else None
     if not (date_from or date_to):
         if not period:
-            raise InvalidInput("period: required (YYYY-MM), or from and to", {"field": "period"})
+            raise InvalidInput(
+                f"period: required ({ID_FORMATS}), or from and to", {"field": "period"}
+            )
         return period, None, None
     if not date_from:
         raise InvalidInput("from: required together with to", {"field": "from"})
@@ -557,11 +567,10 @@ def _report_window(
         raise InvalidInput("to: before from", {"field": "to"})
     if (last - first).days > _MAX_REPORT_DAYS:
         raise InvalidInput(f"to: a report covers at most {_MAX_REPORT_DAYS} days", {"field": "to"})
-    if period:
-        year, month = int(period[:4]), int(period[5:])
-        if (first.year, first.month) != (year, month):
+    if span is not None:
+        if not span.contains(calendar.day(first).start):
             raise InvalidInput("from: must lie inside period", {"field": "from"})
-        if (last.year, last.month) != (year, month):
+        if not span.contains(calendar.day(last).start):
             raise InvalidInput("to: must lie inside period", {"field": "to"})
     return period or None, date_from, date_to
 

@@ -18,13 +18,13 @@ period, from a replay of the ledger up to that instant.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal, Protocol
 
 from keeptrusts_authz.errors import InvalidInput
+from keeptrusts_authz.periods.calendar import BudgetCalendar
 from keeptrusts_authz.wallets.audit import LedgerReplay
 from keeptrusts_authz.wallets.models import LedgerEntry
 
@@ -33,7 +33,6 @@ GROUP_BYS: tuple[GroupBy, ...] = ("team", "consumer_group", "model", "user")
 SPEND_OPS = ("settle", "expire")
 FUNDING_OPS = ("allocate", "reclaim", "transfer")
 
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 NO_TEAM = "(no team)"
 NO_GROUP = "(none)"
@@ -94,9 +93,16 @@ class Period:
 
 
 def parse_period(
-    period: str | None, date_from: str | None = None, date_to: str | None = None
+    period: str | None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    *,
+    calendar: BudgetCalendar | None = None,
 ) -> Period:
-    """`--period YYYY-MM`, or `--from YYYY-MM-DD --to YYYY-MM-DD` (inclusive days, UTC)."""
+    """`--period <id>` (any id of periods/calendar.py: 2026-12, 2027-Q1, 2026-W49, 2026-12-01,
+    2027), or `--from YYYY-MM-DD --to YYYY-MM-DD` (inclusive local days); boundaries are local
+    midnights of `calendar` (default: UTC, fiscal year = calendar year)."""
+    cal = calendar or BudgetCalendar.utc()
     if date_from or date_to:
         if not (date_from and date_to):
             raise InvalidInput("--from and --to go together")
@@ -109,22 +115,17 @@ def parse_period(
             raise InvalidInput("--to is before --from")
         if (d1 - d0).days > 366:
             raise InvalidInput("a report covers at most 366 days")
-        start = datetime(d0.year, d0.month, d0.day, tzinfo=UTC)
-        end = datetime(d1.year, d1.month, d1.day, tzinfo=UTC) + timedelta(days=1)
+        start = cal.day(d0).start_utc
+        end = cal.day(d1).end_utc
         if period:
-            p = parse_period(period)
+            p = parse_period(period, calendar=cal)
             if start < p.start or end > p.end:
                 raise InvalidInput("--from/--to must lie inside --period")
         return Period(f"{d0.isoformat()}..{d1.isoformat()}", start, end)
     if not period:
-        raise InvalidInput("--period YYYY-MM (or --from/--to) is required")
-    match = _PERIOD.match(period)
-    if not match:
-        raise InvalidInput("period: expected YYYY-MM, e.g. 2026-11")
-    year, month = int(match.group(1)), int(match.group(2))
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-    return Period(period, start, end)
+        raise InvalidInput("--period (e.g. 2026-12, 2027-Q1, 2026-W49) or --from/--to is required")
+    span = cal.parse(period)
+    return Period(span.id, span.start_utc, span.end_utc)
 
 
 @dataclass
@@ -145,6 +146,13 @@ class Row:
     blocked: int = 0
     held: int = 0
     remaining: int = 0
+    # Budget period boundaries (period_rollover entries): the balance kept from the previous
+    # period, what went back to the pool, debt the new period forgave; used_pct = spent as a
+    # whole percentage of carried_in + allocated.
+    carried_in: int = 0
+    returned: int = 0
+    forgiven: int = 0
+    used_pct: int = 0
 
     def add(self, other: Row) -> None:
         for f in fields(self):
@@ -163,6 +171,9 @@ MONEY_COLUMNS = frozenset(
         "spent_estimated",
         "org_backstop_spent",
         "remaining",
+        "carried_in",
+        "returned",
+        "forgiven",
     }
 )
 _SPEND_COLUMNS = [
@@ -198,6 +209,7 @@ class LedgerTotals:
     spent_estimated: int = 0
     spend_entries: int = 0
     entries: int = 0
+    rollovers: int = 0
 
 
 @dataclass
@@ -216,7 +228,10 @@ class Report:
 
     @property
     def columns(self) -> list[str]:
-        return columns_for(self.group_by)
+        cols = columns_for(self.group_by)
+        if self.ledger.rollovers and self.group_by in ("team", "user"):
+            cols = [*cols[:1], "carried_in", "returned", "forgiven", *cols[1:], "used_pct"]
+        return cols
 
     def check(self) -> list[str]:
         """Differences between the totals row and the ledger totals (empty = reconciled)."""
@@ -292,6 +307,18 @@ class _Builder:
             key = self.wallet_key(f.get("to") or e.wallet)
             if key is not None:
                 self.row(key).allocated += a
+        elif e.op == "period_rollover":
+            # Counted as allocated: the period's amount; what the pool paid is
+            # amount - returned + forgiven (the `delta` field).
+            lt.allocated += a
+            lt.rollovers += 1
+            key = self.wallet_key(f.get("to") or e.wallet)
+            if key is not None:
+                r = self.row(key)
+                r.allocated += a
+                r.carried_in += _int(f.get("carried_in"))
+                r.returned += _int(f.get("returned"))
+                r.forgiven += _int(f.get("forgiven"))
         elif e.op == "reclaim":
             lt.reclaimed += a
             key = self.wallet_key(f.get("from") or e.wallet)
@@ -386,6 +413,9 @@ async def build_report(
     totals = Row(TOTAL)
     for r in rows:
         totals.add(r)
+    for r in [*rows, totals]:
+        funded = r.carried_in + r.allocated
+        r.used_pct = r.spent * 100 // funded if funded > 0 else 0
     return Report(
         period=period,
         group_by=group_by,
