@@ -151,6 +151,7 @@ class PeriodRunner:
                     rollover=rule.rollover,
                     amount=rule.amount,
                     carry_cap=rule.carry_cap,
+                    period_start_ms=span.start_ms,
                     actor=ACTOR,
                     description=f"{rule.kind} budget {span.id} ({rule.rollover})",
                 )

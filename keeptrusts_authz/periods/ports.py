@@ -17,6 +17,7 @@ class PeriodStore(Protocol):
         rollover: str,
         amount: int,
         carry_cap: int,
+        period_start_ms: int,
         actor: str,
         description: str,
     ) -> RolloverOutcome: ...

@@ -358,7 +358,12 @@ class _Builder:
 
 
 def _in_period(e: LedgerEntry, period: Period) -> bool:
-    return period.start_ms <= e.ts_ms < period.end_ms
+    # A budget boundary belongs to the period it opens, whenever it was applied (a catch-up
+    # after downtime, or ahead of time by `periods run --now`).
+    at = e.ts_ms
+    if e.op == "period_rollover":
+        at = _int(e.fields.get("period_start_ms")) or at
+    return period.start_ms <= at < period.end_ms
 
 
 async def build_report(
@@ -377,9 +382,10 @@ async def build_report(
     entries = source.iter_ledger()
     try:
         async for entry in entries:
-            if entry.ts_ms >= period.end_ms:
-                break  # stream ids are time-ordered: nothing later belongs to the period
-            replay.apply(entry)
+            if entry.ts_ms < period.end_ms:
+                replay.apply(entry)
+            elif entry.op != "period_rollover":
+                continue  # later entries only matter when they are this period's boundary
             if _in_period(entry, period):
                 builder.apply(entry)
     finally:

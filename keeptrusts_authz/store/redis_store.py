@@ -465,6 +465,7 @@ class RedisWalletStore:
         rollover: str,
         amount: int,
         carry_cap: int,
+        period_start_ms: int,
         actor: str,
         description: str,
     ) -> RolloverOutcome:
@@ -487,6 +488,7 @@ class RedisWalletStore:
                 actor,
                 description,
                 self.keys.events_channel,
+                period_start_ms,
             ],
         )
         status = str(res[0])

@@ -147,7 +147,14 @@ def test_catch_up_over_three_missed_boundaries_in_order(redis_url: str) -> None:
         assert await env.balance() == 4 * 1200 * USD
         # A stale period (an older id than applied) is refused by the script itself.
         out = await env.store.apply_period_boundary(
-            TEAM, "2026-10", rollover="carry", amount=USD, carry_cap=0, actor="t", description=""
+            TEAM,
+            "2026-10",
+            rollover="carry",
+            amount=USD,
+            carry_cap=0,
+            period_start_ms=0,
+            actor="t",
+            description="",
         )
         assert out.status == "stale" and out.applied_period == "2026-12"
         await env.audit_ok()

@@ -12,6 +12,7 @@
 --   2026-W53 < 2027-W01, 2027-Q1 < 2027-Q2)   ARGV[3] rollover reset|carry|carry_capped|carry_debt
 -- ARGV[4] amount (micros, > 0)   ARGV[5] carry cap (micros, >= 0; carry_capped only)
 -- ARGV[6] actor   ARGV[7] description   ARGV[8] events channel kt:{org}:events
+-- ARGV[9] period start (Unix ms; reports place the entry in its period by it, not by ts_ms)
 -- Policy, with b the wallet's available balance at the boundary and A the amount:
 --   reset        carried 0;             returned max(b,0); forgiven max(-b,0)
 --   carry        carried max(b,0);      returned 0;        forgiven max(-b,0)
@@ -30,6 +31,7 @@ local cap = tonumber(ARGV[5])
 local actor = ARGV[6]
 local description = ARGV[7]
 local channel = ARGV[8]
+local period_start_ms = ARGV[9]
 local MAX = 1000000000000000
 
 local function s(n) return string.format('%d', n) end
@@ -76,7 +78,8 @@ local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(delta))
 redis.call('HINCRBY', KEYS[4], 'allocated_total', s(delta))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'period_rollover', 'wallet', wallet,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
-  'from', 'org', 'to', wallet, 'period', period, 'rollover', rollover, 'delta', s(delta),
+  'from', 'org', 'to', wallet, 'period', period, 'period_start_ms', period_start_ms, 'rollover', rollover,
+  'delta', s(delta),
   'carried_in', s(carried), 'returned', s(returned), 'forgiven', s(forgiven),
   'balance_after', s(bal))
 redis.call('HSET', KEYS[5], 'period', period, 'entry', id, 'allocation', s(amount),
