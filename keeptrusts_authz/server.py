@@ -43,6 +43,8 @@ from keeptrusts_authz.gateway.api_keys import KeyRing
 from keeptrusts_authz.gateway.authz_servicer import AuthorizationServicer
 from keeptrusts_authz.gateway.settler import Settler, Sweeper
 from keeptrusts_authz.metrics.http import Observability, build_observability
+from keeptrusts_authz.periods.budgets import PeriodRunner, calendar_of, rules_of
+from keeptrusts_authz.periods.worker import PeriodWorker
 from keeptrusts_authz.pricing import PriceTable
 from keeptrusts_authz.store.connection import AsyncClient, connect, describe
 from keeptrusts_authz.store.observability import (
@@ -95,6 +97,7 @@ class App:
     alerts: AlertEngine
     settler: Settler
     sweeper: Sweeper
+    periods: PeriodWorker
     admission: Admission
     wallet_api: WalletApiServicer
     observability: Observability
@@ -103,6 +106,7 @@ class App:
         """Reverse build order: the workers first, then the stores they write to."""
         await self.observability.close()  # the metrics endpoint
         await self.admission.drain()
+        await self.periods.close()
         await self.sweeper.close()
         await self.settler.close()
         await self.alerts.close()
@@ -129,6 +133,10 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
     # Each settle batch tells the alert engine the wallets it charged (it only schedules).
     settler = Settler(wallets, after_settle=alerts.after_settle)
     sweeper = Sweeper(wallets, cfg.enforcement.sweep_interval_seconds)
+    periods = PeriodWorker(
+        PeriodRunner(store, calendar_of(cfg), rules_of(cfg), events=observability_store),
+        cfg.budget_calendar.run_interval_seconds,
+    )
     admission = Admission(cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds)
     wallet_api = WalletApiServicer(wallets, cfg, AdminAuth(cfg.admin.tokens), tickets)
     observability = build_observability(cfg, prices, snapshots, registry=registry)
@@ -145,6 +153,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         alerts,
         settler,
         sweeper,
+        periods,
         admission,
         wallet_api,
         observability,
@@ -194,6 +203,7 @@ async def start_server(
     app.settler.start()
     app.sweeper.start()
     app.alerts.start()
+    app.periods.start()
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("keeptrusts-authz serving gRPC on %s:%d", bind_host, bound)

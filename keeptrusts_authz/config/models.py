@@ -253,6 +253,9 @@ class BudgetCalendarSettings(StrictModel):
 
     timezone: str = "UTC"
     fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
+    # The service re-checks due boundaries and forecasts this often (and right after each
+    # boundary); every replica does, the Lua script applies each boundary once.
+    run_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     @field_validator("timezone")
     @classmethod

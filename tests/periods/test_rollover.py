@@ -240,3 +240,29 @@ def test_budget_period_kinds_use_their_ids(redis_url: str) -> None:
         await env.audit_ok()
 
     run(with_env(redis_url, body))
+
+
+def test_service_workers_on_two_replicas_apply_each_boundary_once(redis_url: str) -> None:
+    from keeptrusts_authz.periods.worker import PeriodWorker
+
+    async def body(env: Env) -> None:
+        await env.svc.credit(10_000 * USD, "USD", "seed", "test")
+        clock = {"now": ny(2026, 12, 31, 23, 59, 58)}
+        workers = [
+            PeriodWorker(env.runner(rule("carry")), 0.05, clock=lambda: clock["now"])
+            for _ in range(2)
+        ]
+        for w in workers:
+            w.start()
+        try:
+            await asyncio.sleep(0.3)
+            clock["now"] = ny(2027, 1, 1, 0, 0, 1)  # the boundary passes while both run
+            await asyncio.sleep(0.3)
+        finally:
+            for w in workers:
+                await w.close()
+        assert [e["period"] for e in await env.rollovers()] == ["2026-12", "2027-01"]
+        assert await env.balance() == 2400 * USD
+        await env.audit_ok()
+
+    run(with_env(redis_url, body))
