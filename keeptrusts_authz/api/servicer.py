@@ -22,7 +22,6 @@ from keeptrusts_authz.api.auth import AdminAuth, PermissionDenied, Principal
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2 as pb
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2_grpc as pb_grpc
 from keeptrusts_authz.api.status import abort
-from keeptrusts_authz.api.tickets import TICKET_ID
 from keeptrusts_authz.api.views import LedgerWindow, depletion_date, money, scan_window
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
@@ -30,8 +29,10 @@ from keeptrusts_authz.periods.budgets import calendar_of
 from keeptrusts_authz.periods.calendar import ID_FORMATS, BudgetCalendar
 from keeptrusts_authz.reports.chargeback import GROUP_BYS
 from keeptrusts_authz.reports.render import FORMATS, chargeback_report
-from keeptrusts_authz.store.tickets import TicketConflict, TicketNotFound, TicketRecord, TicketStore
-from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, Wallet
+from keeptrusts_authz.wallets.cascade import cascade_for
+from keeptrusts_authz.wallets.holds import TICKET_ID
+from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, TicketRecord, Wallet
+from keeptrusts_authz.wallets.ports import TicketConflict, TicketNotFound, TicketStore
 from keeptrusts_authz.wallets.service import WalletService
 
 log = logging.getLogger(__name__)
@@ -243,8 +244,6 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         f = rq.fields_of(request, _TRANSFER_SPEC)
         source = rq.one_wallet(f, "from_team_id", "from_user_id")
         destination = rq.one_wallet(f, "to_team_id", "to_user_id")
-        if source == destination:
-            raise InvalidInput("to_team_id: cannot transfer a wallet to itself", {"field": "to"})
         amount = rq.amount_micros(f)
         result = await self._wallets.transfer(
             source,
@@ -322,17 +321,12 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 continue
             wallets: list[str] = []
             effective: Wallet | None = None
-            for scope in scopes:
-                if scope == "user":
-                    wid = f"user:{user_id}" if user_id else ""
-                    wallets.append(wid or f"user:<{cfg.user_header_for(group)}>")
-                elif scope == "team":
-                    wid = f"team:{group.wallet_team_id}" if group.wallet_team_id else ""
-                    if wid:
-                        wallets.append(wid)
-                else:
-                    wid = "org"
+            for step in cascade_for(cfg, group, user_id or None).steps:
+                wid = step.wallet
+                if wid is not None:
                     wallets.append(wid)
+                elif step.scope == "user":
+                    wallets.append(f"user:<{cfg.user_header_for(group)}>")
                 found = records.get(wid) if wid else None
                 if effective is None and found is not None and found.balance > 0:
                     effective = found

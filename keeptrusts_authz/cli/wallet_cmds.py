@@ -27,12 +27,12 @@ from keeptrusts_authz.errors import (
     InsufficientFunds,
     InvalidInput,
     KeeptrustsError,
+    StoreDataError,
     StoreUnavailable,
     UnknownWallet,
 )
 from keeptrusts_authz.money import AmountError, format_micros, parse_amount
 from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calendar_of, rules_of
-from keeptrusts_authz.store.errors import StoreDataError
 from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, Wallet
 from keeptrusts_authz.wallets.service import WalletService
@@ -343,11 +343,15 @@ async def _transfer(svc: WalletService, cfg: Config, args: argparse.Namespace) -
     )
 
 
-async def _budget_periods(svc: WalletService, cfg: Config) -> dict[str, BudgetStatus]:
+async def _budget_periods(cfg: Config) -> dict[str, BudgetStatus]:
     if not cfg.budgets:
         return {}
-    runner = PeriodRunner(svc.store, calendar_of(cfg), rules_of(cfg))
-    return {s.rule.wallet_id: s for s in await runner.status()}
+    store = RedisWalletStore.from_settings(cfg.redis, cfg.organization.id)
+    try:
+        runner = PeriodRunner(store, calendar_of(cfg), rules_of(cfg))
+        return {s.rule.wallet_id: s for s in await runner.status()}
+    finally:
+        await store.close()
 
 
 def _status_of(w: Wallet, period: BudgetStatus | None) -> str:
@@ -361,7 +365,7 @@ async def _balance(svc: WalletService, cfg: Config, args: argparse.Namespace) ->
     wallet = _wallet_arg(args.team, args.user)
     wallets = [await svc.wallet(wallet)] if wallet else await svc.wallets()
     cur = svc.currency
-    periods = await _budget_periods(svc, cfg)
+    periods = await _budget_periods(cfg)
     if args.json:
         docs = []
         for w in wallets:

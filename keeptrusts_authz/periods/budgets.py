@@ -21,7 +21,7 @@ from keeptrusts_authz.metrics.registry import (
     WALLET_PERIOD_ALLOCATION,
     WALLET_PROJECTED_PERIOD_SPEND,
 )
-from keeptrusts_authz.money import format_micros, micros_to_float, parse_amount
+from keeptrusts_authz.money import MICROS_PER_UNIT, format_micros, parse_amount
 from keeptrusts_authz.periods.calendar import BudgetCalendar, PeriodKind, PeriodSpan
 from keeptrusts_authz.periods.models import PeriodState, RolloverStatus
 from keeptrusts_authz.periods.ports import EventSink, PeriodStore
@@ -216,8 +216,8 @@ class PeriodRunner:
         statuses = await self.status(now)
         for st in statuses:
             wid = st.rule.wallet_id
-            WALLET_PROJECTED_PERIOD_SPEND.labels(wid).set(micros_to_float(st.projected_spend))
-            WALLET_PERIOD_ALLOCATION.labels(wid).set(micros_to_float(st.funded))
+            WALLET_PROJECTED_PERIOD_SPEND.labels(wid).set(st.projected_spend / MICROS_PER_UNIT)
+            WALLET_PERIOD_ALLOCATION.labels(wid).set(st.funded / MICROS_PER_UNIT)
             if st.status == "at_risk" and self._events is not None:
                 await self._events.record_event(
                     st.current.id,

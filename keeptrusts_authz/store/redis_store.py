@@ -10,33 +10,23 @@ channel to wake held requests: see store/tickets.py). Scripts are registered onc
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar, cast
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    MasterDownError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    TryAgainError,
-    WatchError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from keeptrusts_authz.config.models import RedisSettings
+from keeptrusts_authz.errors import StoreDataError, StoreUnavailable
 from keeptrusts_authz.periods.models import PeriodState, RolloverOutcome
 from keeptrusts_authz.store.connection import AsyncClient, connect, describe
-from keeptrusts_authz.store.errors import StoreDataError, StoreRefused, StoreUnavailableError
+from keeptrusts_authz.store.errors import is_transient, translated, unavailable
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.models import (
+    WALLET_FIELDS,
+    AuditSnapshot,
     ExpiredReservation,
     LedgerEntry,
     OpResult,
@@ -47,6 +37,7 @@ from keeptrusts_authz.wallets.models import (
     SettleRequest,
     SettleResult,
 )
+from keeptrusts_authz.wallets.ports import StoreRefused
 
 T = TypeVar("T")
 Arg = str | int
@@ -62,27 +53,21 @@ SCRIPT_NAMES = (
     "expire",
     "period_rollover",
 )
-WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
 log = logging.getLogger(__name__)
 
 _RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
 _SETTLE_OUTCOMES = ("settled", "released", "already_closed", "unknown")
 
 
-def load_script_text(name: str) -> str:
-    """The text of `lua/<name>.lua`, shipped as package data."""
+def _lua_file(name: str) -> str:
     return (
         resources.files("keeptrusts_authz.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
     )
 
 
-@dataclass(frozen=True)
-class AuditSnapshot:
-    """Wallet hashes, the last ledger id and the deadline index, read in one transaction."""
-
-    wallets: dict[str, dict[str, int]]
-    last_entry_id: str | None
-    deadlines: dict[str, int]
+def load_script_text(name: str) -> str:
+    """The script `lua/<name>.lua` (package data) after the shared `lua/prelude.lua`."""
+    return _lua_file("prelude") + _lua_file(name)
 
 
 def _int(value: object, default: int = 0) -> int:
@@ -124,26 +109,6 @@ def _touches(entry: LedgerEntry, wallet: str) -> bool:
     return entry.wallet == wallet or f.get("from") == wallet or f.get("to") == wallet
 
 
-# Error replies that say "not now" rather than "never": out of memory, a replica or a loading
-# server, a busy script, a cluster resharding or failing over. redis-py maps most to their own
-# classes (dropping the prefix from the message); BUSY and NOREPLICAS arrive as plain text.
-_TRANSIENT_CLASSES = (
-    OutOfMemoryError,
-    ReadOnlyError,
-    BusyLoadingError,
-    TryAgainError,
-    ClusterDownError,
-    MasterDownError,
-)
-_TRANSIENT_PREFIXES = ("BUSY", "NOREPLICAS", "OOM", "READONLY", "LOADING")
-
-
-def _transient(exc: object) -> bool:
-    if isinstance(exc, _TRANSIENT_CLASSES):
-        return True
-    return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_PREFIXES)
-
-
 class RedisWalletStore:
     """Wallets, reservations and the ledger of ONE organization in Redis."""
 
@@ -161,27 +126,9 @@ class RedisWalletStore:
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _io(self, awaitable: Awaitable[T]) -> T:
-        """Await a Redis call, turning connection problems into StoreUnavailableError."""
-        try:
+        """Await a Redis call with its exceptions translated (store.errors)."""
+        with translated(self._endpoint):
             return await awaitable
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            kind = "timed out" if isinstance(exc, RedisTimeoutError) else "connection failed"
-            raise StoreUnavailableError(
-                f"Redis store unavailable at {self._endpoint}: {kind}",
-                {"endpoint": self._endpoint},
-            ) from exc
-        except ResponseError as exc:
-            if "NOSCRIPT" in str(exc):
-                raise
-            if _transient(exc):
-                raise self._unavailable(exc) from exc
-            raise StoreDataError(f"Redis refused the command: {str(exc)[:200]}") from exc
-
-    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
-        kind = type(exc).__name__ if isinstance(exc, ResponseError) else "connection failed"
-        return StoreUnavailableError(
-            f"Redis store unavailable at {self._endpoint}: {kind}", {"endpoint": self._endpoint}
-        )
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> list[Any]:
         result = await self._io(self._scripts[name](keys=list(keys), args=list(args)))
@@ -428,8 +375,8 @@ class RedisWalletStore:
                 results = await self._io(pipe.execute(raise_on_error=False))
         # A passing failure anywhere -> the whole batch is sent again (settles are idempotent).
         for res in results:
-            if isinstance(res, RedisConnectionError | RedisTimeoutError) or _transient(res):
-                raise self._unavailable(res) from res
+            if isinstance(res, BaseException) and is_transient(res):
+                raise unavailable(self._endpoint, res) from res
         out = []
         for item, res in zip(items, results, strict=True):
             if isinstance(res, Exception):
@@ -664,7 +611,7 @@ class RedisWalletStore:
             last = res[len(ids)]
             deadlines = {str(m): int(s) for m, s in res[len(ids) + 1]}
             return AuditSnapshot(wallets, str(last[0][0]) if last else None, deadlines)
-        raise StoreUnavailableError(
+        raise StoreUnavailable(
             "the ledger is too busy to take a consistent snapshot; retry the audit",
             {"endpoint": self._endpoint},
         )
@@ -676,8 +623,4 @@ class RedisWalletStore:
         return {f: _int(v) for f, v in raw.items()}
 
 
-def month_now() -> str:
-    return time.strftime("%Y-%m", time.gmtime())
-
-
-__all__ = ["SCRIPT_NAMES", "AuditSnapshot", "RedisWalletStore", "load_script_text"]
+__all__ = ["SCRIPT_NAMES", "RedisWalletStore", "load_script_text"]

@@ -24,6 +24,9 @@ _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$")
 RESERVATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
+#: The integer fields of a wallet hash, as the Lua scripts write them.
+WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
+
 #: Largest single amount accepted (1e9 currency units): keeps every sum exact in Lua's doubles.
 MAX_AMOUNT_MICROS = 10**15
 
@@ -202,6 +205,34 @@ class OpResult:
 
 
 @dataclass(frozen=True)
+class TicketRecord:
+    id: str
+    status: str
+    team: str
+    group: str
+    model: str
+    user: str
+    amount: int
+    created_ms: int
+    waiting: bool
+    decided_by: str
+    decided_ms: int
+    reason: str
+    funding: str
+    candidates: tuple[str, ...]
+    overdraft: str
+
+
+@dataclass(frozen=True)
+class AuditSnapshot:
+    """Wallet records, the last ledger id and the deadline index, read as of one instant."""
+
+    wallets: dict[str, dict[str, int]]
+    last_entry_id: str | None
+    deadlines: dict[str, int]
+
+
+@dataclass(frozen=True)
 class AuditReport:
     ok: bool
     entries: int
@@ -214,7 +245,9 @@ __all__ = [
     "IDEMPOTENCY_KEY",
     "MAX_AMOUNT_MICROS",
     "RESERVATION_ID",
+    "WALLET_FIELDS",
     "AuditReport",
+    "AuditSnapshot",
     "ExpiredReservation",
     "LedgerEntry",
     "OpResult",
@@ -230,6 +263,7 @@ __all__ = [
     "SettleRequest",
     "SettleResult",
     "Status",
+    "TicketRecord",
     "Wallet",
     "parse_wallet_id",
     "wallet_status",

@@ -22,8 +22,6 @@ from keeptrusts_authz.errors import (
     UnknownWallet,
 )
 from keeptrusts_authz.money import format_micros
-from keeptrusts_authz.store.errors import StoreRefused
-from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.audit import LedgerReplay, compare
 from keeptrusts_authz.wallets.models import (
     IDEMPOTENCY_KEY,
@@ -43,6 +41,7 @@ from keeptrusts_authz.wallets.models import (
     Wallet,
     parse_wallet_id,
 )
+from keeptrusts_authz.wallets.ports import StoreRefused, WalletStore
 
 _POLICIES = ("block", "warn", "hold", "showback")
 _MAX_TEXT = 500
@@ -93,7 +92,7 @@ def fingerprint(op: str, **request: object) -> str:
 class WalletService:
     """Wallets of the configured organization."""
 
-    def __init__(self, store: RedisWalletStore, config: Config) -> None:
+    def __init__(self, store: WalletStore, config: Config) -> None:
         self._store = store
         self._config = config
         self.org_id = config.organization.id
@@ -102,7 +101,7 @@ class WalletService:
         self._teams = {g.wallet_team_id for g in config.consumer_groups if g.wallet_team_id}
 
     @property
-    def store(self) -> RedisWalletStore:
+    def store(self) -> WalletStore:
         return self._store
 
     # -- validation helpers ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 -- period_rollover.lua: apply ONE budget period boundary to one wallet, at most once per
 -- (wallet, period id): the previous balance is kept, returned to the org pool or (debt) forgiven
 -- by the rollover policy, the period's amount is added, and the net move comes from the org pool
--- (never a negative pool) + one ledger entry `period_rollover`.
+-- (never a negative pool) + one ledger entry `period_rollover`. Uses the prelude's s,
+-- redis_now_ms and create_wallet (prelude.lua, prepended by the loader).
 -- KEYS[1] ledger stream            kt:{org}:ledger
 -- KEYS[2] wallet id set            kt:{org}:wallets
 -- KEYS[3] org wallet hash          kt:{org}:w:org
@@ -34,8 +35,6 @@ local channel = ARGV[8]
 local period_start_ms = ARGV[9]
 local MAX = 1000000000000000
 
-local function s(n) return string.format('%d', n) end
-
 if not amount or amount <= 0 or amount > MAX then return redis.error_reply('invalid amount') end
 if not cap or cap < 0 or cap > MAX then return redis.error_reply('invalid carry cap') end
 local state = redis.call('HMGET', KEYS[5], 'period', 'entry')
@@ -66,13 +65,8 @@ local delta = amount - returned + forgiven
 local org_bal = tonumber(redis.call('HGET', KEYS[3], 'balance') or '0')
 if delta > org_bal then return {'insufficient', s(org_bal), s(delta)} end
 
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if not w[1] then
-  redis.call('HSET', KEYS[4], 'balance', 0, 'reserved', 0, 'allocated_total', 0,
-    'spent_total', 0, 'created_ms', s(now_ms))
-  redis.call('SADD', KEYS[2], wallet)
-end
+local now_ms = redis_now_ms()
+if not w[1] then create_wallet(KEYS[4], KEYS[2], wallet, now_ms) end
 org_bal = redis.call('HINCRBY', KEYS[3], 'balance', s(-delta))
 local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(delta))
 redis.call('HINCRBY', KEYS[4], 'allocated_total', s(delta))
