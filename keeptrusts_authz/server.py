@@ -138,7 +138,9 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         cfg.budget_calendar.run_interval_seconds,
     )
     admission = Admission(cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds)
-    wallet_api = WalletApiServicer(wallets, cfg, AdminAuth(cfg.admin.tokens), tickets)
+    wallet_api = WalletApiServicer(
+        wallets, cfg, AdminAuth(cfg.admin.tokens), tickets, periods=periods.runner
+    )
     observability = build_observability(cfg, prices, snapshots, registry=registry)
     return App(
         cfg,

@@ -25,7 +25,7 @@ from keeptrusts_authz.api.status import abort
 from keeptrusts_authz.api.views import LedgerWindow, depletion_date, money, scan_window
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
-from keeptrusts_authz.periods.budgets import calendar_of
+from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calendar_of
 from keeptrusts_authz.periods.calendar import ID_FORMATS, BudgetCalendar
 from keeptrusts_authz.reports.chargeback import GROUP_BYS
 from keeptrusts_authz.reports.render import FORMATS, chargeback_report
@@ -111,8 +111,10 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         config: Config,
         auth: AdminAuth,
         tickets: TicketStore | None,
+        periods: PeriodRunner | None = None,
     ) -> None:
         self._wallets = wallets
+        self._periods = periods
         self._config = config
         self._auth = auth
         self._tickets = tickets
@@ -148,8 +150,22 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             actor=actor,
         )
 
-    def _wallet_pb(self, wallet: Wallet, window: LedgerWindow) -> pb.Wallet:
+    async def _period_statuses(self) -> dict[str, BudgetStatus]:
+        if self._periods is None or not self._periods.rules:
+            return {}
+        return {s.rule.wallet_id: s for s in await self._periods.status()}
+
+    def _wallet_pb(
+        self,
+        wallet: Wallet,
+        window: LedgerWindow,
+        periods: Mapping[str, BudgetStatus] | None = None,
+    ) -> pb.Wallet:
         burn = window.burn_per_day(wallet.id)
+        period = (periods or {}).get(wallet.id)
+        status: str = wallet.status
+        if period is not None and status == "healthy" and period.status == "at_risk":
+            status = "at_risk"
         return pb.Wallet(
             id=wallet.id,
             scope=wallet.scope,
@@ -158,10 +174,13 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             reserved=money(wallet.reserved),
             allocated=money(wallet.allocated_total),
             spent=money(wallet.spent_total),
-            status=wallet.status,
+            status=status,
             burn_rate_per_day=money(burn),
             projected_depletion_date=depletion_date(wallet, burn),
             currency=self._currency,
+            period=period.current.id if period else "",
+            period_allocation=money(period.funded) if period else "",
+            projected_period_spend=money(period.projected_spend) if period else "",
         )
 
     def _empty_wallet(self, wallet_id: str) -> Wallet:
@@ -275,8 +294,10 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             if who.may_read_wallet(w.id, window.user_teams)
             and (not request.scope or w.scope == request.scope)
         ]
+        periods = await self._period_statuses()
         return pb.ListWalletsResponse(
-            wallets=[self._wallet_pb(w, window) for w in visible], currency=self._currency
+            wallets=[self._wallet_pb(w, window, periods) for w in visible],
+            currency=self._currency,
         )
 
     async def GetBalance(
@@ -299,7 +320,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
             wallet = self._empty_wallet(wallet_id)
         response = pb.BalanceResponse(
-            wallet=self._wallet_pb(wallet, window),
+            wallet=self._wallet_pb(wallet, window, await self._period_statuses()),
             cascade=self._cascade(request.team_id, request.user_id, records, window),
             currency=self._currency,
         )
