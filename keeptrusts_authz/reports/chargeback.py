@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal, Protocol
 
 from keeptrusts_authz.errors import InvalidInput
+from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.periods.calendar import BudgetCalendar
 from keeptrusts_authz.wallets.audit import LedgerReplay
 from keeptrusts_authz.wallets.models import LedgerEntry
@@ -359,10 +360,23 @@ class _Builder:
 def _in_period(e: LedgerEntry, period: Period) -> bool:
     # A budget boundary belongs to the period it opens, whenever it was applied (a catch-up
     # after downtime, or ahead of time by `periods run --now`).
-    at = e.ts_ms
+    return period.start_ms <= _period_instant(e) < period.end_ms
+
+
+def _period_instant(e: LedgerEntry) -> int:
+    """The instant that places an entry in a period: a boundary's period start; a spend's
+    reservation time (a request reserved in one period and settled in the next is charged to the
+    period of its reservation); else the entry's own time."""
     if e.op == "period_rollover":
-        at = _int(e.fields.get("period_start_ms")) or at
-    return period.start_ms <= at < period.end_ms
+        return _int(e.fields.get("period_start_ms")) or e.ts_ms
+    if e.op in SPEND_OPS:
+        return _int(e.fields.get("reserved_ms")) or e.ts_ms
+    return e.ts_ms
+
+
+def _late(e: LedgerEntry, period: Period) -> bool:
+    """A spend of this period (by reservation) settled after the period's end."""
+    return e.op in SPEND_OPS and e.ts_ms >= period.end_ms and _in_period(e, period)
 
 
 async def build_report(
@@ -377,16 +391,20 @@ async def build_report(
     if group_by not in GROUP_BYS:
         raise InvalidInput(f"group_by: one of {', '.join(GROUP_BYS)}")
     builder = _Builder(period, group_by)
+    late_count = late_cost = 0
     replay = LedgerReplay()  # balances at the end of the period, for `remaining`
     entries = source.iter_ledger()
     try:
         async for entry in entries:
             if entry.ts_ms < period.end_ms:
                 replay.apply(entry)
-            elif entry.op != "period_rollover":
-                continue  # later entries only matter when they are this period's boundary
+            elif entry.op != "period_rollover" and entry.op not in SPEND_OPS:
+                continue  # later entries matter only as this period's boundary or late spend
             if _in_period(entry, period):
                 builder.apply(entry)
+                if _late(entry, period):
+                    late_count += 1
+                    late_cost += _int(entry.fields.get("cost"))
     finally:
         aclose = getattr(entries, "aclose", None)
         if aclose is not None:
@@ -401,6 +419,11 @@ async def build_report(
             if key is not None:
                 builder.row(key).remaining += acc.balance + acc.reserved
     notes: list[str] = []
+    if late_count:
+        notes.append(
+            f"{late_count} late settlement(s) totalling {format_micros(late_cost)}: reserved in "
+            "this period, settled after its end; charged here, by reservation time"
+        )
     if group_by == "team":
         for month in period.months():
             for name, count in (await source.denial_counters(month)).items():

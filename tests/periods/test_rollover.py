@@ -266,3 +266,34 @@ def test_service_workers_on_two_replicas_apply_each_boundary_once(redis_url: str
         await env.audit_ok()
 
     run(with_env(redis_url, body))
+
+
+def test_late_settlement_is_charged_to_the_period_of_its_reservation(redis_url: str) -> None:
+    from keeptrusts_authz.reports.chargeback import build_report, parse_period
+    from keeptrusts_authz.store.keys import Keys
+    from tests.wallets.support import sync_client
+
+    async def body(env: Env) -> None:
+        await env.svc.credit(10_000 * USD, "USD", "seed", "test")
+        await env.svc.allocate(TEAM, 500 * USD, "USD", "seed", "test")
+        now = datetime.now(UTC)
+        this = NY.period_at("monthly", now)
+        last = NY.previous(this)
+        req = reserve_req(50 * USD, (TEAM,), "block")
+        await env.store.reserve(req)
+        # The reservation was made in the previous period (a request in flight at the boundary).
+        client = sync_client(redis_url)
+        try:
+            key = Keys(env.store.org_id).reservation(req.reservation_id)
+            client.hset(key, "created_ms", str(last.end_ms - 1000))
+        finally:
+            client.close()
+        await env.store.settle(SettleRequest(req.reservation_id, 30 * USD, False))
+        prev = await build_report(env.store, parse_period(last.id, calendar=NY))
+        cur = await build_report(env.store, parse_period(this.id, calendar=NY))
+        assert prev.totals.spent == 30 * USD and cur.totals.spent == 0
+        assert any("1 late settlement(s) totalling 30.00" in n for n in prev.notes), prev.notes
+        assert not prev.check() and not cur.check()
+        await env.audit_ok()
+
+    run(with_env(redis_url, body))
