@@ -22,13 +22,14 @@ from keeptrusts_authz.api.auth import AdminAuth, PermissionDenied, Principal
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2 as pb
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2_grpc as pb_grpc
 from keeptrusts_authz.api.status import abort
-from keeptrusts_authz.api.views import LedgerWindow, depletion_date, money, scan_window
+from keeptrusts_authz.api.views import LedgerWindow, money, scan_window
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
 from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calendar_of
 from keeptrusts_authz.periods.calendar import ID_FORMATS, BudgetCalendar
 from keeptrusts_authz.reports.chargeback import GROUP_BYS
 from keeptrusts_authz.reports.render import FORMATS, chargeback_report
+from keeptrusts_authz.wallets.burn import BurnWindow, depletion_date
 from keeptrusts_authz.wallets.cascade import cascade_for
 from keeptrusts_authz.wallets.holds import TICKET_ID
 from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, TicketRecord, Wallet
@@ -158,10 +159,10 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     def _wallet_pb(
         self,
         wallet: Wallet,
-        window: LedgerWindow,
+        window: BurnWindow,
         periods: Mapping[str, BudgetStatus] | None = None,
     ) -> pb.Wallet:
-        burn = window.burn_per_day(wallet.id)
+        burn = window.per_day(wallet.id)
         period = (periods or {}).get(wallet.id)
         status: str = wallet.status
         if period is not None and status == "healthy" and period.status == "at_risk":
@@ -176,7 +177,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             spent=money(wallet.spent_total),
             status=status,
             burn_rate_per_day=money(burn),
-            projected_depletion_date=depletion_date(wallet, burn),
+            projected_depletion_date=depletion_date(wallet.balance, wallet.allocated_total, burn),
             currency=self._currency,
             period=period.current.id if period else "",
             period_allocation=money(period.funded) if period else "",
@@ -288,6 +289,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         if request.scope not in _SCOPES:
             raise InvalidInput("scope: must be org, team or user", {"field": "scope"})
         window = await scan_window(self._wallets)
+        burn = await self._wallets.burn_window()
         visible = [
             w
             for w in await self._wallets.wallets()
@@ -296,7 +298,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         ]
         periods = await self._period_statuses()
         return pb.ListWalletsResponse(
-            wallets=[self._wallet_pb(w, window, periods) for w in visible],
+            wallets=[self._wallet_pb(w, burn, periods) for w in visible],
             currency=self._currency,
         )
 
@@ -314,18 +316,19 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         if not who.may_read_wallet(wallet_id, window.user_teams):
             raise PermissionDenied(f"this token may not read {wallet_id}")
         records = {w.id: w for w in await self._wallets.wallets()}
+        burn = await self._wallets.burn_window()
         wallet = records.get(wallet_id)
         if wallet is None:
             if not (request.team_id and request.team_id in self._teams):
                 raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
             wallet = self._empty_wallet(wallet_id)
         response = pb.BalanceResponse(
-            wallet=self._wallet_pb(wallet, window, await self._period_statuses()),
+            wallet=self._wallet_pb(wallet, burn, await self._period_statuses()),
             cascade=self._cascade(request.team_id, request.user_id, records, window),
             currency=self._currency,
         )
         if who.reads_all and "org" in records:
-            response.org.CopyFrom(self._wallet_pb(records["org"], window))
+            response.org.CopyFrom(self._wallet_pb(records["org"], burn))
         return response
 
     def _cascade(

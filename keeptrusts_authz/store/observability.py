@@ -28,7 +28,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import redis
@@ -40,9 +39,9 @@ from keeptrusts_authz.errors import StoreDataError
 from keeptrusts_authz.store.connection import AsyncClient, _sentinel_hosts, connect, describe
 from keeptrusts_authz.store.errors import translated
 from keeptrusts_authz.store.keys import Keys
+from keeptrusts_authz.wallets.burn import BurnWindow, burn_days, burn_window_start
 from keeptrusts_authz.wallets.models import WALLET_FIELDS
 
-BURN_DAYS = 8  # today (partial) + the 7 previous UTC days (the scripts keep them ~8 days)
 ALERT_TTL_SECONDS = 62 * 86400
 EVENTS_MAXLEN = 10_000
 
@@ -72,18 +71,6 @@ def _int(value: object) -> int:
 
 def wallet_record(raw: Mapping[str, str]) -> dict[str, int]:
     return {f: _int(raw.get(f)) for f in WALLET_FIELDS}
-
-
-def burn_days(now: float) -> list[str]:
-    """The UTC days of the burn window, oldest first (7 full days + today)."""
-    today = datetime.fromtimestamp(now, UTC).date()
-    return [(today - timedelta(days=i)).isoformat() for i in range(BURN_DAYS - 1, -1, -1)]
-
-
-def burn_window_start(now: float) -> float:
-    """Unix time of the start of the oldest burn bucket (midnight UTC, 7 days before today)."""
-    today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (today - timedelta(days=BURN_DAYS - 1)).timestamp()
 
 
 # -- synchronous scrape-time reader ---------------------------------------------------------------
@@ -126,6 +113,10 @@ class WalletSnapshot:
     overdue_reservations: int
     taken_at: float
     usage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def burn_window(self) -> BurnWindow:
+        return BurnWindow(self.burn, self.burn_since, self.taken_at)
 
 
 class WalletSnapshotReader:
@@ -257,8 +248,6 @@ __all__ = [
     "ObservabilityStore",
     "WalletSnapshot",
     "WalletSnapshotReader",
-    "burn_days",
-    "burn_window_start",
     "connect_sync",
     "wallet_record",
 ]

@@ -616,6 +616,16 @@ class RedisWalletStore:
             {"endpoint": self._endpoint},
         )
 
+    async def burn_by_day(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        pipe = self._client.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(self.keys.burn(day))
+        buckets = await self._io(pipe.execute())
+        return {
+            day: {str(w): _int(v) for w, v in bucket.items()}
+            for day, bucket in zip(days, buckets, strict=True)
+        }
+
     async def denial_counters(self, month: str | None = None) -> dict[str, int]:
         raw = await self._io(
             cast(Awaitable[dict[str, str]], self._client.hgetall(self.keys.stats(month)))

@@ -679,6 +679,10 @@ class MemoryWalletStore:
             wallets = {wid: dict(w) for wid, w in self._s.wallets.items()}
             return AuditSnapshot(wallets, last, dict(self._s.deadlines))
 
+    async def burn_by_day(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        async with self._lock:
+            return {day: dict(self._s.burn.get(day, {})) for day in days}
+
     async def denial_counters(self, month: str | None = None) -> dict[str, int]:
         month = month or datetime.fromtimestamp(self._clock() / 1000, UTC).strftime("%Y-%m")
         async with self._lock:

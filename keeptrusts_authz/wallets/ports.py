@@ -125,6 +125,10 @@ class WalletStore(Protocol):
 
     async def denial_counters(self, month: str | None = None) -> dict[str, int]: ...
 
+    async def burn_by_day(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        """UTC day (YYYY-MM-DD) -> wallet id -> micros spent that day (settle + expire)."""
+        ...
+
     async def close(self) -> None: ...
 
 

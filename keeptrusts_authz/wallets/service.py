@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -23,6 +24,7 @@ from keeptrusts_authz.errors import (
 )
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.wallets.audit import LedgerReplay, compare
+from keeptrusts_authz.wallets.burn import BurnWindow, burn_days
 from keeptrusts_authz.wallets.models import (
     IDEMPOTENCY_KEY,
     MAX_AMOUNT_MICROS,
@@ -402,6 +404,11 @@ class WalletService:
         records = await self._store.wallets()
         out = [self._wallet(wid, rec) for wid, rec in records.items()]
         return sorted(out, key=lambda w: (_SCOPE_ORDER[w.scope], w.id))
+
+    async def burn_window(self, now: float | None = None) -> BurnWindow:
+        """What each wallet spent over the burn window ending `now` (one store round trip)."""
+        now = time.time() if now is None else now
+        return BurnWindow.from_days(await self._store.burn_by_day(burn_days(now)), now)
 
     async def ledger(
         self, count: int = 50, before: str | None = None, wallet: str | None = None

@@ -125,3 +125,25 @@ def test_policies_overdraft_and_denial_counters(backend: Backend) -> None:
             assert (await svc.wallet("team:team_eng")).balance == 1 * USD
 
     run(go())
+
+
+def test_burn_window_is_what_settle_and_expire_spent(backend: Backend) -> None:
+    """The burn the API and the gauges read equals the spend ops of the ledger, on both backends."""
+
+    async def go() -> tuple[int, int, int]:
+        async with backend.service() as svc:
+            await funded(svc, team_eng=10 * USD)
+            a, b, c = reserve_req(3 * USD), reserve_req(1 * USD), reserve_req(2 * USD, ttl_ms=1)
+            for req in (a, b, c):
+                assert (await svc.reserve(req)).outcome == "reserved"
+            await svc.settle(SettleRequest(a.reservation_id, 2 * USD, False, 10, 5))
+            await svc.release(b.reservation_id, "gave up")  # a release spends nothing
+            await asyncio.sleep(0.01)
+            assert len(await svc.expire_due()) == 1  # an expiry spends the estimate
+            window = await svc.burn_window()
+            spent = sum(e.amount for e in await svc.ledger(100) if e.op in ("settle", "expire"))
+            return window.micros("team:team_eng"), spent, window.per_day("team:team_eng")
+
+    burned, spent, per_day = run(go())
+    assert burned == spent == 4 * USD
+    assert 4 * USD // 8 <= per_day <= 4 * USD // 7
