@@ -136,33 +136,40 @@ class PeriodRunner:
         return span if span.kind == rule.kind else None
 
     async def run(self, now: datetime | None = None) -> list[BoundaryResult]:
-        """Apply every boundary due at `now`, oldest first per wallet. Idempotent."""
+        """Apply every boundary due at `now`, oldest first per wallet. Idempotent. Budgets go in
+        config order, one call at a time, so a pool too small for all of them funds the first
+        ones, the same ones on every run and replica (concurrent calls measured only ~25 %
+        faster for 1,000 wallets: bench/periods_bench.py)."""
         at = now or self._clock()
         states = await self._store.period_states([r.wallet_id for r in self.rules])
         out: list[BoundaryResult] = []
         for rule in self.rules:
-            due = self.calendar.between(
-                rule.kind, self._last_span(rule, states.get(rule.wallet_id)), at
+            out += await self._run_rule(rule, states.get(rule.wallet_id), at)
+        return out
+
+    async def _run_rule(
+        self, rule: BudgetRule, state: PeriodState | None, at: datetime
+    ) -> list[BoundaryResult]:
+        out: list[BoundaryResult] = []
+        for span in self.calendar.between(rule.kind, self._last_span(rule, state), at):
+            res = await self._store.apply_period_boundary(
+                rule.wallet_id,
+                span.id,
+                rollover=rule.rollover,
+                amount=rule.amount,
+                carry_cap=rule.carry_cap,
+                period_start_ms=span.start_ms,
+                actor=ACTOR,
+                description=f"{rule.kind} budget {span.id} ({rule.rollover})",
             )
-            for span in due:
-                res = await self._store.apply_period_boundary(
-                    rule.wallet_id,
-                    span.id,
-                    rollover=rule.rollover,
-                    amount=rule.amount,
-                    carry_cap=rule.carry_cap,
-                    period_start_ms=span.start_ms,
-                    actor=ACTOR,
-                    description=f"{rule.kind} budget {span.id} ({rule.rollover})",
-                )
-                PERIOD_BOUNDARIES.labels(res.status).inc()
-                out.append(
-                    BoundaryResult(rule.wallet_id, span.id, res.status, res.delta, res.org_balance)
-                )
-                if res.status == "insufficient":
-                    await self._refused(rule, span, res.delta, res.org_balance)
-                if res.status in ("insufficient", "stale"):
-                    break
+            PERIOD_BOUNDARIES.labels(res.status).inc()
+            out.append(
+                BoundaryResult(rule.wallet_id, span.id, res.status, res.delta, res.org_balance)
+            )
+            if res.status == "insufficient":
+                await self._refused(rule, span, res.delta, res.org_balance)
+            if res.status in ("insufficient", "stale"):
+                break
         return out
 
     async def _refused(self, rule: BudgetRule, span: PeriodSpan, delta: int, pool: int) -> None:

@@ -297,3 +297,18 @@ def test_late_settlement_is_charged_to_the_period_of_its_reservation(redis_url: 
         await env.audit_ok()
 
     run(with_env(redis_url, body))
+
+
+def test_a_short_pool_funds_budgets_in_config_order(redis_url: str) -> None:
+    async def body(env: Env) -> None:
+        await env.svc.credit(1500 * USD, "USD", "seed", "test")
+        second = BudgetRule("team:team_ops", "team_ops", None, "monthly", "reset", 1000 * USD, 0)
+        res = await env.runner(rule(), second).run(ny(2026, 12, 1))
+        assert [(x.wallet_id, x.status) for x in res] == [
+            (TEAM, "applied"),
+            ("team:team_ops", "insufficient"),
+        ]
+        assert (await env.store.wallet("org") or {})["balance"] == 300 * USD
+        await env.audit_ok()
+
+    run(with_env(redis_url, body))
