@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -26,8 +26,8 @@ from keeptrusts_authz.api.views import LedgerWindow, money, scan_window
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
 from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calendar_of
-from keeptrusts_authz.periods.calendar import ID_FORMATS, BudgetCalendar
-from keeptrusts_authz.reports.chargeback import GROUP_BYS
+from keeptrusts_authz.periods.calendar import BudgetCalendar
+from keeptrusts_authz.reports.chargeback import GROUP_BYS, parse_period
 from keeptrusts_authz.reports.render import FORMATS, chargeback_report
 from keeptrusts_authz.wallets.burn import BurnWindow, depletion_date
 from keeptrusts_authz.wallets.cascade import cascade_for
@@ -76,8 +76,6 @@ _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _CORE_FIELDS = ("op", "wallet", "amount", "ts_ms", "actor", "description", "balance_after")
 _MICROS_FIELDS = ("reserved", "cost")
 _MAX_REASON = 500
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_MAX_REPORT_DAYS = 366
 
 
 class UnknownTicket(KeeptrustsError):
@@ -555,42 +553,13 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         return httpbody_pb2.HttpBody(content_type=content_type, data=body)
 
 
-def _day(value: str, field: str) -> date:
-    try:
-        if not _DAY.match(value):
-            raise ValueError(value)
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"{field}: expected YYYY-MM-DD", {"field": field}) from None
-
-
 def _report_window(
     calendar: BudgetCalendar, period: str, date_from: str, date_to: str
 ) -> tuple[str | None, str | None, str | None]:
-    """Validate the report's query parameters with errors naming the field (400); period ids
-    and their boundaries are the calendar's (periods/calendar.py)."""
-    span = calendar.parse(period) if period else None
-    if not (date_from or date_to):
-        if not period:
-            raise InvalidInput(
-                f"period: required ({ID_FORMATS}), or from and to", {"field": "period"}
-            )
-        return period, None, None
-    if not date_from:
-        raise InvalidInput("from: required together with to", {"field": "from"})
-    if not date_to:
-        raise InvalidInput("to: required together with from", {"field": "to"})
-    first, last = _day(date_from, "from"), _day(date_to, "to")
-    if last < first:
-        raise InvalidInput("to: before from", {"field": "to"})
-    if (last - first).days > _MAX_REPORT_DAYS:
-        raise InvalidInput(f"to: a report covers at most {_MAX_REPORT_DAYS} days", {"field": "to"})
-    if span is not None:
-        if not span.contains(calendar.day(first).start):
-            raise InvalidInput("from: must lie inside period", {"field": "from"})
-        if not span.contains(calendar.day(last).start):
-            raise InvalidInput("to: must lie inside period", {"field": "to"})
-    return period or None, date_from, date_to
+    """Validate the report's query parameters before any I/O (400 naming the field); the rules
+    are reports.chargeback.parse_period's."""
+    parse_period(period or None, date_from or None, date_to or None, calendar=calendar)
+    return period or None, date_from or None, date_to or None
 
 
 __all__ = ["UnknownTicket", "WalletApiServicer"]

@@ -18,6 +18,7 @@ period, from a replay of the ledger up to that instant.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
@@ -25,7 +26,7 @@ from typing import Literal, Protocol
 
 from keeptrusts_authz.errors import InvalidInput
 from keeptrusts_authz.money import format_micros
-from keeptrusts_authz.periods.calendar import BudgetCalendar
+from keeptrusts_authz.periods.calendar import ID_FORMATS, BudgetCalendar
 from keeptrusts_authz.wallets.audit import LedgerReplay
 from keeptrusts_authz.wallets.models import LedgerEntry
 
@@ -92,6 +93,19 @@ class Period:
         return self.start.day == 1 and self.end.day == 1
 
 
+MAX_REPORT_DAYS = 366
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _day(value: str, field: str) -> date:
+    try:
+        if not _DAY.match(value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{field}: expected YYYY-MM-DD", {"field": field}) from None
+
+
 def parse_period(
     period: str | None,
     date_from: str | None = None,
@@ -99,33 +113,34 @@ def parse_period(
     *,
     calendar: BudgetCalendar | None = None,
 ) -> Period:
-    """`--period <id>` (any id of periods/calendar.py: 2026-12, 2027-Q1, 2026-W49, 2026-12-01,
-    2027), or `--from YYYY-MM-DD --to YYYY-MM-DD` (inclusive local days); boundaries are local
-    midnights of `calendar` (default: UTC, fiscal year = calendar year)."""
+    """The one reading of a report window (CLI `--period/--from/--to`, API `period/from/to`):
+    a period id of periods/calendar.py (2026-12, 2027-Q1, 2026-W49, 2026-12-01, 2027), or
+    inclusive local days from..to (inside the period when both are given); boundaries are local
+    midnights of `calendar` (default: UTC, fiscal year = calendar year). Errors name the field."""
     cal = calendar or BudgetCalendar.utc()
-    if date_from or date_to:
-        if not (date_from and date_to):
-            raise InvalidInput("--from and --to go together")
-        try:
-            d0 = date.fromisoformat(date_from)
-            d1 = date.fromisoformat(date_to)
-        except ValueError:
-            raise InvalidInput("--from/--to: expected YYYY-MM-DD") from None
-        if d1 < d0:
-            raise InvalidInput("--to is before --from")
-        if (d1 - d0).days > 366:
-            raise InvalidInput("a report covers at most 366 days")
-        start = cal.day(d0).start_utc
-        end = cal.day(d1).end_utc
-        if period:
-            p = parse_period(period, calendar=cal)
-            if start < p.start or end > p.end:
-                raise InvalidInput("--from/--to must lie inside --period")
-        return Period(f"{d0.isoformat()}..{d1.isoformat()}", start, end)
-    if not period:
-        raise InvalidInput("--period (e.g. 2026-12, 2027-Q1, 2026-W49) or --from/--to is required")
-    span = cal.parse(period)
-    return Period(span.id, span.start_utc, span.end_utc)
+    span = cal.parse(period) if period else None
+    if not (date_from or date_to):
+        if span is None:
+            raise InvalidInput(
+                f"period: required ({ID_FORMATS}), or from and to", {"field": "period"}
+            )
+        return Period(span.id, span.start_utc, span.end_utc)
+    if not date_from:
+        raise InvalidInput("from: required together with to", {"field": "from"})
+    if not date_to:
+        raise InvalidInput("to: required together with from", {"field": "to"})
+    first, last = _day(date_from, "from"), _day(date_to, "to")
+    if last < first:
+        raise InvalidInput("to: before from", {"field": "to"})
+    if (last - first).days > MAX_REPORT_DAYS:
+        raise InvalidInput(f"to: a report covers at most {MAX_REPORT_DAYS} days", {"field": "to"})
+    start, end = cal.day(first), cal.day(last)
+    if span is not None:
+        if not span.contains(start.start):
+            raise InvalidInput("from: must lie inside period", {"field": "from"})
+        if not span.contains(end.start):
+            raise InvalidInput("to: must lie inside period", {"field": "to"})
+    return Period(f"{first.isoformat()}..{last.isoformat()}", start.start_utc, end.end_utc)
 
 
 @dataclass
