@@ -99,7 +99,7 @@ def _go(args: argparse.Namespace, action: str) -> int:
         try:
             if action == "run":
                 return _print_run(await runner.run(now))
-            statuses = await runner.forecast(now)
+            statuses = await runner.status(now)  # read-only: alerts are the service's
         finally:
             await store.close()
             await events.close()
