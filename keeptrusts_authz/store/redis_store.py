@@ -56,7 +56,7 @@ SCRIPT_NAMES = (
 log = logging.getLogger(__name__)
 
 _RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
-_SETTLE_OUTCOMES = ("settled", "released", "already_closed", "unknown")
+_SETTLE_OUTCOMES = ("settled", "corrected", "released", "already_closed", "unknown")
 
 
 def _lua_file(name: str) -> str:
