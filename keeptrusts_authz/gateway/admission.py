@@ -166,6 +166,11 @@ class Admission:
             parsed = parse_request(api, body, headers.get(ANTHROPIC_BETA_HEADER, ""))
         except RequestError as exc:
             return _deny(exc.status, exc.code, exc.message)
+        # Routing before pricing: a model no provider serves is refused for that, not for a
+        # missing price (which only matters once a provider would be called).
+        provider = self._provider_for(api, parsed.model)
+        if provider is None:
+            return _deny(400, "no_provider", f"no provider serves model {parsed.model!r}")
         try:
             priced = self._prices.resolve(parsed.model)
         except UnknownModel:
@@ -184,11 +189,6 @@ class Admission:
         if user is not None and not _USER_ID.match(user):
             return _deny(
                 400, "invalid_user", "the user header must be 1-128 characters [A-Za-z0-9_.@-]"
-            )
-        provider = self._provider_for(api, parsed.model)
-        if provider is None:
-            return _deny(
-                400, "no_provider", f"no provider is configured for model {parsed.model!r}"
             )
         return await self._reserve(
             group, user, provider, parsed, priced, headers.get(TICKET_HEADER)

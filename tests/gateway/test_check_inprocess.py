@@ -96,7 +96,8 @@ TABLE = [
     ("empty_body", ENG, CHAT, b"", 400, "invalid_request"),
     ("bad_json", ENG, CHAT, b"{not json", 400, "invalid_json"),
     ("no_model", ENG, CHAT, b'{"messages": []}', 400, "missing_model"),
-    ("unknown_model", ENG, CHAT, _chat("no-such-model"), 400, "unknown_model"),
+    ("unknown_model", ENG, CHAT, _chat("gpt-no-such-9"), 400, "unknown_model"),
+    ("unroutable", ENG, CHAT, _chat("no-such-model"), 400, "no_provider"),
     ("not_allowed", {"authorization": "Bearer kt_mini"}, CHAT, _chat(), 403, "model_not_allowed"),
     ("bad_user", {**ENG, "x-keeptrusts-user": "a b"}, CHAT, _chat(), 400, "invalid_user"),
     ("no_provider", ENG, CHAT, _chat("claude-sonnet-4-5"), 400, "no_provider"),
@@ -119,6 +120,25 @@ def test_refusal_table_in_process(redis_url: str) -> None:
     ):
         assert (case, got, got_reason) == (case, status, reason), payload
         assert payload["error"]["type"] and payload["error"]["message"], case
+
+
+def test_unroutable_model_says_no_provider_and_routed_unpriced_says_no_price(
+    redis_url: str,
+) -> None:
+    """Measured: a model no provider serves answered "has no price" (pricing was looked up
+    first). Routing is decided first now: each refusal names its own cause."""
+
+    async def go() -> tuple[Any, Any]:
+        async with _service(_config(redis_url)) as (stub, _):
+            unroutable = await _check(stub, ENG, _chat("no-such-model"))
+            unpriced = await _check(stub, ENG, _chat("gpt-no-such-9"))
+            return unroutable, unpriced
+
+    (s1, h1, b1), (s2, h2, b2) = asyncio.run(go())
+    assert (s1, h1[REASON_HEADER], b1["error"]["type"]) == (400, "no_provider", "no_provider")
+    assert b1["error"]["message"] == "no provider serves model 'no-such-model'"
+    assert (s2, h2[REASON_HEADER], b2["error"]["type"]) == (400, "unknown_model", "unknown_model")
+    assert b2["error"]["message"] == "model 'gpt-no-such-9' has no price; ask an operator"
 
 
 def test_funded_request_is_allowed_and_hold_times_out_in_process(redis_url: str) -> None:
