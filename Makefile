@@ -16,7 +16,7 @@ DESCRIPTION ?=
 PERIOD      ?= $(shell date -u +%Y-%m)
 
 .PHONY: help venv run test lint typecheck unit integration e2e k8s-validate protos \
-        credit allocate reclaim transfer balance ledger audit report bench render-envoy clean
+        credit allocate reclaim transfer balance ledger audit periods report bench render-envoy clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "keeptrusts-authz targets:\n"} /^[a-zA-Z0-9_-]+:.*##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -86,12 +86,16 @@ ledger: $(STAMP) ## Show the latest ledger entries
 audit: $(STAMP) ## Replay the ledger and compare it with every wallet
 	$(CLI) audit
 
-report: $(STAMP) ## Write the chargeback report for PERIOD=YYYY-MM under reports/
+periods: $(STAMP) ## Apply every due budget boundary (idempotent), then show each budget's period: make periods [NOW=ISO8601]
+	$(CLI) periods run $(if $(NOW),--now "$(NOW)")
+	$(CLI) periods status $(if $(NOW),--now "$(NOW)")
+
+report: $(STAMP) ## Write the chargeback report for PERIOD (2026-12, 2027-Q1, 2026-W49, ...) under reports/
 	@mkdir -p reports
 	$(CLI) report --period "$(PERIOD)" --format csv --output "reports/chargeback-$(PERIOD).csv"
 	$(CLI) report --period "$(PERIOD)" --format html --output "reports/chargeback-$(PERIOD).html"
 
-bench: $(STAMP) ## Benchmarks: reserve throughput, Envoy direct vs full path
+bench: $(STAMP) ## Benchmarks: reserve throughput, a budget boundary for 1,000 wallets, Envoy direct vs full path
 	$(PY) bench/run.py
 
 clean: ## Remove caches and build output (keeps .venv)

@@ -44,6 +44,8 @@ from keeptrusts_authz.gateway.settler import Settler, Sweeper
 from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.ledger.archiver import Archiver
 from keeptrusts_authz.metrics.http import Observability, build_observability
+from keeptrusts_authz.periods.budgets import PeriodRunner, calendar_of, rules_of
+from keeptrusts_authz.periods.worker import PeriodWorker
 from keeptrusts_authz.pricing import PriceTable
 from keeptrusts_authz.store.connection import AsyncClient, connect, describe
 from keeptrusts_authz.store.observability import (
@@ -97,6 +99,7 @@ class App:
     alerts: AlertEngine
     settler: Settler
     sweeper: Sweeper
+    periods: PeriodWorker
     admission: Admission
     wallet_api: WalletApiServicer
     observability: Observability
@@ -109,6 +112,7 @@ class App:
             await self.archiver.close()
         await self.observability.close()  # the metrics endpoint
         await self.admission.drain()
+        await self.periods.close()
         await self.sweeper.close()
         await self.settler.close()
         await self.alerts.close()
@@ -135,8 +139,14 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
     # Each settle batch tells the alert engine the wallets it charged (it only schedules).
     settler = Settler(wallets, after_settle=alerts.after_settle)
     sweeper = Sweeper(wallets, cfg.enforcement.sweep_interval_seconds)
+    periods = PeriodWorker(
+        PeriodRunner(store, calendar_of(cfg), rules_of(cfg), events=observability_store),
+        cfg.budget_calendar.run_interval_seconds,
+    )
     admission = Admission(cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds)
-    wallet_api = WalletApiServicer(wallets, cfg, AdminAuth(cfg.admin.tokens), tickets)
+    wallet_api = WalletApiServicer(
+        wallets, cfg, AdminAuth(cfg.admin.tokens), tickets, periods=periods.runner
+    )
     observability = build_observability(cfg, prices, snapshots, registry=registry)
     archiver = None
     if cfg.ledger.postgres_url is not None:
@@ -160,6 +170,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         alerts,
         settler,
         sweeper,
+        periods,
         admission,
         wallet_api,
         observability,
@@ -214,6 +225,7 @@ async def start_server(
     app.settler.start()
     app.sweeper.start()
     app.alerts.start()
+    app.periods.start()
     if app.archiver is not None:
         app.archiver.start(cfg.ledger.archive_interval_seconds)
         log.info(

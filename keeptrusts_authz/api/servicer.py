@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -25,7 +25,9 @@ from keeptrusts_authz.api.status import abort
 from keeptrusts_authz.api.views import LedgerWindow, money, scan_window
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
-from keeptrusts_authz.reports.chargeback import GROUP_BYS
+from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calendar_of
+from keeptrusts_authz.periods.calendar import BudgetCalendar
+from keeptrusts_authz.reports.chargeback import GROUP_BYS, parse_period
 from keeptrusts_authz.reports.render import FORMATS, chargeback_report
 from keeptrusts_authz.wallets.burn import BurnWindow, depletion_date
 from keeptrusts_authz.wallets.cascade import cascade_for
@@ -74,9 +76,6 @@ _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _CORE_FIELDS = ("op", "wallet", "amount", "ts_ms", "actor", "description", "balance_after")
 _MICROS_FIELDS = ("reserved", "cost")
 _MAX_REASON = 500
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_MAX_REPORT_DAYS = 366
 
 
 class UnknownTicket(KeeptrustsError):
@@ -111,8 +110,10 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         config: Config,
         auth: AdminAuth,
         tickets: TicketStore | None,
+        periods: PeriodRunner | None = None,
     ) -> None:
         self._wallets = wallets
+        self._periods = periods
         self._config = config
         self._auth = auth
         self._tickets = tickets
@@ -148,8 +149,22 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             actor=actor,
         )
 
-    def _wallet_pb(self, wallet: Wallet, window: BurnWindow) -> pb.Wallet:
+    async def _period_statuses(self) -> dict[str, BudgetStatus]:
+        if self._periods is None or not self._periods.rules:
+            return {}
+        return {s.rule.wallet_id: s for s in await self._periods.status()}
+
+    def _wallet_pb(
+        self,
+        wallet: Wallet,
+        window: BurnWindow,
+        periods: Mapping[str, BudgetStatus] | None = None,
+    ) -> pb.Wallet:
         burn = window.per_day(wallet.id)
+        period = (periods or {}).get(wallet.id)
+        status: str = wallet.status
+        if period is not None and status == "healthy" and period.status == "at_risk":
+            status = "at_risk"
         return pb.Wallet(
             id=wallet.id,
             scope=wallet.scope,
@@ -158,10 +173,13 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             reserved=money(wallet.reserved),
             allocated=money(wallet.allocated_total),
             spent=money(wallet.spent_total),
-            status=wallet.status,
+            status=status,
             burn_rate_per_day=money(burn),
             projected_depletion_date=depletion_date(wallet.balance, wallet.allocated_total, burn),
             currency=self._currency,
+            period=period.current.id if period else "",
+            period_allocation=money(period.funded) if period else "",
+            projected_period_spend=money(period.projected_spend) if period else "",
         )
 
     def _empty_wallet(self, wallet_id: str) -> Wallet:
@@ -276,8 +294,10 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             if who.may_read_wallet(w.id, window.user_teams)
             and (not request.scope or w.scope == request.scope)
         ]
+        periods = await self._period_statuses()
         return pb.ListWalletsResponse(
-            wallets=[self._wallet_pb(w, burn) for w in visible], currency=self._currency
+            wallets=[self._wallet_pb(w, burn, periods) for w in visible],
+            currency=self._currency,
         )
 
     async def GetBalance(
@@ -301,7 +321,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
             wallet = self._empty_wallet(wallet_id)
         response = pb.BalanceResponse(
-            wallet=self._wallet_pb(wallet, burn),
+            wallet=self._wallet_pb(wallet, burn, await self._period_statuses()),
             cascade=self._cascade(request.team_id, request.user_id, records, window),
             currency=self._currency,
         )
@@ -511,8 +531,9 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         # counterparts, org-backstop spend and the org pool): it is not split per team, so a
         # team-only token gets 403 and reads its team through the wallet routes instead.
         who.require_read_all("the chargeback report")
+        calendar = calendar_of(self._config)
         period, date_from, date_to = _report_window(
-            request.period, getattr(request, "from"), request.to
+            calendar, request.period, getattr(request, "from"), request.to
         )
         fmt = request.format or "csv"
         if fmt not in FORMATS:
@@ -521,46 +542,24 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         if group_by not in GROUP_BYS:
             raise InvalidInput(f"group_by: one of {', '.join(GROUP_BYS)}", {"field": "group_by"})
         content_type, body = await chargeback_report(
-            self._wallets, period, fmt, group_by, date_from=date_from, date_to=date_to
+            self._wallets,
+            period,
+            fmt,
+            group_by,
+            date_from=date_from,
+            date_to=date_to,
+            calendar=calendar,
         )
         return httpbody_pb2.HttpBody(content_type=content_type, data=body)
 
 
-def _day(value: str, field: str) -> date:
-    try:
-        if not _DAY.match(value):
-            raise ValueError(value)
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"{field}: expected YYYY-MM-DD", {"field": field}) from None
-
-
 def _report_window(
-    period: str, date_from: str, date_to: str
+    calendar: BudgetCalendar, period: str, date_from: str, date_to: str
 ) -> tuple[str | None, str | None, str | None]:
-    """Validate the report's query parameters with errors naming the field (400)."""
-    if period and not _PERIOD.match(period):
-        raise InvalidInput("period: expected YYYY-MM, e.g. 2026-11", {"field": "period"})
-    if not (date_from or date_to):
-        if not period:
-            raise InvalidInput("period: required (YYYY-MM), or from and to", {"field": "period"})
-        return period, None, None
-    if not date_from:
-        raise InvalidInput("from: required together with to", {"field": "from"})
-    if not date_to:
-        raise InvalidInput("to: required together with from", {"field": "to"})
-    first, last = _day(date_from, "from"), _day(date_to, "to")
-    if last < first:
-        raise InvalidInput("to: before from", {"field": "to"})
-    if (last - first).days > _MAX_REPORT_DAYS:
-        raise InvalidInput(f"to: a report covers at most {_MAX_REPORT_DAYS} days", {"field": "to"})
-    if period:
-        year, month = int(period[:4]), int(period[5:])
-        if (first.year, first.month) != (year, month):
-            raise InvalidInput("from: must lie inside period", {"field": "from"})
-        if (last.year, last.month) != (year, month):
-            raise InvalidInput("to: must lie inside period", {"field": "to"})
-    return period or None, date_from, date_to
+    """Validate the report's query parameters before any I/O (400 naming the field); the rules
+    are reports.chargeback.parse_period's."""
+    parse_period(period or None, date_from or None, date_to or None, calendar=calendar)
+    return period or None, date_from or None, date_to or None
 
 
 __all__ = ["UnknownTicket", "WalletApiServicer"]

@@ -19,6 +19,7 @@ from typing import Any
 
 from keeptrusts_authz.config.loader import ConfigError, load_config
 from keeptrusts_authz.errors import InvalidInput, StoreUnavailable
+from keeptrusts_authz.periods.budgets import calendar_of
 from keeptrusts_authz.reports.chargeback import GROUP_BYS, build_report, parse_period
 from keeptrusts_authz.reports.render import FORMATS, render
 from keeptrusts_authz.store.redis_store import RedisWalletStore
@@ -38,7 +39,12 @@ def register(subparsers: Any) -> None:
         "with the ledger.",
     )
     p.add_argument("--config", metavar="FILE", default=None, help="default: $KEEPTRUSTS_CONFIG")
-    p.add_argument("--period", metavar="YYYY-MM", help="calendar month (UTC)")
+    p.add_argument(
+        "--period",
+        metavar="ID",
+        help="2026-12 (month), 2027-Q1 (fiscal quarter), 2026-W49 (ISO week), 2026-12-01 (day), "
+        "2027 (fiscal year), in budget_calendar's time zone",
+    )
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first day (UTC)")
     p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last day, inclusive")
     p.add_argument("--format", choices=FORMATS, default="csv")
@@ -66,14 +72,14 @@ def _write(path: str, data: bytes) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        period = parse_period(args.period, args.date_from, args.date_to)
-    except InvalidInput as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        period = parse_period(args.period, args.date_from, args.date_to, calendar=calendar_of(cfg))
+    except InvalidInput as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     async def go() -> tuple[str, bytes, list[str]]:

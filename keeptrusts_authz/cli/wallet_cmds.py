@@ -35,6 +35,7 @@ from keeptrusts_authz.errors import (
 )
 from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.money import AmountError, format_micros, parse_amount
+from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calendar_of, rules_of
 from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, Wallet
 from keeptrusts_authz.wallets.service import WalletService
@@ -354,12 +355,41 @@ async def _transfer(svc: WalletService, cfg: Config, args: argparse.Namespace) -
     )
 
 
+async def _budget_periods(cfg: Config) -> dict[str, BudgetStatus]:
+    if not cfg.budgets:
+        return {}
+    store = RedisWalletStore.from_settings(cfg.redis, cfg.organization.id)
+    try:
+        runner = PeriodRunner(store, calendar_of(cfg), rules_of(cfg))
+        return {s.rule.wallet_id: s for s in await runner.status()}
+    finally:
+        await store.close()
+
+
+def _status_of(w: Wallet, period: BudgetStatus | None) -> str:
+    """The wallet's status; `at_risk` when healthy now but projected past its period's funds."""
+    if period is not None and w.status == "healthy" and period.status == "at_risk":
+        return "at_risk"
+    return w.status
+
+
 async def _balance(svc: WalletService, cfg: Config, args: argparse.Namespace) -> int:
     wallet = _wallet_arg(args.team, args.user)
     wallets = [await svc.wallet(wallet)] if wallet else await svc.wallets()
     cur = svc.currency
+    periods = await _budget_periods(cfg)
     if args.json:
-        _print_json({"currency": cur, "wallets": [_wallet_json(w, cur) for w in wallets]})
+        docs = []
+        for w in wallets:
+            doc = _wallet_json(w, cur)
+            p = periods.get(w.id)
+            if p is not None:
+                doc["status"] = _status_of(w, p)
+                doc["period"] = p.current.id
+                doc["period_allocation"] = format_micros(p.funded)
+                doc["projected_period_spend"] = format_micros(p.projected_spend)
+            docs.append(doc)
+        _print_json({"currency": cur, "wallets": docs})
         return EXIT_OK
     if not wallets:
         print("no wallets yet (credit the org pool, then allocate to teams)")
@@ -371,7 +401,7 @@ async def _balance(svc: WalletService, cfg: Config, args: argparse.Namespace) ->
             _money(w.reserved, cur),
             _money(w.allocated_total, cur),
             _money(w.spent_total, cur),
-            w.status,
+            _status_of(w, periods.get(w.id)),
         ]
         for w in wallets
     ]

@@ -13,6 +13,7 @@ from decimal import Decimal
 from ipaddress import ip_address
 from typing import Annotated, Literal
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -334,6 +335,52 @@ class Alerts(StrictModel):
     sweep_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
 
 
+class BudgetCalendarSettings(StrictModel):
+    """Where periods start: local midnight in `timezone`; quarters/years at the fiscal month."""
+
+    timezone: str = "UTC"
+    fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
+    # The service re-checks due boundaries and forecasts this often (and right after each
+    # boundary); every replica does, the Lua script applies each boundary once.
+    run_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {v!r}") from None
+        return v
+
+
+Rollover = Literal["reset", "carry", "carry_capped", "carry_debt"]
+BudgetPeriod = Literal["daily", "weekly", "monthly", "quarterly", "yearly"]
+
+
+class Budget(StrictModel):
+    """A recurring allocation from the org pool to a team wallet (or a user wallet of the team)."""
+
+    team_id: IdStr
+    user_id: IdStr | None = None
+    amount: Decimal = Field(gt=0)
+    period: BudgetPeriod
+    rollover: Rollover = "reset"
+    carry_cap: Decimal | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _cap_goes_with_carry_capped(self) -> Budget:
+        if self.rollover == "carry_capped" and self.carry_cap is None:
+            raise ValueError("carry_cap: required when rollover is carry_capped")
+        if self.rollover != "carry_capped" and self.carry_cap is not None:
+            raise ValueError(f"carry_cap: only with rollover carry_capped (got {self.rollover})")
+        return self
+
+    @property
+    def wallet_id(self) -> str:
+        return f"user:{self.user_id}" if self.user_id else f"team:{self.team_id}"
+
+
 class LedgerSettings(StrictModel):
     """PostgreSQL as the ledger's system of record; without `postgres_url` the ledger lives in
     Redis only (as before) and nothing is archived."""
@@ -367,6 +414,31 @@ class Config(StrictModel):
     server: Server = Field(default_factory=Server)
     gateway: Gateway = Field(default_factory=Gateway)
     alerts: Alerts = Field(default_factory=Alerts)
+    budget_calendar: BudgetCalendarSettings = Field(default_factory=BudgetCalendarSettings)
+    budgets: list[Budget] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _budgets_name_configured_teams(self) -> Config:
+        teams = self.team_ids()
+        wallets: dict[str, int] = {}
+        for i, b in enumerate(self.budgets):
+            if b.team_id not in teams:
+                raise ValueError(
+                    f"budgets[{i}].team_id: {b.team_id!r} is not a configured team "
+                    f"(teams: {', '.join(sorted(teams)) or 'none'})"
+                )
+            if b.wallet_id in wallets:
+                raise ValueError(
+                    f"budgets[{i}]: a second budget for {b.wallet_id} "
+                    f"(also budgets[{wallets[b.wallet_id]}])"
+                )
+            wallets[b.wallet_id] = i
+        return self
+
+    def team_ids(self) -> set[str]:
+        """Teams the configuration knows: every consumer group's wallet team."""
+        return {g.wallet_team_id for g in self.consumer_groups if g.wallet_team_id}
+
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
 
     @model_validator(mode="after")

@@ -61,6 +61,22 @@ ACCESS_LOG_ENTRIES = Counter(
     "Access-log entries received, by what was done with them.",
     ["action"],
 )
+PERIOD_BOUNDARIES = Counter(
+    "keeptrusts_period_boundaries",
+    "Budget period boundaries handled, by outcome (applied, replayed, stale, insufficient).",
+    ["outcome"],
+)
+# Labelled by the wallets of configured budgets only (a bounded set from the config).
+WALLET_PROJECTED_PERIOD_SPEND = Gauge(
+    "keeptrusts_wallet_projected_period_spend",
+    "Projected spend at the end of the current budget period from its burn so far (currency).",
+    ["wallet"],
+)
+WALLET_PERIOD_ALLOCATION = Gauge(
+    "keeptrusts_wallet_period_allocation",
+    "What the current budget period started with: carried in + its allocation (currency units).",
+    ["wallet"],
+)
 LEDGER_ARCHIVE_LAG_ENTRIES = Gauge(
     "keeptrusts_ledger_archive_lag_entries",
     "Redis ledger entries not yet archived to PostgreSQL when the last archive pass started.",

@@ -25,6 +25,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal, Protocol
 
 from keeptrusts_authz.errors import InvalidInput
+from keeptrusts_authz.money import format_micros
+from keeptrusts_authz.periods.calendar import ID_FORMATS, BudgetCalendar
 from keeptrusts_authz.wallets.audit import LedgerReplay
 from keeptrusts_authz.wallets.models import LedgerEntry
 
@@ -32,7 +34,6 @@ GroupBy = Literal["team", "consumer_group", "model", "user"]
 GROUP_BYS: tuple[GroupBy, ...] = ("team", "consumer_group", "model", "user")
 SPEND_OPS = ("settle", "expire")
 
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 NO_TEAM = "(no team)"
 NO_GROUP = "(none)"
@@ -92,38 +93,54 @@ class Period:
         return self.start.day == 1 and self.end.day == 1
 
 
+MAX_REPORT_DAYS = 366
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _day(value: str, field: str) -> date:
+    try:
+        if not _DAY.match(value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{field}: expected YYYY-MM-DD", {"field": field}) from None
+
+
 def parse_period(
-    period: str | None, date_from: str | None = None, date_to: str | None = None
+    period: str | None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    *,
+    calendar: BudgetCalendar | None = None,
 ) -> Period:
-    """`--period YYYY-MM`, or `--from YYYY-MM-DD --to YYYY-MM-DD` (inclusive days, UTC)."""
-    if date_from or date_to:
-        if not (date_from and date_to):
-            raise InvalidInput("--from and --to go together")
-        try:
-            d0 = date.fromisoformat(date_from)
-            d1 = date.fromisoformat(date_to)
-        except ValueError:
-            raise InvalidInput("--from/--to: expected YYYY-MM-DD") from None
-        if d1 < d0:
-            raise InvalidInput("--to is before --from")
-        if (d1 - d0).days > 366:
-            raise InvalidInput("a report covers at most 366 days")
-        start = datetime(d0.year, d0.month, d0.day, tzinfo=UTC)
-        end = datetime(d1.year, d1.month, d1.day, tzinfo=UTC) + timedelta(days=1)
-        if period:
-            p = parse_period(period)
-            if start < p.start or end > p.end:
-                raise InvalidInput("--from/--to must lie inside --period")
-        return Period(f"{d0.isoformat()}..{d1.isoformat()}", start, end)
-    if not period:
-        raise InvalidInput("--period YYYY-MM (or --from/--to) is required")
-    match = _PERIOD.match(period)
-    if not match:
-        raise InvalidInput("period: expected YYYY-MM, e.g. 2026-11")
-    year, month = int(match.group(1)), int(match.group(2))
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-    return Period(period, start, end)
+    """The one reading of a report window (CLI `--period/--from/--to`, API `period/from/to`):
+    a period id of periods/calendar.py (2026-12, 2027-Q1, 2026-W49, 2026-12-01, 2027), or
+    inclusive local days from..to (inside the period when both are given); boundaries are local
+    midnights of `calendar` (default: UTC, fiscal year = calendar year). Errors name the field."""
+    cal = calendar or BudgetCalendar.utc()
+    span = cal.parse(period) if period else None
+    if not (date_from or date_to):
+        if span is None:
+            raise InvalidInput(
+                f"period: required ({ID_FORMATS}), or from and to", {"field": "period"}
+            )
+        return Period(span.id, span.start_utc, span.end_utc)
+    if not date_from:
+        raise InvalidInput("from: required together with to", {"field": "from"})
+    if not date_to:
+        raise InvalidInput("to: required together with from", {"field": "to"})
+    first, last = _day(date_from, "from"), _day(date_to, "to")
+    if last < first:
+        raise InvalidInput("to: before from", {"field": "to"})
+    if (last - first).days > MAX_REPORT_DAYS:
+        raise InvalidInput(f"to: a report covers at most {MAX_REPORT_DAYS} days", {"field": "to"})
+    start, end = cal.day(first), cal.day(last)
+    if span is not None:
+        if not span.contains(start.start):
+            raise InvalidInput("from: must lie inside period", {"field": "from"})
+        if not span.contains(end.start):
+            raise InvalidInput("to: must lie inside period", {"field": "to"})
+    return Period(f"{first.isoformat()}..{last.isoformat()}", start.start_utc, end.end_utc)
 
 
 @dataclass
@@ -144,6 +161,13 @@ class Row:
     blocked: int = 0
     held: int = 0
     remaining: int = 0
+    # Budget period boundaries (period_rollover entries): the balance kept from the previous
+    # period, what went back to the pool, debt the new period forgave; used_pct = spent as a
+    # whole percentage of carried_in + allocated.
+    carried_in: int = 0
+    returned: int = 0
+    forgiven: int = 0
+    used_pct: int = 0
 
     def add(self, other: Row) -> None:
         for f in fields(self):
@@ -162,6 +186,9 @@ MONEY_COLUMNS = frozenset(
         "spent_estimated",
         "org_backstop_spent",
         "remaining",
+        "carried_in",
+        "returned",
+        "forgiven",
     }
 )
 _SPEND_COLUMNS = [
@@ -212,6 +239,7 @@ class LedgerTotals:
     spent_estimated: int = 0
     spend_entries: int = 0
     entries: int = 0
+    rollovers: int = 0
 
 
 @dataclass
@@ -231,7 +259,10 @@ class Report:
 
     @property
     def columns(self) -> list[str]:
-        return columns_for(self.group_by)
+        cols = columns_for(self.group_by)
+        if self.ledger.rollovers and self.group_by in ("team", "user"):
+            cols = [*cols[:1], "carried_in", "returned", "forgiven", *cols[1:], "used_pct"]
+        return cols
 
     def check(self) -> list[str]:
         """Differences between the totals row and the ledger totals (empty = reconciled)."""
@@ -323,6 +354,18 @@ class _Builder:
             key = self.wallet_key(f.get("to") or e.wallet)
             if key is not None:
                 self.row(key).allocated += a
+        elif e.op == "period_rollover":
+            # Counted as allocated: the period's amount; what the pool paid is
+            # amount - returned + forgiven (the `delta` field).
+            lt.allocated += a
+            lt.rollovers += 1
+            key = self.wallet_key(f.get("to") or e.wallet)
+            if key is not None:
+                r = self.row(key)
+                r.allocated += a
+                r.carried_in += _int(f.get("carried_in"))
+                r.returned += _int(f.get("returned"))
+                r.forgiven += _int(f.get("forgiven"))
         elif e.op == "reclaim":
             lt.reclaimed += a
             key = self.wallet_key(f.get("from") or e.wallet)
@@ -383,7 +426,25 @@ class _Builder:
 
 
 def _in_period(e: LedgerEntry, period: Period) -> bool:
-    return period.start_ms <= e.ts_ms < period.end_ms
+    # A budget boundary belongs to the period it opens, whenever it was applied (a catch-up
+    # after downtime, or ahead of time by `periods run --now`).
+    return period.start_ms <= _period_instant(e) < period.end_ms
+
+
+def _period_instant(e: LedgerEntry) -> int:
+    """The instant that places an entry in a period: a boundary's period start; a spend's
+    reservation time (a request reserved in one period and settled in the next is charged to the
+    period of its reservation); else the entry's own time."""
+    if e.op == "period_rollover":
+        return _int(e.fields.get("period_start_ms")) or e.ts_ms
+    if e.op in SPEND_OPS:
+        return _int(e.fields.get("reserved_ms")) or e.ts_ms
+    return e.ts_ms
+
+
+def _late(e: LedgerEntry, period: Period) -> bool:
+    """A spend of this period (by reservation) settled after the period's end."""
+    return e.op in SPEND_OPS and e.ts_ms >= period.end_ms and _in_period(e, period)
 
 
 async def build_report(
@@ -398,15 +459,20 @@ async def build_report(
     if group_by not in GROUP_BYS:
         raise InvalidInput(f"group_by: one of {', '.join(GROUP_BYS)}")
     builder = _Builder(period, group_by)
+    late_count = late_cost = 0
     replay = LedgerReplay()  # balances at the end of the period, for `remaining`
     entries = source.iter_ledger()
     try:
         async for entry in entries:
-            if entry.ts_ms >= period.end_ms:
-                break  # stream ids are time-ordered: nothing later belongs to the period
-            replay.apply(entry)
+            if entry.ts_ms < period.end_ms:
+                replay.apply(entry)
+            elif entry.op != "period_rollover" and entry.op not in SPEND_OPS:
+                continue  # later entries matter only as this period's boundary or late spend
             if _in_period(entry, period):
                 builder.apply(entry)
+                if _late(entry, period):
+                    late_count += 1
+                    late_cost += _int(entry.fields.get("cost"))
     finally:
         aclose = getattr(entries, "aclose", None)
         if aclose is not None:
@@ -421,6 +487,11 @@ async def build_report(
             if key is not None:
                 builder.row(key).remaining += acc.balance + acc.reserved
     notes: list[str] = []
+    if late_count:
+        notes.append(
+            f"{late_count} late settlement(s) totalling {format_micros(late_cost)}: reserved in "
+            "this period, settled after its end; charged here, by reservation time"
+        )
     if group_by == "team":
         for month in period.months():
             for name, count in (await source.denial_counters(month)).items():
@@ -438,6 +509,9 @@ async def build_report(
     totals = Row(TOTAL)
     for r in rows:
         totals.add(r)
+    for r in [*rows, totals]:
+        funded = r.carried_in + r.allocated
+        r.used_pct = r.spent * 100 // funded if funded > 0 else 0
     return Report(
         period=period,
         group_by=group_by,

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 from keeptrusts_authz.errors import InvalidInput
 from keeptrusts_authz.money import format_micros
+from keeptrusts_authz.periods.calendar import BudgetCalendar
 from keeptrusts_authz.reports.chargeback import (
     GROUP_BYS,
     MONEY_COLUMNS,
@@ -274,6 +275,7 @@ def chargeback_report(
     *,
     date_from: str | None = None,
     date_to: str | None = None,
+    calendar: BudgetCalendar | None = None,
 ) -> Awaitable[tuple[str, bytes]]:
     """For the API (`GET /v1/reports/chargeback?period=…&format=csv`): (content type, body).
 
@@ -284,7 +286,7 @@ def chargeback_report(
         raise InvalidInput(f"format: one of {', '.join(FORMATS)}", {"field": "format"})
     if group_by not in GROUP_BYS:
         raise InvalidInput(f"group_by: one of {', '.join(GROUP_BYS)}", {"field": "group_by"})
-    p = parse_period(period, date_from, date_to)
+    p = parse_period(period, date_from, date_to, calendar=calendar)
     gb: GroupBy = group_by
 
     async def go() -> tuple[str, bytes]:

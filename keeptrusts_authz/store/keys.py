@@ -40,6 +40,10 @@ class Keys:
     def reservation(self, reservation_id: str) -> str:
         return self.reservation_prefix + reservation_id
 
+    def period_state(self, wallet_id: str) -> str:
+        """The budget period last applied to a wallet (period_rollover.lua)."""
+        return self.prefix + "pw:" + wallet_id
+
     def idem(self, key: str) -> str:
         return self.idem_prefix + key
 

@@ -20,6 +20,7 @@ from redis.exceptions import WatchError
 
 from keeptrusts_authz.config.models import RedisSettings
 from keeptrusts_authz.errors import StoreDataError, StoreUnavailable
+from keeptrusts_authz.periods.models import PeriodState, RolloverOutcome
 from keeptrusts_authz.store.connection import AsyncClient, connect, describe
 from keeptrusts_authz.store.errors import is_transient, translated, unavailable
 from keeptrusts_authz.store.keys import Keys
@@ -50,6 +51,7 @@ SCRIPT_NAMES = (
     "settle",
     "release",
     "expire",
+    "period_rollover",
 )
 log = logging.getLogger(__name__)
 
@@ -399,6 +401,84 @@ class RedisWalletStore:
             )
             for i in range(0, len(res) - 2, 3)
         ]
+
+    # -- budget periods -----------------------------------------------------------------------
+
+    async def apply_period_boundary(
+        self,
+        wallet_id: str,
+        period_id: str,
+        *,
+        rollover: str,
+        amount: int,
+        carry_cap: int,
+        period_start_ms: int,
+        actor: str,
+        description: str,
+    ) -> RolloverOutcome:
+        """One boundary of one wallet (period_rollover.lua): applied, replayed, stale or refused."""
+        res = await self._run(
+            "period_rollover",
+            [
+                self.keys.ledger,
+                self.keys.wallets,
+                self.keys.wallet("org"),
+                self.keys.wallet(wallet_id),
+                self.keys.period_state(wallet_id),
+            ],
+            [
+                wallet_id,
+                period_id,
+                rollover,
+                amount,
+                carry_cap,
+                actor,
+                description,
+                self.keys.events_channel,
+                period_start_ms,
+            ],
+        )
+        status = str(res[0])
+        if status == "applied":
+            return RolloverOutcome(
+                "applied",
+                entry_id=str(res[1]),
+                delta=_int(res[2]),
+                balance_after=_int(res[3]),
+                org_balance=_int(res[4]),
+            )
+        if status == "replayed":
+            return RolloverOutcome("replayed", entry_id=str(res[1]))
+        if status == "stale":
+            return RolloverOutcome("stale", applied_period=str(res[1]))
+        if status == "insufficient":
+            return RolloverOutcome("insufficient", org_balance=_int(res[1]), delta=_int(res[2]))
+        raise StoreDataError(f"period_rollover.lua returned {status!r}")
+
+    async def period_states(self, wallet_ids: Sequence[str]) -> dict[str, PeriodState]:
+        """The last applied period of each wallet that has one (one pipeline)."""
+        if not wallet_ids:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for wid in wallet_ids:
+                pipe.hgetall(self.keys.period_state(wid))
+            raws = await self._io(pipe.execute())
+        out: dict[str, PeriodState] = {}
+        for wid, raw in zip(wallet_ids, raws, strict=True):
+            if raw and raw.get("period"):
+                out[wid] = PeriodState(
+                    wallet_id=wid,
+                    period_id=raw["period"],
+                    entry_id=raw.get("entry", ""),
+                    rollover=raw.get("rollover", ""),
+                    allocation=_int(raw.get("allocation")),
+                    carried_in=_int(raw.get("carried_in")),
+                    returned=_int(raw.get("returned")),
+                    forgiven=_int(raw.get("forgiven")),
+                    applied_ms=_int(raw.get("applied_ms")),
+                    spent_at_start=_int(raw.get("spent_at_start")),
+                )
+        return out
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -91,6 +91,19 @@ class LedgerReplay:
             src.allocated_total -= a
             dst.balance += a
             dst.allocated_total += a
+        elif e.op == "period_rollover":
+            # `amount` is the period's allocation; `delta` what moved from the pool (negative
+            # when more unspent balance returned than the new period allocates).
+            delta = int(f["delta"])
+            if delta != a - int(f["returned"]) + int(f["forgiven"]):
+                self.errors.append(
+                    f"ledger entry {e.id} (period_rollover): delta {delta} is not "
+                    "amount - returned + forgiven"
+                )
+            src, dst = self._w(f.get("from", "org")), self._w(f["to"])
+            src.balance -= delta
+            dst.balance += delta
+            dst.allocated_total += delta
         elif e.op == "reserve":
             rid = f["reservation"]
             w = self._w(e.wallet)

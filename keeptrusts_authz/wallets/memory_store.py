@@ -469,6 +469,7 @@ class MemoryWalletStore:
             output_tokens=str(req.output_tokens),
             cached_tokens=str(req.cached_tokens),
             balance_after=str(w["balance"]),
+            reserved_ms=f.get("created_ms", ""),
         )
         self._count_usage(f["team"], f["group"], estimated, label, cost)
         who = f"{f['team']}|{f['group']}|"
@@ -636,6 +637,7 @@ class MemoryWalletStore:
                     user=f["user"],
                     model=f["model"],
                     balance_after=str(w["balance"]),
+                    reserved_ms=f.get("created_ms", ""),
                 )
                 self._count_usage(f["team"], f["group"], "1", f["model"], reserved)
                 self._burn(now, wallet, reserved)

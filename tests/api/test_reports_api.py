@@ -169,6 +169,8 @@ BAD = [
     ("period_format", "period=2026-13", "period"),
     ("period_words", "period=november", "period"),
     ("period_missing", "format=csv", "period"),
+    ("period_no_such_week", "period=2027-W53", "period"),
+    ("period_quarter", "period=2027-Q5", "period"),
     ("format", "period=2026-01&format=xlsx", "format"),
     ("group_by", "period=2026-01&group_by=planet", "group_by"),
     ("from_alone", "from=2026-01-01", "to"),
@@ -185,6 +187,13 @@ def test_bad_query_is_a_json_400_naming_the_field(api: Api, query: str, field: s
     assert err["code"] == 3
     assert _field(err) == field, err
     assert err["message"].startswith(f"{field}:"), err
+
+
+@pytest.mark.parametrize("period", ["2027-Q1", "2026-W53", "2026-12-01", "2027"])
+def test_every_period_id_of_the_calendar(api: Api, period: str) -> None:
+    res = api.call("GET", f"{PATH}?period={period}&format=json", role="viewer")
+    assert res.status == 200, res.raw
+    assert res.json["period"] == period
 
 
 def test_unknown_parameter_wrong_method_and_path_are_json(api: Api) -> None:

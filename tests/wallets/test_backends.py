@@ -24,10 +24,13 @@ FIELDS = {
     "settle": [
         *CLOSE,
         *("estimated", "team", "group", "user", "model", "input_tokens", "output_tokens"),
-        *("cached_tokens", "balance_after"),
+        *("cached_tokens", "balance_after", "reserved_ms"),
     ],
     "release": [*CLOSE, "team", "group", "user", "model", "balance_after"],
-    "expire": [*CLOSE, "estimated", "team", "group", "user", "model", "balance_after"],
+    "expire": [
+        *CLOSE,
+        *("estimated", "team", "group", "user", "model", "balance_after", "reserved_ms"),
+    ],
 }
 
 

@@ -35,7 +35,8 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, lim
 local out = {}
 for _, rid in ipairs(due) do
   local rkey = res_prefix .. rid
-  local r = redis.call('HMGET', rkey, 'wallet', 'amount', 'state', 'team', 'group', 'user', 'model')
+  local r = redis.call('HMGET', rkey, 'wallet', 'amount', 'state', 'team', 'group', 'user', 'model',
+    'created_ms')
   redis.call('ZREM', KEYS[2], rid)
   if r[1] and r[3] == 'open' then
     local wallet = r[1]
@@ -53,7 +54,8 @@ for _, rid in ipairs(due) do
     redis.call('XADD', KEYS[1], '*', 'op', 'expire', 'wallet', wallet, 'amount', s(reserved),
       'ts_ms', s(now_ms), 'actor', actor, 'description', 'reservation deadline passed',
       'reservation', rid, 'reserved', s(reserved), 'cost', s(reserved), 'estimated', '1',
-      'team', team, 'group', group, 'user', r[6], 'model', model, 'balance_after', bal)
+      'team', team, 'group', group, 'user', r[6], 'model', model, 'balance_after', bal,
+      'reserved_ms', r[8] or '')
     local who = team .. '|' .. group .. '|'
     redis.call('HINCRBY', usage_key, 'spend|' .. who .. '1|' .. model, s(reserved))
     redis.call('HINCRBY', usage_key, 'requests|' .. who .. model, 1)

@@ -54,7 +54,7 @@ local BURN_TTL_MS = 694800000 -- 8 days + 1 h: the scrape reads today and the 7 
 
 if not cost or cost < 0 then return redis.error_reply('invalid cost') end
 local r = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'state', 'cost', 'team', 'group',
-  'user', 'model', 'estimated')
+  'user', 'model', 'estimated', 'created_ms')
 if not r[1] then return {'unknown', '', '0', '0'} end
 local closed_cost = r[4]
 if not closed_cost or closed_cost == '' then closed_cost = '0' end
@@ -122,7 +122,8 @@ redis.call('XADD', KEYS[1], '*', 'op', 'settle', 'wallet', wallet, 'amount', s(c
   'ts_ms', s(now_ms), 'actor', actor, 'description', '', 'reservation', rid,
   'reserved', s(reserved), 'cost', s(cost), 'estimated', estimated, 'team', team,
   'group', group, 'user', r[7], 'model', model, 'input_tokens', input_tokens,
-  'output_tokens', output_tokens, 'cached_tokens', cached_tokens, 'balance_after', s(bal))
+  'output_tokens', output_tokens, 'cached_tokens', cached_tokens, 'balance_after', s(bal),
+  'reserved_ms', r[10] or '')
 redis.call('HINCRBY', usage_key, 'spend|' .. who .. estimated .. '|' .. label, s(cost))
 redis.call('HINCRBY', usage_key, 'requests|' .. who .. label, 1)
 count_tokens()

@@ -107,7 +107,7 @@ class MoveResponse(_message.Message):
     def __init__(self, operation: _Optional[str] = ..., entry_id: _Optional[str] = ..., replayed: _Optional[bool] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., balances: _Optional[_Mapping[str, str]] = ..., actor: _Optional[str] = ...) -> None: ...
 
 class Wallet(_message.Message):
-    __slots__ = ("id", "scope", "owner", "balance", "reserved", "allocated", "spent", "status", "burn_rate_per_day", "projected_depletion_date", "currency")
+    __slots__ = ("id", "scope", "owner", "balance", "reserved", "allocated", "spent", "status", "burn_rate_per_day", "projected_depletion_date", "currency", "period", "period_allocation", "projected_period_spend")
     ID_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,9 @@ class Wallet(_message.Message):
     BURN_RATE_PER_DAY_FIELD_NUMBER: _ClassVar[int]
     PROJECTED_DEPLETION_DATE_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_ALLOCATION_FIELD_NUMBER: _ClassVar[int]
+    PROJECTED_PERIOD_SPEND_FIELD_NUMBER: _ClassVar[int]
     id: str
     scope: str
     owner: str
@@ -130,7 +133,10 @@ class Wallet(_message.Message):
     burn_rate_per_day: str
     projected_depletion_date: str
     currency: str
-    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., owner: _Optional[str] = ..., balance: _Optional[str] = ..., reserved: _Optional[str] = ..., allocated: _Optional[str] = ..., spent: _Optional[str] = ..., status: _Optional[str] = ..., burn_rate_per_day: _Optional[str] = ..., projected_depletion_date: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+    period: str
+    period_allocation: str
+    projected_period_spend: str
+    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., owner: _Optional[str] = ..., balance: _Optional[str] = ..., reserved: _Optional[str] = ..., allocated: _Optional[str] = ..., spent: _Optional[str] = ..., status: _Optional[str] = ..., burn_rate_per_day: _Optional[str] = ..., projected_depletion_date: _Optional[str] = ..., currency: _Optional[str] = ..., period: _Optional[str] = ..., period_allocation: _Optional[str] = ..., projected_period_spend: _Optional[str] = ...) -> None: ...
 
 class ListWalletsRequest(_message.Message):
     __slots__ = ("scope",)

@@ -1,0 +1,1 @@
+"""Budget periods: the finance calendar, recurring allocations and their rollover."""
