@@ -68,12 +68,21 @@ class StoreUnavailable(_FixedError):
     HTTP_STATUS = 503
 
 
+class StoreRegressed(_FixedError):
+    """The store came back empty, rolled back or replaced: the books it holds are not the books
+    the service saw. Never a StoreUnavailable (an `on_store_error: allow` must not serve it)."""
+
+    CODE = "store_regressed"
+    HTTP_STATUS = 503
+
+
 __all__ = [
     "Conflict",
     "CurrencyMismatch",
     "InsufficientFunds",
     "InvalidInput",
     "KeeptrustsError",
+    "StoreRegressed",
     "StoreUnavailable",
     "UnknownWallet",
 ]

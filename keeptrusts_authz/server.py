@@ -43,6 +43,7 @@ from keeptrusts_authz.gateway.api_keys import KeyRing
 from keeptrusts_authz.gateway.authz_servicer import AuthorizationServicer
 from keeptrusts_authz.gateway.settler import Settler, Sweeper
 from keeptrusts_authz.metrics.http import Observability, build_observability
+from keeptrusts_authz.metrics.registry import set_store_regressed
 from keeptrusts_authz.pricing import PriceTable
 from keeptrusts_authz.store.connection import AsyncClient, connect, describe
 from keeptrusts_authz.store.observability import (
@@ -106,6 +107,7 @@ class App:
         await self.sweeper.close()
         await self.settler.close()
         await self.alerts.close()
+        await self.wallets.integrity.close()
         self.snapshots.close()
         await self.observability_store.close()
         await self.tickets.close()
@@ -122,7 +124,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
     observability_store = ObservabilityStore(redis.main, org, endpoint=redis.endpoint)
     snapshots = WalletSnapshotReader(redis.scrape, org, endpoint=redis.endpoint)
     prices = PriceTable.from_config(cfg)
-    wallets = WalletService(store, cfg)
+    wallets = WalletService(store, cfg, on_integrity=set_store_regressed)
     holds = Holds(wallets, tickets, cfg.enforcement.hold_timeout_seconds)
     webhook = WebhookDelivery(cfg.alerts.webhook_url) if cfg.alerts.webhook_url else None
     alerts = AlertEngine(observability_store, cfg, webhook)
@@ -190,6 +192,9 @@ async def start_server(
     bound = server.add_insecure_port(
         f"{bind_host}:{cfg.server.grpc_port if port is None else port}"
     )
+    # Learn (or arm) the store's epoch before the first Check, then keep watching it.
+    await app.wallets.integrity.check_quietly()
+    app.wallets.integrity.start()
     await server.start()
     app.settler.start()
     app.sweeper.start()

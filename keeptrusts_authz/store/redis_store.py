@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from keeptrusts_authz.config.models import RedisSettings
+from keeptrusts_authz.errors import StoreRegressed
 from keeptrusts_authz.store.connection import AsyncClient, connect, describe
 from keeptrusts_authz.store.errors import StoreDataError, StoreRefused, StoreUnavailableError
 from keeptrusts_authz.store.keys import Keys
@@ -72,6 +73,18 @@ def load_script_text(name: str) -> str:
     return (
         resources.files("keeptrusts_authz.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
     )
+
+
+@dataclass(frozen=True)
+class StoreMarker:
+    """What the store says about its own continuity: the epoch marker (None: missing), the last
+    id the ledger stream ever generated ('0-0': none), and whether any wallet or entry exists."""
+
+    epoch: str | None
+    origin: str
+    hwm_floor: str
+    last_id: str
+    has_data: bool
 
 
 @dataclass(frozen=True)
@@ -239,8 +252,8 @@ class RedisWalletStore:
     ) -> OpResult:
         return await self._admin(
             "credit",
-            [self.keys.wallet("org")],
-            [amount, actor, description, self.keys.events_channel],
+            [self.keys.wallet("org"), self.keys.epoch],
+            [amount, actor, description, self.keys.events_channel, new_epoch_id()],
             idempotency_key,
             fingerprint,
         )
@@ -319,9 +332,12 @@ class RedisWalletStore:
 
     # -- reservation lifecycle --------------------------------------------------------------------
 
-    def _reserve_call(self, req: ReserveRequest, actor: str) -> tuple[list[str], list[Arg]]:
+    def _reserve_call(
+        self, req: ReserveRequest, actor: str, epoch: str
+    ) -> tuple[list[str], list[Arg]]:
         k = self.keys
         keys = [k.ledger, k.reservation(req.reservation_id), k.deadlines, k.wallets, k.stats()]
+        keys.append(k.epoch)
         keys += [k.wallet(w) for w in req.candidates]
         overdraft = req.overdraft_wallet or ""
         if overdraft:
@@ -339,13 +355,26 @@ class RedisWalletStore:
             len(req.candidates),
             *req.candidates,
             actor,
+            epoch,
         ]
         return keys, args
 
-    async def reserve(self, req: ReserveRequest, *, actor: str = "gateway") -> ReserveResult:
-        keys, args = self._reserve_call(req, actor)
+    async def reserve(
+        self, req: ReserveRequest, *, actor: str = "gateway", epoch: str = ""
+    ) -> ReserveResult:
+        """`epoch`: the marker id the caller saw ('' = none yet); a missing or different marker
+        raises StoreRegressed and reserves nothing."""
+        keys, args = self._reserve_call(req, actor, epoch)
         res = await self._run("reserve", keys, args)
         outcome = str(res[0])
+        if outcome == "regressed":
+            found = str(res[1]) if len(res) > 1 else ""
+            raise StoreRegressed(
+                "the wallet store lost its books (epoch marker "
+                + ("missing" if not found else "replaced")
+                + "); Checks are refused until `keeptrusts-authz restore`",
+                {"expected_epoch": epoch, "found_epoch": found},
+            )
         if outcome not in _RESERVE_OUTCOMES:
             raise StoreDataError(f"reserve.lua returned {outcome!r}")
         seen = {str(res[i]): _int(res[i + 1]) for i in range(3, len(res) - 1, 2)}
@@ -452,6 +481,62 @@ class RedisWalletStore:
             )
             for i in range(0, len(res) - 2, 3)
         ]
+
+    # -- store continuity ------------------------------------------------------------------------
+
+    async def marker(self) -> StoreMarker:
+        """The epoch marker, the stream's last generated id and whether any data exists (one
+        pipeline; XINFO fails on a missing stream, so the stream is looked at by XREVRANGE and
+        the marker's own hwm)."""
+        k = self.keys
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.epoch)
+            pipe.xinfo_stream(k.ledger)
+            pipe.scard(k.wallets)
+            res = await self._io(pipe.execute(raise_on_error=False))
+        raw, info, n_wallets = res
+        if isinstance(raw, Exception):
+            raise self._unavailable(raw) if _transient(raw) else StoreDataError(str(raw)[:200])
+        last_id, length = "0-0", 0
+        if isinstance(info, dict):
+            last_id = str(info.get("last-generated-id") or "0-0")
+            length = int(info.get("length") or 0)
+        elif isinstance(info, Exception) and _transient(info):
+            raise self._unavailable(info)
+        wallets = n_wallets if isinstance(n_wallets, int) else 0
+        return StoreMarker(
+            epoch=raw.get("id") or None,
+            origin=raw.get("origin", ""),
+            hwm_floor=raw.get("hwm_floor", "0-0"),
+            last_id=last_id,
+            has_data=length > 0 or wallets > 0,
+        )
+
+    async def arm(self, *, origin: str, hwm_floor: str = "0-0", replace: bool = False) -> str:
+        """Write the epoch marker (a new id). Without `replace`, an existing marker is kept and
+        its id returned. `hwm_floor`: the ledger id the books were restored up to."""
+        k = self.keys
+        if not replace:
+            current = await self._io(cast(Awaitable[str | None], self._client.hget(k.epoch, "id")))
+            if current:
+                return current
+        epoch = new_epoch_id()
+        mapping: dict[Any, Any] = {
+            "id": epoch,
+            "created_ms": str(int(time.time() * 1000)),
+            "origin": origin,
+            "hwm_floor": hwm_floor,
+        }
+        if replace:
+            await self._io(self._client.hset(k.epoch, mapping=mapping))
+            return epoch
+        created = await self._io(self._client.hsetnx(k.epoch, "id", epoch))
+        if not created:
+            current = await self._io(cast(Awaitable[str | None], self._client.hget(k.epoch, "id")))
+            return current or epoch
+        del mapping["id"]
+        await self._io(self._client.hset(k.epoch, mapping=mapping))
+        return epoch
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -596,8 +681,19 @@ class RedisWalletStore:
         return {f: _int(v) for f, v in raw.items()}
 
 
+def new_epoch_id() -> str:
+    return "e_" + uuid.uuid4().hex[:20]
+
+
 def month_now() -> str:
     return time.strftime("%Y-%m", time.gmtime())
 
 
-__all__ = ["SCRIPT_NAMES", "AuditSnapshot", "RedisWalletStore", "load_script_text"]
+__all__ = [
+    "SCRIPT_NAMES",
+    "AuditSnapshot",
+    "RedisWalletStore",
+    "StoreMarker",
+    "load_script_text",
+    "new_epoch_id",
+]
