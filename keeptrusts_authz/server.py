@@ -119,7 +119,12 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
     """Build the process; nothing runs (no task, no socket) until `start_server`."""
     org = cfg.organization.id
     redis = open_redis(cfg.redis)
-    store = RedisWalletStore(redis.main, org, endpoint=redis.endpoint)
+    store = RedisWalletStore(
+        redis.main,
+        org,
+        endpoint=redis.endpoint,
+        closed_ttl_seconds=cfg.enforcement.closed_reservation_ttl_seconds,
+    )
     tickets = TicketStore(redis.main, org)
     observability_store = ObservabilityStore(redis.main, org, endpoint=redis.endpoint)
     snapshots = WalletSnapshotReader(redis.scrape, org, endpoint=redis.endpoint)

@@ -61,6 +61,8 @@ SCRIPT_NAMES = (
     "release",
     "expire",
 )
+#: Default of `enforcement.closed_reservation_ttl_seconds`.
+DEFAULT_CLOSED_TTL_SECONDS = 6 * 3600
 WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
 log = logging.getLogger(__name__)
 
@@ -158,8 +160,18 @@ def _transient(exc: object) -> bool:
 class RedisWalletStore:
     """Wallets, reservations and the ledger of ONE organization in Redis."""
 
-    def __init__(self, client: AsyncClient, org_id: str, *, endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        org_id: str,
+        *,
+        endpoint: str | None = None,
+        closed_ttl_seconds: int = DEFAULT_CLOSED_TTL_SECONDS,
+    ) -> None:
         self._client = client
+        # Closed reservation hashes and release tombstones live this long: long enough for a
+        # late access-log entry or a retried Check of the same id to find them, no longer.
+        self._closed_ttl_ms = closed_ttl_seconds * 1000
         self.keys = Keys(org_id)
         self.org_id = org_id
         self._endpoint = endpoint or _endpoint_of(client)
@@ -402,6 +414,7 @@ class RedisWalletStore:
                 req.label_model,
                 k.burn_prefix,
                 k.events_channel,
+                self._closed_ttl_ms,
             ],
         )
 
@@ -409,7 +422,14 @@ class RedisWalletStore:
         k = self.keys
         return (
             [k.ledger, k.reservation(req.reservation_id), k.deadlines],
-            [req.reservation_id, k.wallet_prefix, req.reason, actor, k.events_channel],
+            [
+                req.reservation_id,
+                k.wallet_prefix,
+                req.reason,
+                actor,
+                k.events_channel,
+                self._closed_ttl_ms,
+            ],
         )
 
     @staticmethod
@@ -473,7 +493,14 @@ class RedisWalletStore:
         res = await self._run(
             "expire",
             [k.ledger, k.deadlines, k.usage],
-            [k.reservation_prefix, k.wallet_prefix, limit, actor, k.burn_prefix],
+            [
+                k.reservation_prefix,
+                k.wallet_prefix,
+                limit,
+                actor,
+                k.burn_prefix,
+                self._closed_ttl_ms,
+            ],
         )
         return [
             ExpiredReservation(
