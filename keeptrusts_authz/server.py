@@ -45,7 +45,7 @@ from keeptrusts_authz.gateway.settler import Settler, Sweeper
 from keeptrusts_authz.metrics.http import Observability, build_observability
 from keeptrusts_authz.metrics.registry import set_store_regressed
 from keeptrusts_authz.pricing import PriceTable
-from keeptrusts_authz.store.connection import AsyncClient, connect, describe
+from keeptrusts_authz.store.connection import AsyncClient, MasterWatch, connect, describe
 from keeptrusts_authz.store.observability import (
     ObservabilityStore,
     SyncClient,
@@ -68,8 +68,10 @@ class RedisClients:
     main: AsyncClient
     scrape: SyncClient
     endpoint: str  # host:port for error messages, never credentials
+    master_watch: MasterWatch  # sentinel: follows the current master (a no-op otherwise)
 
     async def close(self) -> None:
+        await self.master_watch.close()
         # The stores close the client they were given too; closing again is a no-op.
         await self.main.aclose()
         self.scrape.close()
@@ -77,7 +79,8 @@ class RedisClients:
 
 def open_redis(settings: RedisSettings) -> RedisClients:
     """Every Redis client of the process (no I/O until the first command)."""
-    return RedisClients(connect(settings), connect_sync(settings), describe(settings))
+    main = connect(settings)
+    return RedisClients(main, connect_sync(settings), describe(settings), MasterWatch(main))
 
 
 @dataclass
@@ -124,6 +127,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         org,
         endpoint=redis.endpoint,
         closed_ttl_seconds=cfg.enforcement.closed_reservation_ttl_seconds,
+        master_watch=redis.master_watch,
     )
     tickets = TicketStore(redis.main, org)
     observability_store = ObservabilityStore(redis.main, org, endpoint=redis.endpoint)
@@ -198,6 +202,7 @@ async def start_server(
         f"{bind_host}:{cfg.server.grpc_port if port is None else port}"
     )
     # Learn (or arm) the store's epoch before the first Check, then keep watching it.
+    app.redis.master_watch.start()
     await app.wallets.integrity.check_quietly()
     app.wallets.integrity.start()
     await server.start()

@@ -33,7 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from keeptrusts_authz.config.models import RedisSettings
 from keeptrusts_authz.errors import StoreRegressed
-from keeptrusts_authz.store.connection import AsyncClient, connect, describe
+from keeptrusts_authz.store.connection import AsyncClient, MasterWatch, connect, describe
 from keeptrusts_authz.store.errors import StoreDataError, StoreRefused, StoreUnavailableError
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.models import (
@@ -167,8 +167,12 @@ class RedisWalletStore:
         *,
         endpoint: str | None = None,
         closed_ttl_seconds: int = DEFAULT_CLOSED_TTL_SECONDS,
+        master_watch: MasterWatch | None = None,
     ) -> None:
         self._client = client
+        # Told about every write a master refused for want of replicas or for being a replica:
+        # the master may have moved (sentinel failover), so ask the Sentinels now.
+        self._master_watch = master_watch
         # Closed reservation hashes and release tombstones live this long: long enough for a
         # late access-log entry or a retried Check of the same id to find them, no longer.
         self._closed_ttl_ms = closed_ttl_seconds * 1000
@@ -197,8 +201,15 @@ class RedisWalletStore:
             if "NOSCRIPT" in str(exc):
                 raise
             if _transient(exc):
+                self._refused_write(exc)
                 raise self._unavailable(exc) from exc
             raise StoreDataError(f"Redis refused the command: {str(exc)[:200]}") from exc
+
+    def _refused_write(self, exc: object) -> None:
+        if self._master_watch is not None and (
+            isinstance(exc, ReadOnlyError) or str(exc).startswith(("NOREPLICAS", "READONLY"))
+        ):
+            self._master_watch.nudge()
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         kind = type(exc).__name__ if isinstance(exc, ResponseError) else "connection failed"
@@ -476,6 +487,7 @@ class RedisWalletStore:
         # A passing failure anywhere -> the whole batch is sent again (settles are idempotent).
         for res in results:
             if isinstance(res, RedisConnectionError | RedisTimeoutError) or _transient(res):
+                self._refused_write(res)
                 raise self._unavailable(res) from res
         out = []
         for item, res in zip(items, results, strict=True):
