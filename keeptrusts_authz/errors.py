@@ -21,9 +21,6 @@ class KeeptrustsError(Exception):
         self.http_status = http_status
         self.details: dict[str, Any] = dict(details or {})
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
-
     def __str__(self) -> str:
         return self.message
 
@@ -63,9 +60,23 @@ class Conflict(_FixedError):
     HTTP_STATUS = 409
 
 
-class StoreUnavailable(_FixedError):
+class StoreError(Exception):
+    """Base of every storage failure. `transient` says "not now" (retry later, fail closed with
+    503) rather than "never" (data the store did not expect: a bug or tampered data)."""
+
+    transient: ClassVar[bool] = False
+
+
+class StoreUnavailable(StoreError, _FixedError):
+    """The store could not be reached or answered "not now" (message names host:port only)."""
+
     CODE = "store_unavailable"
     HTTP_STATUS = 503
+    transient = True
+
+
+class StoreDataError(StoreError):
+    """The store answered with something it should not have (a bug or tampered data)."""
 
 
 class StoreRegressed(_FixedError):
@@ -82,6 +93,8 @@ __all__ = [
     "InsufficientFunds",
     "InvalidInput",
     "KeeptrustsError",
+    "StoreDataError",
+    "StoreError",
     "StoreRegressed",
     "StoreUnavailable",
     "UnknownWallet",

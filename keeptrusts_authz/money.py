@@ -73,15 +73,6 @@ def format_micros(micros: int, places: int = 2) -> str:
     return f"{whole}.{frac}" if frac else whole
 
 
-def micros_to_decimal(micros: int) -> Decimal:
-    return (Decimal(micros) / MICROS_PER_UNIT).quantize(_MICRO)
-
-
-def micros_to_float(micros: int) -> float:
-    """Only for Prometheus gauges, which are floats by definition."""
-    return micros / MICROS_PER_UNIT
-
-
 def ceil_micros(value: Decimal) -> int:
     """Round a cost in micros up to the next whole micro."""
     return int(value.to_integral_value(rounding=ROUND_CEILING))

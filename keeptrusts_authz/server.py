@@ -35,7 +35,6 @@ from keeptrusts_authz.alerts.webhook import WebhookDelivery
 from keeptrusts_authz.api.auth import AdminAuth
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from keeptrusts_authz.api.servicer import WalletApiServicer
-from keeptrusts_authz.api.tickets import Holds
 from keeptrusts_authz.config.models import Config, RedisSettings
 from keeptrusts_authz.gateway.accesslog_servicer import AccessLogServicer
 from keeptrusts_authz.gateway.admission import Admission
@@ -53,7 +52,8 @@ from keeptrusts_authz.store.observability import (
     connect_sync,
 )
 from keeptrusts_authz.store.redis_store import RedisWalletStore
-from keeptrusts_authz.store.tickets import TicketStore
+from keeptrusts_authz.store.tickets import RedisTicketStore
+from keeptrusts_authz.wallets.holds import Holds
 from keeptrusts_authz.wallets.service import WalletService
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class App:
     config: Config
     redis: RedisClients
     store: RedisWalletStore
-    tickets: TicketStore
+    tickets: RedisTicketStore
     observability_store: ObservabilityStore
     snapshots: WalletSnapshotReader
     prices: PriceTable
@@ -129,7 +129,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         closed_ttl_seconds=cfg.enforcement.closed_reservation_ttl_seconds,
         master_watch=redis.master_watch,
     )
-    tickets = TicketStore(redis.main, org)
+    tickets = RedisTicketStore(redis.main, org)
     observability_store = ObservabilityStore(redis.main, org, endpoint=redis.endpoint)
     snapshots = WalletSnapshotReader(redis.scrape, org, endpoint=redis.endpoint)
     prices = PriceTable.from_config(cfg)

@@ -178,7 +178,8 @@ class SentinelTopology:
 
 
 class ClusterTopology:
-    """A real Redis Cluster: 3 masters (+ 1 replica each when `replicas`), deploy/redis/cluster.conf."""
+    """A real Redis Cluster: 3 masters (+ 1 replica each when `replicas`), from the shipped
+    deploy/redis/cluster.conf."""
 
     def __init__(self, replicas: bool = True) -> None:
         self._base = Path(tempfile.mkdtemp(prefix="kt-cluster-"))

@@ -22,7 +22,6 @@ HGETALL per evaluation, not one script call per condition.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -122,6 +121,7 @@ class AlertEngine:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
+        self._closed = False
         self._recorded: set[str] = set()  # dedupe fields known to be recorded in `_period`
         self._period = ""
 
@@ -143,7 +143,7 @@ class AlertEngine:
 
     async def _run(self) -> None:
         assert self._wake is not None
-        while True:
+        while not self._closed:
             await self._wake.wait()
             self._wake.clear()
             ids, self._pending = self._pending, set()
@@ -175,7 +175,7 @@ class AlertEngine:
         return events
 
     async def _sweep_loop(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 await self.sweep_once()
             except StoreUnavailable:
@@ -185,11 +185,18 @@ class AlertEngine:
             await asyncio.sleep(self._sweep_interval)
 
     async def close(self) -> None:
+        # A cancel that lands inside a Redis call can come back as a timeout error (redis-py's
+        # timeout context swallows it), which the loops catch and carry on: so the loops also
+        # stop on `_closed`, and the cancel is repeated until the task is really done.
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()
         for task in (self._task, self._sweep_task):
-            if task is not None:
+            while task is not None and not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait({task}, timeout=1.0)
+            if task is not None and not task.cancelled() and task.exception() is not None:
+                log.warning("alert task ended with %r", task.exception())
         self._task = self._sweep_task = None
         if self._webhook is not None:
             await asyncio.to_thread(self._webhook.close)

@@ -22,14 +22,16 @@ from keeptrusts_authz.api.auth import AdminAuth, PermissionDenied, Principal
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2 as pb
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2_grpc as pb_grpc
 from keeptrusts_authz.api.status import abort
-from keeptrusts_authz.api.tickets import TICKET_ID
-from keeptrusts_authz.api.views import LedgerWindow, depletion_date, money, scan_window
+from keeptrusts_authz.api.views import LedgerWindow, money, scan_window
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
 from keeptrusts_authz.reports.chargeback import GROUP_BYS
 from keeptrusts_authz.reports.render import FORMATS, chargeback_report
-from keeptrusts_authz.store.tickets import TicketConflict, TicketNotFound, TicketRecord, TicketStore
-from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, Wallet
+from keeptrusts_authz.wallets.burn import BurnWindow, depletion_date
+from keeptrusts_authz.wallets.cascade import cascade_for
+from keeptrusts_authz.wallets.holds import TICKET_ID
+from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, TicketRecord, Wallet
+from keeptrusts_authz.wallets.ports import TicketConflict, TicketNotFound, TicketStore
 from keeptrusts_authz.wallets.service import WalletService
 
 log = logging.getLogger(__name__)
@@ -146,8 +148,8 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             actor=actor,
         )
 
-    def _wallet_pb(self, wallet: Wallet, window: LedgerWindow) -> pb.Wallet:
-        burn = window.burn_per_day(wallet.id)
+    def _wallet_pb(self, wallet: Wallet, window: BurnWindow) -> pb.Wallet:
+        burn = window.per_day(wallet.id)
         return pb.Wallet(
             id=wallet.id,
             scope=wallet.scope,
@@ -158,7 +160,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             spent=money(wallet.spent_total),
             status=wallet.status,
             burn_rate_per_day=money(burn),
-            projected_depletion_date=depletion_date(wallet, burn),
+            projected_depletion_date=depletion_date(wallet.balance, wallet.allocated_total, burn),
             currency=self._currency,
         )
 
@@ -242,8 +244,6 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         f = rq.fields_of(request, _TRANSFER_SPEC)
         source = rq.one_wallet(f, "from_team_id", "from_user_id")
         destination = rq.one_wallet(f, "to_team_id", "to_user_id")
-        if source == destination:
-            raise InvalidInput("to_team_id: cannot transfer a wallet to itself", {"field": "to"})
         amount = rq.amount_micros(f)
         result = await self._wallets.transfer(
             source,
@@ -269,6 +269,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         if request.scope not in _SCOPES:
             raise InvalidInput("scope: must be org, team or user", {"field": "scope"})
         window = await scan_window(self._wallets)
+        burn = await self._wallets.burn_window()
         visible = [
             w
             for w in await self._wallets.wallets()
@@ -276,7 +277,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             and (not request.scope or w.scope == request.scope)
         ]
         return pb.ListWalletsResponse(
-            wallets=[self._wallet_pb(w, window) for w in visible], currency=self._currency
+            wallets=[self._wallet_pb(w, burn) for w in visible], currency=self._currency
         )
 
     async def GetBalance(
@@ -293,18 +294,19 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         if not who.may_read_wallet(wallet_id, window.user_teams):
             raise PermissionDenied(f"this token may not read {wallet_id}")
         records = {w.id: w for w in await self._wallets.wallets()}
+        burn = await self._wallets.burn_window()
         wallet = records.get(wallet_id)
         if wallet is None:
             if not (request.team_id and request.team_id in self._teams):
                 raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
             wallet = self._empty_wallet(wallet_id)
         response = pb.BalanceResponse(
-            wallet=self._wallet_pb(wallet, window),
+            wallet=self._wallet_pb(wallet, burn),
             cascade=self._cascade(request.team_id, request.user_id, records, window),
             currency=self._currency,
         )
         if who.reads_all and "org" in records:
-            response.org.CopyFrom(self._wallet_pb(records["org"], window))
+            response.org.CopyFrom(self._wallet_pb(records["org"], burn))
         return response
 
     def _cascade(
@@ -321,17 +323,12 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 continue
             wallets: list[str] = []
             effective: Wallet | None = None
-            for scope in scopes:
-                if scope == "user":
-                    wid = f"user:{user_id}" if user_id else ""
-                    wallets.append(wid or f"user:<{cfg.user_header_for(group)}>")
-                elif scope == "team":
-                    wid = f"team:{group.wallet_team_id}" if group.wallet_team_id else ""
-                    if wid:
-                        wallets.append(wid)
-                else:
-                    wid = "org"
+            for step in cascade_for(cfg, group, user_id or None).steps:
+                wid = step.wallet
+                if wid is not None:
                     wallets.append(wid)
+                elif step.scope == "user":
+                    wallets.append(f"user:<{cfg.user_header_for(group)}>")
                 found = records.get(wid) if wid else None
                 if effective is None and found is not None and found.balance > 0:
                     effective = found

@@ -27,11 +27,11 @@ from keeptrusts_authz.errors import (
     InsufficientFunds,
     InvalidInput,
     KeeptrustsError,
+    StoreDataError,
     StoreUnavailable,
     UnknownWallet,
 )
 from keeptrusts_authz.money import AmountError, format_micros, parse_amount
-from keeptrusts_authz.store.errors import StoreDataError
 from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, Wallet
 from keeptrusts_authz.wallets.service import WalletService

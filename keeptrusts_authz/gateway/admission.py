@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from keeptrusts_authz.api.tickets import Holds
 from keeptrusts_authz.config.models import Config, ConsumerGroup, Provider
 from keeptrusts_authz.envoy_contract import (
     AUTHZ_ESTIMATE_MICROS,
@@ -43,6 +42,8 @@ from keeptrusts_authz.gateway.request_parsing import (
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.pricing import PriceTable, ResolvedModel, UnknownModel
+from keeptrusts_authz.wallets.cascade import cascade_for
+from keeptrusts_authz.wallets.holds import Holds
 from keeptrusts_authz.wallets.models import ReserveRequest, ReserveResult
 from keeptrusts_authz.wallets.service import WalletService
 
@@ -153,21 +154,6 @@ class Admission:
                 return p
         return None
 
-    def _cascade(self, group: ConsumerGroup, user: str | None) -> tuple[list[str], str]:
-        """Wallet ids in funding order, and the wallet that takes a warn/showback overdraft."""
-        ids: list[str] = []
-        for scope in self._cfg.cascade_for(group):
-            if scope == "user" and user:
-                ids.append(f"user:{user}")
-            elif scope == "team" and group.wallet_team_id:
-                ids.append(f"team:{group.wallet_team_id}")
-            elif scope == "org":
-                ids.append("org")
-        overdraft = f"team:{group.wallet_team_id}" if group.wallet_team_id else "org"
-        if not ids:
-            ids.append(overdraft)
-        return ids, overdraft
-
     async def decide(self, path: str, headers: Mapping[str, str], body: bytes) -> Decision:
         group = self._keys.lookup(presented_key(headers))
         if group is None:
@@ -248,15 +234,15 @@ class Admission:
         if not self._cfg.cost_tracking.enabled:
             return allow
         estimate = reservation_micros(parsed, priced, self._prices, self._cfg.enforcement)
-        candidates, overdraft = self._cascade(group, user)
+        cascade = cascade_for(self._cfg, group, user)
         enforcing = self._cfg.cost_tracking.wallet_enforcement
         policy = self._cfg.policy_for(group) if enforcing else "showback"
         request = ReserveRequest(
             reservation_id="r_" + uuid.uuid4().hex[:24],
-            candidates=tuple(candidates),
+            candidates=cascade.candidates,
             amount=estimate,
             policy=policy,
-            overdraft_wallet=overdraft,
+            overdraft_wallet=cascade.overdraft,
             ttl_ms=self._ttl_ms,
             team=team,
             group=group.name,
@@ -293,7 +279,7 @@ class Admission:
     async def _hold(
         self, holds: Holds, allow: Decision, req: ReserveRequest, team: str, ticket: str | None
     ) -> Decision:
-        """`hold`: wait on a cost ticket (api.tickets) until funds arrive or it is decided."""
+        """`hold`: wait on a cost ticket (wallets.holds) until funds arrive or it is decided."""
         try:
             outcome = await holds.resolve(req, ticket)
         except StoreRegressed:

@@ -10,7 +10,6 @@ spend/tokens/settled-requests counters (metrics/usage.py), org-wide totals like 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,10 +33,6 @@ MAX_WALLETS = 20_000  # label cardinality guard: beyond this, wallets are not ex
 
 def _units(micros: int) -> float:
     return micros / MICROS_PER_UNIT
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 class WalletCollector(Collector):
@@ -165,7 +160,7 @@ class WalletCollector(Collector):
         if snap is not None:
             open_res.add_metric([], float(snap.open_reservations))
             overdue.add_metric([], float(snap.overdue_reservations))
-            window = max(1.0, snap.taken_at - snap.burn_since)
+            window = snap.burn_window
             for n, (wid, w) in enumerate(sorted(snap.wallets.items())):
                 if n >= MAX_WALLETS:
                     log.warning("more than %d wallets: the rest are not exported", MAX_WALLETS)
@@ -183,15 +178,10 @@ class WalletCollector(Collector):
                 current = wallet_status(w["balance"], w["allocated_total"], self._ratio)
                 for s in STATUSES:
                     status.add_metric([*lv, s], 1.0 if s == current else 0.0)
-                burn = snap.burn.get(wid, 0)
-                rate = _units(burn) / window
-                burn_rate.add_metric(lv, rate)
-                if w["balance"] <= 0:
-                    depletion.add_metric(lv, 0.0)
-                elif burn > 0:
-                    seconds = _finite(_units(w["balance"]) / rate)
-                    if seconds is not None:
-                        depletion.add_metric(lv, seconds)
+                burn_rate.add_metric(lv, window.per_second(wid) / MICROS_PER_UNIT)
+                seconds = window.depletion_seconds(wid, w["balance"])
+                if seconds is not None:
+                    depletion.add_metric(lv, seconds)
         yield from (
             balance,
             reserved,

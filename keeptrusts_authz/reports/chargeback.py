@@ -31,7 +31,6 @@ from keeptrusts_authz.wallets.models import LedgerEntry
 GroupBy = Literal["team", "consumer_group", "model", "user"]
 GROUP_BYS: tuple[GroupBy, ...] = ("team", "consumer_group", "model", "user")
 SPEND_OPS = ("settle", "expire")
-FUNDING_OPS = ("allocate", "reclaim", "transfer")
 
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -45,7 +44,7 @@ TOTAL = "TOTAL"
 
 
 class LedgerSource(Protocol):
-    """What the report reads from the store (RedisWalletStore satisfies it)."""
+    """What the report reads (a WalletStore satisfies it)."""
 
     def iter_ledger(self, upto: str | None = None, batch: int = 5000) -> AsyncIterator[LedgerEntry]:
         """Oldest first."""

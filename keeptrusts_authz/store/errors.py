@@ -1,27 +1,134 @@
-"""Storage-layer errors. `StoreUnavailableError` is also the domain's `StoreUnavailable`, so
-callers above the store only need the domain types."""
+"""The one translator from redis-py exceptions to the domain's storage errors.
+
+Every store module (redis_store, tickets, observability) runs its Redis calls inside
+`translated(endpoint)`, so a failover, a timeout or a "not now" reply is `StoreUnavailable`
+(transient: the caller fails closed with 503 and retries) wherever it happens, and any other
+Redis refusal is `StoreDataError`. Nothing redis-py raises reaches the transport as a 500.
+"""
 
 from __future__ import annotations
 
-from keeptrusts_authz.errors import StoreUnavailable
+import contextlib
+import traceback
+from collections.abc import Iterator
+
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    ClusterError,
+    MasterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+    WatchError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from keeptrusts_authz.errors import StoreDataError, StoreError, StoreUnavailable
+
+# Classes that say "not now": the connection, a replica, a loading server, a cluster resharding
+# or failing over (MOVED/ASK left over after the client's own redirects ran out).
+_TRANSIENT_CLASSES: tuple[type[BaseException], ...] = (
+    RedisConnectionError,  # includes BusyLoadingError, MaxConnectionsError
+    RedisTimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    BusyLoadingError,
+    TryAgainError,
+    ClusterDownError,
+    MasterDownError,
+    ClusterError,
+    AskError,  # includes MovedError
+    RedisClusterException,  # includes SlotNotCoveredError: no node serves the slot right now
+    OSError,
+    TimeoutError,
+)
+# The same replies when redis-py leaves them as plain ResponseError text (BUSY and NOREPLICAS
+# always do; the others do inside a pipeline or script error).
+_TRANSIENT_PREFIXES = (
+    "BUSY",
+    "NOREPLICAS",
+    "OOM",
+    "READONLY",
+    "LOADING",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MASTERDOWN",
+    "MOVED ",
+    "ASK ",
+)
 
 
-class StoreUnavailableError(StoreUnavailable):
-    """Redis could not be reached or did not answer in time (message names host:port only)."""
+def _redis_internal_none(exc: BaseException) -> bool:
+    """An AttributeError on None raised inside redis-py itself: its cluster client drops a node's
+    connection during a failover and then calls `writelines`/`read` on the None it left behind."""
+    if not isinstance(exc, AttributeError) or "'NoneType' object has no attribute" not in str(exc):
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and "/redis/" in frames[-1].filename.replace("\\", "/")
 
 
-class StoreRefused(Exception):
-    """A script refused an admin move; `reason` is unknown_wallet, insufficient or conflict."""
-
-    def __init__(self, reason: str, wallet: str = "", available: int = 0) -> None:
-        super().__init__(f"{reason}: {wallet}" if wallet else reason)
-        self.reason = reason
-        self.wallet = wallet
-        self.available = available
-
-
-class StoreDataError(Exception):
-    """Redis answered with something the store did not expect (a bug or tampered data)."""
+def is_transient(exc: BaseException) -> bool:
+    """True when `exc` means "the store cannot answer right now" rather than "never"."""
+    if isinstance(exc, StoreError):
+        return exc.transient
+    if isinstance(exc, _TRANSIENT_CLASSES):
+        return True
+    if isinstance(exc, ResponseError):
+        return str(exc).lstrip("-").startswith(_TRANSIENT_PREFIXES)
+    return _redis_internal_none(exc)
 
 
-__all__ = ["StoreDataError", "StoreRefused", "StoreUnavailableError"]
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, RedisTimeoutError | TimeoutError):
+        return "timed out"
+    if isinstance(exc, ResponseError | ClusterError | RedisClusterException):
+        return type(exc).__name__
+    return "connection failed"
+
+
+def unavailable(endpoint: str, exc: BaseException | None = None) -> StoreUnavailable:
+    kind = "connection failed" if exc is None else _kind(exc)
+    return StoreUnavailable(
+        f"Redis store unavailable at {endpoint}: {kind}", {"endpoint": endpoint}
+    )
+
+
+def translate(exc: BaseException, endpoint: str) -> StoreError | None:
+    """The storage error for a redis-py (or socket) exception; None for an exception that is not
+    the store's (NOSCRIPT, which redis-py's Script handles by reloading; WATCH aborts, which the
+    caller retries; or a bug of ours)."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, NoScriptError | WatchError) or (
+        isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT")
+    ):
+        return None
+    if is_transient(exc):
+        return unavailable(endpoint, exc)
+    if isinstance(exc, RedisError):
+        return StoreDataError(f"Redis refused the command: {str(exc)[:200]}")
+    return None
+
+
+@contextlib.contextmanager
+def translated(endpoint: str) -> Iterator[None]:
+    """Run a block of Redis calls (sync or async) with its exceptions translated."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:
+        err = translate(exc, endpoint)
+        if err is None:
+            raise
+        raise err from exc
+
+
+__all__ = ["is_transient", "translate", "translated", "unavailable"]

@@ -28,23 +28,20 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import redis
 from redis.cluster import RedisCluster as SyncRedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.sentinel import Sentinel as SyncSentinel
 
 from keeptrusts_authz.config.models import RedisSettings
+from keeptrusts_authz.errors import StoreDataError
 from keeptrusts_authz.store.connection import AsyncClient, _sentinel_hosts, connect, describe
-from keeptrusts_authz.store.errors import StoreDataError, StoreUnavailableError
+from keeptrusts_authz.store.errors import translated
 from keeptrusts_authz.store.keys import Keys
+from keeptrusts_authz.wallets.burn import BurnWindow, burn_days, burn_window_start
+from keeptrusts_authz.wallets.models import WALLET_FIELDS
 
-WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
-BURN_DAYS = 8  # today (partial) + the 7 previous UTC days (the scripts keep them ~8 days)
 ALERT_TTL_SECONDS = 62 * 86400
 EVENTS_MAXLEN = 10_000
 
@@ -74,25 +71,6 @@ def _int(value: object) -> int:
 
 def wallet_record(raw: Mapping[str, str]) -> dict[str, int]:
     return {f: _int(raw.get(f)) for f in WALLET_FIELDS}
-
-
-def burn_days(now: float) -> list[str]:
-    """The UTC days of the burn window, oldest first (7 full days + today)."""
-    today = datetime.fromtimestamp(now, UTC).date()
-    return [(today - timedelta(days=i)).isoformat() for i in range(BURN_DAYS - 1, -1, -1)]
-
-
-def burn_window_start(now: float) -> float:
-    """Unix time of the start of the oldest burn bucket (midnight UTC, 7 days before today)."""
-    today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (today - timedelta(days=BURN_DAYS - 1)).timestamp()
-
-
-def _unavailable(endpoint: str, exc: BaseException) -> StoreUnavailableError:
-    kind = "timed out" if isinstance(exc, RedisTimeoutError) else "connection failed"
-    return StoreUnavailableError(
-        f"Redis store unavailable at {endpoint}: {kind}", {"endpoint": endpoint}
-    )
 
 
 # -- synchronous scrape-time reader ---------------------------------------------------------------
@@ -136,6 +114,10 @@ class WalletSnapshot:
     taken_at: float
     usage: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def burn_window(self) -> BurnWindow:
+        return BurnWindow(self.burn, self.burn_since, self.taken_at)
+
 
 class WalletSnapshotReader:
     """Reads a `WalletSnapshot` in one pipelined round trip (two only when the wallet set changed
@@ -159,7 +141,7 @@ class WalletSnapshotReader:
         k = self.keys
         days = burn_days(now)
         known = list(self._known)
-        try:
+        with translated(self._endpoint):
             pipe = self._client.pipeline(transaction=False)
             pipe.smembers(k.wallets)
             for wid in known:
@@ -178,10 +160,6 @@ class WalletSnapshotReader:
                 for wid in missing:
                     pipe.hgetall(k.wallet(wid))
                 raws.update(zip(missing, pipe.execute(), strict=True))
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise _unavailable(self._endpoint, exc) from exc
-        except RedisError as exc:
-            raise StoreDataError(f"Redis refused a scrape read: {str(exc)[:200]}") from exc
         self._known = ids
         off = 1 + len(known)
         burn: dict[str, int] = {}
@@ -220,14 +198,8 @@ class ObservabilityStore:
         await self._client.aclose()
 
     async def _io(self, awaitable: Awaitable[Any]) -> Any:
-        try:
+        with translated(self._endpoint):
             return await awaitable
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise _unavailable(self._endpoint, exc) from exc
-        except ResponseError as exc:
-            if "NOSCRIPT" in str(exc):
-                raise
-            raise StoreDataError(f"Redis refused the command: {str(exc)[:200]}") from exc
 
     @property
     def events_key(self) -> str:
@@ -276,8 +248,6 @@ __all__ = [
     "ObservabilityStore",
     "WalletSnapshot",
     "WalletSnapshotReader",
-    "burn_days",
-    "burn_window_start",
     "connect_sync",
     "wallet_record",
 ]

@@ -13,30 +13,20 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar, cast
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    MasterDownError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    TryAgainError,
-    WatchError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ReadOnlyError, WatchError
 
 from keeptrusts_authz.config.models import RedisSettings
-from keeptrusts_authz.errors import StoreRegressed
+from keeptrusts_authz.errors import StoreDataError, StoreRegressed, StoreUnavailable
 from keeptrusts_authz.store.connection import AsyncClient, MasterWatch, connect, describe
-from keeptrusts_authz.store.errors import StoreDataError, StoreRefused, StoreUnavailableError
+from keeptrusts_authz.store.errors import is_transient, translate, translated, unavailable
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.models import (
+    WALLET_FIELDS,
+    AuditSnapshot,
     ExpiredReservation,
     LedgerEntry,
     OpResult,
@@ -46,7 +36,10 @@ from keeptrusts_authz.wallets.models import (
     ReserveResult,
     SettleRequest,
     SettleResult,
+    StoreMarker,
+    new_epoch_id,
 )
+from keeptrusts_authz.wallets.ports import StoreRefused
 
 T = TypeVar("T")
 Arg = str | int
@@ -63,39 +56,21 @@ SCRIPT_NAMES = (
 )
 #: Default of `enforcement.closed_reservation_ttl_seconds`.
 DEFAULT_CLOSED_TTL_SECONDS = 6 * 3600
-WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
 log = logging.getLogger(__name__)
 
 _RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
 _SETTLE_OUTCOMES = ("settled", "released", "already_closed", "unknown")
 
 
-def load_script_text(name: str) -> str:
-    """The text of `lua/<name>.lua`, shipped as package data."""
+def _lua_file(name: str) -> str:
     return (
         resources.files("keeptrusts_authz.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
     )
 
 
-@dataclass(frozen=True)
-class StoreMarker:
-    """What the store says about its own continuity: the epoch marker (None: missing), the last
-    id the ledger stream ever generated ('0-0': none), and whether any wallet or entry exists."""
-
-    epoch: str | None
-    origin: str
-    hwm_floor: str
-    last_id: str
-    has_data: bool
-
-
-@dataclass(frozen=True)
-class AuditSnapshot:
-    """Wallet hashes, the last ledger id and the deadline index, read in one transaction."""
-
-    wallets: dict[str, dict[str, int]]
-    last_entry_id: str | None
-    deadlines: dict[str, int]
+def load_script_text(name: str) -> str:
+    """The script `lua/<name>.lua` (package data) after the shared `lua/prelude.lua`."""
+    return _lua_file("prelude") + _lua_file(name)
 
 
 def _int(value: object, default: int = 0) -> int:
@@ -137,26 +112,6 @@ def _touches(entry: LedgerEntry, wallet: str) -> bool:
     return entry.wallet == wallet or f.get("from") == wallet or f.get("to") == wallet
 
 
-# Error replies that say "not now" rather than "never": out of memory, a replica or a loading
-# server, a busy script, a cluster resharding or failing over. redis-py maps most to their own
-# classes (dropping the prefix from the message); BUSY and NOREPLICAS arrive as plain text.
-_TRANSIENT_CLASSES = (
-    OutOfMemoryError,
-    ReadOnlyError,
-    BusyLoadingError,
-    TryAgainError,
-    ClusterDownError,
-    MasterDownError,
-)
-_TRANSIENT_PREFIXES = ("BUSY", "NOREPLICAS", "OOM", "READONLY", "LOADING")
-
-
-def _transient(exc: object) -> bool:
-    if isinstance(exc, _TRANSIENT_CLASSES):
-        return True
-    return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_PREFIXES)
-
-
 class RedisWalletStore:
     """Wallets, reservations and the ledger of ONE organization in Redis."""
 
@@ -188,34 +143,22 @@ class RedisWalletStore:
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _io(self, awaitable: Awaitable[T]) -> T:
-        """Await a Redis call, turning connection problems into StoreUnavailableError."""
+        """Await a Redis call with its exceptions translated (store.errors)."""
         try:
-            return await awaitable
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            kind = "timed out" if isinstance(exc, RedisTimeoutError) else "connection failed"
-            raise StoreUnavailableError(
-                f"Redis store unavailable at {self._endpoint}: {kind}",
-                {"endpoint": self._endpoint},
-            ) from exc
-        except ResponseError as exc:
-            if "NOSCRIPT" in str(exc):
-                raise
-            if _transient(exc):
-                self._refused_write(exc)
-                raise self._unavailable(exc) from exc
-            raise StoreDataError(f"Redis refused the command: {str(exc)[:200]}") from exc
+            with translated(self._endpoint):
+                return await awaitable
+        except StoreUnavailable as exc:
+            self._refused_write(exc.__cause__)
+            raise
 
     def _refused_write(self, exc: object) -> None:
+        """A master refusing writes for want of replicas, or a replica: the master may have
+        moved (Sentinel failover), so the watch asks the Sentinels now."""
         if self._master_watch is not None and (
-            isinstance(exc, ReadOnlyError) or str(exc).startswith(("NOREPLICAS", "READONLY"))
+            isinstance(exc, ReadOnlyError)
+            or str(exc).lstrip("-").startswith(("NOREPLICAS", "READONLY"))
         ):
             self._master_watch.nudge()
-
-    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
-        kind = type(exc).__name__ if isinstance(exc, ResponseError) else "connection failed"
-        return StoreUnavailableError(
-            f"Redis store unavailable at {self._endpoint}: {kind}", {"endpoint": self._endpoint}
-        )
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> list[Any]:
         result = await self._io(self._scripts[name](keys=list(keys), args=list(args)))
@@ -486,9 +429,9 @@ class RedisWalletStore:
                 results = await self._io(pipe.execute(raise_on_error=False))
         # A passing failure anywhere -> the whole batch is sent again (settles are idempotent).
         for res in results:
-            if isinstance(res, RedisConnectionError | RedisTimeoutError) or _transient(res):
+            if isinstance(res, BaseException) and is_transient(res):
                 self._refused_write(res)
-                raise self._unavailable(res) from res
+                raise unavailable(self._endpoint, res) from res
         out = []
         for item, res in zip(items, results, strict=True):
             if isinstance(res, Exception):
@@ -524,9 +467,8 @@ class RedisWalletStore:
     # -- store continuity ------------------------------------------------------------------------
 
     async def marker(self) -> StoreMarker:
-        """The epoch marker, the stream's last generated id and whether any data exists (one
-        pipeline; XINFO fails on a missing stream, so the stream is looked at by XREVRANGE and
-        the marker's own hwm)."""
+        """The epoch marker, the stream's last generated id (kept by Redis even when the stream
+        is trimmed) and whether any wallet or entry exists, in one pipeline."""
         k = self.keys
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.hgetall(k.epoch)
@@ -534,14 +476,16 @@ class RedisWalletStore:
             pipe.scard(k.wallets)
             res = await self._io(pipe.execute(raise_on_error=False))
         raw, info, n_wallets = res
-        if isinstance(raw, Exception):
-            raise self._unavailable(raw) if _transient(raw) else StoreDataError(str(raw)[:200])
+        for part in (raw, n_wallets):
+            if isinstance(part, BaseException):
+                raise translate(part, self._endpoint) or StoreDataError(str(part)[:200]) from part
         last_id, length = "0-0", 0
         if isinstance(info, dict):
             last_id = str(info.get("last-generated-id") or "0-0")
             length = int(info.get("length") or 0)
-        elif isinstance(info, Exception) and _transient(info):
-            raise self._unavailable(info)
+        elif isinstance(info, BaseException) and is_transient(info):
+            # (any other error is "ERR no such key": no ledger stream at all)
+            raise unavailable(self._endpoint, info) from info
         wallets = n_wallets if isinstance(n_wallets, int) else 0
         return StoreMarker(
             epoch=raw.get("id") or None,
@@ -562,7 +506,7 @@ class RedisWalletStore:
         epoch = new_epoch_id()
         mapping: dict[Any, Any] = {
             "id": epoch,
-            "created_ms": str(int(time.time() * 1000)),
+            "created_ms": str(time.time_ns() // 1_000_000),
             "origin": origin,
             "hwm_floor": hwm_floor,
         }
@@ -708,10 +652,20 @@ class RedisWalletStore:
             last = res[len(ids)]
             deadlines = {str(m): int(s) for m, s in res[len(ids) + 1]}
             return AuditSnapshot(wallets, str(last[0][0]) if last else None, deadlines)
-        raise StoreUnavailableError(
+        raise StoreUnavailable(
             "the ledger is too busy to take a consistent snapshot; retry the audit",
             {"endpoint": self._endpoint},
         )
+
+    async def burn_by_day(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        pipe = self._client.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(self.keys.burn(day))
+        buckets = await self._io(pipe.execute())
+        return {
+            day: {str(w): _int(v) for w, v in bucket.items()}
+            for day, bucket in zip(days, buckets, strict=True)
+        }
 
     async def denial_counters(self, month: str | None = None) -> dict[str, int]:
         raw = await self._io(
@@ -720,19 +674,4 @@ class RedisWalletStore:
         return {f: _int(v) for f, v in raw.items()}
 
 
-def new_epoch_id() -> str:
-    return "e_" + uuid.uuid4().hex[:20]
-
-
-def month_now() -> str:
-    return time.strftime("%Y-%m", time.gmtime())
-
-
-__all__ = [
-    "SCRIPT_NAMES",
-    "AuditSnapshot",
-    "RedisWalletStore",
-    "StoreMarker",
-    "load_script_text",
-    "new_epoch_id",
-]
+__all__ = ["SCRIPT_NAMES", "RedisWalletStore", "load_script_text"]

@@ -26,17 +26,17 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, cast
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from keeptrusts_authz.errors import StoreDataError
 from keeptrusts_authz.store.connection import AsyncClient
-from keeptrusts_authz.store.errors import StoreDataError, StoreUnavailableError
+from keeptrusts_authz.store.errors import translated
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.store.redis_store import load_script_text
+from keeptrusts_authz.wallets.models import TicketRecord
+from keeptrusts_authz.wallets.ports import TicketConflict, TicketNotFound
 
 log = logging.getLogger(__name__)
 
@@ -58,35 +58,6 @@ _FIELDS = (
     "candidates",
     "overdraft",
 )
-
-
-@dataclass(frozen=True)
-class TicketRecord:
-    id: str
-    status: str
-    team: str
-    group: str
-    model: str
-    user: str
-    amount: int
-    created_ms: int
-    waiting: bool
-    decided_by: str
-    decided_ms: int
-    reason: str
-    funding: str
-    candidates: tuple[str, ...]
-    overdraft: str
-
-
-class TicketNotFound(Exception):
-    pass
-
-
-class TicketConflict(Exception):
-    def __init__(self, current: str) -> None:
-        super().__init__(f"ticket is {current}")
-        self.current = current
 
 
 def _int(value: str | None) -> int:
@@ -116,7 +87,7 @@ def _record(raw: dict[str, str]) -> TicketRecord:
     )
 
 
-class TicketStore:
+class RedisTicketStore:
     """Tickets of ONE organization, plus its event channel."""
 
     def __init__(self, client: AsyncClient, org_id: str) -> None:
@@ -131,10 +102,8 @@ class TicketStore:
         return self.keys.prefix + "t:" + ticket_id
 
     async def _io(self, awaitable: Awaitable[Any]) -> Any:
-        try:
+        with translated("redis (tickets)"):
             return await awaitable
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailableError("Redis store unavailable (tickets)") from exc
 
     async def close(self) -> None:
         await self.events.close()
@@ -309,4 +278,4 @@ class EventHub:
                 await self._task
 
 
-__all__ = ["EventHub", "TicketConflict", "TicketNotFound", "TicketRecord", "TicketStore"]
+__all__ = ["EventHub", "RedisTicketStore"]

@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from keeptrusts_authz.wallets.models import LedgerEntry
-
-FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
+from keeptrusts_authz.wallets.models import WALLET_FIELDS, LedgerEntry
 
 
 @dataclass
@@ -19,7 +17,7 @@ class _Acc:
     spent_total: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {f: getattr(self, f) for f in FIELDS}
+        return {f: getattr(self, f) for f in WALLET_FIELDS}
 
 
 @dataclass
@@ -119,10 +117,10 @@ def compare(
         if actual is None:
             out.append(f"{wid}: in the ledger but missing from the store")
             continue
-        exp = expected.as_dict() if expected is not None else dict.fromkeys(FIELDS, 0)
-        if expected is None and any(actual.get(f, 0) for f in FIELDS):
+        exp = expected.as_dict() if expected is not None else dict.fromkeys(WALLET_FIELDS, 0)
+        if expected is None and any(actual.get(f, 0) for f in WALLET_FIELDS):
             out.append(f"{wid}: in the store but never in the ledger")
-        for f in FIELDS:
+        for f in WALLET_FIELDS:
             if actual.get(f, 0) != exp[f]:
                 out.append(
                     f"{wid}: {f} is {actual.get(f, 0)} in the store but {exp[f]} by ledger "
@@ -137,4 +135,4 @@ def compare(
     return out
 
 
-__all__ = ["FIELDS", "LedgerReplay", "compare"]
+__all__ = ["LedgerReplay", "compare"]

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from keeptrusts_authz.errors import StoreRegressed, StoreUnavailable
-from keeptrusts_authz.store.redis_store import RedisWalletStore, StoreMarker
+from keeptrusts_authz.wallets.models import StoreMarker
+from keeptrusts_authz.wallets.ports import WalletStore
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class StoreIntegrity:
 
     def __init__(
         self,
-        store: RedisWalletStore,
+        store: WalletStore,
         archive: ArchiveWatermark | None = None,
         on_change: Callable[[str, bool], None] | None = None,
     ) -> None:

@@ -7,6 +7,7 @@ Wallet ids: `org`, `team:<team_id>`, `user:<user_id>`; the scope is the part bef
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -23,6 +24,9 @@ _TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$")
 RESERVATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+#: The integer fields of a wallet hash, as the Lua scripts write them.
+WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
 
 #: Largest single amount accepted (1e9 currency units): keeps every sum exact in Lua's doubles.
 MAX_AMOUNT_MICROS = 10**15
@@ -202,6 +206,34 @@ class OpResult:
 
 
 @dataclass(frozen=True)
+class TicketRecord:
+    id: str
+    status: str
+    team: str
+    group: str
+    model: str
+    user: str
+    amount: int
+    created_ms: int
+    waiting: bool
+    decided_by: str
+    decided_ms: int
+    reason: str
+    funding: str
+    candidates: tuple[str, ...]
+    overdraft: str
+
+
+@dataclass(frozen=True)
+class AuditSnapshot:
+    """Wallet records, the last ledger id and the deadline index, read as of one instant."""
+
+    wallets: dict[str, dict[str, int]]
+    last_entry_id: str | None
+    deadlines: dict[str, int]
+
+
+@dataclass(frozen=True)
 class AuditReport:
     ok: bool
     entries: int
@@ -210,11 +242,30 @@ class AuditReport:
     open_reservations: int = 0
 
 
+@dataclass(frozen=True)
+class StoreMarker:
+    """What the store says about its own continuity: the epoch marker (None: missing), the last
+    id the ledger stream ever generated ('0-0': none), and whether any wallet or entry exists."""
+
+    epoch: str | None
+    origin: str
+    hwm_floor: str
+    last_id: str
+    has_data: bool
+
+
+def new_epoch_id() -> str:
+    """A fresh store epoch id (the marker `credit` or an init/restore writes)."""
+    return "e_" + uuid.uuid4().hex[:20]
+
+
 __all__ = [
     "IDEMPOTENCY_KEY",
     "MAX_AMOUNT_MICROS",
     "RESERVATION_ID",
+    "WALLET_FIELDS",
     "AuditReport",
+    "AuditSnapshot",
     "ExpiredReservation",
     "LedgerEntry",
     "OpResult",
@@ -230,7 +281,10 @@ __all__ = [
     "SettleRequest",
     "SettleResult",
     "Status",
+    "StoreMarker",
+    "TicketRecord",
     "Wallet",
+    "new_epoch_id",
     "parse_wallet_id",
     "wallet_status",
 ]

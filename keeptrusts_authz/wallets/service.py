@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -23,9 +24,8 @@ from keeptrusts_authz.errors import (
     UnknownWallet,
 )
 from keeptrusts_authz.money import format_micros
-from keeptrusts_authz.store.errors import StoreRefused
-from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.audit import LedgerReplay, compare
+from keeptrusts_authz.wallets.burn import BurnWindow, burn_days
 from keeptrusts_authz.wallets.integrity import ArchiveWatermark, StoreIntegrity
 from keeptrusts_authz.wallets.models import (
     IDEMPOTENCY_KEY,
@@ -45,6 +45,7 @@ from keeptrusts_authz.wallets.models import (
     Wallet,
     parse_wallet_id,
 )
+from keeptrusts_authz.wallets.ports import StoreRefused, WalletStore
 
 _POLICIES = ("block", "warn", "hold", "showback")
 _MAX_TEXT = 500
@@ -97,7 +98,7 @@ class WalletService:
 
     def __init__(
         self,
-        store: RedisWalletStore,
+        store: WalletStore,
         config: Config,
         archive: ArchiveWatermark | None = None,
         on_integrity: Callable[[str, bool], None] | None = None,
@@ -111,7 +112,7 @@ class WalletService:
         self._teams = {g.wallet_team_id for g in config.consumer_groups if g.wallet_team_id}
 
     @property
-    def store(self) -> RedisWalletStore:
+    def store(self) -> WalletStore:
         return self._store
 
     # -- validation helpers ---------------------------------------------------------------------
@@ -418,6 +419,11 @@ class WalletService:
         records = await self._store.wallets()
         out = [self._wallet(wid, rec) for wid, rec in records.items()]
         return sorted(out, key=lambda w: (_SCOPE_ORDER[w.scope], w.id))
+
+    async def burn_window(self, now: float | None = None) -> BurnWindow:
+        """What each wallet spent over the burn window ending `now` (one store round trip)."""
+        now = time.time() if now is None else now
+        return BurnWindow.from_days(await self._store.burn_by_day(burn_days(now)), now)
 
     async def ledger(
         self, count: int = 50, before: str | None = None, wallet: str | None = None

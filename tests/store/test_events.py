@@ -14,7 +14,7 @@ from redis.client import PubSub
 
 from keeptrusts_authz.errors import InsufficientFunds
 from keeptrusts_authz.store.keys import Keys
-from keeptrusts_authz.store.tickets import TicketStore
+from keeptrusts_authz.store.tickets import RedisTicketStore
 from keeptrusts_authz.wallets.models import ReleaseRequest, SettleRequest
 from keeptrusts_authz.wallets.service import WalletService
 from tests.wallets.support import (
@@ -34,7 +34,7 @@ def test_channel_is_the_one_the_waiters_subscribe_to(redis_url: str) -> None:
     async def go() -> None:
         client = aredis.Redis.from_url(redis_url, decode_responses=True)
         try:
-            tickets = TicketStore(client, ORG)
+            tickets = RedisTicketStore(client, ORG)
             assert tickets.channel == tickets.events.channel == EVENTS_CHANNEL
         finally:
             await client.aclose()

@@ -47,6 +47,13 @@ def test_scripts_are_package_files_with_headers() -> None:
         header = "\n".join(line for line in text.splitlines() if line.startswith("--"))
         assert "KEYS[1]" in header and "ARGV[1]" in header and "Returns" in header, name
         assert "redis.call('TIME')" in text, name
+        # The shared helpers come once, from the prelude; each file holds only its own logic.
+        own = resources.files("keeptrusts_authz.store").joinpath("lua", f"{name}.lua")
+        own_text = own.read_text("utf-8")
+        assert text.endswith(own_text) and text.startswith("-- prelude.lua"), name
+        assert "redis_now_ms()" in own_text and "redis.call('TIME')" not in own_text, name
+        for helper in ("s", "redis_now_ms", "utc_day", "create_wallet", "idem_replay"):
+            assert f"local function {helper}(" not in own_text, (name, helper)
 
 
 def test_every_key_of_an_org_shares_one_slot() -> None:

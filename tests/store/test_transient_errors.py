@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 import redis
+import redis.asyncio.connection
 
 from keeptrusts_authz.config import parse_config
 from keeptrusts_authz.errors import StoreUnavailable
@@ -96,3 +97,34 @@ def test_settler_retries_until_memory_is_back(redis_url: str, squeeze) -> None: 
 
     assert asyncio.run(go()) == "settled"
     admin.close()
+
+
+def test_cluster_failover_attribute_error_inside_evalsha_is_store_unavailable(
+    redis_url: str,
+) -> None:
+    """redis-py's cluster client, failing over, writes to a node connection whose writer it has
+    already dropped (AttributeError on None from its own code, inside evalsha): every store call
+    must turn that into StoreUnavailable (503, fail closed), never a 500."""
+
+    async def dropped_writer(*_: object, **__: object) -> object:
+        conn = redis.asyncio.connection.Connection(host="127.0.0.1", port=1)
+        await conn._send_packed_command([b"*1\r\n$4\r\nPING\r\n"])
+        raise AssertionError("redis-py wrote to a dropped writer without failing")
+
+    async def go() -> None:
+        store, wallets = setup(redis_url)
+        try:
+            await wallets.credit(USD, "USD", "c", "t")
+            await wallets.allocate("team:team_eng", USD, "USD", "a", "t")
+            store._scripts["reserve"] = dropped_writer  # type: ignore[assignment]
+            with pytest.raises(StoreUnavailable) as info:
+                await wallets.reserve(request(3))
+            assert isinstance(info.value.__cause__, AttributeError)
+            assert "writelines" in str(info.value.__cause__)
+            assert info.value.http_status == 503
+            # Nothing moved: the wallet still has everything it was given.
+            assert (await wallets.wallet("team:team_eng")).balance == USD
+        finally:
+            await store.close()
+
+    asyncio.run(go())

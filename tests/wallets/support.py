@@ -14,7 +14,9 @@ from redis.client import PubSub
 
 from keeptrusts_authz.config import Config, parse_config
 from keeptrusts_authz.store.redis_store import RedisWalletStore
+from keeptrusts_authz.wallets.memory_store import MemoryWalletStore
 from keeptrusts_authz.wallets.models import Policy, ReserveRequest
+from keeptrusts_authz.wallets.ports import WalletStore
 from keeptrusts_authz.wallets.service import WalletService
 
 T = TypeVar("T")
@@ -134,3 +136,45 @@ def drain_events(pubsub: PubSub, quiet: float = 0.3) -> list[str]:
         if msg["type"] == "message":
             assert msg["channel"] == EVENTS_CHANNEL
             out.append(str(msg["data"]))
+
+
+class Backend:
+    """One storage backend for the wallet-semantics tests (alisaifee/limits' `all_storage`):
+    the real Redis with its Lua scripts, or the in-memory twin (wallets.memory_store)."""
+
+    def __init__(self, name: str, url: str | None = None) -> None:
+        self.name = name
+        self.url = url
+        self._memory: MemoryWalletStore | None = None
+
+    @asynccontextmanager
+    async def service(self, **enforcement: Any) -> AsyncIterator[WalletService]:
+        if self.url is not None:
+            async with wallet_service(self.url, **enforcement) as svc:
+                yield svc
+            return
+        cfg = make_config("redis://unused:6379/0", **enforcement)
+        yield WalletService(self.new_store(cfg), cfg)
+
+    def new_store(self, cfg: Config) -> WalletStore:
+        """A fresh, empty store of this backend for `cfg`."""
+        if self.url is not None:
+            client = sync_client(self.url)
+            client.flushall()
+            client.close()
+            return RedisWalletStore.from_settings(cfg.redis, cfg.organization.id)
+        self._memory = MemoryWalletStore(cfg.organization.id)
+        return self._memory
+
+    def config(self) -> Config:
+        return make_config(self.url or "redis://unused:6379/0")
+
+    def state(self) -> tuple[dict[str, Any], int]:
+        """Every wallet and the ledger length, read beside the service (for 'untouched')."""
+        if self.url is not None:
+            return raw_state(self.url)
+        assert self._memory is not None
+        return (
+            {wid: dict(w) for wid, w in self._memory._s.wallets.items()},
+            len(self._memory._s.ledger),
+        )

@@ -7,7 +7,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 from keeptrusts_authz.wallets.models import ReserveResult, SettleRequest
-from tests.wallets.support import USD, funded, reserve_req, run, wallet_service
+from tests.wallets.support import USD, Backend, funded, reserve_req, run, wallet_service
 
 FUNDS = 1000 * USD
 
@@ -23,12 +23,12 @@ def _check(results: list[tuple[int, ReserveResult]], balance: int, reserved: int
     assert all(amount > balance for amount in lost)
 
 
-def test_600_concurrent_reserves_from_asyncio_tasks(redis_url: str) -> None:
+def test_600_concurrent_reserves_from_asyncio_tasks(backend: Backend) -> None:
     rng = random.Random(7)
     amounts = [rng.randint(1, 4 * USD) for _ in range(600)]  # ~1200 USD asked of 1000
 
     async def go() -> None:
-        async with wallet_service(redis_url) as svc:
+        async with backend.service() as svc:
             await funded(svc, team_eng=FUNDS)
             start = asyncio.Event()
 
@@ -82,11 +82,11 @@ def test_reserves_from_a_thread_pool_with_several_clients(redis_url: str) -> Non
     run(verify())
 
 
-def test_concurrent_reserve_settle_release_keep_the_books(redis_url: str) -> None:
+def test_concurrent_reserve_settle_release_keep_the_books(backend: Backend) -> None:
     rng = random.Random(3)
 
     async def go() -> None:
-        async with wallet_service(redis_url) as svc:
+        async with backend.service() as svc:
             await funded(svc, team_eng=200 * USD)
 
             async def lifecycle(i: int) -> None:

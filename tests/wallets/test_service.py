@@ -24,8 +24,8 @@ from keeptrusts_authz.wallets.service import WalletService
 from tests.wallets.support import (
     ORG,
     USD,
+    Backend,
     funded,
-    raw_state,
     reserve_req,
     run,
     sync_client,
@@ -107,15 +107,15 @@ BAD_CALLS: list[tuple[str, Call, type[KeeptrustsError]]] = [
 
 @pytest.mark.parametrize(("name", "call", "error"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
 def test_bad_input_leaves_balances_and_ledger_untouched(
-    redis_url: str, name: str, call: Call, error: type[KeeptrustsError]
+    backend: Backend, name: str, call: Call, error: type[KeeptrustsError]
 ) -> None:
     async def go() -> None:
-        async with wallet_service(redis_url) as svc:
+        async with backend.service() as svc:
             await funded(svc, team_eng=100 * USD, team_support=5 * USD)
-            before = raw_state(redis_url)
+            before = backend.state()
             with pytest.raises(error) as info:
                 await call(svc)
-            after = raw_state(redis_url)
+            after = backend.state()
             assert after == before, name
             assert after[1] == before[1]  # ledger length unchanged
             exc = info.value
@@ -134,9 +134,9 @@ def test_bad_input_leaves_balances_and_ledger_untouched(
     run(go())
 
 
-def test_insufficient_funds_names_what_is_available(redis_url: str) -> None:
+def test_insufficient_funds_names_what_is_available(backend: Backend) -> None:
     async def go() -> None:
-        async with wallet_service(redis_url) as svc:
+        async with backend.service() as svc:
             await funded(svc, team_eng=100 * USD)
             with pytest.raises(InsufficientFunds) as info:
                 await svc.reclaim("team:team_eng", 150 * USD, "USD", "", "t")
@@ -147,9 +147,9 @@ def test_insufficient_funds_names_what_is_available(redis_url: str) -> None:
     run(go())
 
 
-def test_currency_is_case_insensitive_but_never_converted(redis_url: str) -> None:
+def test_currency_is_case_insensitive_but_never_converted(backend: Backend) -> None:
     async def go() -> None:
-        async with wallet_service(redis_url) as svc:
+        async with backend.service() as svc:
             res = await svc.credit(1 * USD, "usd", "", "t")
             assert res.balances["org"] == 1 * USD
 
@@ -174,9 +174,9 @@ def test_status_healthy_low_depleted() -> None:
     assert (w.scope, w.owner, w.status) == ("team", "x", "low")
 
 
-def test_wallets_listing_and_status_from_config_ratio(redis_url: str) -> None:
+def test_wallets_listing_and_status_from_config_ratio(backend: Backend) -> None:
     async def go() -> None:
-        async with wallet_service(redis_url, low_balance_ratio="0.5") as svc:
+        async with backend.service(low_balance_ratio="0.5") as svc:
             await funded(svc, team_eng=100 * USD, team_support=10 * USD)
             await svc.allocate("user:bob", 1 * USD, "USD", "", "t")
             await svc.reserve(reserve_req(60 * USD))
@@ -195,9 +195,9 @@ def test_wallets_listing_and_status_from_config_ratio(redis_url: str) -> None:
     run(go())
 
 
-def test_ledger_paging_and_wallet_filter(redis_url: str) -> None:
+def test_ledger_paging_and_wallet_filter(backend: Backend) -> None:
     async def go() -> None:
-        async with wallet_service(redis_url) as svc:
+        async with backend.service() as svc:
             await funded(svc, team_eng=100 * USD, team_support=10 * USD)
             await svc.transfer("team:team_eng", "team:team_support", 1 * USD, "USD", "", "t")
             latest = await svc.ledger(2)

@@ -21,10 +21,9 @@ from hypothesis.stateful import (
 )
 
 from keeptrusts_authz.errors import InsufficientFunds, InvalidInput, UnknownWallet
-from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.models import Policy, SettleRequest
 from keeptrusts_authz.wallets.service import WalletService
-from tests.wallets.support import USD, make_config, raw_state, reserve_req, sync_client
+from tests.wallets.support import USD, Backend, reserve_req
 
 T = TypeVar("T")
 MEMBERS = ["team:team_eng", "team:team_support", "user:alice", "team:ghost"]
@@ -39,16 +38,13 @@ amounts = st.integers(min_value=1, max_value=40 * USD)
 
 
 class WalletMachine(RuleBasedStateMachine):
-    url: ClassVar[str] = ""
+    backend: ClassVar[Backend]
 
     def __init__(self) -> None:
         super().__init__()
-        client = sync_client(self.url)
-        client.flushall()
-        client.close()
         self.loop = asyncio.new_event_loop()
-        cfg = make_config(self.url)
-        self.store = RedisWalletStore.from_settings(cfg.redis, cfg.organization.id)
+        cfg = self.backend.config()
+        self.store = self.backend.new_store(cfg)
         self.svc = WalletService(self.store, cfg)
         self.balance: dict[str, int] = {}
         self.reserved: dict[str, int] = {}
@@ -68,10 +64,10 @@ class WalletMachine(RuleBasedStateMachine):
         self.reserved.setdefault(wallet, 0)
 
     def _refused_untouched(self, coro: Coroutine[Any, Any, Any], *errors: type[Exception]) -> None:
-        before = raw_state(self.url)
+        before = self.backend.state()
         with pytest.raises(errors):
             self.run(coro)
-        assert raw_state(self.url) == before
+        assert self.backend.state() == before
 
     @rule(amount=amounts)
     def credit(self, amount: int) -> None:
@@ -187,9 +183,9 @@ class WalletMachine(RuleBasedStateMachine):
         )
         self._close(reservation_id, cost)
         if twice:
-            before = raw_state(self.url)
+            before = self.backend.state()
             again = self.run(self.svc.settle(SettleRequest(reservation_id, cost + 1, False)))
-            assert again.outcome == "already_closed" and raw_state(self.url) == before
+            assert again.outcome == "already_closed" and self.backend.state() == before
 
     @precondition(lambda self: bool(self.open))
     @rule(data=st.data())
@@ -211,9 +207,9 @@ class WalletMachine(RuleBasedStateMachine):
 
     @rule()
     def settle_unknown(self) -> None:
-        before = raw_state(self.url)
+        before = self.backend.state()
         assert self.run(self.svc.settle(SettleRequest("r_unknown", 1, False))).outcome == "unknown"
-        assert raw_state(self.url) == before
+        assert self.backend.state() == before
 
     @invariant()
     def books_balance(self) -> None:
@@ -229,8 +225,8 @@ class WalletMachine(RuleBasedStateMachine):
                 assert w.balance >= 0, wid
 
 
-def test_wallet_state_machine(redis_url: str) -> None:
-    WalletMachine.url = redis_url
+def test_wallet_state_machine(backend: Backend) -> None:
+    WalletMachine.backend = backend
     run_state_machine_as_test(
         WalletMachine,
         settings=settings(

@@ -23,31 +23,18 @@ local description = ARGV[5]
 local target = ARGV[6]
 local may_create = ARGV[7] == '1'
 local channel = ARGV[8]
-local IDEM_TTL_MS = 86400000
-
-local function s(n) return string.format('%d', n) end
 
 if not amount or amount <= 0 then return redis.error_reply('invalid amount') end
-if use_idem then
-  local prev = redis.call('HMGET', KEYS[3], 'fingerprint', 'result')
-  if prev[1] then
-    if prev[1] ~= fingerprint then return {'conflict'} end
-    local r = cjson.decode(prev[2])
-    table.insert(r, 1, 'replayed')
-    return r
-  end
-end
+local replay = idem_replay(use_idem, KEYS[3], fingerprint)
+if replay then return replay end
 local exists = redis.call('EXISTS', KEYS[5]) == 1
 if not exists and not may_create then return {'unknown_wallet', target} end
 local available = tonumber(redis.call('HGET', KEYS[4], 'balance') or '0')
 if available < amount then return {'insufficient', 'org', s(available)} end
 
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = redis_now_ms()
 if not exists then
-  redis.call('HSET', KEYS[5], 'balance', 0, 'reserved', 0, 'allocated_total', 0,
-    'spent_total', 0, 'created_ms', s(now_ms))
-  redis.call('SADD', KEYS[2], target)
+  create_wallet(KEYS[5], KEYS[2], target, now_ms)
 end
 local org_bal = redis.call('HINCRBY', KEYS[4], 'balance', s(-amount))
 local bal = redis.call('HINCRBY', KEYS[5], 'balance', s(amount))
@@ -57,9 +44,6 @@ local id = redis.call('XADD', KEYS[1], '*', 'op', 'allocate', 'wallet', target,
   'from', 'org', 'to', target, 'balance_after', s(bal))
 redis.call('PUBLISH', channel, 'funds:' .. target)
 local result = {id, 'org', s(org_bal), target, s(bal)}
-if use_idem then
-  redis.call('HSET', KEYS[3], 'fingerprint', fingerprint, 'result', cjson.encode(result))
-  redis.call('PEXPIRE', KEYS[3], IDEM_TTL_MS)
-end
+idem_record(use_idem, KEYS[3], fingerprint, result)
 table.insert(result, 1, 'ok')
 return result

@@ -19,27 +19,14 @@ local amount = tonumber(ARGV[3])
 local actor = ARGV[4]
 local description = ARGV[5]
 local channel = ARGV[6]
-local IDEM_TTL_MS = 86400000
-
-local function s(n) return string.format('%d', n) end
 
 if not amount or amount <= 0 then return redis.error_reply('invalid amount') end
-if use_idem then
-  local prev = redis.call('HMGET', KEYS[3], 'fingerprint', 'result')
-  if prev[1] then
-    if prev[1] ~= fingerprint then return {'conflict'} end
-    local r = cjson.decode(prev[2])
-    table.insert(r, 1, 'replayed')
-    return r
-  end
-end
+local replay = idem_replay(use_idem, KEYS[3], fingerprint)
+if replay then return replay end
 
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = redis_now_ms()
 if redis.call('EXISTS', KEYS[4]) == 0 then
-  redis.call('HSET', KEYS[4], 'balance', 0, 'reserved', 0, 'allocated_total', 0,
-    'spent_total', 0, 'created_ms', s(now_ms))
-  redis.call('SADD', KEYS[2], 'org')
+  create_wallet(KEYS[4], KEYS[2], 'org', now_ms)
 end
 if redis.call('EXISTS', KEYS[5]) == 0 then
   redis.call('HSET', KEYS[5], 'id', ARGV[7], 'created_ms', s(now_ms), 'origin', 'credit')
@@ -50,9 +37,6 @@ local id = redis.call('XADD', KEYS[1], '*', 'op', 'credit', 'wallet', 'org', 'am
   'ts_ms', s(now_ms), 'actor', actor, 'description', description, 'balance_after', s(bal))
 redis.call('PUBLISH', channel, 'funds:org')
 local result = {id, 'org', s(bal)}
-if use_idem then
-  redis.call('HSET', KEYS[3], 'fingerprint', fingerprint, 'result', cjson.encode(result))
-  redis.call('PEXPIRE', KEYS[3], IDEM_TTL_MS)
-end
+idem_record(use_idem, KEYS[3], fingerprint, result)
 table.insert(result, 1, 'ok')
 return result

@@ -28,27 +28,9 @@ local usage_key = KEYS[3]
 local CLOSED_TTL_MS = tonumber(ARGV[6])
 local BURN_TTL_MS = 694800000 -- 8 days + 1 h: the scrape reads today and the 7 days before
 
-local function s(x) return string.format('%d', x) end
-
--- yyyy-mm-dd (UTC) of a Unix time in ms (days-to-civil, proleptic Gregorian). Same in settle.lua.
-local function utc_day(ms)
-  local z = math.floor(ms / 86400000) + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
-    - math.floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local day = doy - math.floor((153 * mp + 2) / 5) + 1
-  local month = mp < 10 and mp + 3 or mp - 9
-  local year = yoe + era * 400
-  if month <= 2 then year = year + 1 end
-  return string.format('%04d-%02d-%02d', year, month, day)
-end
 
 if not limit or limit <= 0 then return redis.error_reply('invalid limit') end
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = redis_now_ms()
 local burn_key = burn_prefix .. utc_day(now_ms)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, limit)
 local out = {}

@@ -20,8 +20,6 @@ local actor = ARGV[4]
 local channel = ARGV[5]
 local CLOSED_TTL_MS = tonumber(ARGV[6])
 
-local function s(x) return string.format('%d', x) end
-
 local r = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'state', 'cost', 'team', 'group',
   'user', 'model')
 if not r[1] then
@@ -40,8 +38,7 @@ end
 local wallet = r[1]
 local reserved = tonumber(r[2])
 local wkey = wallet_prefix .. wallet
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = redis_now_ms()
 redis.call('HINCRBY', wkey, 'reserved', s(-reserved))
 local bal = redis.call('HINCRBY', wkey, 'balance', s(reserved))
 redis.call('HSET', KEYS[2], 'state', 'released', 'cost', '0', 'closed_ms', s(now_ms))

@@ -37,8 +37,6 @@ local n = tonumber(ARGV[10])
 local actor = ARGV[11 + n]
 local expected_epoch = ARGV[12 + n] or ''
 
-local function s(x) return string.format('%d', x) end
-
 if not amount or amount < 0 then return redis.error_reply('invalid amount') end
 if not ttl_ms or ttl_ms <= 0 then return redis.error_reply('invalid ttl') end
 
@@ -88,12 +86,9 @@ if not funded_key then
 end
 
 -- The one write path: wallet, reservation, deadline index, ledger.
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = redis_now_ms()
 if redis.call('EXISTS', funded_key) == 0 then
-  redis.call('HSET', funded_key, 'balance', 0, 'reserved', 0, 'allocated_total', 0,
-    'spent_total', 0, 'created_ms', s(now_ms))
-  redis.call('SADD', KEYS[4], funded_id)
+  create_wallet(funded_key, KEYS[4], funded_id, now_ms)
 end
 local bal = redis.call('HINCRBY', funded_key, 'balance', s(-amount))
 redis.call('HINCRBY', funded_key, 'reserved', s(amount))

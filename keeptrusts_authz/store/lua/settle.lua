@@ -45,23 +45,6 @@ local usage_key = KEYS[4]
 local CLOSED_TTL_MS = tonumber(ARGV[13])
 local BURN_TTL_MS = 694800000 -- 8 days + 1 h: the scrape reads today and the 7 days before
 
-local function s(x) return string.format('%d', x) end
-
--- yyyy-mm-dd (UTC) of a Unix time in ms (days-to-civil, proleptic Gregorian). Same in expire.lua.
-local function utc_day(ms)
-  local z = math.floor(ms / 86400000) + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
-    - math.floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local day = doy - math.floor((153 * mp + 2) / 5) + 1
-  local month = mp < 10 and mp + 3 or mp - 9
-  local year = yoe + era * 400
-  if month <= 2 then year = year + 1 end
-  return string.format('%04d-%02d-%02d', year, month, day)
-end
 
 if not cost or cost < 0 then return redis.error_reply('invalid cost') end
 local r = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'state', 'cost', 'team', 'group',
@@ -80,8 +63,7 @@ local group = r[6] or ''
 if model == '' then model = r[8] end
 if label == '' then label = r[8] or '' end
 local wkey = wallet_prefix .. wallet
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = redis_now_ms()
 redis.call('HINCRBY', wkey, 'reserved', s(-reserved))
 local bal = redis.call('HINCRBY', wkey, 'balance', s(reserved - cost))
 redis.call('HINCRBY', wkey, 'spent_total', s(cost))

@@ -1,4 +1,4 @@
--- ticket_transition.lua: compare-and-set a cost ticket's status (owned by keeptrusts_authz.api).
+-- ticket_transition.lua: compare-and-set a cost ticket's status (wallets.holds, the wallet API).
 -- KEYS[1] ticket hash              kt:{org}:t:<ticket_id>
 -- ARGV[1] allowed current statuses, comma separated (e.g. 'pending')
 -- ARGV[2] new status   ARGV[3] event channel ('' = do not publish)   ARGV[4] event message

@@ -25,21 +25,11 @@ local source = ARGV[6]
 local dest = ARGV[7]
 local may_create = ARGV[8] == '1'
 local channel = ARGV[9]
-local IDEM_TTL_MS = 86400000
-
-local function s(n) return string.format('%d', n) end
 
 if not amount or amount <= 0 then return redis.error_reply('invalid amount') end
 if source == dest then return redis.error_reply('transfer to the same wallet') end
-if use_idem then
-  local prev = redis.call('HMGET', KEYS[3], 'fingerprint', 'result')
-  if prev[1] then
-    if prev[1] ~= fingerprint then return {'conflict'} end
-    local r = cjson.decode(prev[2])
-    table.insert(r, 1, 'replayed')
-    return r
-  end
-end
+local replay = idem_replay(use_idem, KEYS[3], fingerprint)
+if replay then return replay end
 local raw = redis.call('HGET', KEYS[4], 'balance')
 if not raw then return {'unknown_wallet', source} end
 local dest_exists = redis.call('EXISTS', KEYS[5]) == 1
@@ -47,12 +37,9 @@ if not dest_exists and not may_create then return {'unknown_wallet', dest} end
 local available = tonumber(raw)
 if available < amount then return {'insufficient', source, s(available)} end
 
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = redis_now_ms()
 if not dest_exists then
-  redis.call('HSET', KEYS[5], 'balance', 0, 'reserved', 0, 'allocated_total', 0,
-    'spent_total', 0, 'created_ms', s(now_ms))
-  redis.call('SADD', KEYS[2], dest)
+  create_wallet(KEYS[5], KEYS[2], dest, now_ms)
 end
 local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(-amount))
 redis.call('HINCRBY', KEYS[4], 'allocated_total', s(-amount))
@@ -63,9 +50,6 @@ local id = redis.call('XADD', KEYS[1], '*', 'op', 'transfer', 'wallet', source,
   'from', source, 'to', dest, 'balance_after', s(bal))
 redis.call('PUBLISH', channel, 'funds:' .. dest)
 local result = {id, source, s(bal), dest, s(dest_bal)}
-if use_idem then
-  redis.call('HSET', KEYS[3], 'fingerprint', fingerprint, 'result', cjson.encode(result))
-  redis.call('PEXPIRE', KEYS[3], IDEM_TTL_MS)
-end
+idem_record(use_idem, KEYS[3], fingerprint, result)
 table.insert(result, 1, 'ok')
 return result

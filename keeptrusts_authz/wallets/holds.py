@@ -28,13 +28,12 @@ import re
 from dataclasses import dataclass
 
 from keeptrusts_authz.errors import KeeptrustsError
-from keeptrusts_authz.store.tickets import TicketConflict, TicketNotFound, TicketRecord, TicketStore
-from keeptrusts_authz.wallets.models import ReserveRequest, ReserveResult
+from keeptrusts_authz.wallets.models import ReserveRequest, ReserveResult, TicketRecord
+from keeptrusts_authz.wallets.ports import TicketConflict, TicketNotFound, TicketStore
 from keeptrusts_authz.wallets.service import WalletService
 
 log = logging.getLogger(__name__)
 
-TICKET_HEADER = "x-keeptrusts-ticket"
 TICKET_ID = re.compile(r"^tk_[0-9a-f]{24}$")
 DENIED_RETRY_AFTER = 300
 
@@ -173,4 +172,4 @@ class Holds:
         return await self._fund_approved(req, ticket, "hold_ticket_used")
 
 
-__all__ = ["TICKET_HEADER", "TICKET_ID", "HoldOutcome", "Holds"]
+__all__ = ["TICKET_ID", "HoldOutcome", "Holds"]

@@ -1,0 +1,204 @@
+"""The storage seam the wallet domain owns: what `WalletService` and the holds need from a store.
+
+`store.redis_store.RedisWalletStore` implements `WalletStore` with Lua scripts and
+`wallets.memory_store.MemoryWalletStore` with a lock, for fast tests; the domain never imports
+either. Every method is atomic (one script, or one critical section). A store raises
+`StoreRefused` for an admin move it refuses and `keeptrusts_authz.errors.StoreError`
+(`StoreUnavailable` when transient) when it cannot answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from keeptrusts_authz.wallets.models import (
+    AuditSnapshot,
+    ExpiredReservation,
+    LedgerEntry,
+    OpResult,
+    ReleaseLike,
+    Reservation,
+    ReserveRequest,
+    ReserveResult,
+    SettleRequest,
+    SettleResult,
+    StoreMarker,
+    TicketRecord,
+)
+
+
+class StoreRefused(Exception):
+    """A store refused an admin move; `reason` is unknown_wallet, insufficient or conflict."""
+
+    def __init__(self, reason: str, wallet: str = "", available: int = 0) -> None:
+        super().__init__(f"{reason}: {wallet}" if wallet else reason)
+        self.reason = reason
+        self.wallet = wallet
+        self.available = available
+
+
+class WalletStore(Protocol):
+    """Wallets, reservations and the ledger of ONE organization."""
+
+    org_id: str
+
+    async def credit(
+        self,
+        amount: int,
+        *,
+        actor: str,
+        description: str,
+        fingerprint: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult: ...
+
+    async def allocate(
+        self,
+        target: str,
+        amount: int,
+        *,
+        create: bool,
+        actor: str,
+        description: str,
+        fingerprint: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult: ...
+
+    async def reclaim(
+        self,
+        source: str,
+        amount: int,
+        *,
+        actor: str,
+        description: str,
+        fingerprint: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult: ...
+
+    async def transfer(
+        self,
+        source: str,
+        destination: str,
+        amount: int,
+        *,
+        create: bool,
+        actor: str,
+        description: str,
+        fingerprint: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult: ...
+
+    async def reserve(
+        self, req: ReserveRequest, *, actor: str = "gateway", epoch: str = ""
+    ) -> ReserveResult:
+        """`epoch`: the marker id the caller saw ('' = none yet). A missing or different marker
+        raises StoreRegressed and reserves nothing; a reserve never creates a wallet from
+        nothing (warn needs the overdraft wallet; showback opens one only in an armed store)."""
+        ...
+
+    async def marker(self) -> StoreMarker:
+        """The epoch marker, the ledger's last generated id and whether any data exists."""
+        ...
+
+    async def arm(self, *, origin: str, hwm_floor: str = "0-0", replace: bool = False) -> str:
+        """Write the epoch marker (new id); without `replace` an existing one is kept."""
+        ...
+
+    async def settle(self, req: SettleRequest, *, actor: str = "gateway") -> SettleResult: ...
+
+    async def release(self, req: ReleaseLike, *, actor: str = "gateway") -> SettleResult: ...
+
+    async def settle_batch(
+        self, items: Sequence[SettleRequest | ReleaseLike], *, actor: str = "gateway"
+    ) -> list[SettleResult]: ...
+
+    async def expire(self, limit: int, *, actor: str = "sweeper") -> list[ExpiredReservation]: ...
+
+    async def wallet(self, wallet_id: str) -> dict[str, int] | None: ...
+
+    async def wallets(self) -> dict[str, dict[str, int]]: ...
+
+    async def reservation(self, reservation_id: str) -> Reservation | None: ...
+
+    async def ledger(
+        self,
+        count: int,
+        *,
+        before: str | None = None,
+        wallet: str | None = None,
+        scan_limit: int = 100_000,
+    ) -> list[LedgerEntry]: ...
+
+    def iter_ledger(
+        self, upto: str | None = None, batch: int = 5000
+    ) -> AsyncIterator[LedgerEntry]: ...
+
+    async def audit_snapshot(self, attempts: int = 50) -> AuditSnapshot: ...
+
+    async def denial_counters(self, month: str | None = None) -> dict[str, int]: ...
+
+    async def burn_by_day(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        """UTC day (YYYY-MM-DD) -> wallet id -> micros spent that day (settle + expire)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class TicketNotFound(Exception):
+    pass
+
+
+class TicketConflict(Exception):
+    def __init__(self, current: str) -> None:
+        super().__init__(f"ticket is {current}")
+        self.current = current
+
+
+class EventWatcher(Protocol):
+    """Wakes waiters when a message (`funds:<wallet>`, `ticket:<id>`) is published."""
+
+    async def ready(self, timeout: float = 2.0) -> bool: ...
+
+    def watch(self, messages: Iterable[str]) -> AbstractContextManager[asyncio.Event]: ...
+
+
+class TicketStore(Protocol):
+    """Cost tickets of ONE organization (the `hold` policy) and its event channel."""
+
+    @property
+    def events(self) -> EventWatcher: ...
+
+    async def open(
+        self,
+        *,
+        team: str,
+        group: str,
+        model: str,
+        user: str,
+        amount: int,
+        candidates: Iterable[str],
+        overdraft: str,
+    ) -> TicketRecord: ...
+
+    async def get(self, ticket_id: str) -> TicketRecord | None: ...
+
+    async def list(self, limit: int = 500) -> list[TicketRecord]: ...
+
+    async def transition(
+        self, ticket_id: str, allowed: Iterable[str], new: str, *, publish: bool, **fields: str
+    ) -> TicketRecord: ...
+
+    async def set_waiting(self, ticket_id: str, waiting: bool) -> None: ...
+
+
+__all__ = [
+    "EventWatcher",
+    "StoreRefused",
+    "TicketConflict",
+    "TicketNotFound",
+    "TicketStore",
+    "WalletStore",
+]
