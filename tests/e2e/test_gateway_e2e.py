@@ -17,11 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-import redis
 
 from keeptrusts_authz.pricing import PriceTable
 from testing.envoy_harness import loopback_gateway
-from testing.redis_server import RedisServer, free_port
+from testing.redis_server import RedisServer, empty_keeping_epochs, free_port
 from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
 
@@ -45,9 +44,7 @@ def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
 
 @pytest.fixture(autouse=True)
 def _flush(redis_server: RedisServer) -> None:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
+    empty_keeping_epochs(redis_server.url)  # the module's service keeps running
 
 
 def prices(stack: Stack) -> PriceTable:
