@@ -59,7 +59,10 @@ class _Node:
         self.port = port
         self.dir = base / str(port)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._args = [_binary("redis-server"), str(conf), "--port", str(port)]
+        # A copy: Sentinel and the cluster rewrite a node's config file (CONFIG REWRITE).
+        own = self.dir / conf.name
+        shutil.copyfile(conf, own)
+        self._args = [_binary("redis-server"), str(own), "--port", str(port)]
         self._args += ["--bind", "127.0.0.1", "--dir", str(self.dir), "--protected-mode", "no"]
         self._args += ["--save", "", "--appendonly", "no", *extra]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -88,17 +91,20 @@ class _Node:
 
 
 class SentinelTopology:
-    """1 master + 1 replica (deploy/redis/redis.conf: min-replicas-to-write 1) + 3 Sentinels."""
+    """1 master + `replicas` replicas (deploy/redis/redis.conf) + 3 Sentinels."""
 
     MASTER_NAME = "mymaster"
 
-    def __init__(self) -> None:
+    def __init__(self, replicas: int = 1) -> None:
         self._base = Path(tempfile.mkdtemp(prefix="kt-sentinel-"))
         conf = DEPLOY_REDIS / "redis.conf"
         self.master = _Node(free_port(), conf, [], self._base)
-        self.replica = _Node(
-            free_port(), conf, ["--replicaof", "127.0.0.1", str(self.master.port)], self._base
-        )
+        self.replicas = [
+            _Node(
+                free_port(), conf, ["--replicaof", "127.0.0.1", str(self.master.port)], self._base
+            )
+            for _ in range(replicas)
+        ]
         self.sentinel_ports = [free_port() for _ in range(3)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
 
@@ -108,12 +114,14 @@ class SentinelTopology:
 
     def start(self) -> SentinelTopology:
         self.master.start()
-        self.replica.start()
+        for node in self.replicas:
+            node.start()
         _wait(lambda: self.master.client().ping(), "master")
-        _wait(
-            lambda: self.replica.client().info("replication")["master_link_status"] == "up",
-            "replica link",
-        )
+        for node in self.replicas:
+            _wait(
+                lambda n=node: n.client().info("replication")["master_link_status"] == "up",  # type: ignore[misc]
+                "replica link",
+            )
         shipped = (DEPLOY_REDIS / "sentinel.conf").read_text(encoding="utf-8")
         for port in self.sentinel_ports:
             conf = self._base / f"sentinel-{port}.conf"
@@ -142,7 +150,7 @@ class SentinelTopology:
     def _settled(self) -> bool:
         for port in self.sentinel_ports:
             m = self._sentinel(port).sentinel_master(self.MASTER_NAME)
-            if int(m["num-slaves"]) < 1 or int(m["num-other-sentinels"]) < 2:
+            if int(m["num-slaves"]) < len(self.replicas) or int(m["num-other-sentinels"]) < 2:
                 return False
         return True
 
@@ -166,7 +174,8 @@ class SentinelTopology:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        self.replica.stop()
+        for node in self.replicas:
+            node.stop()
         self.master.stop()
         shutil.rmtree(self._base, ignore_errors=True)
 

@@ -208,6 +208,7 @@ def test_insufficient_funds_is_402_with_a_json_body(stack: Stack, provider: Fake
 
 
 def test_warn_policy_allows_with_a_header_and_overdraws(stack: Stack) -> None:
+    stack.fund("team_support", 1)  # warn overdraws an existing wallet, never creates one
     status, headers, _ = stack.post(
         CHAT, chat(), key="kt_cg_support_prod", headers={"x-fake-usage": "100,10,0"}
     )
@@ -215,7 +216,15 @@ def test_warn_policy_allows_with_a_header_and_overdraws(stack: Stack) -> None:
     assert "x-keeptrusts-budget-warning" in headers
     wallet = stack.wait_settled("team:team_support")
     cost = prices(stack).cost_micros("gpt-4o-mini", 100, 10, 0)
-    assert wallet.balance == -cost
+    assert wallet.balance == 1 - cost
+
+
+def test_warn_policy_without_a_wallet_is_refused(stack: Stack) -> None:
+    """A reserve never creates a wallet from nothing: warn with no team wallet is a 402."""
+    stack.fund("team_engineering", 1)  # the org exists and is armed
+    status, headers, _ = stack.post(CHAT, chat(), key="kt_cg_support_prod")
+    assert status == 402
+    assert stack.wallets(lambda w: w.store.wallet("team:team_support")) is None
 
 
 @pytest.mark.parametrize(
