@@ -222,7 +222,7 @@ def test_warn_policy_allows_with_a_header_and_overdraws(stack: Stack) -> None:
 def test_warn_policy_without_a_wallet_is_refused(stack: Stack) -> None:
     """A reserve never creates a wallet from nothing: warn with no team wallet is a 402."""
     stack.fund("team_engineering", 1)  # the org exists and is armed
-    status, headers, _ = stack.post(CHAT, chat(), key="kt_cg_support_prod")
+    status, _headers, _ = stack.post(CHAT, chat(), key="kt_cg_support_prod")
     assert status == 402
     assert stack.wallets(lambda w: w.store.wallet("team:team_support")) is None
 

@@ -118,7 +118,7 @@ def test_manual_failover_under_load_charges_every_served_request(
         await watch.close()
         return load, svc, failover_at, old_master, new_master
 
-    load, svc, failover_at, old_master, new_master = asyncio.run(go())
+    load, _svc, _failover_at, old_master, new_master = asyncio.run(go())
     assert new_master != old_master
     assert load.served > 50 and load.served + load.refused > 100
 
