@@ -65,7 +65,7 @@ async def soak(url: str, requests: int, tail: int | None, closed_ttl: int) -> li
                 "eng",
                 "",
                 "gpt-4o-mini",
-            )  # fmt: skip
+            )
         )
         await svc.settle(SettleRequest(rid, 1500, False))
         if tail is not None and i % 1000 == 0:
@@ -73,7 +73,8 @@ async def soak(url: str, requests: int, tail: int | None, closed_ttl: int) -> li
         if i % step == 0:
             used = int(sync.info("memory")["used_memory"]) - base
             lines.append(
-                f"  after {i:>7} requests: Redis +{used / 1e6:7.2f} MB = {used / i:6.0f} B/request"
+                f"  after {i:>7} requests: Redis +{used / 1e6:7.2f} MB"
+                f" = {used / i:6.0f} B/request"
                 f" (ledger {sync.xlen(Keys(ORG).ledger)} entries, {time.monotonic() - started:.0f} s)"
             )
     await store.close()
