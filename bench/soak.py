@@ -72,10 +72,11 @@ async def soak(url: str, requests: int, tail: int | None, closed_ttl: int) -> li
             sync.xtrim(Keys(ORG).ledger, maxlen=tail, approximate=True)
         if i % step == 0:
             used = int(sync.info("memory")["used_memory"]) - base
+            entries = sync.xlen(Keys(ORG).ledger)
+            elapsed = time.monotonic() - started
             lines.append(
                 f"  after {i:>7} requests: Redis +{used / 1e6:7.2f} MB"
-                f" = {used / i:6.0f} B/request"
-                f" (ledger {sync.xlen(Keys(ORG).ledger)} entries, {time.monotonic() - started:.0f} s)"
+                f" = {used / i:6.0f} B/request (ledger {entries} entries, {elapsed:.0f} s)"
             )
     await store.close()
     sync.close()
