@@ -10,8 +10,10 @@ the same machine (2 cores shared by load generator, both Envoys, the authz servi
 absolute figures are lower bounds; the ratio and the added latency are what to compare.
 
 Prints: requests/s at saturation (closed loop, N keep-alive connections), p50/p99 latency at a
-fixed rate (open loop, latency measured from the scheduled send time), Redis commands per request
-(INFO commandstats) and reconciliation lag (from the service's histogram).
+fixed rate (open loop, latency measured from the scheduled send time), CPU per request of the
+authz process, the full-path Envoy and Redis during the saturation run (/proc; the load generator
+shares the machine), Redis commands per request (INFO commandstats) and reconciliation lag (from
+the service's histogram).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import sys
@@ -197,6 +200,17 @@ def lag_from_metrics(port: int) -> tuple[float, float]:
     return (total / count if count else 0.0), p99
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU a process has used so far (Linux /proc), 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0)
@@ -221,9 +235,13 @@ def main() -> int:
                         saturate(direct_port, args.connections, args.seconds)
                     )
                     before = commandstats(r)
+                    assert stack.service is not None
+                    pids = {"authz": stack.service.pid, "envoy": stack.envoy.pid, "redis": rs.pid}
+                    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     full_rps, full_codes = asyncio.run(
                         saturate(stack.cfg.gateway.listen_port, args.connections, args.seconds)
                     )
+                    cpu_used = {n: cpu_seconds(pid) - cpu_before[n] for n, pid in pids.items()}
                     settled = stack.wait_settled("team:team_engineering", timeout=60)
                     after = commandstats(r)
                     requests = sum(full_codes.values())
@@ -253,6 +271,9 @@ def main() -> int:
     print(
         f"  added        : p50 {(fp50 - dp50) * 1000:6.2f} ms  p99 {(fp99 - dp99) * 1000:6.2f} ms"
     )
+    print(f"CPU per request (saturation run, /proc utime+stime, {requests} requests):")
+    for name, seconds in cpu_used.items():
+        print(f"  {name:10s} {1e6 * seconds / requests:6.0f} us")
     print(f"redis commands per request (saturation run, {requests} requests):")
     for name, n in sorted(calls.items()):
         print(f"  {name:10s} {n / requests:6.3f}")

@@ -4,6 +4,7 @@ config points at it), the authz service and Envoy. Ctrl-C stops all of it."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from urllib.parse import urlparse
 
 from keeptrusts_authz.config import ConfigError, load_config
 from keeptrusts_authz.envoy_config.render import render_envoy_yaml
+from keeptrusts_authz.ledger.schema import migrate
 
 RUN_DIR = Path(".run")
 
@@ -98,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             _wait(rhost, rport, "redis-server", proc)
             print(f"redis      : started redis-server on {rhost}:{rport} (AOF in {RUN_DIR}/)")
+
+        if cfg.ledger.postgres_url is None:
+            print("ledger     : Redis only (set ledger.postgres_url to archive to PostgreSQL)")
+        else:
+            applied = asyncio.run(migrate(cfg.ledger.postgres_url))
+            print(f"ledger     : PostgreSQL schema migrated ({len(applied)} applied now)")
 
         fake_ports = {
             u.port

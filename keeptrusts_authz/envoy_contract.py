@@ -24,8 +24,14 @@ ROUTER_FILTER: Final = "envoy.filters.http.router"
 
 # --------------------------------------------------------------------------- clusters and logs
 AUTHZ_CLUSTER: Final = "keeptrusts_authz"
+# The same replicas, used only by the access loggers when each entry goes to two replicas: its
+# round robin then gives the two streams of each Envoy worker two different replicas.
+AUTHZ_ACCESS_LOG_CLUSTER: Final = "keeptrusts_authz_access_log"
+# The grpc.health.v1 service Envoy's health checks ask about (NOT_SERVING while a replica drains).
+AUTHZ_HEALTH_SERVICE: Final = "envoy.service.auth.v3.Authorization"
 PROVIDER_CLUSTER_PREFIX: Final = "provider_"
 ACCESS_LOG_NAME: Final = "keeptrusts"
+ACCESS_LOG_COPY_NAME: Final = "keeptrusts-copy"  # the second logger (a distinct stream)
 
 
 def provider_cluster_name(provider_name: str) -> str:
@@ -50,6 +56,11 @@ AUTHZ_RESERVATION_ID: Final = "reservation_id"
 AUTHZ_ESTIMATE_MICROS: Final = "estimate_micros"
 AUTHZ_MODEL: Final = "model"
 AUTHZ_PRICED_MODEL: Final = "priced_model"
+# The reservation's input token bound, and whether what a stream shows bounds its output (false
+# when the model or the request bills reasoning it never streams): a cut-off stream's charge.
+AUTHZ_INPUT_BOUND_TOKENS: Final = "input_bound_tokens"
+AUTHZ_OUTPUT_BOUNDED: Final = "output_bounded"
+AUTHZ_EXTRA_OUTPUT_TOKENS: Final = "extra_output_tokens"
 
 # The Lua usage filter's dynamic metadata.
 USAGE_NAMESPACE: Final = "keeptrusts.usage"
@@ -62,6 +73,12 @@ USAGE_INPUT_TOKENS: Final = "input_tokens"
 USAGE_OUTPUT_TOKENS: Final = "output_tokens"
 USAGE_CACHED_TOKENS: Final = "cached_tokens"
 USAGE_CACHE_CREATION_TOKENS: Final = "cache_creation_tokens"
+# Of the cache writes, those with the one-hour TTL (Anthropic cache_creation breakdown).
+USAGE_CACHE_CREATION_HOUR_TOKENS: Final = "cache_creation_1h_tokens"
+USAGE_STREAMED_OUTPUT_BYTES: Final = "streamed_output_bytes"
+USAGE_STREAMED_CHOICES: Final = "streamed_choices"
+# Written by the request side when it added stream_options.include_usage for the client.
+USAGE_INJECTED: Final = "usage_injected"
 
 # `@@NAME@@` in the Lua usage filter template -> the value written into the rendered filter.
 LUA_TEMPLATE_VALUES: Final[dict[str, str]] = {
@@ -75,4 +92,8 @@ LUA_TEMPLATE_VALUES: Final[dict[str, str]] = {
     "USAGE_OUTPUT_TOKENS": USAGE_OUTPUT_TOKENS,
     "USAGE_CACHED_TOKENS": USAGE_CACHED_TOKENS,
     "USAGE_CACHE_CREATION_TOKENS": USAGE_CACHE_CREATION_TOKENS,
+    "USAGE_CACHE_CREATION_HOUR_TOKENS": USAGE_CACHE_CREATION_HOUR_TOKENS,
+    "USAGE_STREAMED_OUTPUT_BYTES": USAGE_STREAMED_OUTPUT_BYTES,
+    "USAGE_STREAMED_CHOICES": USAGE_STREAMED_CHOICES,
+    "USAGE_INJECTED": USAGE_INJECTED,
 }

@@ -41,6 +41,8 @@ from keeptrusts_authz.gateway.admission import Admission
 from keeptrusts_authz.gateway.api_keys import KeyRing
 from keeptrusts_authz.gateway.authz_servicer import AuthorizationServicer
 from keeptrusts_authz.gateway.settler import Settler, Sweeper
+from keeptrusts_authz.ledger.archive_store import ArchiveStore
+from keeptrusts_authz.ledger.archiver import Archiver
 from keeptrusts_authz.metrics.http import Observability, build_observability
 from keeptrusts_authz.metrics.registry import set_store_regressed
 from keeptrusts_authz.pricing import PriceTable
@@ -102,9 +104,13 @@ class App:
     admission: Admission
     wallet_api: WalletApiServicer
     observability: Observability
+    # None without `ledger.postgres_url`: the ledger then lives in Redis only.
+    archiver: Archiver | None = None
 
     async def close(self) -> None:
         """Reverse build order: the workers first, then the stores they write to."""
+        if self.archiver is not None:
+            await self.archiver.close()
         await self.observability.close()  # the metrics endpoint
         await self.admission.drain()
         await self.sweeper.close()
@@ -143,6 +149,15 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
     admission = Admission(cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds)
     wallet_api = WalletApiServicer(wallets, cfg, AdminAuth(cfg.admin.tokens), tickets)
     observability = build_observability(cfg, prices, snapshots, registry=registry)
+    archiver = None
+    if cfg.ledger.postgres_url is not None:
+        archiver = Archiver(
+            redis.main,
+            ArchiveStore(cfg.ledger.postgres_url),
+            org,
+            tail_entries=cfg.ledger.redis_tail_entries,
+            batch=cfg.ledger.archive_batch_entries,
+        )
     return App(
         cfg,
         redis,
@@ -159,6 +174,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         admission,
         wallet_api,
         observability,
+        archiver,
     )
 
 
@@ -169,9 +185,13 @@ class RunningServer:
     health: HealthServicer
     port: int
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Graceful: stop accepting, let in-flight Checks finish, flush pending settles."""
+    async def stop(self, grace: float | None = None, *, drain: float = 0.0) -> None:
+        """Graceful: report NOT_SERVING and keep serving for `drain` seconds (the gateway moves
+        new Checks elsewhere), then stop accepting, let in-flight Checks and access-log streams
+        finish, flush pending settles."""
         await self.health.enter_graceful_shutdown()
+        if drain > 0:
+            await asyncio.sleep(drain)
         await self.server.stop(self.app.config.shutdown_grace_seconds() if grace is None else grace)
         await self.app.close()
 
@@ -180,7 +200,7 @@ async def start_server(
     app: App, *, host: str | None = None, port: int | None = None
 ) -> RunningServer:
     cfg = app.config
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", int(cfg.server.reuse_port))])
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
         AuthorizationServicer(app.admission), server
     )
@@ -209,6 +229,18 @@ async def start_server(
     app.settler.start()
     app.sweeper.start()
     app.alerts.start()
+    if app.archiver is not None:
+        app.archiver.start(cfg.ledger.archive_interval_seconds)
+        log.info(
+            "ledger: archiving to PostgreSQL every %.1fs, keeping %d entries in Redis",
+            cfg.ledger.archive_interval_seconds,
+            cfg.ledger.redis_tail_entries,
+        )
+    else:
+        log.info(
+            "ledger: Redis only (ledger.postgres_url not set): nothing is archived and the audit "
+            "cannot detect a lost Redis"
+        )
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("keeptrusts-authz serving gRPC on %s:%d", bind_host, bound)
@@ -231,8 +263,8 @@ async def serve_forever(
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down: draining in-flight requests and pending settlements")
-    await running.stop()
+    log.info("shutting down: NOT_SERVING, draining in-flight requests and pending settlements")
+    await running.stop(drain=cfg.server.drain_seconds)
 
 
 __all__ = ["App", "RedisClients", "RunningServer", "build_app", "open_redis", "start_server"]

@@ -23,6 +23,10 @@ class RedisServer:
         self._dir = tempfile.mkdtemp(prefix="kt-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:

@@ -79,6 +79,8 @@ def stack_config(redis_url: str, provider_url: str, **overrides: Any) -> dict[st
             "grpc_port": 0,
             "metrics_port": 0,
             "shutdown_grace_seconds": 2,
+            # No health-check drain between SIGTERM and stop: one replica, nowhere else to go.
+            "drain_seconds": 0,
         },
         "gateway": loopback_gateway(access_log_flush_ms=50),
     }
@@ -87,7 +89,9 @@ def stack_config(redis_url: str, provider_url: str, **overrides: Any) -> dict[st
             cfg[key] = {**cfg[key], **value}
         else:
             cfg[key] = value
-    cfg["server"]["grpc_port"] = cfg["gateway"]["authz_port"]
+    gateway = cfg["gateway"]
+    first = gateway["authz_endpoints"][0]["port"] if "authz_endpoints" in gateway else None
+    cfg["server"]["grpc_port"] = gateway.get("authz_port", first)
     cfg["server"]["metrics_port"] = cfg["server"]["metrics_port"] or free_port()
     return cfg
 
@@ -107,7 +111,8 @@ class Stack:
         self.service: subprocess.Popen[bytes] | None = None
         self.envoy = EnvoyProcess(render_envoy_yaml(self.cfg))
         self.url = f"http://127.0.0.1:{self.cfg.gateway.listen_port}"
-        self.service_log = self._dir / "authz.log"
+        self.service_log = self._dir / "authz.log"  # the first service's log
+        self.service_logs: list[Path] = []
 
     def start(self) -> Stack:
         if self.start_service:
@@ -116,9 +121,18 @@ class Stack:
         return self
 
     def start_authz(self) -> None:
+        self.service = self.spawn_authz()
+
+    def spawn_authz(self, port: int | None = None) -> subprocess.Popen[bytes]:
+        """One more `serve` process (a replica, or a replacement on the same port: SO_REUSEPORT)
+        on `port` (default server.grpc_port) with its own metrics port; returns once it listens."""
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
         env.update(self.PROVIDER_ENV)
-        self.service = subprocess.Popen(
+        port = self.cfg.server.grpc_port if port is None else port
+        first = not self.service_logs
+        log_path = self.service_log if first else self._dir / f"authz-{len(self.service_logs)}.log"
+        metrics_port = self.cfg.server.metrics_port if first else free_port()
+        proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -126,19 +140,26 @@ class Stack:
                 "serve",
                 "--config",
                 str(self.config_path),
+                "--port",
+                str(port),
+                "--metrics-port",
+                str(metrics_port),
                 "--log-level",
                 "warning",
             ],
-            stdout=self.service_log.open("wb"),
+            stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
             env=env,
         )
+        self.service_logs.append(log_path)
         try:
-            wait_port(self.cfg.server.grpc_port, timeout=30)
+            # The metrics endpoint starts after the gRPC server: with SO_REUSEPORT the gRPC port
+            # may already be open (the process being replaced).
+            wait_port(metrics_port, timeout=30)
         except TimeoutError:
-            raise RuntimeError(
-                f"authz service did not start:\n{self.service_log.read_text()}"
-            ) from None
+            proc.kill()
+            raise RuntimeError(f"authz service did not start:\n{log_path.read_text()}") from None
+        return proc
 
     def stop_authz(self, timeout: float = 15) -> int | None:
         if self.service is None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from testing.postgres_server import PostgresServer
 from testing.redis_server import RedisServer
 
 
@@ -25,6 +26,18 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """URL of a fresh empty database on the session's real PostgreSQL."""
+    return postgres_server.create_database()
+
+
 # -- test tiers ----------------------------------------------------------------------------------
 # Every test gets exactly one of the markers `unit` (no Redis, no Envoy), `integration` (a real
 # redis-server, no Envoy) or `e2e` (the real Envoy binary), from what it uses: the `envoy` marker
@@ -34,7 +47,7 @@ def redis_url(redis_server: RedisServer) -> str:
 # `make unit`, `make integration` and `make e2e` select on them (`-m unit` ...).
 
 _ENVOY_MODULES = ("testing.envoy_harness", "testing.stack")
-_REDIS_FIXTURES = {"redis_server", "redis_url"}
+_REDIS_FIXTURES = {"redis_server", "redis_url", "postgres_server", "postgres_url"}
 
 
 def _module_uses(item: pytest.Item, names: tuple[str, ...]) -> bool:
@@ -53,7 +66,9 @@ def tier_of(item: pytest.Item) -> str:
     fixtures = set(getattr(item, "fixturenames", ()))
     if item.get_closest_marker("envoy") or _module_uses(item, _ENVOY_MODULES):
         return "e2e"
-    if fixtures & _REDIS_FIXTURES or _module_uses(item, ("testing.redis_server",)):
+    if fixtures & _REDIS_FIXTURES or _module_uses(
+        item, ("testing.redis_server", "testing.postgres_server")
+    ):
         return "integration"
     return "unit"
 

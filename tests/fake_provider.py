@@ -6,7 +6,8 @@ usage chunk only when `stream_options.include_usage` is true, like OpenAI).
 
 Controls (per provider via methods, or per request via headers):
 - usage: `set_usage(input=, output=, cached=, cache_creation=)`; per request the header
-  `x-fake-usage: 120,30,10[,5]` (input, output, cached[, cache_creation]), where input counts
+  `x-fake-usage: 120,30,10[,5[,2]]` (input, output, cached[, cache_creation[, of which 1h]]),
+  where input counts
   every prompt token. Reported in each API's own convention: OpenAI prompt_tokens includes
   cached; Anthropic input_tokens excludes cache reads/writes.
 - status: header `x-fake-status: 500` -> that status with a JSON error body, no usage.
@@ -39,6 +40,7 @@ class Usage:
     output: int = 20
     cached: int = 0
     cache_creation: int = 0
+    cache_creation_1h: int = 0  # the part of cache_creation written with the 1h TTL
 
 
 @dataclass
@@ -96,6 +98,10 @@ def _anthropic_usage(u: Usage, output: int | None = None) -> dict[str, Any]:
         "input_tokens": u.input - u.cached - u.cache_creation,
         "cache_creation_input_tokens": u.cache_creation,
         "cache_read_input_tokens": u.cached,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": u.cache_creation - u.cache_creation_1h,
+            "ephemeral_1h_input_tokens": u.cache_creation_1h,
+        },
         "output_tokens": u.output if output is None else output,
     }
 
@@ -324,8 +330,8 @@ class _Handler(BaseHTTPRequestHandler):
         spec = self.headers.get("x-fake-usage")
         if spec:
             nums = [int(x) for x in spec.split(",")]
-            nums += [0] * (4 - len(nums))
-            usage = Usage(*nums[:4])
+            nums += [0] * (5 - len(nums))
+            usage = Usage(*nums[:5])
         model = self.headers.get("x-fake-model") or (
             body.get("model") if isinstance(body, dict) else None
         )

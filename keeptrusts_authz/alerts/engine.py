@@ -1,7 +1,17 @@
 """Threshold crossings and status changes -> events, exactly once per crossing per period.
 
-A wallet whose spend reaches `t` % of its allocation (`enforcement.alert_thresholds`, spent_total
-over allocated_total) or whose status becomes `low`/`depleted` yields an event. The dedupe key
+Two kinds of alert, each saying which one it is (`alert` in the payload, docs/alert-webhook.md):
+
+- spend threshold (`type` threshold): the wallet's spend reaches `t` % of its funding
+  (`enforcement.alert_thresholds`; spent_total * 100 >= t * funded_total, funded_total being the
+  money ever put in, wallets.models.FUNDED_FIELD). Only spending raises that ratio: a reclaim or a
+  transfer out lowers the balance and the net allocation but neither spent_total nor funded_total,
+  so it never fires a spend alert;
+- balance (`type` status, `alert` low_balance / depleted): the wallet's status (the one rule of
+  wallets.models.wallet_status: balance under `low_balance_ratio` of allocated_total, or <= 0)
+  becomes `low` or `depleted`, whatever lowered the balance (spend, reclaim, transfer).
+
+Each yields an event. The dedupe key
 `<wallet>|threshold|<t>` or `<wallet>|status|<status>` is claimed with HSETNX in the period's
 `kt:{org}:alerts:<yyyy-mm>` hash and the event is XADDed to `kt:{org}:events` in the same Lua
 script, so across replicas and retries exactly one event exists per crossing per month. Only the
@@ -27,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
@@ -35,7 +46,7 @@ from keeptrusts_authz.errors import InvalidInput, StoreUnavailable
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.store.observability import ObservabilityStore
-from keeptrusts_authz.wallets.models import parse_wallet_id, wallet_status
+from keeptrusts_authz.wallets.models import FUNDED_FIELD, parse_wallet_id, wallet_status
 
 if TYPE_CHECKING:
     from keeptrusts_authz.alerts.webhook import WebhookDelivery
@@ -65,29 +76,88 @@ class AlertEvent:
     allocated_total: int
     spent_total: int
     ts_ms: int
+    reserved: int = 0
+    funded_total: int = 0
 
-    def payload(self, org: str, currency: str) -> dict[str, object]:
-        """JSON body of the webhook (amounts as exact decimal strings)."""
+    @property
+    def alert(self) -> str:
+        """spend_threshold | low_balance | depleted: what the event is about, by name."""
+        return (
+            "spend_threshold"
+            if self.type == "threshold"
+            else ("depleted" if self.status == "depleted" else "low_balance")
+        )
+
+    def payload(self, org: str, currency: str, low_balance_ratio: Decimal) -> dict[str, object]:
+        """JSON body of the webhook (amounts as exact decimal strings; docs/alert-webhook.md)."""
+        funding = funding_of(self.allocated_total, self.funded_total)
         if self.type == "threshold":
-            summary = f"{self.wallet} has spent {self.threshold}% of its allocation"
+            crossed: dict[str, object] = {
+                "measure": "spent_total / funded_total",
+                "limit_percent": f"{self.threshold}.00",
+                "value_percent": _percent(self.spent_total, funding),
+            }
+            summary = (
+                f"{self.wallet} has spent {format_micros(self.spent_total)} {currency}, "
+                f"{crossed['value_percent']}% of the {format_micros(funding)} {currency} put "
+                f"into it (alert at {self.threshold}%)"
+            )
         else:
-            summary = f"{self.wallet} is {self.status}"
+            crossed = {
+                "measure": "balance / allocated_total",
+                "limit_percent": _percent_of_ratio(low_balance_ratio)
+                if self.status == "low"
+                else "0.00",
+                "value_percent": _percent(self.balance, self.allocated_total),
+            }
+            summary = (
+                f"{self.wallet} balance is {self.status}: {format_micros(self.balance)} "
+                f"{currency} available of a {format_micros(self.allocated_total)} {currency} "
+                f"allocation (low under {crossed['limit_percent']}%)"
+                if self.status == "low"
+                else f"{self.wallet} is depleted: {format_micros(self.balance)} {currency} "
+                f"available"
+            )
+        scope, owner = parse_wallet_id(self.wallet)
         return {
             "event_id": self.id,
             "type": self.type,
+            "alert": self.alert,
             "organization": org,
             "wallet": self.wallet,
             "scope": self.scope,
+            "team": owner if scope == "team" else None,
+            "user": owner if scope == "user" else None,
             "period": self.period,
             "threshold_percent": self.threshold,
             "status": self.status,
+            "crossed": crossed,
             "balance": format_micros(self.balance),
+            "reserved": format_micros(self.reserved),
             "allocated_total": format_micros(self.allocated_total),
+            "funded_total": format_micros(funding),
             "spent_total": format_micros(self.spent_total),
             "currency": currency,
             "ts_ms": self.ts_ms,
             "summary": summary,
         }
+
+
+def funding_of(allocated_total: int, funded_total: int) -> int:
+    """The spend thresholds' denominator: funded_total (allocated_total for wallets funded before
+    the field existed; allocated_total <= funded_total whenever funded_total is kept)."""
+    return max(allocated_total, funded_total)
+
+
+def _percent(part: int, whole: int) -> str:
+    """part / whole in percent, two decimals (exact: integer micros in, Decimal at the edge)."""
+    if whole <= 0:
+        return "0.00"
+    return str((Decimal(part) * 100 / Decimal(whole)).quantize(Decimal("0.01")))
+
+
+def _percent_of_ratio(ratio: Decimal) -> str:
+    return str((ratio * 100).quantize(Decimal("0.01")))
 
 
 def period_of(ts: float) -> str:
@@ -210,10 +280,10 @@ class AlertEngine:
         """(type, threshold, status) of every condition that currently holds for the wallet."""
         out: list[tuple[str, int | None, str]] = []
         status = wallet_status(w["balance"], w["allocated_total"], self._ratio)
-        allocated = w["allocated_total"]
-        if allocated > 0:
+        funding = funding_of(w["allocated_total"], w.get(FUNDED_FIELD, 0))
+        if funding > 0:
             for t in self._thresholds:
-                if w["spent_total"] * 100 >= t * allocated:
+                if w["spent_total"] * 100 >= t * funding:
                     out.append(("threshold", t, status))
         if status in ("low", "depleted"):
             out.append(("status", None, status))
@@ -250,6 +320,8 @@ class AlertEngine:
                     "balance": str(w["balance"]),
                     "allocated_total": str(w["allocated_total"]),
                     "spent_total": str(w["spent_total"]),
+                    "reserved": str(w["reserved"]),
+                    FUNDED_FIELD: str(w.get(FUNDED_FIELD, 0)),
                     "ts_ms": str(ts_ms),
                 }
                 event_id = await self._store.record_event(period, dedupe, fields)
@@ -268,14 +340,16 @@ class AlertEngine:
                     allocated_total=w["allocated_total"],
                     spent_total=w["spent_total"],
                     ts_ms=ts_ms,
+                    reserved=w["reserved"],
+                    funded_total=w.get(FUNDED_FIELD, 0),
                 )
                 events.append(event)
                 ALERT_EVENTS.labels(kind).inc()
                 log.info("alert %s: %s %s", event.id, wid, dedupe.split("|", 1)[1])
                 if self._webhook is not None:
                     org = self._config.organization
-                    self._webhook.submit(event.payload(org.id, org.currency))
+                    self._webhook.submit(event.payload(org.id, org.currency, self._ratio))
         return events
 
 
-__all__ = ["ALERT_EVENTS", "AlertEngine", "AlertEvent", "period_of"]
+__all__ = ["ALERT_EVENTS", "AlertEngine", "AlertEvent", "funding_of", "period_of"]

@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "keeptrusts_authz.cli.wallet_cmds",  # credit allocate reclaim transfer balance ledger audit
     "keeptrusts_authz.cli.serve_cmd",  # serve
     "keeptrusts_authz.cli.report_cmd",  # report
+    "keeptrusts_authz.cli.db_cmds",  # db migrate
 )
 
 

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+
 from keeptrusts_authz.cli import api_client
 from keeptrusts_authz.config.loader import ConfigError, load_config
 from keeptrusts_authz.config.models import Config
@@ -31,6 +33,7 @@ from keeptrusts_authz.errors import (
     StoreUnavailable,
     UnknownWallet,
 )
+from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.money import AmountError, format_micros, parse_amount
 from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, Wallet
@@ -123,6 +126,11 @@ def register(subparsers: Any) -> None:
         "audit", help="replay the ledger and compare it with every wallet (exit 1 on a mismatch)"
     )
     _common(p)
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="replay PostgreSQL's archived ledger from genesis instead of the last checkpoint",
+    )
     p.set_defaults(func=lambda a: _run(a, _audit))
 
 
@@ -169,6 +177,10 @@ def _run(args: argparse.Namespace, action: Action) -> int:
         return _err(args, "invalid_input", str(exc), EXIT_BAD_INPUT)
     except StoreUnavailable as exc:
         return _err(args, exc.code, exc.message, EXIT_STORE)
+    except psycopg.OperationalError as exc:
+        # First line only: host, port and reason, never the URL's password.
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return _err(args, "archive_unavailable", f"PostgreSQL: {reason}", EXIT_STORE)
     except (InvalidInput, CurrencyMismatch) as exc:
         return _err(args, exc.code, exc.message, EXIT_BAD_INPUT, **exc.details)
     except (UnknownWallet, InsufficientFunds, Conflict) as exc:
@@ -401,7 +413,11 @@ async def _ledger(svc: WalletService, cfg: Config, args: argparse.Namespace) -> 
 
 
 async def _audit(svc: WalletService, cfg: Config, args: argparse.Namespace) -> int:
-    report = await svc.audit()
+    url = cfg.ledger.postgres_url
+    archive = ArchiveStore(url) if url is not None else None
+    if args.full and archive is None:
+        raise _BadInput("--full replays PostgreSQL from genesis: ledger.postgres_url is not set")
+    report = await svc.audit(archive, full=args.full)
     if args.json:
         _print_json(
             {

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from keeptrusts_authz.config.models import Config
+from keeptrusts_authz.config.models import Config, LedgerSettings
 
 
 class ConfigError(Exception):
@@ -88,7 +88,8 @@ def find_config_path(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load the file `find_config_path` picks; $REDIS_URL overrides `redis.url`."""
+    """Load the file `find_config_path` picks; $REDIS_URL overrides `redis.url`,
+    $KEEPTRUSTS_POSTGRES_URL overrides `ledger.postgres_url` (validated the same way)."""
     p = find_config_path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -109,4 +110,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:
         cfg = cfg.model_copy(update={"redis": cfg.redis.model_copy(update={"url": redis_url})})
+    pg_url = os.environ.get("KEEPTRUSTS_POSTGRES_URL")
+    if pg_url:
+        raw = {**cfg.ledger.model_dump(), "postgres_url": pg_url}
+        try:
+            ledger = LedgerSettings.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(
+                "KEEPTRUSTS_POSTGRES_URL", [_describe(e) for e in exc.errors()]
+            ) from None
+        cfg = cfg.model_copy(update={"ledger": ledger})
     return cfg

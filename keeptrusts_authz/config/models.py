@@ -139,11 +139,18 @@ class ModelPrice(StrictModel):
     cached_input_per_1m: Decimal | None = Field(default=None, ge=0)
     # Prompt-cache writes (Anthropic charges them above the input price); None: input price.
     cache_write_per_1m: Decimal | None = Field(default=None, ge=0)
+    # One-hour prompt-cache writes (Anthropic `cache_control.ttl: "1h"`); None: cache_write_per_1m.
+    cache_write_1h_per_1m: Decimal | None = Field(default=None, ge=0)
     max_output_tokens: int = Field(gt=0)
+    # A larger output maximum a provider beta unlocks (`anthropic-beta` header value -> tokens).
+    beta_max_output_tokens: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
     # Most input tokens one image can cost this model (None: enforcement.image_input_tokens).
     image_input_tokens: int | None = Field(default=None, gt=0)
     aliases: list[str] = Field(default_factory=list)
     provider: ProviderKind | None = None
+    # Bills reasoning tokens it never streams (o-series, gpt-5): a stream cut off before its
+    # usage cannot be bounded by what it showed and is charged its reservation.
+    hidden_reasoning: bool = False
 
 
 class Pricing(StrictModel):
@@ -222,6 +229,18 @@ class Server(StrictModel):
     grpc_port: int = Field(default=9191, ge=0, le=65535)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # On SIGTERM a replica first reports NOT_SERVING and keeps serving this long, so the gateway's
+    # health checks (two failures 0.5 s apart) take it out of rotation before it stops accepting.
+    drain_seconds: float = Field(default=1.5, ge=0, le=60)
+    # SO_REUSEPORT on the gRPC port: a replacement process binds while the old one drains.
+    reuse_port: bool = True
+
+
+class AuthzEndpoint(StrictModel):
+    """One authz replica, or a DNS name Envoy resolves to every replica (a headless Service)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=9191, ge=1, le=65535)
 
 
 class Gateway(StrictModel):
@@ -242,6 +261,40 @@ class Gateway(StrictModel):
     # Add `stream_options.include_usage: true` to OpenAI streaming requests that lack it, so the
     # provider reports the real usage; when false such streams settle at the estimate.
     inject_stream_usage: bool = True
+    # Several authz replicas (each host may also be a DNS name resolving to several). Without it
+    # the one endpoint authz_host:authz_port is used; giving both is an error.
+    authz_endpoints: list[AuthzEndpoint] = Field(default_factory=list)
+    # Stream every access-log entry to two replicas, so the loss of one loses no settlement
+    # (settling is idempotent by reservation id; the second copy is a no-op). Default: on when
+    # authz_endpoints lists more than one endpoint.
+    access_log_to_two_replicas: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_authz(self) -> Gateway:
+        if self.authz_endpoints and {"authz_host", "authz_port"} & self.model_fields_set:
+            raise ValueError(
+                "authz_endpoints: give either authz_endpoints or authz_host/authz_port, not both"
+            )
+        seen: dict[tuple[str, int], int] = {}
+        for i, e in enumerate(self.authz_endpoints):
+            if (e.host, e.port) in seen:
+                raise ValueError(
+                    f"authz_endpoints[{i}]: duplicate endpoint {e.host}:{e.port} "
+                    f"(also authz_endpoints[{seen[(e.host, e.port)]}])"
+                )
+            seen[(e.host, e.port)] = i
+        return self
+
+    def authz_addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every authz endpoint Envoy balances Checks and access logs over."""
+        if self.authz_endpoints:
+            return [(e.host, e.port) for e in self.authz_endpoints]
+        return [(self.authz_host, self.authz_port)]
+
+    def duplicates_access_log(self) -> bool:
+        if self.access_log_to_two_replicas is not None:
+            return self.access_log_to_two_replicas
+        return len(self.authz_endpoints) > 1
 
 
 class Alerts(StrictModel):
@@ -249,6 +302,27 @@ class Alerts(StrictModel):
     # Besides the wallets of every settle batch, each replica re-checks all wallets this often, to
     # catch crossings caused by expiries and admin moves (reclaim, transfer).
     sweep_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+
+
+class LedgerSettings(StrictModel):
+    """PostgreSQL as the ledger's system of record; without `postgres_url` the ledger lives in
+    Redis only (as before) and nothing is archived."""
+
+    postgres_url: str | None = None
+    # Entries kept in the Redis stream below the archived high-water mark (recent history served
+    # from Redis; the rest is in PostgreSQL only).
+    redis_tail_entries: int = Field(default=10_000, ge=0)
+    archive_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    archive_batch_entries: int = Field(default=5_000, ge=1, le=100_000)
+
+    @field_validator("postgres_url")
+    @classmethod
+    def _postgres_scheme(cls, v: str | None) -> str | None:
+        if v is not None:
+            scheme = urlparse(v).scheme
+            if scheme not in ("postgresql", "postgres"):
+                raise ValueError("must be a postgresql:// URL")
+        return v
 
 
 class Config(StrictModel):
@@ -263,6 +337,7 @@ class Config(StrictModel):
     server: Server = Field(default_factory=Server)
     gateway: Gateway = Field(default_factory=Gateway)
     alerts: Alerts = Field(default_factory=Alerts)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
 
     @model_validator(mode="after")
     def _unique_names_and_keys(self) -> Config:

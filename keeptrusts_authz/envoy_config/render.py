@@ -27,8 +27,11 @@ from keeptrusts_authz import envoy_contract
 from keeptrusts_authz.config.models import Config, Provider
 from keeptrusts_authz.envoy_config import admin_routes
 from keeptrusts_authz.envoy_contract import (
+    ACCESS_LOG_COPY_NAME,
     ACCESS_LOG_NAME,
+    AUTHZ_ACCESS_LOG_CLUSTER,
     AUTHZ_CLUSTER,
+    AUTHZ_HEALTH_SERVICE,
     EXT_AUTHZ_FILTER,
     LUA_FILTER,
     LUA_TEMPLATE_VALUES,
@@ -59,10 +62,12 @@ def _socket_address(host: str, port: int) -> Node:
 
 
 def _load_assignment(name: str, host: str, port: int) -> Node:
-    return {
-        "cluster_name": name,
-        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}]}],
-    }
+    return _load_assignment_of(name, [(host, port)])
+
+
+def _load_assignment_of(name: str, addresses: list[tuple[str, int]]) -> Node:
+    endpoints = [{"endpoint": {"address": _socket_address(h, p)}} for h, p in addresses]
+    return {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]}
 
 
 def _json_body(obj: object) -> str:
@@ -115,15 +120,52 @@ def provider_cluster_name(provider: Provider) -> str:
     return envoy_contract.provider_cluster_name(provider.name)
 
 
-def authz_cluster(cfg: Config) -> Node:
-    """gRPC (HTTP/2) to the authz service; STRICT_DNS so a headless Service spreads over pods."""
-    gw = cfg.gateway
+# A replica that stops answering (or says NOT_SERVING while it drains) leaves the rotation
+# within about one second: two failed health checks 0.5 s apart, or one refused connection.
+AUTHZ_HEALTH_INTERVAL_S = 0.5
+AUTHZ_HEALTH_TIMEOUT_S = 0.25
+AUTHZ_UNHEALTHY_THRESHOLD = 2
+AUTHZ_CONNECT_TIMEOUT_S = 0.5
+
+
+def _authz_health_check() -> Node:
+    interval = _duration(AUTHZ_HEALTH_INTERVAL_S)
     return {
-        "name": AUTHZ_CLUSTER,
+        "timeout": _duration(AUTHZ_HEALTH_TIMEOUT_S),
+        "interval": interval,
+        # The access-log cluster carries only long-lived streams: check it as often as the other.
+        "no_traffic_interval": interval,
+        "unhealthy_interval": interval,
+        "unhealthy_threshold": AUTHZ_UNHEALTHY_THRESHOLD,
+        "healthy_threshold": 1,
+        "grpc_health_check": {"service_name": AUTHZ_HEALTH_SERVICE},
+    }
+
+
+def _authz_outlier_detection() -> Node:
+    # Connection failures (refused, reset) are local-origin errors: one ejects the replica at
+    # once instead of after five failed Checks.
+    return {
+        "split_external_local_origin_errors": True,
+        "consecutive_local_origin_failure": 1,
+        "enforcing_consecutive_local_origin_failure": 100,
+        "consecutive_gateway_failure": 2,
+        "enforcing_consecutive_gateway_failure": 100,
+        "interval": "1s",
+        "base_ejection_time": "5s",
+        "max_ejection_percent": 50,
+    }
+
+
+def authz_cluster(cfg: Config, name: str = AUTHZ_CLUSTER) -> Node:
+    """gRPC (HTTP/2) to the authz replicas; STRICT_DNS so a headless Service spreads over pods;
+    gRPC health checks and outlier detection take a dead or draining replica out of rotation."""
+    return {
+        "name": name,
         "type": "STRICT_DNS",
         "dns_lookup_family": "V4_PREFERRED",
         "dns_refresh_rate": "5s",
-        "connect_timeout": "1s",
+        "connect_timeout": _duration(AUTHZ_CONNECT_TIMEOUT_S),
         "lb_policy": "ROUND_ROBIN",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -144,10 +186,13 @@ def authz_cluster(cfg: Config) -> Node:
                     "max_connections": 100000,
                     "max_pending_requests": 100000,
                     "max_requests": 100000,
+                    "max_retries": 100000,
                 }
             ]
         },
-        "load_assignment": _load_assignment(AUTHZ_CLUSTER, gw.authz_host, gw.authz_port),
+        "health_checks": [_authz_health_check()],
+        "outlier_detection": _authz_outlier_detection(),
+        "load_assignment": _load_assignment_of(name, cfg.gateway.authz_addresses()),
     }
 
 
@@ -194,7 +239,10 @@ def provider_cluster(cfg: Config, provider: Provider) -> Node:
 
 
 def build_clusters(cfg: Config) -> list[Node]:
-    return [authz_cluster(cfg)] + [provider_cluster(cfg, p) for p in cfg.providers]
+    authz = [authz_cluster(cfg)]
+    if cfg.gateway.duplicates_access_log():
+        authz.append(authz_cluster(cfg, AUTHZ_ACCESS_LOG_CLUSTER))
+    return authz + [provider_cluster(cfg, p) for p in cfg.providers]
 
 
 # --------------------------------------------------------------------------- routes
@@ -299,10 +347,37 @@ def check_timeout_seconds(cfg: Config) -> float:
     return timeout
 
 
-def _authz_grpc_service(timeout: float | None = None) -> Node:
-    service: Node = {"envoy_grpc": {"cluster_name": AUTHZ_CLUSTER}}
+def _check_retry_policy() -> Node:
+    """A Check that never reached a replica's handler (connection refused, stream refused, a
+    draining server's UNAVAILABLE) is retried at once on another replica. A reset is not
+    retried: the first attempt may have reserved, and a reservation nobody settles expires at
+    its estimate (a charge for a request that was never sent)."""
+    return {
+        "retry_on": "connect-failure,refused-stream,unavailable",
+        "num_retries": 2,
+        # No retry_back_off: with one set, Envoy 1.40's gRPC client timed out Checks under load
+        # (upstream_rq_504 + tx_reset on ~20 % of them at saturation, bench/gateway_bench.py).
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {
+                    "@type": _T
+                    + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                },
+            }
+        ],
+        "host_selection_retry_max_attempts": 3,
+    }
+
+
+def _authz_grpc_service(
+    timeout: float | None = None, *, cluster: str = AUTHZ_CLUSTER, retry: bool = False
+) -> Node:
+    service: Node = {"envoy_grpc": {"cluster_name": cluster}}
     if timeout is not None:
         service["timeout"] = _duration(timeout)
+    if retry:
+        service["retry_policy"] = _check_retry_policy()
     return service
 
 
@@ -312,7 +387,7 @@ def ext_authz_filter(cfg: Config) -> Node:
         "typed_config": {
             "@type": _T + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
             "transport_api_version": "V3",
-            "grpc_service": _authz_grpc_service(check_timeout_seconds(cfg)),
+            "grpc_service": _authz_grpc_service(check_timeout_seconds(cfg), retry=True),
             "with_request_body": {
                 "max_request_bytes": cfg.gateway.max_request_bytes,
                 "allow_partial_message": False,
@@ -363,21 +438,31 @@ def build_http_filters(cfg: Config) -> list[Node]:
 # --------------------------------------------------------------------------- listener
 
 
-def grpc_access_log(cfg: Config) -> Node:
+def grpc_access_log(cfg: Config, log_name: str = ACCESS_LOG_NAME) -> Node:
     """Every request's entry, with all dynamic metadata, streamed to the service (settle)."""
+    cluster = AUTHZ_ACCESS_LOG_CLUSTER if cfg.gateway.duplicates_access_log() else AUTHZ_CLUSTER
     return {
         "name": "envoy.access_loggers.http_grpc",
         "typed_config": {
             "@type": _T + "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
             "common_config": {
-                "log_name": ACCESS_LOG_NAME,
+                "log_name": log_name,
                 "transport_api_version": "V3",
-                "grpc_service": _authz_grpc_service(),
+                "grpc_service": _authz_grpc_service(cluster=cluster),
                 "buffer_flush_interval": _duration(cfg.gateway.access_log_flush_ms / 1000),
             },
             "additional_request_headers_to_log": [RESERVATION_HEADER],
         },
     }
+
+
+def access_logs(cfg: Config) -> list[Node]:
+    """One logger, or two (distinct streams, so distinct replicas) when the entry must survive the
+    loss of a replica: the replica that gets the second copy finds the reservation settled."""
+    logs = [grpc_access_log(cfg)]
+    if cfg.gateway.duplicates_access_log():
+        logs.append(grpc_access_log(cfg, ACCESS_LOG_COPY_NAME))
+    return logs
 
 
 def http_connection_manager(cfg: Config) -> Node:
@@ -393,7 +478,7 @@ def http_connection_manager(cfg: Config) -> Node:
             "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
             "route_config": build_route_config(cfg),
             "http_filters": build_http_filters(cfg),
-            "access_log": [grpc_access_log(cfg)],
+            "access_log": access_logs(cfg),
             "local_reply_config": admin_routes.local_reply_config(cfg),
         },
     }

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
-from google.protobuf import json_format
+from google.protobuf import struct_pb2
 
 from keeptrusts_authz.envoy_contract import AUTHZ_NAMESPACE, USAGE_NAMESPACE
 from keeptrusts_authz.gateway.reconcile import settlement_for
@@ -20,12 +20,46 @@ from keeptrusts_authz.pricing import PriceTable
 log = logging.getLogger(__name__)
 
 
+def _scalar(value: struct_pb2.Value) -> Any:
+    """One Struct value as Python, as json_format would give it, without its generic walk: the
+    Lua filter and the Check write flat namespaces of strings, numbers and booleans."""
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        return value.number_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return {k: _scalar(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_scalar(v) for v in value.list_value.values]
+    return None
+
+
 def _namespace(entry: accesslog_pb2.HTTPAccessLogEntry, name: str) -> dict[str, Any]:
     filter_metadata = entry.common_properties.metadata.filter_metadata
     if name not in filter_metadata:
         return {}
-    value: dict[str, Any] = json_format.MessageToDict(filter_metadata[name])
-    return value
+    return {key: _scalar(value) for key, value in filter_metadata[name].fields.items()}
+
+
+# Response flags that say Envoy itself ended the exchange with the provider (UT, UR, UC, LR, SI,
+# UMSDR, UPE): a 5xx then is Envoy's, not a reply of the provider, which may go on billing.
+_ENVOY_FAILURE_FLAGS = (
+    "upstream_request_timeout",
+    "upstream_remote_reset",
+    "upstream_connection_termination",
+    "local_reset",
+    "stream_idle_timeout",
+    "upstream_max_stream_duration_reached",
+    "upstream_protocol_error",
+)
+
+
+def _envoy_failure(entry: accesslog_pb2.HTTPAccessLogEntry) -> bool:
+    flags = entry.common_properties.response_flags
+    return any(getattr(flags, name) for name in _ENVOY_FAILURE_FLAGS)
 
 
 def _ended_at(entry: accesslog_pb2.HTTPAccessLogEntry) -> float | None:
@@ -49,7 +83,14 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[
         code = entry.response.response_code.value
         # The whole request went upstream: from then on the provider may bill for it.
         reached = entry.common_properties.HasField("time_to_last_upstream_tx_byte")
-        item = settlement_for(authz, usage, code, self._prices, upstream_reached=reached)
+        item = settlement_for(
+            authz,
+            usage,
+            code,
+            self._prices,
+            upstream_reached=reached,
+            envoy_failure=_envoy_failure(entry),
+        )
         if item is None:
             m.ACCESS_LOG_ENTRIES.labels("ignored").inc()
             return

@@ -19,7 +19,10 @@ from typing import Any, Literal
 from keeptrusts_authz.config.models import Config, ConsumerGroup, Provider
 from keeptrusts_authz.envoy_contract import (
     AUTHZ_ESTIMATE_MICROS,
+    AUTHZ_EXTRA_OUTPUT_TOKENS,
+    AUTHZ_INPUT_BOUND_TOKENS,
     AUTHZ_MODEL,
+    AUTHZ_OUTPUT_BOUNDED,
     AUTHZ_PRICED_MODEL,
     AUTHZ_RESERVATION_ID,
     CALLER_KEY_HEADERS,
@@ -31,8 +34,9 @@ from keeptrusts_authz.envoy_contract import (
 )
 from keeptrusts_authz.errors import StoreRegressed, StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
-from keeptrusts_authz.gateway.estimation import reservation_micros
+from keeptrusts_authz.gateway.estimation import reservation_micros, reservation_tokens
 from keeptrusts_authz.gateway.request_parsing import (
+    ANTHROPIC_BETA_HEADER,
     ApiKind,
     ParsedRequest,
     RequestError,
@@ -62,6 +66,8 @@ class Decision:
     remove_headers: tuple[str, ...] = ()
     response_headers: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str | bool] = field(default_factory=dict)
+    # Seconds spent held on a cost ticket: the Check-latency histogram leaves them out.
+    hold_wait_seconds: float = 0.0
 
     @property
     def allowed(self) -> bool:
@@ -167,7 +173,7 @@ class Admission:
                 "this gateway serves the OpenAI and Anthropic APIs only",
             )
         try:
-            parsed = parse_request(api, body)
+            parsed = parse_request(api, body, headers.get(ANTHROPIC_BETA_HEADER, ""))
         except RequestError as exc:
             return _deny(exc.status, exc.code, exc.message)
         try:
@@ -234,6 +240,10 @@ class Admission:
         if not self._cfg.cost_tracking.enabled:
             return allow
         estimate = reservation_micros(parsed, priced, self._prices, self._cfg.enforcement)
+        input_bound, _ = reservation_tokens(parsed, priced, self._cfg.enforcement)
+        meta[AUTHZ_INPUT_BOUND_TOKENS] = str(input_bound)
+        meta[AUTHZ_OUTPUT_BOUNDED] = not (parsed.reasoning or priced.price.hidden_reasoning)
+        meta[AUTHZ_EXTRA_OUTPUT_TOKENS] = str(parsed.extra_output_tokens)
         cascade = cascade_for(self._cfg, group, user)
         enforcing = self._cfg.cost_tracking.wallet_enforcement
         policy = self._cfg.policy_for(group) if enforcing else "showback"
@@ -280,6 +290,7 @@ class Admission:
         self, holds: Holds, allow: Decision, req: ReserveRequest, team: str, ticket: str | None
     ) -> Decision:
         """`hold`: wait on a cost ticket (wallets.holds) until funds arrive or it is decided."""
+        m.HELD_REQUESTS.inc()
         try:
             outcome = await holds.resolve(req, ticket)
         except StoreRegressed:
@@ -288,17 +299,23 @@ class Admission:
             return _deny(
                 503, "store_unavailable", "the wallet store is unreachable; retry shortly", "error"
             )
+        finally:
+            m.HELD_REQUESTS.dec()
+        if outcome.waited > 0:
+            m.HOLD_WAIT.labels(outcome.reason).observe(outcome.waited)
         if outcome.proceeds:
             assert outcome.request is not None and outcome.result is not None
             decision = self._after_reserve(allow, outcome.result, outcome.request, team)
             decision.reason = outcome.reason
             decision.response_headers[TICKET_HEADER] = outcome.ticket_id
             decision.metadata["ticket_id"] = outcome.ticket_id
+            decision.hold_wait_seconds = outcome.waited
             return decision
         denial = _deny(
             402,
             "insufficient_funds",
-            "the wallets funding this consumer group cannot cover this request; a cost ticket "
+            f"insufficient funds for team {team or '(none)'}: this request needs up to "
+            f"{format_micros(req.amount)} {self._cfg.organization.currency}; a cost ticket "
             f"was {'denied' if outcome.reason == 'hold_denied' else 'not approved in time'}: "
             f"retry with the header {TICKET_HEADER}: {outcome.ticket_id} once it is approved",
             "hold",
@@ -310,6 +327,7 @@ class Admission:
         )
         denial.response_headers[TICKET_HEADER] = outcome.ticket_id
         denial.response_headers["retry-after"] = str(outcome.retry_after)
+        denial.hold_wait_seconds = outcome.waited
         return denial
 
     def _after_reserve(
@@ -336,10 +354,13 @@ class Admission:
             return allow
         available = max(result.seen.values(), default=0)
         reason = "insufficient_funds" if result.outcome == "blocked" else "hold_unavailable"
+        # SDKs show only error.message: it alone says who cannot pay how much.
         return _deny(
             402,
             "insufficient_funds",
-            "the wallets funding this consumer group cannot cover this request",
+            f"insufficient funds for team {team or '(none)'}: "
+            f"{format_micros(available)} {currency} available, this request needs up to "
+            f"{format_micros(req.amount)} {currency} (its worst-case cost)",
             "hold" if result.outcome == "hold" else "block",
             reason=reason,
             team=team or None,

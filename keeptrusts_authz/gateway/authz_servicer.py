@@ -80,5 +80,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             log.exception("Check failed unexpectedly (request id %s)", http.id)
             decision = _INTERNAL
         m.AUTHZ_DECISIONS.labels(decision.decision, decision.reason).inc()
-        m.CHECK_LATENCY.observe(time.perf_counter() - started)
+        m.CHECK_LATENCY.observe(
+            max(0.0, time.perf_counter() - started - decision.hold_wait_seconds)
+        )
         return to_check_response(decision)

@@ -21,7 +21,8 @@ def reservation_tokens(
     if parsed.server_history:
         input_tokens += enforcement.server_history_tokens
     output_tokens = (
-        priced.output_bound(parsed.output_bound) * parsed.choices + parsed.extra_output_tokens
+        priced.output_bound(parsed.output_bound, parsed.betas) * parsed.choices
+        + parsed.extra_output_tokens
     )
     return input_tokens, output_tokens
 

@@ -70,6 +70,11 @@ class ParsedRequest:
     images: int = 0  # image parts, each charged the model's image allowance
     server_history: bool = False  # previous_response_id / conversation: unseen input
     extra_output_tokens: int = 0  # predicted-output content, billed as output when rejected
+    # Asks for reasoning the provider may bill without streaming it (Anthropic `thinking`,
+    # summarised; OpenAI `reasoning` / `reasoning_effort`).
+    reasoning: bool = False
+    # Anthropic betas the request names (`anthropic-beta`); some raise the model's output limit.
+    betas: tuple[str, ...] = ()
 
 
 def api_kind(path: str) -> ApiKind | None:
@@ -140,7 +145,18 @@ def _embedding_input_bound(value: Any) -> int:
     return _bytes(value)
 
 
-def parse_request(api: ApiKind, raw: bytes) -> ParsedRequest:
+def _asks_for_reasoning(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled"):
+        return True
+    return body.get("reasoning") is not None or body.get("reasoning_effort") is not None
+
+
+ANTHROPIC_BETA_HEADER = "anthropic-beta"
+
+
+def parse_request(api: ApiKind, raw: bytes, anthropic_beta: str = "") -> ParsedRequest:
+    """`anthropic_beta`: the request's `anthropic-beta` header (comma-separated names)."""
     if not raw:
         raise RequestError(400, "invalid_request", "request body is empty; expected JSON")
     try:
@@ -180,4 +196,8 @@ def parse_request(api: ApiKind, raw: bytes) -> ParsedRequest:
         server_history=api == "openai_responses"
         and bool(body.get("previous_response_id") or body.get("conversation")),
         extra_output_tokens=_bytes(prediction),
+        reasoning=_asks_for_reasoning(body),
+        betas=tuple(b.strip() for b in anthropic_beta.split(",") if b.strip())
+        if api == "anthropic_messages"
+        else (),
     )

@@ -98,7 +98,7 @@ class Settler:
             m.SETTLEMENTS.labels(result.outcome).inc()
             if pending.ended_at is not None:
                 m.RECONCILIATION_LAG.observe(max(0.0, now - pending.ended_at))
-            if result.outcome == "settled" and result.wallet:
+            if result.outcome in ("settled", "corrected") and result.wallet:
                 charged.add(result.wallet)
         if charged and self._after_settle is not None:
             try:

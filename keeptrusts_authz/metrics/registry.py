@@ -1,4 +1,10 @@
-"""Process metrics for the gateway path. Labels are bounded: never keys, tokens or free text."""
+"""Process metrics for the gateway path. Labels are bounded: never keys, tokens or free text.
+
+One team label convention across every metric (process, wallet and usage): `team` is the bare
+team id (`team_eng`, never `team:team_eng`), "" where there is none; the wallet gauges carry it
+next to `scope` and `wallet`, so `keeptrusts_wallet_balance{team="team_eng"}` and
+`keeptrusts_spend_total{team="team_eng"}` select the same team.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,21 @@ AUTHZ_DECISIONS = Counter(
 )
 CHECK_LATENCY = Histogram(
     "keeptrusts_check_duration_seconds",
-    "Time to answer one ext_authz Check.",
+    "Time to answer one ext_authz Check, without the time a held Check waited on its cost "
+    "ticket (that wait is keeptrusts_hold_wait_seconds).",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0),
+)
+HELD_REQUESTS = Gauge(
+    "keeptrusts_held_requests",
+    "Checks of this replica held now on a cost ticket (hold policy), waiting for funds or a "
+    "decision.",
+)
+HOLD_WAIT = Histogram(
+    "keeptrusts_hold_wait_seconds",
+    "Time a held Check waited on its cost ticket, by outcome (hold_funded, hold_approved, "
+    "hold_denied, hold_timeout).",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0),
 )
 STORE_ERRORS = Counter(
     "keeptrusts_store_errors",
@@ -53,4 +72,16 @@ ACCESS_LOG_ENTRIES = Counter(
     "keeptrusts_access_log_entries",
     "Access-log entries received, by what was done with them.",
     ["action"],
+)
+LEDGER_ARCHIVE_LAG_ENTRIES = Gauge(
+    "keeptrusts_ledger_archive_lag_entries",
+    "Redis ledger entries not yet archived to PostgreSQL when the last archive pass started.",
+)
+LEDGER_ARCHIVE_LAG_SECONDS = Gauge(
+    "keeptrusts_ledger_archive_lag_seconds",
+    "Age of the oldest Redis ledger entry not yet archived when the last archive pass started.",
+)
+LEDGER_ARCHIVED_ENTRIES = Counter(
+    "keeptrusts_ledger_archived_entries",
+    "Ledger entries copied from Redis to PostgreSQL.",
 )

@@ -84,7 +84,7 @@ class WalletCollector(Collector):
             yield from usage_families()
 
     def _families(self) -> list[GaugeMetricFamily]:
-        labels = ["scope", "wallet"]
+        labels = ["scope", "wallet", "team"]  # team: the bare team id (metrics/registry.py)
         return [
             GaugeMetricFamily(
                 "keeptrusts_wallet_balance",
@@ -112,8 +112,8 @@ class WalletCollector(Collector):
                 labels=[*labels, "status"],
             ),
             GaugeMetricFamily(
-                "keeptrusts_wallet_burn_rate",
-                "Average spend per second over the last 7 days (currency units per second).",
+                "keeptrusts_wallet_burn_rate_per_day",
+                "Average spend per day over the last 7 days (currency units per day).",
                 labels=labels,
             ),
             GaugeMetricFamily(
@@ -166,11 +166,11 @@ class WalletCollector(Collector):
                     log.warning("more than %d wallets: the rest are not exported", MAX_WALLETS)
                     break
                 try:
-                    scope, _owner = parse_wallet_id(wid)
+                    scope, owner = parse_wallet_id(wid)
                 except InvalidInput:
                     log.debug("skipping a malformed wallet id in the wallet set")
                     continue  # not a wallet id we made: never export it as a label
-                lv = [scope, wid]
+                lv = [scope, wid, owner if scope == "team" else ""]
                 balance.add_metric(lv, _units(w["balance"]))
                 reserved.add_metric(lv, _units(w["reserved"]))
                 allocated.add_metric(lv, _units(w["allocated_total"]))
@@ -178,7 +178,7 @@ class WalletCollector(Collector):
                 current = wallet_status(w["balance"], w["allocated_total"], self._ratio)
                 for s in STATUSES:
                     status.add_metric([*lv, s], 1.0 if s == current else 0.0)
-                burn_rate.add_metric(lv, window.per_second(wid) / MICROS_PER_UNIT)
+                burn_rate.add_metric(lv, window.per_day(wid) / MICROS_PER_UNIT)
                 seconds = window.depletion_seconds(wid, w["balance"])
                 if seconds is not None:
                     depletion.add_metric(lv, seconds)

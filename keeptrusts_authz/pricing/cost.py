@@ -37,12 +37,20 @@ class Usage:
     output_tokens: int = 0
     cached_tokens: int = 0
     cache_write_tokens: int = 0
+    # The part of cache_write_tokens written with the one-hour TTL (priced on its own).
+    cache_write_1h_tokens: int = 0
 
     def __post_init__(self) -> None:
         _check_count("input_tokens", self.input_tokens)
         _check_count("output_tokens", self.output_tokens)
         _check_count("cached_tokens", self.cached_tokens)
         _check_count("cache_write_tokens", self.cache_write_tokens)
+        _check_count("cache_write_1h_tokens", self.cache_write_1h_tokens)
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError(
+                f"cache_write_1h_tokens ({self.cache_write_1h_tokens}) exceeds cache_write_tokens "
+                f"({self.cache_write_tokens}): the 1h writes are part of all writes"
+            )
         if self.cached_tokens + self.cache_write_tokens > self.input_tokens:
             raise ValueError(
                 f"cached_tokens + cache_write_tokens ({self.cached_tokens} + "
@@ -64,14 +72,22 @@ class Usage:
         output_tokens: int,
         cache_read_input_tokens: int = 0,
         cache_creation_input_tokens: int = 0,
+        cache_creation_1h_input_tokens: int = 0,
     ) -> Usage:
         """Anthropic `usage`: input_tokens excludes cache reads and writes, so add them back;
-        the writes are priced at the model's `cache_write_per_1m`."""
+        the writes are priced at the model's `cache_write_per_1m`, those of them with the 1h TTL
+        (`cache_creation.ephemeral_1h_input_tokens`) at `cache_write_1h_per_1m`."""
         _check_count("input_tokens", input_tokens)
         _check_count("cache_read_input_tokens", cache_read_input_tokens)
         _check_count("cache_creation_input_tokens", cache_creation_input_tokens)
         total = input_tokens + cache_read_input_tokens + cache_creation_input_tokens
-        return cls(total, output_tokens, cache_read_input_tokens, cache_creation_input_tokens)
+        return cls(
+            total,
+            output_tokens,
+            cache_read_input_tokens,
+            cache_creation_input_tokens,
+            cache_creation_1h_input_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,27 +99,38 @@ class Rates:
     output: int
     denominator: int
     cache_write: int = 0
+    cache_write_1h: int = 0
 
     @classmethod
     def of(cls, price: ModelPrice) -> Rates:
         cached = price.cached_input_per_1m
-        write = price.cache_write_per_1m
+        write = price.input_per_1m if price.cache_write_per_1m is None else price.cache_write_per_1m
+        write_1h = write if price.cache_write_1h_per_1m is None else price.cache_write_1h_per_1m
         ratios = [
             _ratio(price.input_per_1m),
             _ratio(price.input_per_1m if cached is None else cached),
             _ratio(price.output_per_1m),
-            _ratio(price.input_per_1m if write is None else write),
+            _ratio(write),
+            _ratio(write_1h),
         ]
         den = math.lcm(*(d for _, d in ratios))
-        (i, di), (c, dc), (o, do), (w, dw) = ratios
-        return cls(i * (den // di), c * (den // dc), o * (den // do), den, w * (den // dw))
+        (i, di), (c, dc), (o, do), (w, dw), (h, dh) = ratios
+        return cls(
+            i * (den // di),
+            c * (den // dc),
+            o * (den // do),
+            den,
+            w * (den // dw),
+            h * (den // dh),
+        )
 
     def cost(self, usage: Usage) -> int:
         uncached = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
         numerator = (
             uncached * self.input
             + usage.cached_tokens * self.cached_input
-            + usage.cache_write_tokens * self.cache_write
+            + (usage.cache_write_tokens - usage.cache_write_1h_tokens) * self.cache_write
+            + usage.cache_write_1h_tokens * self.cache_write_1h
             + usage.output_tokens * self.output
         )
         return -(-numerator // self.denominator)  # ceiling division: round UP to 1 micro
@@ -123,8 +150,10 @@ def cost_micros_for(
     return Rates.of(price).cost(Usage(input_tokens, output_tokens, cached_tokens))
 
 
-def output_bound_for(price: ModelPrice, requested: int | None) -> int:
-    """The output tokens to reserve for: the request's limit capped by the model's maximum."""
+def output_bound_for(price: ModelPrice, requested: int | None, betas: tuple[str, ...] = ()) -> int:
+    """The output tokens to reserve for: the request's limit capped by the model's maximum (the
+    largest one the request's betas unlock)."""
+    cap = max([price.max_output_tokens, *(price.beta_max_output_tokens.get(b, 0) for b in betas)])
     if requested is None:
-        return price.max_output_tokens
-    return min(_check_count("output_bound", requested), price.max_output_tokens)
+        return cap
+    return min(_check_count("output_bound", requested), cap)

@@ -67,9 +67,9 @@ class ResolvedModel:
         """True when the requested model is unknown and is priced as `pricing.default_model`."""
         return self.via == "default"
 
-    def output_bound(self, requested: int | None) -> int:
+    def output_bound(self, requested: int | None, betas: tuple[str, ...] = ()) -> int:
         """Output tokens to reserve for: the request's limit capped by the model's maximum."""
-        return output_bound_for(self.price, requested)
+        return output_bound_for(self.price, requested, betas)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,5 +338,7 @@ class PriceTable:
         """The most these token counts can cost: every prompt token at the model's highest prompt
         price (a cache write can cost more than plain input), nothing from the cache."""
         _, rates = self._rates(model)
-        writes = input_tokens if rates.cache_write > rates.input else 0
-        return rates.cost(Usage(input_tokens, output_tokens, 0, writes))
+        top = max(rates.input, rates.cache_write, rates.cache_write_1h)
+        writes = input_tokens if top > rates.input else 0
+        writes_1h = writes if top == rates.cache_write_1h else 0
+        return rates.cost(Usage(input_tokens, output_tokens, 0, writes, writes_1h))

@@ -327,6 +327,25 @@ class _Builder:
             day = datetime.fromtimestamp(e.ts_ms / 1000, UTC).date().isoformat()
             per_day = self.daily.setdefault(day, {})
             per_day[key] = per_day.get(key, 0) + cost
+        elif e.op == "correct":
+            # Late real usage replacing an estimate, in the period of the correction: the
+            # request was counted by its first close; its spend moves from estimated to real.
+            cost, previous = _int(f.get("cost")), _int(f.get("previous_cost"))
+            lt.spent += cost - previous
+            lt.spent_estimated -= previous
+            r = self.row(self.spend_key(f))
+            r.spent += cost - previous
+            r.spent_estimated -= previous
+            r.spent_real += cost
+            if e.wallet == "org":
+                r.org_backstop_spent += cost - previous
+            r.input_tokens += _int(f.get("input_tokens"))
+            r.output_tokens += _int(f.get("output_tokens"))
+            r.cached_tokens += _int(f.get("cached_tokens"))
+            day = datetime.fromtimestamp(e.ts_ms / 1000, UTC).date().isoformat()
+            per_day = self.daily.setdefault(day, {})
+            key = self.spend_key(f)
+            per_day[key] = per_day.get(key, 0) + cost - previous
 
 
 def _in_period(e: LedgerEntry, period: Period) -> bool:

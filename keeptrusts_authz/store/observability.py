@@ -40,7 +40,7 @@ from keeptrusts_authz.store.connection import AsyncClient, _sentinel_hosts, conn
 from keeptrusts_authz.store.errors import translated
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.burn import BurnWindow, burn_days, burn_window_start
-from keeptrusts_authz.wallets.models import WALLET_FIELDS
+from keeptrusts_authz.wallets.models import FUNDED_FIELD, WALLET_FIELDS
 
 ALERT_TTL_SECONDS = 62 * 86400
 EVENTS_MAXLEN = 10_000
@@ -70,7 +70,7 @@ def _int(value: object) -> int:
 
 
 def wallet_record(raw: Mapping[str, str]) -> dict[str, int]:
-    return {f: _int(raw.get(f)) for f in WALLET_FIELDS}
+    return {f: _int(raw.get(f)) for f in (*WALLET_FIELDS, FUNDED_FIELD)}
 
 
 # -- synchronous scrape-time reader ---------------------------------------------------------------

@@ -59,7 +59,7 @@ DEFAULT_CLOSED_TTL_SECONDS = 6 * 3600
 log = logging.getLogger(__name__)
 
 _RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
-_SETTLE_OUTCOMES = ("settled", "released", "already_closed", "unknown")
+_SETTLE_OUTCOMES = ("settled", "corrected", "released", "already_closed", "unknown")
 
 
 def _lua_file(name: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from keeptrusts_authz.wallets.models import WALLET_FIELDS, LedgerEntry
+from keeptrusts_authz.wallets.models import WALLET_FIELDS, LedgerCheckpoint, LedgerEntry
 
 
 @dataclass
@@ -28,6 +28,23 @@ class LedgerReplay:
     open_reservations: dict[str, tuple[str, int]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     entries: int = 0
+
+    @classmethod
+    def resume(cls, cp: LedgerCheckpoint) -> LedgerReplay:
+        """A replay that continues from a checkpoint instead of genesis."""
+        replay = cls(entries=cp.entries, open_reservations=dict(cp.open_reservations))
+        for wid, vals in cp.wallets.items():
+            replay.wallets[wid] = _Acc(**{f: int(vals.get(f, 0)) for f in WALLET_FIELDS})
+        return replay
+
+    def checkpoint(self, org: str, upto: str) -> LedgerCheckpoint:
+        return LedgerCheckpoint(
+            org=org,
+            upto=upto,
+            entries=self.entries,
+            wallets={wid: acc.as_dict() for wid, acc in self.wallets.items()},
+            open_reservations=dict(self.open_reservations),
+        )
 
     def _w(self, wallet_id: str) -> _Acc:
         acc = self.wallets.get(wallet_id)
@@ -100,6 +117,19 @@ class LedgerReplay:
             w.reserved -= reserved
             w.balance += reserved - cost
             w.spent_total += cost
+        elif e.op == "correct":
+            # Late real usage replacing an estimate of a reservation closed before.
+            rid = f["reservation"]
+            if rid in self.open_reservations:
+                self.errors.append(
+                    f"ledger entry {e.id} (correct): reservation {rid} is still open"
+                )
+            delta = int(f["cost"]) - int(f["previous_cost"])
+            if delta != int(f["delta"]):
+                self.errors.append(f"ledger entry {e.id} (correct): delta is not cost - previous")
+            w = self._w(e.wallet)
+            w.balance -= delta
+            w.spent_total += delta
         else:
             raise ValueError(f"unknown op {e.op!r}")
 

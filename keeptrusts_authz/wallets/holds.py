@@ -48,6 +48,7 @@ class HoldOutcome:
     request: ReserveRequest | None = None
     result: ReserveResult | None = None
     retry_after: int = 0
+    waited: float = 0.0  # seconds the Check was held on its ticket (0 for a ticket used at once)
 
     @property
     def proceeds(self) -> bool:
@@ -85,8 +86,11 @@ class Holds:
             candidates=req.candidates,
             overdraft=req.overdraft_wallet or "",
         )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            return await self._wait(req, ticket)
+            outcome = await self._wait(req, ticket)
+            return dataclasses.replace(outcome, waited=loop.time() - started)
         finally:
             with contextlib.suppress(KeeptrustsError):
                 await self._tickets.set_waiting(ticket.id, False)

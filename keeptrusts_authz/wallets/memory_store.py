@@ -469,7 +469,7 @@ class MemoryWalletStore:
             u[key] = u.get(key, 0) + inc
 
     def _burn(self, now: int, wallet: str, cost: int) -> None:
-        if cost > 0:
+        if cost != 0:
             day = datetime.fromtimestamp(now / 1000, UTC).date().isoformat()
             bucket = self._s.burn.setdefault(day, {})
             bucket[wallet] = bucket.get(wallet, 0) + cost
@@ -482,6 +482,8 @@ class MemoryWalletStore:
         if item is None or "wallet" not in item.fields:
             return SettleResult("unknown", None, 0, 0)
         f = item.fields
+        if f["state"] in ("settled", "expired") and f.get("estimated") == "1" and not req.estimated:
+            return self._correct(f, req, actor, now)
         if f["state"] != "open":
             return self._closed(f)
         wallet, reserved, cost = f["wallet"], int(f["amount"]), req.cost
@@ -530,6 +532,60 @@ class MemoryWalletStore:
         if reserved > cost:
             self.events.publish(f"funds:{wallet}")
         return SettleResult("settled", wallet, reserved, cost)
+
+    def _count_tokens(self, f: dict[str, str], label: str, req: SettleRequest) -> None:
+        who = f"{f['team']}|{f['group']}|"
+        for kind, n in (
+            ("input", req.input_tokens),
+            ("output", req.output_tokens),
+            ("cached", req.cached_tokens),
+        ):
+            if n > 0:
+                key = f"tokens|{who}{kind}|{label}"
+                self._s.usage[key] = self._s.usage.get(key, 0) + n
+
+    def _correct(self, f: dict[str, str], req: SettleRequest, actor: str, now: int) -> SettleResult:
+        """settle.lua's late-usage branch: the real cost replaces the estimate."""
+        wallet, reserved, cost = f["wallet"], int(f["amount"]), req.cost
+        previous = int(f["cost"] or 0)
+        delta = cost - previous
+        label = req.label_model or f["model"]
+        w = self._create_wallet(wallet)
+        w["balance"] -= delta
+        w["spent_total"] += delta
+        f.update(cost=str(cost), estimated="0", corrected_ms=str(now))
+        self._xadd(
+            now,
+            op="correct",
+            wallet=wallet,
+            amount=str(delta),
+            ts_ms=str(now),
+            actor=actor,
+            description="real usage replaces the estimate",
+            reservation=req.reservation_id,
+            reserved=str(reserved),
+            previous_cost=str(previous),
+            cost=str(cost),
+            delta=str(delta),
+            estimated="0",
+            team=f["team"],
+            group=f["group"],
+            user=f["user"],
+            model=req.model or f["model"],
+            input_tokens=str(req.input_tokens),
+            output_tokens=str(req.output_tokens),
+            cached_tokens=str(req.cached_tokens),
+            balance_after=str(w["balance"]),
+        )
+        u = self._s.usage
+        who = f"{f['team']}|{f['group']}|"
+        for key, inc in ((f"spend|{who}1|{label}", -previous), (f"spend|{who}0|{label}", cost)):
+            u[key] = u.get(key, 0) + inc
+        self._count_tokens(f, label, req)
+        self._burn(now, wallet, delta)
+        if delta < 0:
+            self.events.publish(f"funds:{wallet}")
+        return SettleResult("corrected", wallet, reserved, cost)
 
     def _release(self, req: ReleaseLike, actor: str) -> SettleResult:
         now = self._clock()

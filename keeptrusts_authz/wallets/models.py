@@ -18,7 +18,7 @@ Scope = Literal["org", "team", "user"]
 Status = Literal["healthy", "low", "depleted"]
 Policy = Literal["block", "warn", "hold", "showback"]
 ReserveOutcome = Literal["reserved", "overdraft", "blocked", "hold", "duplicate"]
-SettleOutcome = Literal["settled", "released", "already_closed", "unknown"]
+SettleOutcome = Literal["settled", "corrected", "released", "already_closed", "unknown"]
 
 _TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$")
@@ -27,6 +27,12 @@ IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 #: The integer fields of a wallet hash, as the Lua scripts write them.
 WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
+
+#: Money ever put into a wallet (credits, allocations and transfers in), kept by the same Lua
+#: scripts; a reclaim or a transfer out never lowers it, so spent_total / funded_total rises only
+#: by spending. Not part of the balance equation (the audit replays WALLET_FIELDS); the spend
+#: threshold alerts divide by it. Wallets funded before it existed fall back to allocated_total.
+FUNDED_FIELD = "funded_total"
 
 #: Largest single amount accepted (1e9 currency units): keeps every sum exact in Lua's doubles.
 MAX_AMOUNT_MICROS = 10**15
@@ -225,6 +231,18 @@ class TicketRecord:
 
 
 @dataclass(frozen=True)
+class LedgerCheckpoint:
+    """Every wallet and open reservation of one org as replayed up to and including `upto` (an
+    archived stream id), kept with the archived ledger so an audit replays only what follows."""
+
+    org: str
+    upto: str
+    entries: int
+    wallets: dict[str, dict[str, int]]
+    open_reservations: dict[str, tuple[str, int]]
+
+
+@dataclass(frozen=True)
 class AuditSnapshot:
     """Wallet records, the last ledger id and the deadline index, read as of one instant."""
 
@@ -260,6 +278,7 @@ def new_epoch_id() -> str:
 
 
 __all__ = [
+    "FUNDED_FIELD",
     "IDEMPOTENCY_KEY",
     "MAX_AMOUNT_MICROS",
     "RESERVATION_ID",
@@ -267,6 +286,7 @@ __all__ = [
     "AuditReport",
     "AuditSnapshot",
     "ExpiredReservation",
+    "LedgerCheckpoint",
     "LedgerEntry",
     "OpResult",
     "Policy",

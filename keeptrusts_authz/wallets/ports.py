@@ -17,6 +17,7 @@ from typing import Protocol
 from keeptrusts_authz.wallets.models import (
     AuditSnapshot,
     ExpiredReservation,
+    LedgerCheckpoint,
     LedgerEntry,
     OpResult,
     ReleaseLike,
@@ -202,3 +203,18 @@ __all__ = [
     "TicketStore",
     "WalletStore",
 ]
+
+
+class LedgerArchive(Protocol):
+    """The ledger's system of record (PostgreSQL, `ledger.archive_store.ArchiveStore`): archived
+    entries in stream order and the audit's checkpoints."""
+
+    async def last_archived_id(self, org: str) -> str | None: ...
+
+    def iter_entries(
+        self, org: str, after: str | None = None, upto: str | None = None
+    ) -> AsyncIterator[LedgerEntry]: ...
+
+    async def last_snapshot(self, org: str) -> LedgerCheckpoint | None: ...
+
+    async def save_snapshot(self, snap: LedgerCheckpoint) -> None: ...

@@ -24,6 +24,7 @@ from keeptrusts_authz.errors import (
     UnknownWallet,
 )
 from keeptrusts_authz.money import format_micros
+from keeptrusts_authz.wallets.archived_audit import audit_with_archive
 from keeptrusts_authz.wallets.audit import LedgerReplay, compare
 from keeptrusts_authz.wallets.burn import BurnWindow, burn_days
 from keeptrusts_authz.wallets.integrity import ArchiveWatermark, StoreIntegrity
@@ -45,7 +46,7 @@ from keeptrusts_authz.wallets.models import (
     Wallet,
     parse_wallet_id,
 )
-from keeptrusts_authz.wallets.ports import StoreRefused, WalletStore
+from keeptrusts_authz.wallets.ports import LedgerArchive, StoreRefused, WalletStore
 
 _POLICIES = ("block", "warn", "hold", "showback")
 _MAX_TEXT = 500
@@ -438,8 +439,16 @@ class WalletService:
             parse_wallet_id(wallet)
         return await self._store.ledger(count, before=before, wallet=wallet)
 
-    async def audit(self) -> AuditReport:
-        """Replay the whole ledger and compare with every wallet and the deadline index."""
+    async def audit(
+        self, archive: LedgerArchive | None = None, *, full: bool = False
+    ) -> AuditReport:
+        """Replay the ledger and compare with every wallet and the deadline index: with an
+        archive, from its newest checkpoint (genesis when `full`) plus the unarchived Redis tail
+        (wallets/archived_audit.py); without one, the whole Redis ledger."""
+        if archive is not None:
+            return await audit_with_archive(
+                self._store, archive, self._config.organization.id, full=full
+            )
         snap = await self._store.audit_snapshot()
         replay = LedgerReplay()
         if snap.last_entry_id is not None:

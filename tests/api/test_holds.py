@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from keeptrusts_authz.cli.main import main as cli_main
 from keeptrusts_authz.wallets.models import SettleRequest
@@ -177,3 +179,39 @@ def test_denied_ticket_answers_402_at_once(api: Api) -> None:
     assert body["error"]["ticket_id"] == ticket["id"]
     team = api.ok("GET", "/v1/wallets/tickets", role="team")["tickets"]
     assert team == []  # the engineering lead does not see research's tickets
+
+
+def _process_metrics(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    port = api.stack.cfg.server.metrics_port
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+def test_held_check_is_counted_as_held_and_its_wait_kept_out_of_check_latency(api: Api) -> None:
+    """Measured: no gauge of held requests, and the Check-latency histogram mixed the hold
+    timeout's wait with Checks. The held Check shows in keeptrusts_held_requests while it waits;
+    its wait goes to keeptrusts_hold_wait_seconds, its Check latency stays under 1 s."""
+    api.fund()
+    check_count = ("keeptrusts_check_duration_seconds_count", ())
+    check_fast = ("keeptrusts_check_duration_seconds_bucket", (("le", "1.0"),))
+    wait_count = ("keeptrusts_hold_wait_seconds_count", (("outcome", "hold_timeout"),))
+    wait_sum = ("keeptrusts_hold_wait_seconds_sum", (("outcome", "hold_timeout"),))
+    before = _process_metrics(api)
+    with ThreadPoolExecutor(1) as pool:
+        _started, fut = _start(api, pool)
+        _waiting_ticket(api)
+        during = _process_metrics(api)
+        status, headers, _ = fut.result(timeout=30)
+    after = _process_metrics(api)
+    assert status == 402 and headers["x-keeptrusts-reason"] == "hold_timeout"
+    assert during[("keeptrusts_held_requests", ())] == 1.0
+    assert after[("keeptrusts_held_requests", ())] == 0.0
+    assert after[wait_count] - before.get(wait_count, 0.0) == 1.0
+    assert after[wait_sum] - before.get(wait_sum, 0.0) >= HOLD_TIMEOUT - 0.2
+    checks = after[check_count] - before.get(check_count, 0.0)
+    assert checks >= 1
+    assert after[check_fast] - before.get(check_fast, 0.0) == checks  # no Check took > 1 s

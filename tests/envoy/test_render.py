@@ -163,10 +163,17 @@ def test_filters_order_and_ext_authz_settings() -> None:
         "envoy.filters.http.router",
     ]
     authz = hcm["http_filters"][0]["typed_config"]
-    assert authz["grpc_service"] == {
-        "envoy_grpc": {"cluster_name": "keeptrusts_authz"},
-        "timeout": "1.5s",
-    }
+    service = authz["grpc_service"]
+    assert service["envoy_grpc"] == {"cluster_name": "keeptrusts_authz"}
+    assert service["timeout"] == "1.5s"
+    # a Check that cannot reach one replica is retried on another
+    retry_on = set(service["retry_policy"]["retry_on"].split(","))
+    assert retry_on >= {"connect-failure", "refused-stream"}
+    assert "reset" not in retry_on  # the first attempt may have reserved
+    assert "retry_back_off" not in service["retry_policy"]  # timed Checks out under load
+    assert service["retry_policy"]["retry_host_predicate"][0]["name"] == (
+        "envoy.retry_host_predicates.previous_hosts"
+    )
     assert authz["with_request_body"] == {
         "max_request_bytes": 2 * 1024 * 1024,
         "allow_partial_message": False,

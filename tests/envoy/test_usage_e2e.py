@@ -128,11 +128,20 @@ def expect_usage(
     output: int,
     cached: int = 0,
     cache_creation: int = 0,
+    cache_creation_1h: int = 0,
     model: str,
     stream: bool,
     api: str,
+    streamed: int | None = None,
 ) -> None:
-    u = usage_of(entry)
+    u = dict(usage_of(entry))
+    streamed_bytes = u.pop("streamed_output_bytes")
+    streamed_choices = u.pop("streamed_choices")
+    u.pop("usage_injected", None)  # asserted where the request side injects
+    if not stream:
+        assert (streamed_bytes, streamed_choices) == (0, 0)
+    if streamed is not None:
+        assert (streamed_bytes, streamed_choices) == (streamed, 1 if streamed else 0)
     assert u == {
         "usage_found": True,
         "complete": True,
@@ -143,6 +152,7 @@ def expect_usage(
         "output_tokens": output,
         "cached_tokens": cached,
         "cache_creation_tokens": cache_creation,
+        "cache_creation_1h_tokens": cache_creation_1h,
     }
 
 
@@ -192,6 +202,7 @@ def test_chat_sse_with_client_include_usage(stack: Stack) -> None:
     assert res.status == 200
     assert res.headers["content-type"].startswith("text/event-stream")
     assert b'"usage":{"prompt_tokens":77' in res.body and res.body.endswith(b"data: [DONE]\n\n")
+    assert b'"choices":[]' in res.body, "the client asked for the usage chunk: it keeps it"
     expect_usage(
         entry_for(stack, res),
         input=77,
@@ -224,8 +235,21 @@ def test_chat_sse_without_include_usage_gets_it_injected(
     )
     assert res.status == 200
     expect_usage(
-        entry_for(stack, res), input=300, output=40, model="gpt-4o", stream=True, api="openai"
+        entry_for(stack, res),
+        input=300,
+        output=40,
+        model="gpt-4o",
+        stream=True,
+        api="openai",
+        streamed=len("tok0 tok1 tok2 "),
     )
+    assert usage_of(entry_for(stack, res))["usage_injected"] is True
+    # The usage-only chunk the client did not ask for is read, then removed from its stream.
+    events = res.body.split(b"\n\n")
+    assert b'"choices":[]' not in res.body and b'"prompt_tokens"' not in res.body
+    assert events[-2:] == [b"data: [DONE]", b""]
+    assert all(e.startswith(b"data: ") for e in events[:-1]), events
+    assert len(events) == 7  # role, three deltas, stop, [DONE], and the end
     got = provider_request(stack.fake, res)
     assert got.body["stream_options"]["include_usage"] is True
     if extra.get("stream_options"):
@@ -339,16 +363,18 @@ def test_anthropic_json(stack: Stack) -> None:
         stack.port,
         "/v1/messages",
         {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": []},
-        {"x-fake-usage": "1000,200,600,100", "x-api-key": "kt_cg_caller_key"},
+        {"x-fake-usage": "1000,200,600,100,30", "x-api-key": "kt_cg_caller_key"},
     )
     assert res.status == 200
-    # As Anthropic reports it: input_tokens (300) excludes cache reads (600) and writes (100).
+    # As Anthropic reports it: input_tokens (300) excludes cache reads (600) and writes (100),
+    # 30 of which with the one-hour TTL (usage.cache_creation.ephemeral_1h_input_tokens).
     expect_usage(
         entry_for(stack, res),
         input=300,
         output=200,
         cached=600,
         cache_creation=100,
+        cache_creation_1h=30,
         model="claude-sonnet-4-5",
         stream=False,
         api="anthropic",
@@ -379,6 +405,7 @@ def test_anthropic_sse_split_chunks(stack: Stack) -> None:
         model="claude-haiku-4-5",
         stream=True,
         api="anthropic",
+        streamed=len("c0c1c2c3"),
     )
     assert "stream_options" not in provider_request(stack.fake, res).body
 
@@ -531,6 +558,9 @@ def test_client_disconnect_mid_stream(stack: Stack) -> None:
     assert fm[AUTHZ_NAMESPACE]["reservation_id"] == "r_" + test_id
     u = fm.get(USAGE_NAMESPACE, {})
     assert u.get("complete") is not True and u.get("usage_found") is not True
+    # What did stream before the cut-off is counted ("tok0 " ... per event; 40 would follow).
+    assert 0 < u["streamed_output_bytes"] < 40 * len("tok0 ")
+    assert u["streamed_choices"] == 1
 
 
 # --------------------------------------------------------------------------- other configs

@@ -184,3 +184,29 @@ def test_store_that_came_back_empty_is_503_store_regressed(redis_url: str) -> No
     assert status == 503 and headers[REASON_HEADER] == "store_regressed"
     assert body["error"]["type"] == "store_regressed"
     assert size == 0  # the refused Check wrote nothing into the empty store
+
+
+def test_output_128k_beta_cannot_overspend_a_block_wallet(redis_url: str) -> None:
+    """Three concurrent 128k-output Claude 3.7 requests on a $3 block wallet: each is reserved
+    at 128,000 output tokens ($1.92), so only one is admitted (at the 64k cap all three were)."""
+    providers = [
+        {"name": "anthropic", "kind": "anthropic", "url": "http://127.0.0.1:1", "models": ["*"]}
+    ]
+    body = json.dumps(
+        {"model": "claude-3-7-sonnet", "max_tokens": 128_000, "messages": []}
+    ).encode()
+    beta = {"x-api-key": "kt_eng", "anthropic-beta": "output-128k-2025-02-19"}
+
+    async def go() -> tuple[list[int], int]:
+        async with _service(_config(redis_url, providers=providers)) as (stub, wallets):
+            await wallets.credit(100 * USD, "USD", "seed", "test")
+            await wallets.allocate("team:team_eng", 3 * USD, "USD", "seed", "test")
+            results = await asyncio.gather(
+                *(_check(stub, beta, body, "/v1/messages") for _ in range(3))
+            )
+            wallet = await wallets.wallet("team:team_eng")
+            return [r[0] for r in results], wallet.reserved
+
+    statuses, reserved = asyncio.run(go())
+    assert sorted(statuses) == [200, 402, 402]
+    assert reserved >= 128_000 * 15  # the output alone at $15 per 1M tokens

@@ -76,3 +76,34 @@ def test_bound_covers_any_text_prompt(texts: list[str], max_tokens: int, n: int)
     worst_output = min(max_tokens, priced.price.max_output_tokens) * n
     worst = PRICES.cost_micros(priced, worst_input, worst_output)
     assert reservation_micros(parsed, priced, PRICES, CFG.enforcement) >= worst
+
+
+def test_an_output_beta_raises_the_output_bound() -> None:
+    """Claude 3.7 answers up to 128k tokens with `anthropic-beta: output-128k-2025-02-19`: the
+    reservation must cover it (capped at 64k, three such requests overspent a $3 block wallet)."""
+    body = {"model": "claude-3-7-sonnet", "max_tokens": 128_000, "messages": []}
+    raw = json.dumps(body).encode()
+    priced = PRICES.resolve("claude-3-7-sonnet")
+    plain = parse_request("anthropic_messages", raw)
+    beta = parse_request(
+        "anthropic_messages",
+        raw,
+        anthropic_beta="prompt-caching-2024-07-31, output-128k-2025-02-19",
+    )
+    assert reservation_tokens(plain, priced, CFG.enforcement)[1] == 64_000
+    assert reservation_tokens(beta, priced, CFG.enforcement)[1] == 128_000
+    # A beta the model does not have changes nothing; the request's own limit still caps it.
+    other = parse_request(
+        "anthropic_messages",
+        json.dumps({**body, "model": "claude-sonnet-4"}).encode(),
+        anthropic_beta="output-128k-2025-02-19",
+    )
+    assert reservation_tokens(other, PRICES.resolve("claude-sonnet-4"), CFG.enforcement)[1] == (
+        PRICES.resolve("claude-sonnet-4").price.max_output_tokens
+    )
+    small = parse_request(
+        "anthropic_messages",
+        json.dumps({**body, "max_tokens": 100}).encode(),
+        anthropic_beta="output-128k-2025-02-19",
+    )
+    assert reservation_tokens(small, priced, CFG.enforcement)[1] == 100

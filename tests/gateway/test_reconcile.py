@@ -1,7 +1,7 @@
 import pytest
 
 from keeptrusts_authz.config import parse_config
-from keeptrusts_authz.gateway.reconcile import Release, settlement_for
+from keeptrusts_authz.gateway.reconcile import PER_CHOICE_UNSTREAMED_TOKENS, Release, settlement_for
 from keeptrusts_authz.pricing import PriceTable
 from keeptrusts_authz.wallets.models import SettleRequest
 
@@ -73,3 +73,78 @@ def test_unknown_reported_model_falls_back_to_the_priced_one() -> None:
     item = settlement_for(AUTHZ, {**USAGE, "model": "gpt-weird"}, 200, PRICES)
     assert isinstance(item, SettleRequest)
     assert item.cost == PRICES.cost_micros("gpt-4o", 1000, 100, 200)
+
+
+# --------------------------------------------------------------------------- cut-off streams
+
+BOUNDED = {**AUTHZ, "estimate_micros": "164218", "input_bound_tokens": "80", "output_bounded": True}
+STREAMED = {
+    "usage_found": False,
+    "complete": False,
+    "stream": True,
+    "api": "",
+    "model": "gpt-4o",
+    "streamed_output_bytes": 60,
+    "streamed_choices": 1,
+}
+
+
+def _settle(item: object) -> SettleRequest:
+    assert isinstance(item, SettleRequest), item
+    return item
+
+
+def test_cut_off_stream_is_charged_input_bound_plus_streamed_output_bound() -> None:
+    item = _settle(settlement_for(BOUNDED, STREAMED, 200, PRICES))
+    assert item.estimated
+    output = 60 + PER_CHOICE_UNSTREAMED_TOKENS
+    assert item.cost == PRICES.worst_case_micros("gpt-4o", 80, output)
+    assert (item.input_tokens, item.output_tokens) == (0, 0)  # bounds are not usage
+
+
+def test_cut_off_charge_never_exceeds_the_reservation() -> None:
+    authz = {**BOUNDED, "estimate_micros": "700"}
+    assert _settle(settlement_for(authz, STREAMED, 200, PRICES)).cost == 700
+
+
+def test_cut_off_without_a_provable_output_bound_is_charged_its_reservation() -> None:
+    """Hidden reasoning (o-series, thinking) is billed but never streamed."""
+    for authz in ({**BOUNDED, "output_bounded": False}, AUTHZ):
+        item = _settle(settlement_for(authz, STREAMED, 200, PRICES))
+        assert item.estimated and item.cost == int(authz["estimate_micros"])
+
+
+def test_cut_off_anthropic_stream_uses_the_reported_input() -> None:
+    authz = {**BOUNDED, "model": "claude-sonnet-4", "priced_model": "claude-sonnet-4"}
+    usage = {
+        **STREAMED,
+        "usage_found": True,
+        "api": "anthropic",
+        "model": "claude-sonnet-4",
+        "input_tokens": 10,
+        "cached_tokens": 30,
+        "cache_creation_tokens": 5,
+        "output_tokens": 1,
+    }
+    item = _settle(settlement_for(authz, usage, 200, PRICES))
+    output = 60 + PER_CHOICE_UNSTREAMED_TOKENS
+    assert item.estimated
+    assert item.cost == PRICES.cost_micros("claude-sonnet-4", 45, output, 30, 5)
+
+
+def test_partial_usage_above_the_streamed_bound_wins() -> None:
+    usage = {**STREAMED, "usage_found": True, "api": "anthropic", "output_tokens": 500}
+    authz = {**BOUNDED, "model": "claude-sonnet-4", "priced_model": "claude-sonnet-4"}
+    item = _settle(settlement_for(authz, usage, 200, PRICES))
+    assert item.cost == PRICES.cost_micros("claude-sonnet-4", 0, 500)
+
+
+@pytest.mark.parametrize("code", [504, 503, 0])
+def test_envoy_made_failure_after_the_upstream_got_the_request_is_charged(code: int) -> None:
+    item = settlement_for(BOUNDED, {}, code, PRICES, upstream_reached=True, envoy_failure=True)
+    assert _settle(item).estimated and _settle(item).cost == 164218
+
+
+def test_provider_error_reply_is_released() -> None:
+    item = settlement_for(BOUNDED, {}, 504, PRICES, upstream_reached=True, envoy_failure=False)
+    assert isinstance(item, Release)

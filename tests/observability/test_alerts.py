@@ -8,8 +8,10 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from keeptrusts_authz.alerts.engine import AlertEngine
@@ -52,11 +54,24 @@ class Hook:
         self.server.server_close()
 
 
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "alert-webhook.schema.json"
+DOC_PATH = SCHEMA_PATH.with_name("alert-webhook.md")
+
+
+def schema_errors(body: Any) -> list[str]:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)]
+
+
 @pytest.fixture
 def hook() -> Iterator[Hook]:
+    """A local webhook; every body it received must match docs/alert-webhook.schema.json."""
     h = Hook()
     yield h
     h.close()
+    for body in h.bodies:
+        assert schema_errors(body) == [], body
 
 
 def test_threshold_crossed_twice_in_a_period_alerts_once(redis_url: str, hook: Hook) -> None:
@@ -181,6 +196,17 @@ def test_status_and_thresholds_through_the_settle_hook(redis_url: str, hook: Hoo
     assert webhook.join(5)
     assert _kinds(events, "team:team_support") == ALL_FIVE
     assert len(hook.bodies) == 5
+    alerts = sorted((b["alert"], b["crossed"]["limit_percent"]) for b in hook.bodies)
+    assert alerts == [
+        ("depleted", "0.00"),
+        ("low_balance", "20.00"),
+        ("spend_threshold", "100.00"),
+        ("spend_threshold", "50.00"),
+        ("spend_threshold", "80.00"),
+    ]
+    assert all(b["team"] == "team_support" and b["user"] is None for b in hook.bodies)
+    for body in hook.bodies:
+        assert schema_errors(body) == [], body
     webhook.close()
 
 
@@ -292,3 +318,44 @@ def test_after_settle_hook_returns_at_once(redis_url: str, hook: Hook) -> None:
             return n
 
     assert run(go()) == 1
+
+
+def test_reclaim_fires_no_spend_threshold_only_the_low_balance_alert(redis_url: str) -> None:
+    """Measured: reclaiming most of a team's funds fired threshold|50, threshold|80 (spent over the
+    net allocation jumped because the allocation fell) although nothing was spent. Thresholds are
+    spent_total over funded_total (money ever put in), which a reclaim or transfer never lowers."""
+    cfg = make_config(redis_url, enforcement={"alert_thresholds": [50, 80]})
+
+    async def go() -> tuple[list[Any], list[Any], list[Any]]:
+        async with services(cfg) as (svc, obs):
+            engine = AlertEngine(obs, cfg)
+            await svc.credit(1_000 * USD, "USD", "seed", "test")
+            await svc.allocate("team:team_eng", 100 * USD, "USD", "seed", "test")
+            await spend(svc, 40 * USD, 40 * USD)  # 40 % of the funding
+            before = await engine.evaluate(["team:team_eng"])
+            await svc.reclaim("team:team_eng", 55 * USD, "USD", "reclaim", "test")
+            await svc.allocate("team:team_support", 1 * USD, "USD", "seed", "test")
+            await svc.transfer("team:team_eng", "team:team_support", 1 * USD, "USD", "move", "test")
+            after_moves = await engine.evaluate(["team:team_eng", "team:team_support"])
+            await spend(svc, 3 * USD, 3 * USD)  # 43 of 100 funded: still under 50 %
+            after_spend = await engine.evaluate(["team:team_eng"])
+            return before, after_moves, after_spend
+
+    before, after_moves, after_spend = run(go())
+    assert before == []
+    # 4 left of a 44 net allocation is a low balance (its own alert), but no spend threshold
+    assert [(e.type, e.threshold, e.status) for e in after_moves] == [("status", None, "low")]
+    low = after_moves[0].payload("acme", "USD", cfg.enforcement.low_balance_ratio)
+    assert low["alert"] == "low_balance" and low["team"] == "team_eng"
+    assert low["balance"] == "4.00" and low["allocated_total"] == "44.00"
+    assert "spent" not in str(low["summary"])
+    assert after_spend == []
+
+
+def test_webhook_schema_matches_the_documented_example_and_rejects_drift() -> None:
+    doc = DOC_PATH.read_text()
+    example = json.loads(doc.split("```json\n", 1)[1].split("```", 1)[0])
+    assert schema_errors(example) == []
+    assert schema_errors({**example, "surprise": 1})  # no undocumented key slips through
+    assert schema_errors({k: v for k, v in example.items() if k != "crossed"})
+    assert schema_errors({**example, "balance": 12.5})  # amounts are decimal strings

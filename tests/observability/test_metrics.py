@@ -37,9 +37,15 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
+def wallet_key(name: str, wallet: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Wallet gauge labels: scope, wallet and the bare team id (one team label convention)."""
+    scope, _, owner = wallet.partition(":")
+    team = owner if scope == "team" else ""
+    return (name, (("scope", scope), ("team", team), ("wallet", wallet)))
+
+
 def wallet_value(found: dict[Any, float], name: str, wallet: str) -> float:
-    scope = wallet.partition(":")[0]
-    return found[(name, (("scope", scope), ("wallet", wallet)))]
+    return found[wallet_key(name, wallet)]
 
 
 def scrape(collector: Any) -> str:
@@ -89,9 +95,10 @@ def test_scraped_gauges_equal_wallet_balances(redis_url: str) -> None:
         )
         assert wallet_value(found, "keeptrusts_wallet_spent_total", w.id) == w.spent_total / USD
         for status in ("healthy", "low", "depleted"):
+            team = w.owner if w.scope == "team" else ""
             key = (
                 "keeptrusts_wallet_status",
-                (("scope", w.scope), ("status", status), ("wallet", w.id)),
+                (("scope", w.scope), ("status", status), ("team", team), ("wallet", w.id)),
             )
             assert found[key] == (1.0 if w.status == status else 0.0)
     # team_support: 17 left of 107: low; bob reclaimed to 0: depleted
@@ -166,8 +173,8 @@ async def _random_history(cfg: Any, seed: int) -> None:
                     )
                 )
             closed.append(r)
-            if closed and rng.random() < 0.2:  # a replayed settle changes nothing
-                again = await svc.settle(SettleRequest(rng.choice(closed), 1, False, 1, 1, 1))
+            if closed and rng.random() < 0.2:  # a replayed estimate changes nothing
+                again = await svc.settle(SettleRequest(rng.choice(closed), 1, True, 1, 1, 1))
                 assert again.outcome == "already_closed"
         await asyncio.sleep(0.01)
         while await svc.expire_due(50):
@@ -311,18 +318,15 @@ def test_burn_based_depletion_projection(redis_url: str) -> None:
     window = now - burn_window_start(now)
     assert 7 * 86400 <= window <= 8 * 86400
     rate = burned / USD / window
-    assert wallet_value(found, "keeptrusts_wallet_burn_rate", "team:team_eng") == pytest.approx(
-        rate
-    )
+    per_day = burned * 86400 // math.ceil(window) / USD  # floor micros per day, in units
+    assert wallet_value(found, "keeptrusts_wallet_burn_rate_per_day", "team:team_eng") == per_day
+    assert per_day == pytest.approx(rate * 86400, rel=1e-5)
     assert wallet_value(
         found, "keeptrusts_wallet_projected_depletion_seconds", "team:team_eng"
     ) == pytest.approx(balance / USD / rate)
     # carol never spent: a zero burn rate and no projection
-    assert wallet_value(found, "keeptrusts_wallet_burn_rate", "user:carol") == 0.0
-    assert (
-        "keeptrusts_wallet_projected_depletion_seconds",
-        (("scope", "user"), ("wallet", "user:carol")),
-    ) not in found
+    assert wallet_value(found, "keeptrusts_wallet_burn_rate_per_day", "user:carol") == 0.0
+    assert wallet_key("keeptrusts_wallet_projected_depletion_seconds", "user:carol") not in found
 
 
 def _closed_port() -> int:

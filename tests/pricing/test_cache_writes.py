@@ -25,7 +25,7 @@ def test_models_without_a_write_price_charge_input() -> None:
 
 def test_worst_case_covers_a_prompt_written_to_the_cache() -> None:
     worst = PRICES.worst_case_micros("claude-sonnet-4", 1000, 10)
-    assert worst == PRICES.cost_micros("claude-sonnet-4", 1000, 10, 0, 1000)
+    assert worst >= PRICES.cost_micros("claude-sonnet-4", 1000, 10, 0, 1000)
     assert worst > PRICES.cost_micros("claude-sonnet-4", 1000, 10)
     assert PRICES.worst_case_micros("gpt-4o", 1000, 10) == PRICES.cost_micros("gpt-4o", 1000, 10)
 
@@ -33,3 +33,22 @@ def test_worst_case_covers_a_prompt_written_to_the_cache() -> None:
 def test_reads_and_writes_cannot_exceed_the_prompt() -> None:
     with pytest.raises(ValueError, match="exceeds input_tokens"):
         Usage(100, 0, 60, 50)
+
+
+def test_one_hour_cache_writes_are_charged_twice_the_input() -> None:
+    """`cache_control.ttl: "1h"` writes (usage.cache_creation.ephemeral_1h_input_tokens) cost
+    2x input on Anthropic, not the 5-minute 1.25x."""
+    usage = Usage.from_anthropic(
+        10, 100, cache_creation_input_tokens=3000, cache_creation_1h_input_tokens=1000
+    )
+    assert usage == Usage(3010, 100, 0, 3000, 1000)
+    expected = 10 * 3 + 2000 * 3.75 + 1000 * 6 + 100 * 15
+    assert PRICES.cost_micros("claude-sonnet-4", usage) == round(expected)
+    with pytest.raises(ValueError, match="1h"):
+        Usage(3010, 0, 0, 10, 20)
+
+
+def test_worst_case_covers_a_prompt_written_to_the_one_hour_cache() -> None:
+    worst = PRICES.worst_case_micros("claude-sonnet-4", 1000, 10)
+    usage = Usage(1000, 10, 0, 1000, 1000)
+    assert worst == PRICES.cost_micros("claude-sonnet-4", usage) == 1000 * 6 + 10 * 15

@@ -52,6 +52,8 @@ ops = st.lists(
         st.tuples(st.just("release"), st.sampled_from(WALLETS), st.integers(1, USD)),
         st.tuples(st.just("expire"), st.sampled_from(WALLETS), st.integers(1, USD)),
         st.tuples(st.just("open"), st.sampled_from(WALLETS), st.integers(1, USD)),
+        # expired at its estimate, then corrected by the real cost
+        st.tuples(st.just("late"), st.sampled_from(WALLETS), st.integers(0, USD)),
     ),
     max_size=14,
 )
@@ -101,6 +103,13 @@ async def apply_ops(svc: WalletService, history: list[Op]) -> None:
                             r, op[2], estimated=op[3], input_tokens=7, output_tokens=3, model=op[4]
                         )
                     )
+            elif kind == "late":
+                req = _reserve(wallet, USD, ttl_ms=1)
+                if (await svc.reserve(req)).allowed:
+                    await asyncio.sleep(0.003)
+                    await svc.expire_due()
+                    real = SettleRequest(req.reservation_id, op[2], False, 11, 4, 2)
+                    assert (await svc.settle(real)).outcome == "corrected"
             elif kind in ("release", "expire", "open"):
                 req = _reserve(wallet, op[2], ttl_ms=1 if kind == "expire" else 600_000)
                 res = await svc.reserve(req)
@@ -126,6 +135,8 @@ async def ledger_totals(svc: WalletService) -> dict[str, int]:
             t["transferred"] += e.amount
         elif e.op in ("settle", "expire"):
             t["spent"] += int(e.fields["cost"])
+        elif e.op == "correct":
+            t["spent"] += int(e.fields["cost"]) - int(e.fields["previous_cost"])
     return t
 
 

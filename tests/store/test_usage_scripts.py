@@ -163,7 +163,7 @@ def test_expire_counts_at_the_estimate_with_the_reserved_model(redis_url: str) -
             assert len(await svc.expire_due(100)) == 2
             # expiring again, or settling an expired one, counts nothing more
             assert await svc.expire_due(100) == []
-            late = await svc.settle(SettleRequest(due[0].reservation_id, 1, False, 1, 1, 1))
+            late = await svc.settle(SettleRequest(due[0].reservation_id, 1, True, 1, 1, 1))
             assert late.outcome == "already_closed"
             ts = (await svc.ledger(1))[0].ts_ms
         day = datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d")
@@ -179,3 +179,28 @@ def test_expire_counts_at_the_estimate_with_the_reserved_model(redis_url: str) -
         }
 
     run(go())
+
+
+def test_late_real_usage_moves_the_counters_from_estimated_to_real(redis_url: str) -> None:
+    async def go() -> int:
+        async with wallet_service(redis_url) as svc:
+            await funded(svc, team_eng=10 * USD)
+            req = reserve_req(2 * USD, ttl_ms=1)
+            await svc.reserve(req)
+            await asyncio.sleep(0.01)
+            assert len(await svc.expire_due(100)) == 1
+            fixed = await svc.settle(SettleRequest(req.reservation_id, USD // 2, False, 100, 20, 0))
+            assert fixed.outcome == "corrected"
+            return (await svc.ledger(1))[0].ts_ms
+
+    ts = run(go())
+    day = datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d")
+    state = usage_and_burn(redis_url)
+    assert state["usage"] == {
+        "spend|team_eng|engineering|1|gpt-4o": "0",
+        "spend|team_eng|engineering|0|gpt-4o": str(USD // 2),
+        "requests|team_eng|engineering|gpt-4o": "1",
+        "tokens|team_eng|engineering|input|gpt-4o": "100",
+        "tokens|team_eng|engineering|output|gpt-4o": "20",
+    }
+    assert state["burn"][K.burn(day)][0] == {"team:team_eng": str(USD // 2)}

@@ -9,10 +9,21 @@
 --   * SSE bodies are scanned line by line as chunks arrive; a partial last line is carried over
 --     to the next chunk (bounded by MAX_LINE_BYTES).
 -- Keys written: input_tokens, output_tokens, cached_tokens (cache reads), cache_creation_tokens
--- (cache writes), model, api (openai | openai_responses | anthropic | ""), usage_found, stream,
--- complete. Token counts are as the provider reported them: for OpenAI (both APIs) input_tokens
+-- (cache writes), cache_creation_1h_tokens (those of them with the one-hour TTL), model, api (openai | openai_responses | anthropic | ""), usage_found, stream,
+-- complete, streamed_output_bytes, streamed_choices. Token counts are as the provider reported them: for OpenAI (both APIs) input_tokens
 -- INCLUDES cached_tokens and cache_creation_tokens is 0; for Anthropic input_tokens EXCLUDES
 -- cache reads and writes (total prompt = input_tokens + cached_tokens + cache_creation_tokens).
+--
+-- streamed_output_bytes counts the generated text of a stream as it passed (content, refusals,
+-- tool-call names and arguments, reasoning text, completions text; decoded UTF-8 bytes) and
+-- streamed_choices the choices it belonged to: byte-level BPE tokens are at least one byte each,
+-- so they bound the output tokens of a stream that was cut off before its usage arrived.
+--
+-- When the request side added stream_options.include_usage on the client's behalf (it writes
+-- @@USAGE_INJECTED@@ to the namespace), the usage-only chunk ("choices": []) is read and then
+-- removed from what the client receives: the client did not ask for it, and the common loop
+-- `chunk.choices[0]` fails on it. Complete SSE lines are forwarded as they arrive; only a partial
+-- last line waits for the rest of its line.
 --
 -- The metadata namespace and keys are filled in by the renderer from keeptrusts_authz.envoy_contract
 -- (the service reads them from there too).
@@ -247,7 +258,21 @@ end
 -- ---------------------------------------------------------------------------------------------
 
 local USAGE_HOLDER = { model = true, usage = true }
+-- Chat/completions choices: the generated text of a stream chunk (a chat delta or a completions
+-- choice's text).
+local CHOICE = {
+  index = true,
+  text = true,
+  delta = {
+    content = true,
+    refusal = true,
+    reasoning_content = true,
+    reasoning = true,
+    tool_calls = { ["function"] = { name = true, arguments = true } },
+  },
+}
 -- What a top-level JSON object or SSE event may hold that matters here; the rest is skipped.
+-- `delta` is a string in Responses events and an object in Anthropic content_block_delta.
 local SPEC = {
   type = true,
   object = true,
@@ -255,6 +280,9 @@ local SPEC = {
   usage = true,
   message = USAGE_HOLDER,
   response = USAGE_HOLDER,
+  choices = CHOICE,
+  delta = true,
+  output_index = true,
 }
 
 local function num(v)
@@ -267,8 +295,46 @@ end
 local function new_state(stream)
   return {
     stream = stream, found = false, complete = false, api = "", model = nil,
-    input = 0, output = 0, cached = 0, cache_creation = 0,
+    input = 0, output = 0, cached = 0, cache_creation = 0, cache_creation_1h = 0,
+    streamed = 0, choices = {}, nchoices = 0,
   }
+end
+
+-- Streamed output: `n` more bytes of generated text in choice `key`.
+local function add_streamed(st, key, v)
+  if type(v) ~= "string" or v == "" then
+    return
+  end
+  st.streamed = st.streamed + #v
+  if not st.choices[key] then
+    st.choices[key] = true
+    st.nchoices = st.nchoices + 1
+  end
+end
+
+local function count_choices(st, choices)
+  for k, c in ipairs(choices) do
+    if type(c) == "table" then
+      local key = "c" .. tostring(num(c.index) or (k - 1))
+      add_streamed(st, key, c.text)
+      local d = c.delta
+      if type(d) == "table" then
+        add_streamed(st, key, d.content)
+        add_streamed(st, key, d.refusal)
+        add_streamed(st, key, d.reasoning_content)
+        add_streamed(st, key, d.reasoning)
+        if type(d.tool_calls) == "table" then
+          for _, tc in ipairs(d.tool_calls) do
+            local f = type(tc) == "table" and tc["function"]
+            if type(f) == "table" then
+              add_streamed(st, key, f.name)
+              add_streamed(st, key, f.arguments)
+            end
+          end
+        end
+      end
+    end
+  end
 end
 
 -- OpenAI usage objects: the input count includes the cached tokens of its details object.
@@ -286,6 +352,7 @@ local function apply_openai_usage(st, u, api, input_key, output_key, details_key
   st.cached = (type(d) == "table" and num(d.cached_tokens)) or 0
   st.cache_creation = 0
   st.found = true
+  st.changed = true
   return true
 end
 
@@ -319,9 +386,18 @@ local function apply_anthropic(st, u)
   if v ~= nil then
     st.cache_creation, seen = v, true
   end
+  -- The writes by TTL: the 1h ones cost more than the 5-minute ones.
+  local cc = u.cache_creation
+  if type(cc) == "table" then
+    v = num(cc.ephemeral_1h_input_tokens)
+    if v ~= nil then
+      st.cache_creation_1h, seen = v, true
+    end
+  end
   if seen then
     st.api = "anthropic"
     st.found = true
+    st.changed = true
   end
   return seen
 end
@@ -332,12 +408,24 @@ local function take_model(st, m)
   end
 end
 
--- One decoded JSON object: a whole response body or one SSE event's data.
+-- One decoded JSON object: a whole response body or one SSE event's data. Returns true for an
+-- OpenAI usage-only stream chunk ("choices": [] with a usage object).
 local function apply_object(st, o)
   if type(o) ~= "table" then
-    return
+    return false
   end
   local t = o.type
+  if st.stream then
+    if type(o.choices) == "table" then
+      count_choices(st, o.choices)
+    elseif t == "content_block_delta" and type(o.delta) == "table" then
+      add_streamed(st, "a", o.delta.text)
+      add_streamed(st, "a", o.delta.partial_json)
+      add_streamed(st, "a", o.delta.thinking)
+    elseif type(t) == "string" and sub(t, -6) == ".delta" then
+      add_streamed(st, "r" .. tostring(num(o.output_index) or 0), o.delta)
+    end
+  end
   if t == "message_start" and type(o.message) == "table" then
     take_model(st, o.message.model)
     if type(o.message.usage) == "table" then
@@ -371,31 +459,39 @@ local function apply_object(st, o)
       if ok and st.stream then
         st.complete = true
       end
+      return ok and st.api == "openai" and type(o.choices) == "table" and #o.choices == 0
     end
   end
+  return false
 end
 
 -- One SSE line (without its "\n"). Only "data:" lines with a JSON object matter; events that
--- cannot carry usage are not decoded once the model is known.
+-- carry neither usage nor generated text are not decoded once the model is known. Returns true
+-- for an OpenAI usage-only chunk.
 local function on_sse_line(st, line)
   if byte(line, 1) ~= 100 or sub(line, 1, 5) ~= "data:" then
-    return
+    return false
   end
   local i = skip_ws(line, 6)
   if byte(line, i) ~= 123 then
-    return
+    return false
   end
-  if st.model ~= nil and find(line, '"usage"', i, true) == nil then
-    return
+  if st.model ~= nil and find(line, '"usage"', i, true) == nil
+      and find(line, 'delta"', i, true) == nil and find(line, '"text"', i, true) == nil then
+    return false
   end
   local ok, o = pcall(decode, sub(line, i), SPEC)
-  if ok then
-    apply_object(st, o)
-  end
+  return ok and apply_object(st, o)
+end
+
+local function publish_streamed(md, st)
+  md:set(NS, "@@USAGE_STREAMED_OUTPUT_BYTES@@", st.streamed)
+  md:set(NS, "@@USAGE_STREAMED_CHOICES@@", st.nchoices)
 end
 
 local function publish(handle, st)
   local md = handle:streamInfo():dynamicMetadata()
+  publish_streamed(md, st)
   md:set(NS, "@@USAGE_FOUND@@", st.found)
   md:set(NS, "@@USAGE_STREAM@@", st.stream)
   md:set(NS, "@@USAGE_COMPLETE@@", st.complete)
@@ -405,6 +501,7 @@ local function publish(handle, st)
   md:set(NS, "@@USAGE_OUTPUT_TOKENS@@", st.output)
   md:set(NS, "@@USAGE_CACHED_TOKENS@@", st.cached)
   md:set(NS, "@@USAGE_CACHE_CREATION_TOKENS@@", st.cache_creation)
+  md:set(NS, "@@USAGE_CACHE_CREATION_HOUR_TOKENS@@", st.cache_creation_1h)
 end
 
 function envoy_on_response(handle)
@@ -449,12 +546,26 @@ function envoy_on_response(handle)
     return
   end
 
-  -- SSE: complete lines are handled as they arrive; `pending` holds the partial last line.
-  local pending, np, plen, skipping = {}, 0, 0, false
+  -- SSE: complete lines are handled as they arrive, and what they changed is published after
+  -- each chunk, because a stream can end without its last chunk reaching this filter (the client
+  -- closes after the final event, or goes away mid-stream: Envoy then never resumes the script); `pending` holds the partial last line. When
+  -- the gateway injected include_usage, each chunk is rewritten to the complete lines it ends
+  -- (minus the usage-only event) and the partial last line waits for its end; a line longer
+  -- than MAX_LINE_BYTES is forwarded unread.
+  local injected = false
+  local requested = handle:streamInfo():dynamicMetadata():get(NS)
+  if type(requested) == "table" and requested["@@USAGE_INJECTED@@"] == true then
+    injected = true
+    headers:remove("content-length")
+  end
+  local pending, np, plen, skipping, drop_blank = {}, 0, 0, false, false
+  local published = 0
+  publish(handle, st)
   for chunk in handle:bodyChunks() do
     local len = chunk:length()
     if len > 0 then
       local data = chunk:getBytes(0, len)
+      local out, no = {}, 0
       local pos = 1
       while true do
         local nl = find(data, "\n", pos, true)
@@ -470,22 +581,55 @@ function envoy_on_response(handle)
         end
         if skipping then
           skipping = false
+          no = no + 1
+          out[no] = line .. "\n"
         else
-          if byte(line, -1) == 13 then
-            line = sub(line, 1, -2)
+          local text = line
+          if byte(text, -1) == 13 then
+            text = sub(text, 1, -2)
           end
-          on_sse_line(st, line)
+          local usage_only = on_sse_line(st, text)
+          if injected then
+            if usage_only then
+              drop_blank = true
+            elseif drop_blank and text == "" then
+              drop_blank = false
+            else
+              drop_blank = false
+              no = no + 1
+              out[no] = line .. "\n"
+            end
+          end
         end
         pos = nl + 1
       end
-      if pos <= len and not skipping then
-        plen = plen + (len - pos + 1)
-        if plen > MAX_LINE_BYTES then
-          pending, np, plen, skipping = {}, 0, 0, true
+      if pos <= len then
+        local rest = sub(data, pos)
+        if skipping then
+          no = no + 1
+          out[no] = rest
         else
+          plen = plen + #rest
           np = np + 1
-          pending[np] = sub(data, pos)
+          pending[np] = rest
+          if plen > MAX_LINE_BYTES then
+            if injected then
+              no = no + 1
+              out[no] = concat(pending, "", 1, np)
+            end
+            pending, np, plen, skipping = {}, 0, 0, true
+          end
         end
+      end
+      if injected then
+        chunk:setBytes(concat(out, "", 1, no))
+      end
+      if st.changed then
+        st.changed, published = false, st.streamed
+        publish(handle, st)
+      elseif st.streamed ~= published then
+        published = st.streamed
+        publish_streamed(handle:streamInfo():dynamicMetadata(), st)
       end
     end
   end
@@ -500,7 +644,8 @@ end
 -- asks for it with stream_options.include_usage. For a JSON chat/completions or completions
 -- request with "stream": true that does not say include_usage, add it, so the real usage arrives
 -- in the final chunk (which has "choices": []) and the reservation settles at the real cost
--- instead of the estimate. An explicit include_usage (true or false) is left alone.
+-- instead of the estimate; the response side removes that chunk again. An explicit include_usage
+-- (true or false) is left alone.
 
 -- Returns the rewritten body, or nil when nothing is to change.
 local function with_include_usage(s)
@@ -586,6 +731,7 @@ function envoy_on_request(handle)
     if h:get("content-length") ~= nil then
       h:replace("content-length", tostring(#rewritten))
     end
+    handle:streamInfo():dynamicMetadata():set(NS, "@@USAGE_INJECTED@@", true)
   end
 end
 -- @@REQUEST_END@@

@@ -1,5 +1,5 @@
 -- allocate.lua: org pool -> team/user wallet (org.balance -= a; w.balance += a;
--- w.allocated_total += a) + one ledger entry. Creates the target wallet when allowed.
+-- w.allocated_total += a; w.funded_total += a) + one ledger entry. Creates the target wallet when allowed.
 -- KEYS[1] ledger stream            kt:{org}:ledger
 -- KEYS[2] wallet id set            kt:{org}:wallets
 -- KEYS[3] idempotency hash         kt:{org}:idem:<key>
@@ -39,6 +39,7 @@ end
 local org_bal = redis.call('HINCRBY', KEYS[4], 'balance', s(-amount))
 local bal = redis.call('HINCRBY', KEYS[5], 'balance', s(amount))
 redis.call('HINCRBY', KEYS[5], 'allocated_total', s(amount))
+redis.call('HINCRBY', KEYS[5], 'funded_total', s(amount))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'allocate', 'wallet', target,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
   'from', 'org', 'to', target, 'balance_after', s(bal))

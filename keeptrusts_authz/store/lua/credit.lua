@@ -1,4 +1,5 @@
--- credit.lua: money into the org pool (org.balance += a; org.allocated_total += a) + one ledger entry.
+-- credit.lua: money into the org pool (org.balance += a; org.allocated_total += a;
+-- org.funded_total += a) + one ledger entry.
 -- KEYS[1] ledger stream            kt:{org}:ledger
 -- KEYS[2] wallet id set            kt:{org}:wallets
 -- KEYS[3] idempotency hash         kt:{org}:idem:<key>
@@ -33,6 +34,7 @@ if redis.call('EXISTS', KEYS[5]) == 0 then
 end
 local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(amount))
 redis.call('HINCRBY', KEYS[4], 'allocated_total', s(amount))
+redis.call('HINCRBY', KEYS[4], 'funded_total', s(amount))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'credit', 'wallet', 'org', 'amount', s(amount),
   'ts_ms', s(now_ms), 'actor', actor, 'description', description, 'balance_after', s(bal))
 redis.call('PUBLISH', channel, 'funds:org')

@@ -28,7 +28,14 @@
 -- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
 -- namespace), so it comes in ARGV. Replays and refusals publish nothing and count nothing.
--- Returns {outcome, wallet, reserved, cost}: outcome settled | already_closed | unknown.
+-- Late real usage: a real settle (ARGV[4] = 0) of a reservation closed at an estimate (an
+-- estimated settle, or expired by the sweeper) replaces the estimate: the wallet moves by
+-- delta = cost - previous cost (balance -= delta, spent_total += delta), the reservation keeps
+-- the real cost (estimated 0, so a repeat is already_closed), one 'correct' ledger entry
+-- (previous_cost, cost, delta, tokens), the usage counters move the spend from estimated to
+-- real and add the tokens, the day's burn moves by delta.
+-- Returns {outcome, wallet, reserved, cost}: outcome settled | corrected | already_closed |
+-- unknown.
 local rid = ARGV[1]
 local wallet_prefix = ARGV[2]
 local cost = tonumber(ARGV[3])
@@ -48,11 +55,12 @@ local BURN_TTL_MS = 694800000 -- 8 days + 1 h: the scrape reads today and the 7 
 
 if not cost or cost < 0 then return redis.error_reply('invalid cost') end
 local r = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'state', 'cost', 'team', 'group',
-  'user', 'model')
+  'user', 'model', 'estimated')
 if not r[1] then return {'unknown', '', '0', '0'} end
-if r[3] ~= 'open' then
-  local closed_cost = r[4]
-  if not closed_cost or closed_cost == '' then closed_cost = '0' end
+local closed_cost = r[4]
+if not closed_cost or closed_cost == '' then closed_cost = '0' end
+local correcting = r[3] ~= 'open' and r[3] ~= 'released' and r[9] == '1' and estimated == '0'
+if r[3] ~= 'open' and not correcting then
   return {'already_closed', r[1], r[2], closed_cost}
 end
 
@@ -64,6 +72,46 @@ if model == '' then model = r[8] end
 if label == '' then label = r[8] or '' end
 local wkey = wallet_prefix .. wallet
 local now_ms = redis_now_ms()
+local who = team .. '|' .. group .. '|'
+
+local function count_tokens()
+  for _, kind in ipairs({{'input', input_tokens}, {'output', output_tokens},
+      {'cached', cached_tokens}}) do
+    local n = tonumber(kind[2])
+    if n and n > 0 then
+      redis.call('HINCRBY', usage_key, 'tokens|' .. who .. kind[1] .. '|' .. label, s(n))
+    end
+  end
+end
+
+local function burn(amount)
+  if amount ~= 0 then
+    local burn_key = burn_prefix .. utc_day(now_ms)
+    redis.call('HINCRBY', burn_key, wallet, s(amount))
+    redis.call('PEXPIRE', burn_key, BURN_TTL_MS)
+  end
+end
+
+if correcting then
+  local previous = tonumber(closed_cost)
+  local delta = cost - previous
+  local bal = redis.call('HINCRBY', wkey, 'balance', s(-delta))
+  redis.call('HINCRBY', wkey, 'spent_total', s(delta))
+  redis.call('HSET', KEYS[2], 'cost', s(cost), 'estimated', '0', 'corrected_ms', s(now_ms))
+  redis.call('XADD', KEYS[1], '*', 'op', 'correct', 'wallet', wallet, 'amount', s(delta),
+    'ts_ms', s(now_ms), 'actor', actor, 'description', 'real usage replaces the estimate',
+    'reservation', rid, 'reserved', s(reserved), 'previous_cost', s(previous), 'cost', s(cost),
+    'delta', s(delta), 'estimated', '0', 'team', team, 'group', group, 'user', r[7],
+    'model', model, 'input_tokens', input_tokens, 'output_tokens', output_tokens,
+    'cached_tokens', cached_tokens, 'balance_after', s(bal))
+  redis.call('HINCRBY', usage_key, 'spend|' .. who .. '1|' .. label, s(-previous))
+  redis.call('HINCRBY', usage_key, 'spend|' .. who .. '0|' .. label, s(cost))
+  count_tokens()
+  burn(delta)
+  if delta < 0 then redis.call('PUBLISH', channel, 'funds:' .. wallet) end
+  return {'corrected', wallet, s(reserved), s(cost)}
+end
+
 redis.call('HINCRBY', wkey, 'reserved', s(-reserved))
 local bal = redis.call('HINCRBY', wkey, 'balance', s(reserved - cost))
 redis.call('HINCRBY', wkey, 'spent_total', s(cost))
@@ -76,20 +124,9 @@ redis.call('XADD', KEYS[1], '*', 'op', 'settle', 'wallet', wallet, 'amount', s(c
   'reserved', s(reserved), 'cost', s(cost), 'estimated', estimated, 'team', team,
   'group', group, 'user', r[7], 'model', model, 'input_tokens', input_tokens,
   'output_tokens', output_tokens, 'cached_tokens', cached_tokens, 'balance_after', s(bal))
-local who = team .. '|' .. group .. '|'
 redis.call('HINCRBY', usage_key, 'spend|' .. who .. estimated .. '|' .. label, s(cost))
 redis.call('HINCRBY', usage_key, 'requests|' .. who .. label, 1)
-for _, kind in ipairs({{'input', input_tokens}, {'output', output_tokens},
-    {'cached', cached_tokens}}) do
-  local n = tonumber(kind[2])
-  if n and n > 0 then
-    redis.call('HINCRBY', usage_key, 'tokens|' .. who .. kind[1] .. '|' .. label, s(n))
-  end
-end
-if cost > 0 then
-  local burn_key = burn_prefix .. utc_day(now_ms)
-  redis.call('HINCRBY', burn_key, wallet, s(cost))
-  redis.call('PEXPIRE', burn_key, BURN_TTL_MS)
-end
+count_tokens()
+burn(cost)
 if reserved > cost then redis.call('PUBLISH', channel, 'funds:' .. wallet) end
 return {'settled', wallet, s(reserved), s(cost)}

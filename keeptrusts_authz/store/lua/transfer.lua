@@ -1,5 +1,5 @@
 -- transfer.lua: wallet -> wallet reallocation (s.balance -= a; s.allocated_total -= a;
--- d.balance += a; d.allocated_total += a) + one ledger entry.
+-- d.balance += a; d.allocated_total += a; d.funded_total += a) + one ledger entry.
 -- KEYS[1] ledger stream            kt:{org}:ledger
 -- KEYS[2] wallet id set            kt:{org}:wallets
 -- KEYS[3] idempotency hash         kt:{org}:idem:<key>
@@ -45,6 +45,7 @@ local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(-amount))
 redis.call('HINCRBY', KEYS[4], 'allocated_total', s(-amount))
 local dest_bal = redis.call('HINCRBY', KEYS[5], 'balance', s(amount))
 redis.call('HINCRBY', KEYS[5], 'allocated_total', s(amount))
+redis.call('HINCRBY', KEYS[5], 'funded_total', s(amount))
 local id = redis.call('XADD', KEYS[1], '*', 'op', 'transfer', 'wallet', source,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
   'from', source, 'to', dest, 'balance_after', s(bal))
