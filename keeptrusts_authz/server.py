@@ -139,7 +139,9 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
     observability_store = ObservabilityStore(redis.main, org, endpoint=redis.endpoint)
     snapshots = WalletSnapshotReader(redis.scrape, org, endpoint=redis.endpoint)
     prices = PriceTable.from_config(cfg)
-    wallets = WalletService(store, cfg, on_integrity=set_store_regressed)
+    archive = ArchiveStore(cfg.ledger.postgres_url) if cfg.ledger.postgres_url else None
+    # The archived high-water mark: a Redis behind it, or empty with history, is a lost store.
+    wallets = WalletService(store, cfg, archive=archive, on_integrity=set_store_regressed)
     holds = Holds(wallets, tickets, cfg.enforcement.hold_timeout_seconds)
     webhook = WebhookDelivery(cfg.alerts.webhook_url) if cfg.alerts.webhook_url else None
     alerts = AlertEngine(observability_store, cfg, webhook)
@@ -153,7 +155,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
     if cfg.ledger.postgres_url is not None:
         archiver = Archiver(
             redis.main,
-            ArchiveStore(cfg.ledger.postgres_url),
+            archive or ArchiveStore(cfg.ledger.postgres_url),
             org,
             tail_entries=cfg.ledger.redis_tail_entries,
             batch=cfg.ledger.archive_batch_entries,

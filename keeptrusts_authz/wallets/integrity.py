@@ -103,7 +103,11 @@ class StoreIntegrity:
     async def _archived(self) -> str | None:
         if self._archive is None:
             return None
-        return await self._archive.last_archived_id(self._store.org_id)
+        try:
+            return await self._archive.last_archived_id(self._store.org_id)
+        except Exception as exc:  # the archive down must not stop Checks; Redis is still watched
+            log.warning("archive high-water mark unavailable: %s", exc)
+            return None
 
     async def check(self, *, arm: bool = True) -> Integrity:
         """Look at the store once; may raise StoreUnavailable (then nothing is decided).
