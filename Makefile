@@ -16,7 +16,7 @@ DESCRIPTION ?=
 PERIOD      ?= $(shell date -u +%Y-%m)
 
 .PHONY: help venv run test lint typecheck unit integration e2e k8s-validate protos \
-        credit allocate reclaim transfer balance ledger audit periods report bench render-envoy clean
+        credit allocate reclaim transfer balance ledger audit periods report bench soak render-envoy clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "keeptrusts-authz targets:\n"} /^[a-zA-Z0-9_-]+:.*##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -100,3 +100,6 @@ bench: $(STAMP) ## Benchmarks: reserve throughput, a budget boundary for 1,000 w
 
 clean: ## Remove caches and build output (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info .run
+
+soak: $(STAMP) ## Soak: Redis bytes per request after N requests, ledger untrimmed vs trimmed
+	$(PY) bench/soak.py

@@ -79,6 +79,14 @@ class StoreDataError(StoreError):
     """The store answered with something it should not have (a bug or tampered data)."""
 
 
+class StoreRegressed(_FixedError):
+    """The store came back empty, rolled back or replaced: the books it holds are not the books
+    the service saw. Never a StoreUnavailable (an `on_store_error: allow` must not serve it)."""
+
+    CODE = "store_regressed"
+    HTTP_STATUS = 503
+
+
 __all__ = [
     "Conflict",
     "CurrencyMismatch",
@@ -87,6 +95,7 @@ __all__ = [
     "KeeptrustsError",
     "StoreDataError",
     "StoreError",
+    "StoreRegressed",
     "StoreUnavailable",
     "UnknownWallet",
 ]

@@ -44,10 +44,11 @@ from keeptrusts_authz.gateway.settler import Settler, Sweeper
 from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.ledger.archiver import Archiver
 from keeptrusts_authz.metrics.http import Observability, build_observability
+from keeptrusts_authz.metrics.registry import set_store_regressed
 from keeptrusts_authz.periods.budgets import PeriodRunner, calendar_of, rules_of
 from keeptrusts_authz.periods.worker import PeriodWorker
 from keeptrusts_authz.pricing import PriceTable
-from keeptrusts_authz.store.connection import AsyncClient, connect, describe
+from keeptrusts_authz.store.connection import AsyncClient, MasterWatch, connect, describe
 from keeptrusts_authz.store.observability import (
     ObservabilityStore,
     SyncClient,
@@ -71,8 +72,10 @@ class RedisClients:
     main: AsyncClient
     scrape: SyncClient
     endpoint: str  # host:port for error messages, never credentials
+    master_watch: MasterWatch  # sentinel: follows the current master (a no-op otherwise)
 
     async def close(self) -> None:
+        await self.master_watch.close()
         # The stores close the client they were given too; closing again is a no-op.
         await self.main.aclose()
         self.scrape.close()
@@ -80,7 +83,8 @@ class RedisClients:
 
 def open_redis(settings: RedisSettings) -> RedisClients:
     """Every Redis client of the process (no I/O until the first command)."""
-    return RedisClients(connect(settings), connect_sync(settings), describe(settings))
+    main = connect(settings)
+    return RedisClients(main, connect_sync(settings), describe(settings), MasterWatch(main))
 
 
 @dataclass
@@ -116,6 +120,7 @@ class App:
         await self.sweeper.close()
         await self.settler.close()
         await self.alerts.close()
+        await self.wallets.integrity.close()
         self.snapshots.close()
         await self.observability_store.close()
         await self.tickets.close()
@@ -127,12 +132,20 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
     """Build the process; nothing runs (no task, no socket) until `start_server`."""
     org = cfg.organization.id
     redis = open_redis(cfg.redis)
-    store = RedisWalletStore(redis.main, org, endpoint=redis.endpoint)
+    store = RedisWalletStore(
+        redis.main,
+        org,
+        endpoint=redis.endpoint,
+        closed_ttl_seconds=cfg.enforcement.closed_reservation_ttl_seconds,
+        master_watch=redis.master_watch,
+    )
     tickets = RedisTicketStore(redis.main, org)
     observability_store = ObservabilityStore(redis.main, org, endpoint=redis.endpoint)
     snapshots = WalletSnapshotReader(redis.scrape, org, endpoint=redis.endpoint)
     prices = PriceTable.from_config(cfg)
-    wallets = WalletService(store, cfg)
+    archive = ArchiveStore(cfg.ledger.postgres_url) if cfg.ledger.postgres_url else None
+    # The archived high-water mark: a Redis behind it, or empty with history, is a lost store.
+    wallets = WalletService(store, cfg, archive=archive, on_integrity=set_store_regressed)
     holds = Holds(wallets, tickets, cfg.enforcement.hold_timeout_seconds)
     webhook = WebhookDelivery(cfg.alerts.webhook_url) if cfg.alerts.webhook_url else None
     alerts = AlertEngine(observability_store, cfg, webhook)
@@ -152,7 +165,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
     if cfg.ledger.postgres_url is not None:
         archiver = Archiver(
             redis.main,
-            ArchiveStore(cfg.ledger.postgres_url),
+            archive or ArchiveStore(cfg.ledger.postgres_url),
             org,
             tail_entries=cfg.ledger.redis_tail_entries,
             batch=cfg.ledger.archive_batch_entries,
@@ -221,6 +234,10 @@ async def start_server(
     bound = server.add_insecure_port(
         f"{bind_host}:{cfg.server.grpc_port if port is None else port}"
     )
+    # Learn (or arm) the store's epoch before the first Check, then keep watching it.
+    app.redis.master_watch.start()
+    await app.wallets.integrity.check_quietly()
+    app.wallets.integrity.start()
     await server.start()
     app.settler.start()
     app.sweeper.start()

@@ -93,3 +93,28 @@ def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> None
 
 
 __all__ = ["RedisServer", "free_port", "wait_port"]
+
+
+def empty_keeping_epochs(url: str) -> None:
+    """FLUSHALL, then put every organization's epoch marker back with its ledger high-water mark
+    as the floor: for test suites that share one running service across tests and empty Redis
+    between them. To the service this is a store that kept its continuity (nothing to detect);
+    a plain FLUSHALL under a running service is a lost store and is refused (store_regressed)."""
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        markers: dict[str, dict[str, str]] = {}
+        for key in client.scan_iter("kt:*:epoch"):
+            marker = client.hgetall(key)
+            ledger = key[: -len("epoch")] + "ledger"
+            try:
+                last = str(client.xinfo_stream(ledger)["last-generated-id"])
+            except redis.ResponseError:
+                last = marker.get("hwm_floor", "0-0")
+            markers[key] = {**marker, "hwm_floor": last}
+        client.flushall()
+        for key, marker in markers.items():
+            client.hset(key, mapping=marker)  # type: ignore[arg-type]
+    finally:
+        client.close()

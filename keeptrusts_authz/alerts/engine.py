@@ -219,9 +219,11 @@ class AlertEngine:
             ids, self._pending = self._pending, set()
             try:
                 await self.evaluate(ids)
-            except StoreUnavailable:
-                # Crossings are state, not edges: the next settle or sweep re-detects them.
+            except StoreUnavailable as exc:
+                # Crossings are state, not edges: the next settle or sweep re-detects them. A
+                # failover (ClusterDown, TryAgain, a dropped connection) is expected: a warning.
                 m.STORE_ERRORS.labels("alerts").inc()
+                log.warning("alert evaluation skipped: %s", exc)
             except Exception:
                 log.exception("alert evaluation failed")
             # Batches settled meanwhile accumulate in `_pending`: one evaluation for all of them.
@@ -248,8 +250,9 @@ class AlertEngine:
         while not self._closed:
             try:
                 await self.sweep_once()
-            except StoreUnavailable:
+            except StoreUnavailable as exc:
                 m.STORE_ERRORS.labels("alerts").inc()
+                log.warning("alert sweep skipped: %s", exc)
             except Exception:
                 log.exception("alert sweep failed")
             await asyncio.sleep(self._sweep_interval)

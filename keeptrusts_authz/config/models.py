@@ -47,6 +47,10 @@ class Enforcement(StrictModel):
     user_header: str = "x-keeptrusts-user"
     hold_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     reservation_ttl_seconds: int = Field(default=600, ge=1, le=7 * 24 * 3600)
+    # How long a closed reservation record (and a release tombstone) stays in Redis: what makes a
+    # late duplicate settle or a retried Check of the same id a no-op. Hours, not days: each
+    # one is ~340 B of Redis per request.
+    closed_reservation_ttl_seconds: int = Field(default=6 * 3600, ge=60, le=30 * 24 * 3600)
     low_balance_ratio: Decimal = Field(default=Decimal("0.2"), ge=0, le=1)
     alert_thresholds: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
         default_factory=lambda: [50, 80, 100]
@@ -514,6 +518,15 @@ class Config(StrictModel):
                 f" is not longer than the longest request can take ({needed:g} s: provider timeout"
                 " + check timeout + hold timeout); such requests would be settled at their"
                 " estimate by the sweeper before their real usage arrives"
+            )
+        closed = self.enforcement.closed_reservation_ttl_seconds
+        ttl = self.enforcement.reservation_ttl_seconds
+        if closed < ttl:
+            out.append(
+                f"enforcement.closed_reservation_ttl_seconds: {closed} is shorter than"
+                f" enforcement.reservation_ttl_seconds ({ttl});"
+                " a closed reservation would be forgotten while its access-log entry or a retried"
+                " Check of the same id can still arrive, and that retry would be charged again"
             )
         return out
 

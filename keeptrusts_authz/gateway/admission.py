@@ -31,7 +31,7 @@ from keeptrusts_authz.envoy_contract import (
     TICKET_HEADER,
     WARNING_HEADER,
 )
-from keeptrusts_authz.errors import StoreUnavailable
+from keeptrusts_authz.errors import StoreRegressed, StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
 from keeptrusts_authz.gateway.estimation import reservation_micros, reservation_tokens
 from keeptrusts_authz.gateway.request_parsing import (
@@ -84,6 +84,16 @@ def _deny(
     error: dict[str, Any] = {"type": code, "message": message}
     error.update((k, v) for k, v in extra.items() if v is not None)
     return Decision(kind, reason or code, status=status, body={"error": error})
+
+
+def _store_regressed() -> Decision:
+    return _deny(
+        503,
+        "store_regressed",
+        "the wallet store lost or rolled back its books; requests are refused until an operator "
+        "restores it",
+        "error",
+    )
 
 
 class Admission:
@@ -246,6 +256,10 @@ class Admission:
         )
         try:
             result = await asyncio.wait_for(self._wallets.reserve(request), self._reserve_deadline)
+        except StoreRegressed:
+            # Fail closed whatever `on_store_error` says: the books in the store are not ours.
+            m.STORE_ERRORS.labels("reserve_regressed").inc()
+            return _store_regressed()
         except (StoreUnavailable, TimeoutError):
             m.STORE_ERRORS.labels("reserve").inc()
             if self._cfg.enforcement.on_store_error == "allow":
@@ -274,6 +288,8 @@ class Admission:
         m.HELD_REQUESTS.inc()
         try:
             outcome = await holds.resolve(req, ticket)
+        except StoreRegressed:
+            return _store_regressed()
         except StoreUnavailable:
             return _deny(
                 503, "store_unavailable", "the wallet store is unreachable; retry shortly", "error"

@@ -38,6 +38,18 @@ STORE_ERRORS = Counter(
     "Redis calls that failed (unreachable, timeout), by operation.",
     ["operation"],
 )
+STORE_REGRESSED = Gauge(
+    "keeptrusts_store_regressed",
+    "1 while the wallet store is known to have lost or rolled back its books (Checks answer 503 "
+    "store_regressed until `keeptrusts-authz restore`), by organization.",
+    ["org"],
+)
+
+
+def set_store_regressed(org: str, regressed: bool) -> None:
+    STORE_REGRESSED.labels(org).set(1 if regressed else 0)
+
+
 SETTLEMENTS = Counter(
     "keeptrusts_settlements",
     "Reservations closed by the access-log consumer or the sweeper, by outcome.",

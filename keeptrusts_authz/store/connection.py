@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 from urllib.parse import urlparse
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -16,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from keeptrusts_authz.config.models import RedisSettings
 
 AsyncClient = Redis | RedisCluster
+log = logging.getLogger(__name__)
 
 #: Connections per process. Callers beyond it wait (up to the socket timeout) for a free one
 #: instead of failing, so a burst of concurrent Checks queues rather than erroring.
@@ -89,4 +93,63 @@ def connect(settings: RedisSettings) -> AsyncClient:
     return Redis.from_pool(pool)
 
 
-__all__ = ["AsyncClient", "connect", "describe"]
+class MasterWatch:
+    """Sentinel mode: keep the pool on the CURRENT master.
+
+    redis-py's SentinelManagedConnection only leaves a master when it answers READONLY, so after
+    a failover the pooled connections keep writing to the old master until it is demoted. This
+    asks the Sentinels for the master every `interval` seconds (and at once via `nudge()` after
+    a NOREPLICAS/READONLY reply) and, when it moved, drops every connection of the pool: idle
+    ones at once, busy ones when they come back (redis-py reconnects through Sentinel). A no-op
+    for standalone and cluster clients."""
+
+    def __init__(self, client: AsyncClient, interval: float = 0.5) -> None:
+        pool = client.connection_pool if isinstance(client, Redis) else None
+        self._pool = pool if isinstance(pool, SentinelConnectionPool) else None
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.moves = 0
+
+    async def verify(self) -> bool:
+        """Ask the Sentinels once; True when the master moved (the pool was reset)."""
+        if self._pool is None:
+            return False
+        before = self._pool.master_address
+        after = await self._pool.get_master_address()  # type: ignore[no-untyped-call]
+        if before is None or tuple(after) == tuple(before):
+            return False
+        self.moves += 1
+        log.warning("Redis master moved from %s:%s to %s:%s", *before, *after)
+        await self._pool.disconnect(inuse_connections=True)
+        return True
+
+    def nudge(self) -> None:
+        """Check now (a write was refused with NOREPLICAS or READONLY)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._pool is not None and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._loop(), name="keeptrusts-redis-master-watch"
+            )
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            try:
+                await self.verify()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("cannot ask the Sentinels for the master: %s", exc)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+__all__ = ["AsyncClient", "MasterWatch", "connect", "describe"]

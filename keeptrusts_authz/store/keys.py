@@ -26,6 +26,9 @@ class Keys:
         self.wallet_prefix = self.prefix + "w:"
         self.reservation_prefix = self.prefix + "r:"
         self.idem_prefix = self.prefix + "idem:"
+        # Store-loss marker: epoch id, created_ms, origin (credit|init|restore), hwm_floor. Its
+        # absence, or a different id than the service saw, means the store was lost/replaced.
+        self.epoch = self.prefix + "epoch"
         # Usage counters (spend/requests/tokens by team, group, model label) and the daily burn
         # per wallet, written by settle.lua and expire.lua in the same script as the ledger entry.
         self.usage = self.prefix + "usage"

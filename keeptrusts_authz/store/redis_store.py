@@ -10,19 +10,20 @@ channel to wake held requests: see store/tickets.py). Scripts are registered onc
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from importlib import resources
 from typing import Any, TypeVar, cast
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import WatchError
+from redis.exceptions import ReadOnlyError, WatchError
 
 from keeptrusts_authz.config.models import RedisSettings
-from keeptrusts_authz.errors import StoreDataError, StoreUnavailable
+from keeptrusts_authz.errors import StoreDataError, StoreRegressed, StoreUnavailable
 from keeptrusts_authz.periods.models import PeriodState, RolloverOutcome
-from keeptrusts_authz.store.connection import AsyncClient, connect, describe
-from keeptrusts_authz.store.errors import is_transient, translated, unavailable
+from keeptrusts_authz.store.connection import AsyncClient, MasterWatch, connect, describe
+from keeptrusts_authz.store.errors import is_transient, translate, translated, unavailable
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.models import (
     WALLET_FIELDS,
@@ -36,6 +37,8 @@ from keeptrusts_authz.wallets.models import (
     ReserveResult,
     SettleRequest,
     SettleResult,
+    StoreMarker,
+    new_epoch_id,
 )
 from keeptrusts_authz.wallets.ports import StoreRefused
 
@@ -53,6 +56,8 @@ SCRIPT_NAMES = (
     "expire",
     "period_rollover",
 )
+#: Default of `enforcement.closed_reservation_ttl_seconds`.
+DEFAULT_CLOSED_TTL_SECONDS = 6 * 3600
 log = logging.getLogger(__name__)
 
 _RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
@@ -112,8 +117,22 @@ def _touches(entry: LedgerEntry, wallet: str) -> bool:
 class RedisWalletStore:
     """Wallets, reservations and the ledger of ONE organization in Redis."""
 
-    def __init__(self, client: AsyncClient, org_id: str, *, endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        org_id: str,
+        *,
+        endpoint: str | None = None,
+        closed_ttl_seconds: int = DEFAULT_CLOSED_TTL_SECONDS,
+        master_watch: MasterWatch | None = None,
+    ) -> None:
         self._client = client
+        # Told about every write a master refused for want of replicas or for being a replica:
+        # the master may have moved (sentinel failover), so ask the Sentinels now.
+        self._master_watch = master_watch
+        # Closed reservation hashes and release tombstones live this long: long enough for a
+        # late access-log entry or a retried Check of the same id to find them, no longer.
+        self._closed_ttl_ms = closed_ttl_seconds * 1000
         self.keys = Keys(org_id)
         self.org_id = org_id
         self._endpoint = endpoint or _endpoint_of(client)
@@ -127,8 +146,21 @@ class RedisWalletStore:
 
     async def _io(self, awaitable: Awaitable[T]) -> T:
         """Await a Redis call with its exceptions translated (store.errors)."""
-        with translated(self._endpoint):
-            return await awaitable
+        try:
+            with translated(self._endpoint):
+                return await awaitable
+        except StoreUnavailable as exc:
+            self._refused_write(exc.__cause__)
+            raise
+
+    def _refused_write(self, exc: object) -> None:
+        """A master refusing writes for want of replicas, or a replica: the master may have
+        moved (Sentinel failover), so the watch asks the Sentinels now."""
+        if self._master_watch is not None and (
+            isinstance(exc, ReadOnlyError)
+            or str(exc).lstrip("-").startswith(("NOREPLICAS", "READONLY"))
+        ):
+            self._master_watch.nudge()
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> list[Any]:
         result = await self._io(self._scripts[name](keys=list(keys), args=list(args)))
@@ -188,8 +220,8 @@ class RedisWalletStore:
     ) -> OpResult:
         return await self._admin(
             "credit",
-            [self.keys.wallet("org")],
-            [amount, actor, description, self.keys.events_channel],
+            [self.keys.wallet("org"), self.keys.epoch],
+            [amount, actor, description, self.keys.events_channel, new_epoch_id()],
             idempotency_key,
             fingerprint,
         )
@@ -268,9 +300,12 @@ class RedisWalletStore:
 
     # -- reservation lifecycle --------------------------------------------------------------------
 
-    def _reserve_call(self, req: ReserveRequest, actor: str) -> tuple[list[str], list[Arg]]:
+    def _reserve_call(
+        self, req: ReserveRequest, actor: str, epoch: str
+    ) -> tuple[list[str], list[Arg]]:
         k = self.keys
         keys = [k.ledger, k.reservation(req.reservation_id), k.deadlines, k.wallets, k.stats()]
+        keys.append(k.epoch)
         keys += [k.wallet(w) for w in req.candidates]
         overdraft = req.overdraft_wallet or ""
         if overdraft:
@@ -288,13 +323,26 @@ class RedisWalletStore:
             len(req.candidates),
             *req.candidates,
             actor,
+            epoch,
         ]
         return keys, args
 
-    async def reserve(self, req: ReserveRequest, *, actor: str = "gateway") -> ReserveResult:
-        keys, args = self._reserve_call(req, actor)
+    async def reserve(
+        self, req: ReserveRequest, *, actor: str = "gateway", epoch: str = ""
+    ) -> ReserveResult:
+        """`epoch`: the marker id the caller saw ('' = none yet); a missing or different marker
+        raises StoreRegressed and reserves nothing."""
+        keys, args = self._reserve_call(req, actor, epoch)
         res = await self._run("reserve", keys, args)
         outcome = str(res[0])
+        if outcome == "regressed":
+            found = str(res[1]) if len(res) > 1 else ""
+            raise StoreRegressed(
+                "the wallet store lost its books (epoch marker "
+                + ("missing" if not found else "replaced")
+                + "); Checks are refused until `keeptrusts-authz restore`",
+                {"expected_epoch": epoch, "found_epoch": found},
+            )
         if outcome not in _RESERVE_OUTCOMES:
             raise StoreDataError(f"reserve.lua returned {outcome!r}")
         seen = {str(res[i]): _int(res[i + 1]) for i in range(3, len(res) - 1, 2)}
@@ -322,6 +370,7 @@ class RedisWalletStore:
                 req.label_model,
                 k.burn_prefix,
                 k.events_channel,
+                self._closed_ttl_ms,
             ],
         )
 
@@ -329,7 +378,14 @@ class RedisWalletStore:
         k = self.keys
         return (
             [k.ledger, k.reservation(req.reservation_id), k.deadlines],
-            [req.reservation_id, k.wallet_prefix, req.reason, actor, k.events_channel],
+            [
+                req.reservation_id,
+                k.wallet_prefix,
+                req.reason,
+                actor,
+                k.events_channel,
+                self._closed_ttl_ms,
+            ],
         )
 
     @staticmethod
@@ -376,6 +432,7 @@ class RedisWalletStore:
         # A passing failure anywhere -> the whole batch is sent again (settles are idempotent).
         for res in results:
             if isinstance(res, BaseException) and is_transient(res):
+                self._refused_write(res)
                 raise unavailable(self._endpoint, res) from res
         out = []
         for item, res in zip(items, results, strict=True):
@@ -393,7 +450,14 @@ class RedisWalletStore:
         res = await self._run(
             "expire",
             [k.ledger, k.deadlines, k.usage],
-            [k.reservation_prefix, k.wallet_prefix, limit, actor, k.burn_prefix],
+            [
+                k.reservation_prefix,
+                k.wallet_prefix,
+                limit,
+                actor,
+                k.burn_prefix,
+                self._closed_ttl_ms,
+            ],
         )
         return [
             ExpiredReservation(
@@ -479,6 +543,63 @@ class RedisWalletStore:
                     spent_at_start=_int(raw.get("spent_at_start")),
                 )
         return out
+
+    # -- store continuity ------------------------------------------------------------------------
+
+    async def marker(self) -> StoreMarker:
+        """The epoch marker, the stream's last generated id (kept by Redis even when the stream
+        is trimmed) and whether any wallet or entry exists, in one pipeline."""
+        k = self.keys
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.epoch)
+            pipe.xinfo_stream(k.ledger)
+            pipe.scard(k.wallets)
+            res = await self._io(pipe.execute(raise_on_error=False))
+        raw, info, n_wallets = res
+        for part in (raw, n_wallets):
+            if isinstance(part, BaseException):
+                raise translate(part, self._endpoint) or StoreDataError(str(part)[:200]) from part
+        last_id, length = "0-0", 0
+        if isinstance(info, dict):
+            last_id = str(info.get("last-generated-id") or "0-0")
+            length = int(info.get("length") or 0)
+        elif isinstance(info, BaseException) and is_transient(info):
+            # (any other error is "ERR no such key": no ledger stream at all)
+            raise unavailable(self._endpoint, info) from info
+        wallets = n_wallets if isinstance(n_wallets, int) else 0
+        return StoreMarker(
+            epoch=raw.get("id") or None,
+            origin=raw.get("origin", ""),
+            hwm_floor=raw.get("hwm_floor", "0-0"),
+            last_id=last_id,
+            has_data=length > 0 or wallets > 0,
+        )
+
+    async def arm(self, *, origin: str, hwm_floor: str = "0-0", replace: bool = False) -> str:
+        """Write the epoch marker (a new id). Without `replace`, an existing marker is kept and
+        its id returned. `hwm_floor`: the ledger id the books were restored up to."""
+        k = self.keys
+        if not replace:
+            current = await self._io(cast(Awaitable[str | None], self._client.hget(k.epoch, "id")))
+            if current:
+                return current
+        epoch = new_epoch_id()
+        mapping: dict[Any, Any] = {
+            "id": epoch,
+            "created_ms": str(time.time_ns() // 1_000_000),
+            "origin": origin,
+            "hwm_floor": hwm_floor,
+        }
+        if replace:
+            await self._io(self._client.hset(k.epoch, mapping=mapping))
+            return epoch
+        created = await self._io(self._client.hsetnx(k.epoch, "id", epoch))
+        if not created:
+            current = await self._io(cast(Awaitable[str | None], self._client.hget(k.epoch, "id")))
+            return current or epoch
+        del mapping["id"]
+        await self._io(self._client.hset(k.epoch, mapping=mapping))
+        return epoch
 
     # -- reads ---------------------------------------------------------------------------------
 

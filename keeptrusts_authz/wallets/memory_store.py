@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from keeptrusts_authz.errors import StoreDataError
+from keeptrusts_authz.errors import StoreDataError, StoreRegressed
 from keeptrusts_authz.wallets.models import (
     WALLET_FIELDS,
     AuditSnapshot,
@@ -32,12 +32,14 @@ from keeptrusts_authz.wallets.models import (
     ReserveResult,
     SettleRequest,
     SettleResult,
+    StoreMarker,
     TicketRecord,
+    new_epoch_id,
 )
 from keeptrusts_authz.wallets.ports import StoreRefused, TicketConflict, TicketNotFound
 
 IDEM_TTL_MS = 86_400_000
-CLOSED_TTL_MS = 604_800_000
+CLOSED_TTL_MS = 6 * 3_600_000  # enforcement.closed_reservation_ttl_seconds' default
 TICKET_TTL_MS = 7 * 86_400_000
 
 
@@ -62,6 +64,7 @@ class _State:
     usage: dict[str, int] = field(default_factory=dict)
     burn: dict[str, dict[str, int]] = field(default_factory=dict)
     last_id: tuple[int, int] = (0, 0)
+    epoch: dict[str, str] | None = None
 
 
 class MemoryEvents:
@@ -103,8 +106,10 @@ class MemoryWalletStore:
         *,
         clock: Callable[[], int] = _now_ms,
         events: MemoryEvents | None = None,
+        closed_ttl_seconds: int = CLOSED_TTL_MS // 1000,
     ) -> None:
         self.org_id = org_id
+        self._closed_ttl_ms = closed_ttl_seconds * 1000
         self._clock = clock
         self._lock = asyncio.Lock()
         self._s = _State()
@@ -185,6 +190,8 @@ class MemoryWalletStore:
             replay = self._replay(idempotency_key, fingerprint, now)
             if replay is not None:
                 return replay
+            if self._s.epoch is None:
+                self._s.epoch = {"id": new_epoch_id(), "created_ms": str(now), "origin": "credit"}
             org = self._create_wallet("org")
             org["balance"] += amount
             org["allocated_total"] += amount
@@ -334,8 +341,47 @@ class MemoryWalletStore:
 
     # -- reservation lifecycle --------------------------------------------------------------------
 
-    async def reserve(self, req: ReserveRequest, *, actor: str = "gateway") -> ReserveResult:
+    def lose_everything(self) -> None:
+        """What a Redis restarted without persistence looks like (store-loss tests)."""
+        self._s = _State(last_id=(0, 0))
+
+    async def marker(self) -> StoreMarker:
         async with self._lock:
+            e = self._s.epoch or {}
+            ms, seq = self._s.last_id
+            return StoreMarker(
+                epoch=e.get("id") or None,
+                origin=e.get("origin", ""),
+                hwm_floor=e.get("hwm_floor", "0-0"),
+                last_id=f"{ms}-{seq}",
+                has_data=bool(self._s.ledger or self._s.wallets),
+            )
+
+    async def arm(self, *, origin: str, hwm_floor: str = "0-0", replace: bool = False) -> str:
+        async with self._lock:
+            if self._s.epoch is not None and not replace:
+                return self._s.epoch["id"]
+            epoch = new_epoch_id()
+            self._s.epoch = {
+                "id": epoch,
+                "created_ms": str(self._clock()),
+                "origin": origin,
+                "hwm_floor": hwm_floor,
+            }
+            return epoch
+
+    async def reserve(
+        self, req: ReserveRequest, *, actor: str = "gateway", epoch: str = ""
+    ) -> ReserveResult:
+        async with self._lock:
+            found = (self._s.epoch or {}).get("id", "")
+            if epoch and found != epoch:
+                raise StoreRegressed(
+                    "the wallet store lost its books (epoch marker "
+                    + ("replaced" if found else "missing")
+                    + "); Checks are refused until `keeptrusts-authz restore`",
+                    {"expected_epoch": epoch, "found_epoch": found},
+                )
             if req.amount < 0:
                 raise StoreDataError("Redis refused the command: invalid amount")
             if req.ttl_ms <= 0:
@@ -363,8 +409,10 @@ class MemoryWalletStore:
                         raise StoreDataError(
                             "Redis refused the command: overdraft policy needs an overdraft wallet"
                         )
-                    outcome, funded = "overdraft", req.overdraft_wallet
-                else:
+                    exists = req.overdraft_wallet in self._s.wallets
+                    if exists or (req.policy == "showback" and found):
+                        outcome, funded = "overdraft", req.overdraft_wallet
+                if funded is None:
                     counter = "held" if req.policy == "hold" else "blocked"
                     month = datetime.fromtimestamp(now / 1000, UTC).strftime("%Y-%m")
                     stats = self._s.stats.setdefault(month, {})
@@ -447,7 +495,7 @@ class MemoryWalletStore:
         w["balance"] += reserved - cost
         w["spent_total"] += cost
         f.update(state="settled", cost=str(cost), estimated=estimated, closed_ms=str(now))
-        item.expires_ms = now + CLOSED_TTL_MS
+        item.expires_ms = now + self._closed_ttl_ms
         self._s.deadlines.pop(req.reservation_id, None)
         self._xadd(
             now,
@@ -546,7 +594,7 @@ class MemoryWalletStore:
         if item is None or "wallet" not in item.fields:
             # A tombstone: a reserve arriving after its release refuses the id.
             self._s.reservations[req.reservation_id] = _Expiring(
-                {"state": "released", "tombstone": "1"}, now + CLOSED_TTL_MS
+                {"state": "released", "tombstone": "1"}, now + self._closed_ttl_ms
             )
             return SettleResult("unknown", None, 0, 0)
         f = item.fields
@@ -557,7 +605,7 @@ class MemoryWalletStore:
         w["reserved"] -= reserved
         w["balance"] += reserved
         f.update(state="released", cost="0", closed_ms=str(now))
-        item.expires_ms = now + CLOSED_TTL_MS
+        item.expires_ms = now + self._closed_ttl_ms
         self._s.deadlines.pop(req.reservation_id, None)
         self._xadd(
             now,
@@ -619,7 +667,7 @@ class MemoryWalletStore:
                 w["reserved"] -= reserved
                 w["spent_total"] += reserved
                 f.update(state="expired", cost=str(reserved), estimated="1", closed_ms=str(now))
-                item.expires_ms = now + CLOSED_TTL_MS
+                item.expires_ms = now + self._closed_ttl_ms
                 self._xadd(
                     now,
                     op="expire",

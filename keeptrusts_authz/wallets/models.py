@@ -7,6 +7,7 @@ Wallet ids: `org`, `team:<team_id>`, `user:<user_id>`; the scope is the part bef
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -259,6 +260,23 @@ class AuditReport:
     open_reservations: int = 0
 
 
+@dataclass(frozen=True)
+class StoreMarker:
+    """What the store says about its own continuity: the epoch marker (None: missing), the last
+    id the ledger stream ever generated ('0-0': none), and whether any wallet or entry exists."""
+
+    epoch: str | None
+    origin: str
+    hwm_floor: str
+    last_id: str
+    has_data: bool
+
+
+def new_epoch_id() -> str:
+    """A fresh store epoch id (the marker `credit` or an init/restore writes)."""
+    return "e_" + uuid.uuid4().hex[:20]
+
+
 __all__ = [
     "FUNDED_FIELD",
     "IDEMPOTENCY_KEY",
@@ -283,8 +301,10 @@ __all__ = [
     "SettleRequest",
     "SettleResult",
     "Status",
+    "StoreMarker",
     "TicketRecord",
     "Wallet",
+    "new_epoch_id",
     "parse_wallet_id",
     "wallet_status",
 ]

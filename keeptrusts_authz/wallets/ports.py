@@ -26,6 +26,7 @@ from keeptrusts_authz.wallets.models import (
     ReserveResult,
     SettleRequest,
     SettleResult,
+    StoreMarker,
     TicketRecord,
 )
 
@@ -91,7 +92,21 @@ class WalletStore(Protocol):
         idempotency_key: str | None = None,
     ) -> OpResult: ...
 
-    async def reserve(self, req: ReserveRequest, *, actor: str = "gateway") -> ReserveResult: ...
+    async def reserve(
+        self, req: ReserveRequest, *, actor: str = "gateway", epoch: str = ""
+    ) -> ReserveResult:
+        """`epoch`: the marker id the caller saw ('' = none yet). A missing or different marker
+        raises StoreRegressed and reserves nothing; a reserve never creates a wallet from
+        nothing (warn needs the overdraft wallet; showback opens one only in an armed store)."""
+        ...
+
+    async def marker(self) -> StoreMarker:
+        """The epoch marker, the ledger's last generated id and whether any data exists."""
+        ...
+
+    async def arm(self, *, origin: str, hwm_floor: str = "0-0", replace: bool = False) -> str:
+        """Write the epoch marker (new id); without `replace` an existing one is kept."""
+        ...
 
     async def settle(self, req: SettleRequest, *, actor: str = "gateway") -> SettleResult: ...
 

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from keeptrusts_authz.config.models import Config
@@ -20,12 +20,14 @@ from keeptrusts_authz.errors import (
     CurrencyMismatch,
     InsufficientFunds,
     InvalidInput,
+    StoreRegressed,
     UnknownWallet,
 )
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.wallets.archived_audit import audit_with_archive
 from keeptrusts_authz.wallets.audit import LedgerReplay, compare
 from keeptrusts_authz.wallets.burn import BurnWindow, burn_days
+from keeptrusts_authz.wallets.integrity import ArchiveWatermark, StoreIntegrity
 from keeptrusts_authz.wallets.models import (
     IDEMPOTENCY_KEY,
     MAX_AMOUNT_MICROS,
@@ -95,8 +97,15 @@ def fingerprint(op: str, **request: object) -> str:
 class WalletService:
     """Wallets of the configured organization."""
 
-    def __init__(self, store: WalletStore, config: Config) -> None:
+    def __init__(
+        self,
+        store: WalletStore,
+        config: Config,
+        archive: ArchiveWatermark | None = None,
+        on_integrity: Callable[[str, bool], None] | None = None,
+    ) -> None:
         self._store = store
+        self.integrity = StoreIntegrity(store, archive, on_integrity)
         self._config = config
         self.org_id = config.organization.id
         self.currency = config.organization.currency
@@ -327,7 +336,13 @@ class WalletService:
     async def reserve(self, req: ReserveRequest) -> ReserveResult:
         """ONE store round trip: fund from the first candidate that can pay it all, else apply
         the policy (block/hold refuse; warn/showback charge the overdraft wallet)."""
-        return await self._store.reserve(self._validate_reserve(req))
+        req = self._validate_reserve(req)
+        self.integrity.refuse()
+        try:
+            return await self._store.reserve(req, epoch=self.integrity.epoch)
+        except StoreRegressed as exc:
+            self.integrity.mark_regressed(exc.message)
+            raise
 
     @staticmethod
     def _validate_settle(req: SettleRequest) -> SettleRequest:
@@ -440,6 +455,9 @@ class WalletService:
             async for entry in self._store.iter_ledger(upto=snap.last_entry_id):
                 replay.apply(entry)
         mismatches = compare(replay, snap.wallets, snap.deadlines)
+        continuity = await self.integrity.check(arm=False)
+        if not continuity.ok:
+            mismatches.insert(0, f"store continuity: {continuity.reason}")
         return AuditReport(
             ok=not mismatches,
             entries=replay.entries,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from testing.redis_server import RedisServer
+from testing.redis_server import RedisServer, empty_keeping_epochs
 from testing.stack import GROUPS, Stack, stack_config
 from tests.fake_provider import FakeProvider
 
@@ -147,8 +147,10 @@ def api_stack(redis_server: RedisServer) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def api(api_stack: Stack, redis_url: str) -> Iterator[Api]:
-    client = Api(api_stack, redis_url)
+def api(api_stack: Stack, redis_server: RedisServer) -> Iterator[Api]:
+    # The package's service keeps running across tests: empty Redis without losing its epoch.
+    empty_keeping_epochs(redis_server.url)
+    client = Api(api_stack, redis_server.url)
     try:
         yield client
     finally:

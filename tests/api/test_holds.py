@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from keeptrusts_authz.cli.main import main as cli_main
 from keeptrusts_authz.wallets.models import SettleRequest
 from keeptrusts_authz.wallets.service import WalletService
+from testing.redis_server import RedisServer
 from tests.api.conftest import HOLD_KEY, HOLD_TIMEOUT, Api
 from tests.wallets.support import reserve_req
 
@@ -67,11 +68,14 @@ WAKE_WITHIN = 1.0  # seconds: a pub/sub wake-up, far below the 5 s re-check and 
 
 
 def test_held_request_wakes_at_once_on_a_cli_direct_allocation(
-    api: Api, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    api: Api,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The CLI straight against Redis (no wallet API): allocate.lua itself publishes the wake-up."""
     monkeypatch.delenv("KEEPTRUSTS_API_URL", raising=False)
-    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
     api.fund()
     with ThreadPoolExecutor(1) as pool:
         _, fut = _start(api, pool)
@@ -137,7 +141,8 @@ def test_held_request_proceeds_after_approval_and_approving_twice_is_409(api: Ap
 
 
 def test_held_request_times_out_with_402_then_retry_with_approved_ticket(api: Api) -> None:
-    api.fund()
+    # the team wallet exists but cannot pay: an approved overdraft needs a wallet to overdraw
+    api.fund("team_research", "0.000001")
     started = time.monotonic()
     status, headers, body = _chat(api)
     elapsed = time.monotonic() - started

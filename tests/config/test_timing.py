@@ -41,3 +41,25 @@ def test_check_config_prints_the_warning(tmp_path: Any, capsys: Any) -> None:
     assert main(["check-config", str(path)]) == 0
     captured = capsys.readouterr()
     assert "reservation_ttl_seconds" in captured.out + captured.err
+
+
+def test_closed_reservation_ttl_shorter_than_the_reservation_ttl_is_warned() -> None:
+    assert cfg().enforcement.closed_reservation_ttl_seconds == 6 * 3600
+    short = cfg(
+        enforcement={"reservation_ttl_seconds": 3600, "closed_reservation_ttl_seconds": 600}
+    )
+    (warning,) = short.timing_warnings()
+    assert warning.startswith("enforcement.closed_reservation_ttl_seconds: 600 is shorter")
+
+
+def test_check_config_warns_about_a_short_closed_reservation_ttl(
+    tmp_path: Any, capsys: Any
+) -> None:
+    path = tmp_path / "k.yaml"
+    path.write_text(
+        "consumer_groups: [{name: eng, api_key: kt_x, wallet_team_id: team_eng}]\n"
+        "enforcement: {reservation_ttl_seconds: 900, closed_reservation_ttl_seconds: 120}\n"
+    )
+    assert main(["check-config", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "closed_reservation_ttl_seconds: 120" in captured.out + captured.err

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from keeptrusts_authz.pricing import PriceTable
-from testing.redis_server import RedisServer
+from testing.redis_server import RedisServer, empty_keeping_epochs
 from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
 
@@ -43,9 +42,7 @@ def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
 
 @pytest.fixture(autouse=True)
 def _funded(redis_server: RedisServer, stack: Stack) -> None:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
+    empty_keeping_epochs(redis_server.url)  # the module's services keep running
     stack.fund("team_engineering", 10 * USD)
 
 

@@ -17,11 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-import redis
 
 from keeptrusts_authz.pricing import PriceTable, Usage
 from testing.envoy_harness import loopback_gateway
-from testing.redis_server import RedisServer, free_port
+from testing.redis_server import RedisServer, empty_keeping_epochs, free_port
 from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
 
@@ -45,9 +44,7 @@ def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
 
 @pytest.fixture(autouse=True)
 def _flush(redis_server: RedisServer) -> None:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
+    empty_keeping_epochs(redis_server.url)  # the module's service keeps running
 
 
 def prices(stack: Stack) -> PriceTable:
@@ -212,6 +209,7 @@ def test_insufficient_funds_is_402_with_a_json_body(stack: Stack, provider: Fake
 
 
 def test_warn_policy_allows_with_a_header_and_overdraws(stack: Stack) -> None:
+    stack.fund("team_support", 1)  # warn overdraws an existing wallet, never creates one
     status, headers, _ = stack.post(
         CHAT, chat(), key="kt_cg_support_prod", headers={"x-fake-usage": "100,10,0"}
     )
@@ -219,7 +217,15 @@ def test_warn_policy_allows_with_a_header_and_overdraws(stack: Stack) -> None:
     assert "x-keeptrusts-budget-warning" in headers
     wallet = stack.wait_settled("team:team_support")
     cost = prices(stack).cost_micros("gpt-4o-mini", 100, 10, 0)
-    assert wallet.balance == -cost
+    assert wallet.balance == 1 - cost
+
+
+def test_warn_policy_without_a_wallet_is_refused(stack: Stack) -> None:
+    """A reserve never creates a wallet from nothing: warn with no team wallet is a 402."""
+    stack.fund("team_engineering", 1)  # the org exists and is armed
+    status, _headers, _ = stack.post(CHAT, chat(), key="kt_cg_support_prod")
+    assert status == 402
+    assert stack.wallets(lambda w: w.store.wallet("team:team_support")) is None
 
 
 @pytest.mark.parametrize(

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import redis
 
 from keeptrusts_authz.pricing import PriceTable
-from testing.redis_server import RedisServer, free_port
+from testing.redis_server import RedisServer, empty_keeping_epochs, free_port
 from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
 
@@ -48,9 +47,7 @@ def provider() -> Iterator[FakeProvider]:
 
 @pytest.fixture(autouse=True)
 def _flush(redis_server: RedisServer) -> None:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
+    empty_keeping_epochs(redis_server.url)  # the module's services keep running
 
 
 @dataclass

@@ -10,10 +10,9 @@ from collections.abc import Iterator
 import anthropic
 import openai
 import pytest
-import redis
 
 from keeptrusts_authz.pricing import PriceTable
-from testing.redis_server import RedisServer
+from testing.redis_server import RedisServer, empty_keeping_epochs
 from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
 
@@ -41,9 +40,7 @@ def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
 
 @pytest.fixture(autouse=True)
 def _funded(redis_server: RedisServer, stack: Stack) -> None:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
+    empty_keeping_epochs(redis_server.url)  # the module's services keep running
     stack.fund("team_engineering", 10 * USD)
 
 
@@ -232,9 +229,7 @@ def test_402_message_names_team_amounts_and_currency(
     redis_server: RedisServer, stack: Stack
 ) -> None:
     """SDKs show only `error.message`: it alone must say who cannot pay what."""
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
+    empty_keeping_epochs(redis_server.url)  # the module's services keep running
     stack.fund("team_engineering", 1)  # one micro
     with pytest.raises(openai.APIStatusError) as caught:
         _openai(stack).chat.completions.create(

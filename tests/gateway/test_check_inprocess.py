@@ -180,6 +180,32 @@ def test_store_down_in_process(mode: str, status: int) -> None:
         assert body["error"]["type"] == "store_unavailable"
 
 
+def test_store_that_came_back_empty_is_503_store_regressed(redis_url: str) -> None:
+    """Redis restarted without its data under a running service: fail closed with
+    `store_regressed` even when `on_store_error: allow` would serve an unreachable store."""
+    import redis as redis_sync
+
+    cfg = _config(redis_url, enforcement={"on_store_error": "allow", "hold_timeout_seconds": 0.3})
+
+    async def go() -> tuple[int, tuple[int, dict[str, str], dict[str, Any]], int]:
+        async with _service(cfg) as (stub, wallets):
+            await wallets.credit(100 * USD, "USD", "seed", "test")
+            await wallets.allocate("team:team_eng", 10 * USD, "USD", "seed", "test")
+            first, _, _ = await _check(stub, ENG, _chat())
+            client = redis_sync.Redis.from_url(redis_url)
+            client.flushall()
+            refused = await _check(stub, ENG, _chat())
+            size = int(client.dbsize())
+            client.close()
+            return first, refused, size
+
+    first, (status, headers, body), size = asyncio.run(go())
+    assert first == 200
+    assert status == 503 and headers[REASON_HEADER] == "store_regressed"
+    assert body["error"]["type"] == "store_regressed"
+    assert size == 0  # the refused Check wrote nothing into the empty store
+
+
 def test_output_128k_beta_cannot_overspend_a_block_wallet(redis_url: str) -> None:
     """Three concurrent 128k-output Claude 3.7 requests on a $3 block wallet: each is reserved
     at 128,000 output tokens ($1.92), so only one is admitted (at the 64k cap all three were)."""

@@ -145,11 +145,15 @@ class WalletMachine(RuleBasedStateMachine):
         }
         if expected is not None:
             assert (res.outcome, res.wallet) == ("reserved", expected)
-        elif policy in ("warn", "showback"):
+        elif (policy == "warn" and candidates[-1] in self.balance) or (
+            # showback may open its wallet only in an armed store (the first credit arms it)
+            policy == "showback" and "org" in self.balance
+        ):
             assert (res.outcome, res.wallet) == ("overdraft", candidates[-1])
             self.overdrafted.add(candidates[-1])
         else:
-            assert res.outcome == ("blocked" if policy == "block" else "hold")
+            # warn needs an existing wallet to overdraw: refused like block
+            assert res.outcome == ("hold" if policy == "hold" else "blocked")
             return
         assert res.wallet is not None
         self._create(res.wallet)

@@ -4,9 +4,11 @@
 -- KEYS[2] wallet id set            kt:{org}:wallets
 -- KEYS[3] idempotency hash         kt:{org}:idem:<key>
 -- KEYS[4] org wallet hash          kt:{org}:w:org
+-- KEYS[5] epoch marker hash        kt:{org}:epoch (created here when missing: money enters the
+--         org only through credit, so the first credit arms a new store)
 -- ARGV[1] use idempotency (1/0)    ARGV[2] fingerprint (sha256 hex of the canonical request)
 -- ARGV[3] amount (micros, > 0)     ARGV[4] actor    ARGV[5] description
--- ARGV[6] events channel kt:{org}:events (gets 'funds:org')
+-- ARGV[6] events channel kt:{org}:events (gets 'funds:org')   ARGV[7] new epoch id (if missing)
 -- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
 -- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
@@ -26,6 +28,9 @@ if replay then return replay end
 local now_ms = redis_now_ms()
 if redis.call('EXISTS', KEYS[4]) == 0 then
   create_wallet(KEYS[4], KEYS[2], 'org', now_ms)
+end
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  redis.call('HSET', KEYS[5], 'id', ARGV[7], 'created_ms', s(now_ms), 'origin', 'credit')
 end
 local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(amount))
 redis.call('HINCRBY', KEYS[4], 'allocated_total', s(amount))

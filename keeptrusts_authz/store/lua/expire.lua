@@ -11,6 +11,7 @@
 -- ledger entries' ts_ms (Redis's clock); same {org} hash tag, same slot.
 -- ARGV[1] reservation key prefix kt:{org}:r:   ARGV[2] wallet key prefix kt:{org}:w:
 -- ARGV[3] limit (> 0)   ARGV[4] actor   ARGV[5] burn key prefix kt:{org}:burn:
+-- ARGV[6] closed-record ttl ms (> 0): how long the closed reservation hash stays for idempotency
 -- Usage counters as in settle.lua, with the reservation's model as the label (the admission
 -- stores the priced model name there), estimated 1 and no tokens:
 --   KEYS[3] 'spend|<team>|<group>|1|<model>' += reserved, 'requests|<team>|<group>|<model>' += 1
@@ -24,7 +25,7 @@ local limit = tonumber(ARGV[3])
 local actor = ARGV[4]
 local burn_prefix = ARGV[5]
 local usage_key = KEYS[3]
-local CLOSED_TTL_MS = 604800000
+local CLOSED_TTL_MS = tonumber(ARGV[6])
 local BURN_TTL_MS = 694800000 -- 8 days + 1 h: the scrape reads today and the 7 days before
 
 

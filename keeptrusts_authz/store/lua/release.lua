@@ -6,18 +6,19 @@
 -- The funded wallet hash is ARGV[2] .. <wallet id stored in the reservation> (same {org} slot).
 -- ARGV[1] reservation id   ARGV[2] wallet key prefix kt:{org}:w:   ARGV[3] reason   ARGV[4] actor
 -- ARGV[5] events channel kt:{org}:events (gets 'funds:<wallet>' when reserved > 0)
+-- ARGV[6] closed-record ttl ms (> 0): how long the closed hash / tombstone stays for idempotency
 -- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
 -- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
 -- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {outcome, wallet, reserved, cost}: outcome released | already_closed | unknown (an
--- unknown id is tombstoned for 7 days so a reserve arriving after its release refuses it).
+-- unknown id is tombstoned for ARGV[6] ms so a reserve arriving after its release refuses it).
 local rid = ARGV[1]
 local wallet_prefix = ARGV[2]
 local reason = ARGV[3]
 local actor = ARGV[4]
 local channel = ARGV[5]
-local CLOSED_TTL_MS = 604800000
+local CLOSED_TTL_MS = tonumber(ARGV[6])
 
 local r = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'state', 'cost', 'team', 'group',
   'user', 'model')

@@ -1,21 +1,29 @@
 -- reserve.lua: the Check hot path. Funds a reservation from the FIRST candidate wallet that
 -- exists and has balance >= amount (never split); otherwise applies the policy. One ledger entry
 -- per funded reservation; refusals only bump the monthly denial counter.
+-- Store-loss guard: the org's epoch marker (written by credit.lua or store rearm, never here) must
+-- be present and, when the caller knows one, be the epoch it saw; otherwise the store came back
+-- empty or was re-initialized behind the service's back, and nothing is reserved ('regressed').
+-- A reserve never creates a wallet: a warn overdraft needs the overdraft wallet to exist; a
+-- showback overdraft may open it only in an armed store (showback never denies, but must not
+-- book on top of a lost store).
 -- KEYS[1] ledger stream            kt:{org}:ledger
 -- KEYS[2] reservation hash         kt:{org}:r:<reservation_id>
 -- KEYS[3] deadline index zset      kt:{org}:r:deadlines
 -- KEYS[4] wallet id set            kt:{org}:wallets
 -- KEYS[5] denial counters hash     kt:{org}:stats:<yyyy-mm>
--- KEYS[6 .. 5+n] candidate wallet hashes in cascade order
--- KEYS[6+n] overdraft wallet hash (present only when ARGV[9] ~= '')
+-- KEYS[6] epoch marker hash        kt:{org}:epoch
+-- KEYS[7 .. 6+n] candidate wallet hashes in cascade order
+-- KEYS[7+n] overdraft wallet hash (present only when ARGV[9] ~= '')
 -- ARGV[1] reservation id   ARGV[2] amount (micros, >= 0)   ARGV[3] policy: block|hold|warn|showback
 -- ARGV[4] ttl ms (> 0)     ARGV[5] team   ARGV[6] group   ARGV[7] user   ARGV[8] model
 -- ARGV[9] overdraft wallet id or ''   ARGV[10] n (number of candidates)
 -- ARGV[11 .. 10+n] candidate wallet ids   ARGV[11+n] actor
+-- ARGV[12+n] expected epoch id or '' (the caller has not seen one: a missing marker is a new org)
 -- Returns {outcome, wallet or '', amount, id_1, available_1, id_2, available_2, ...} where outcome
--- is reserved|overdraft|blocked|hold|duplicate and the id/available pairs are the candidates that
+-- is reserved|overdraft|blocked|hold|duplicate|regressed and the id/available pairs are the candidates that
 -- exist, as seen (a duplicate returns the original wallet and amount, no pairs; an id released
--- before it was reserved is refused as blocked).
+-- before it was reserved is refused as blocked; regressed returns {'regressed', found epoch or ''}).
 local rid = ARGV[1]
 local amount = tonumber(ARGV[2])
 local policy = ARGV[3]
@@ -27,9 +35,15 @@ local model = ARGV[8]
 local overdraft_id = ARGV[9]
 local n = tonumber(ARGV[10])
 local actor = ARGV[11 + n]
+local expected_epoch = ARGV[12 + n] or ''
 
 if not amount or amount < 0 then return redis.error_reply('invalid amount') end
 if not ttl_ms or ttl_ms <= 0 then return redis.error_reply('invalid ttl') end
+
+local epoch = redis.call('HGET', KEYS[6], 'id')
+if expected_epoch ~= '' and epoch ~= expected_epoch then
+  return {'regressed', epoch or ''}
+end
 
 local prev = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'tombstone')
 if prev[1] then return {'duplicate', prev[1], prev[2]} end
@@ -40,13 +54,13 @@ if prev[3] then return {'blocked', '', s(amount)} end
 local funded_key, funded_id = nil, nil
 local seen = {}
 for i = 1, n do
-  local raw = redis.call('HGET', KEYS[5 + i], 'balance')
+  local raw = redis.call('HGET', KEYS[6 + i], 'balance')
   if raw then
     local available = tonumber(raw)
     seen[#seen + 1] = ARGV[10 + i]
     seen[#seen + 1] = raw
     if available >= amount then
-      funded_key, funded_id = KEYS[5 + i], ARGV[10 + i]
+      funded_key, funded_id = KEYS[6 + i], ARGV[10 + i]
       break
     end
   end
@@ -56,9 +70,13 @@ local outcome = 'reserved'
 if not funded_key then
   if policy == 'warn' or policy == 'showback' then
     if overdraft_id == '' then return redis.error_reply('overdraft policy needs an overdraft wallet') end
-    outcome = 'overdraft'
-    funded_key, funded_id = KEYS[6 + n], overdraft_id
-  else
+    local exists = redis.call('EXISTS', KEYS[7 + n]) == 1
+    if exists or (policy == 'showback' and epoch) then
+      outcome = 'overdraft'
+      funded_key, funded_id = KEYS[7 + n], overdraft_id
+    end
+  end
+  if not funded_key then
     local counter = (policy == 'hold') and 'held' or 'blocked'
     redis.call('HINCRBY', KEYS[5], team .. '|' .. counter, 1)
     local result = {(policy == 'hold') and 'hold' or 'blocked', '', s(amount)}

@@ -17,6 +17,7 @@
 -- ARGV[11] burn key prefix kt:{org}:burn:
 -- ARGV[12] events channel kt:{org}:events (gets 'funds:<wallet>' when cost < reserved, i.e. the
 --   settle returned money to the wallet)
+-- ARGV[13] closed-record ttl ms (> 0): how long the closed reservation hash stays for idempotency
 -- Usage counters, written in the same script as the ledger entry so they can never disagree with
 -- it (team and group are the reservation's; <est> 0/1; <kind> input/output/cached):
 --   KEYS[4] 'spend|<team>|<group>|<est>|<label>' += cost (micros)
@@ -48,7 +49,7 @@ local label = ARGV[10]
 local burn_prefix = ARGV[11]
 local channel = ARGV[12]
 local usage_key = KEYS[4]
-local CLOSED_TTL_MS = 604800000
+local CLOSED_TTL_MS = tonumber(ARGV[13])
 local BURN_TTL_MS = 694800000 -- 8 days + 1 h: the scrape reads today and the 7 days before
 
 
