@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
+from keeptrusts_authz.background import stop_task
 from keeptrusts_authz.errors import InvalidInput, StoreUnavailable
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import format_micros
@@ -258,18 +259,11 @@ class AlertEngine:
             await asyncio.sleep(self._sweep_interval)
 
     async def close(self) -> None:
-        # A cancel that lands inside a Redis call can come back as a timeout error (redis-py's
-        # timeout context swallows it), which the loops catch and carry on: so the loops also
-        # stop on `_closed`, and the cancel is repeated until the task is really done.
         self._closed = True
         if self._wake is not None:
             self._wake.set()
         for task in (self._task, self._sweep_task):
-            while task is not None and not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
-            if task is not None and not task.cancelled() and task.exception() is not None:
-                log.warning("alert task ended with %r", task.exception())
+            await stop_task(task)
         self._task = self._sweep_task = None
         if self._webhook is not None:
             await asyncio.to_thread(self._webhook.close)

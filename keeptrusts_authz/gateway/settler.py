@@ -6,12 +6,12 @@ Settles are idempotent by reservation id, so a batch that failed half-way can si
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from keeptrusts_authz.background import stop_task
 from keeptrusts_authz.errors import StoreUnavailable
 from keeptrusts_authz.gateway.reconcile import Release
 from keeptrusts_authz.metrics import registry as m
@@ -130,11 +130,8 @@ class Settler:
 
     async def close(self, timeout: float = 10.0) -> None:
         await self.flush(timeout)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
 
 
 class Sweeper:
@@ -171,8 +168,5 @@ class Sweeper:
             await asyncio.sleep(self._interval)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)

@@ -10,7 +10,6 @@ replicas: a pass runs only while holding a PostgreSQL advisory lock keyed by the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -20,6 +19,7 @@ from typing import Any, cast
 
 import psycopg
 
+from keeptrusts_authz.background import stop_task
 from keeptrusts_authz.ledger.archive_store import ArchiveStore, join_id, split_id
 from keeptrusts_authz.metrics.registry import (
     LEDGER_ARCHIVE_LAG_ENTRIES,
@@ -169,10 +169,7 @@ class Archiver:
     async def close(self) -> None:
         """Stop the loop (a pass cut short is safe: the next one resumes after what committed)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
     async def run_forever(self, interval_seconds: float) -> None:
         """Archive every `interval_seconds` until cancelled; a failing pass is logged and

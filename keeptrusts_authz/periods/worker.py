@@ -9,11 +9,11 @@ and a run after downtime catches up over every missed boundary in order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from keeptrusts_authz.background import stop_task
 from keeptrusts_authz.errors import StoreUnavailable
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.periods.budgets import PeriodRunner
@@ -66,11 +66,8 @@ class PeriodWorker:
             )
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
 
 
 __all__ = ["PeriodWorker"]

@@ -30,6 +30,7 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
+from keeptrusts_authz.background import stop_task
 from keeptrusts_authz.errors import StoreDataError
 from keeptrusts_authz.store.connection import AsyncClient
 from keeptrusts_authz.store.errors import translated
@@ -272,10 +273,8 @@ class EventHub:
 
     async def close(self) -> None:
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        task, self._task = self._task, None
+        await stop_task(task)
 
 
 __all__ = ["EventHub", "RedisTicketStore"]
