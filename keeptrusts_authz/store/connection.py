@@ -16,6 +16,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from keeptrusts_authz.background import stop_task
 from keeptrusts_authz.config.models import RedisSettings
 
 AsyncClient = Redis | RedisCluster
@@ -145,11 +146,8 @@ class MasterWatch:
                 log.warning("cannot ask the Sentinels for the master: %s", exc)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
 
 
 __all__ = ["AsyncClient", "MasterWatch", "connect", "describe"]

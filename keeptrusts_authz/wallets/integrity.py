@@ -18,12 +18,12 @@ Once regressed, the process stays regressed until the marker is re-armed by `res
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from keeptrusts_authz.background import stop_task
 from keeptrusts_authz.errors import StoreRegressed, StoreUnavailable
 from keeptrusts_authz.wallets.models import StoreMarker
 from keeptrusts_authz.wallets.ports import WalletStore
@@ -179,11 +179,8 @@ class StoreIntegrity:
             await self.check_quietly()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
 
 
 __all__ = ["ArchiveWatermark", "Integrity", "StoreIntegrity", "stream_id_key"]
