@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import anthropic
-import openai
 import pytest
 
 from keeptrusts_authz.pricing import PriceTable
 from testing.redis_server import RedisServer, empty_keeping_epochs
 from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
 
 pytestmark = pytest.mark.envoy
 
@@ -44,19 +47,31 @@ def _funded(redis_server: RedisServer, stack: Stack) -> None:
     stack.fund("team_engineering", 10 * USD)
 
 
+# The SDKs are imported where a test uses them: importing both costs ~2 s, which every
+# `make unit` run would pay at collection time otherwise.
+
+
 def _openai(stack: Stack) -> openai.OpenAI:
+    import openai
+
     return openai.OpenAI(base_url=stack.url + "/v1", api_key=KEY, max_retries=0, timeout=30)
 
 
 def _async_openai(stack: Stack) -> openai.AsyncOpenAI:
+    import openai
+
     return openai.AsyncOpenAI(base_url=stack.url + "/v1", api_key=KEY, max_retries=0, timeout=30)
 
 
 def _anthropic(stack: Stack) -> anthropic.Anthropic:
+    import anthropic
+
     return anthropic.Anthropic(base_url=stack.url, api_key=KEY, max_retries=0, timeout=30)
 
 
 def _async_anthropic(stack: Stack) -> anthropic.AsyncAnthropic:
+    import anthropic
+
     return anthropic.AsyncAnthropic(base_url=stack.url, api_key=KEY, max_retries=0, timeout=30)
 
 
@@ -229,6 +244,8 @@ def test_402_message_names_team_amounts_and_currency(
     redis_server: RedisServer, stack: Stack
 ) -> None:
     """SDKs show only `error.message`: it alone must say who cannot pay what."""
+    import openai
+
     empty_keeping_epochs(redis_server.url)  # the module's services keep running
     stack.fund("team_engineering", 1)  # one micro
     with pytest.raises(openai.APIStatusError) as caught:
