@@ -22,7 +22,6 @@ _PAGE = 1000
 @dataclass
 class LedgerWindow:
     user_teams: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    days: int = WINDOW_DAYS
 
 
 async def scan_window(
@@ -34,7 +33,7 @@ async def scan_window(
 ) -> LedgerWindow:
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     cutoff = now_ms - days * _DAY_MS
-    window = LedgerWindow(days=days)
+    window = LedgerWindow()
     before: str | None = None
     seen = 0
     while seen < max_entries:

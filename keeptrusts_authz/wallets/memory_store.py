@@ -520,15 +520,7 @@ class MemoryWalletStore:
             reserved_ms=f.get("created_ms", ""),
         )
         self._count_usage(f["team"], f["group"], estimated, label, cost)
-        who = f"{f['team']}|{f['group']}|"
-        for kind, n in (
-            ("input", req.input_tokens),
-            ("output", req.output_tokens),
-            ("cached", req.cached_tokens),
-        ):
-            if n > 0:
-                key = f"tokens|{who}{kind}|{label}"
-                self._s.usage[key] = self._s.usage.get(key, 0) + n
+        self._count_tokens(f, label, req)
         self._burn(now, wallet, cost)
         if reserved > cost:
             self.events.publish(f"funds:{wallet}")
