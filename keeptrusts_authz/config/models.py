@@ -241,6 +241,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class Signing(StrictModel):
+    """The key the Check signs each reservation with (HMAC-SHA256) and the access-log consumer
+    verifies before it settles or releases one. Every replica must read the same key file (the
+    two access loggers send each entry to two replicas). Each file holds one key of at least 32
+    bytes (e.g. `openssl rand -hex 32`); surrounding whitespace is ignored.
+
+    Rotation: put the new key in `key_file` and the old one in `previous_key_file` on every
+    replica; entries signed with either verify (the signature names its key id), new Checks are
+    signed with `key_file`. Drop `previous_key_file` once the reservations of the old key are
+    closed (reservation TTL + closed-record TTL).
+
+    Without `key_file` a loopback-bound service signs with a random per-process key and says so
+    at start-up (fine for one replica on a laptop; replicas would refuse each other's entries);
+    a service bound beyond loopback refuses to start without one. $KEEPTRUSTS_SIGNING_KEY_FILE and
+    $KEEPTRUSTS_SIGNING_PREVIOUS_KEY_FILE override the two paths."""
+
+    key_file: str | None = None
+    previous_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _previous_needs_current(self) -> Signing:
+        if self.previous_key_file is not None and self.key_file is None:
+            raise ValueError("previous_key_file: only with key_file (the key that signs now)")
+        return self
+
+
 class Server(StrictModel):
     # Governs the gRPC port (Check, access log, wallet API) AND /metrics. Loopback by default:
     # whoever reaches these ports can ask for Checks, push access-log entries, scrape balances.
@@ -257,6 +283,7 @@ class Server(StrictModel):
     # A plaintext bind beyond loopback must be acknowledged: say so only where a NetworkPolicy
     # (deploy/base/networkpolicies.yaml) admits nothing but the gateway pods and Prometheus.
     allow_plaintext_non_loopback: bool = False
+    signing: Signing = Field(default_factory=Signing)
 
     @model_validator(mode="after")
     def _plaintext_on_loopback(self) -> Server:
@@ -265,6 +292,16 @@ class Server(StrictModel):
                 f"host: {self.host!r} is not a loopback address and the gRPC and metrics ports "
                 "are plaintext; bind 127.0.0.1, or set server.allow_plaintext_non_loopback: true "
                 "where a network policy admits only the gateway and Prometheus"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shared_key_beyond_loopback(self) -> Server:
+        if not is_loopback(self.host) and self.signing.key_file is None:
+            raise ValueError(
+                f"signing.key_file: required when host is {self.host!r} (not loopback): replicas "
+                "must share one reservation signing key, or the access log of one is refused by "
+                "the others (set it, or $KEEPTRUSTS_SIGNING_KEY_FILE)"
             )
         return self
 

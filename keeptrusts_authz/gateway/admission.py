@@ -24,6 +24,7 @@ from keeptrusts_authz.envoy_contract import (
     AUTHZ_OUTPUT_BOUNDED,
     AUTHZ_PRICED_MODEL,
     AUTHZ_RESERVATION_ID,
+    AUTHZ_WALLET,
     CALLER_KEY_HEADERS,
     PROVIDER_HEADER,
     RESERVATION_HEADER,
@@ -42,6 +43,7 @@ from keeptrusts_authz.gateway.request_parsing import (
     api_kind,
     parse_request,
 )
+from keeptrusts_authz.gateway.signing import ReservationSigner, signer_from_config
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.pricing import PriceTable, ResolvedModel, UnknownModel
@@ -104,8 +106,12 @@ class Admission:
         prices: PriceTable,
         wallets: WalletService,
         holds: Holds | None = None,
+        signer: ReservationSigner | None = None,
     ) -> None:
         self._cfg = cfg
+        # Signs every reservation the Check hands out; the access-log consumer verifies it
+        # with the same signer (build_app gives both the same one).
+        self._signer = signer or signer_from_config(cfg)
         self._keys = keyring
         self._prices = prices
         self._wallets = wallets
@@ -195,9 +201,13 @@ class Admission:
             return _deny(
                 400, "invalid_user", "the user header must be 1-128 characters [A-Za-z0-9_.@-]"
             )
-        return await self._reserve(
+        decision = await self._reserve(
             group, user, provider, parsed, priced, headers.get(TICKET_HEADER)
         )
+        if decision.allowed and AUTHZ_RESERVATION_ID in decision.metadata:
+            # Without this signature the access log can neither settle nor release it.
+            self._signer.sign(decision.metadata)
+        return decision
 
     async def _reserve(
         self,
@@ -334,7 +344,7 @@ class Admission:
             allow.metadata.update(
                 {
                     AUTHZ_RESERVATION_ID: req.reservation_id,
-                    "wallet": result.wallet or "",
+                    AUTHZ_WALLET: result.wallet or "",
                     AUTHZ_ESTIMATE_MICROS: str(req.amount),
                 }
             )

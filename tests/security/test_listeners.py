@@ -43,7 +43,12 @@ def test_non_loopback_plaintext_bind_is_refused_unless_acknowledged() -> None:
         parse_config({"server": {"host": "0.0.0.0"}}, "test")
     assert "server.host" in str(err.value.errors)
     assert "allow_plaintext_non_loopback" in str(err.value.errors)
-    cfg = parse_config({"server": {"host": "0.0.0.0", "allow_plaintext_non_loopback": True}}, "t")
+    server = {
+        "host": "0.0.0.0",
+        "allow_plaintext_non_loopback": True,
+        "signing": {"key_file": "/etc/keeptrusts/signing/key"},
+    }
+    cfg = parse_config({"server": server}, "t")
     assert cfg.server.host == "0.0.0.0"
 
 
