@@ -106,9 +106,10 @@ class ReservationSigner:
         if not keys:
             raise ValueError("at least one key")
         self._org = org
-        self._signing_key = keys[0]
         self._signing_kid = key_id(keys[0])
-        self._keys = {key_id(k): k for k in keys}
+        # Keyed once: each signature copies the keyed state (saves the two key-pad hashes).
+        self._macs = {key_id(k): hmac.new(k, digestmod=hashlib.sha256) for k in keys}
+        self._signing_mac = self._macs[self._signing_kid]
         self._lifetime_ms = lifetime_ms
         self.ephemeral = ephemeral
 
@@ -118,7 +119,7 @@ class ReservationSigner:
 
     @property
     def key_ids(self) -> tuple[str, ...]:
-        return tuple(self._keys)
+        return tuple(self._macs)
 
     def sign(self, metadata: dict[str, str | bool], now: float | None = None) -> None:
         """Add org, expiry, key id and signature to a reservation's Check metadata (in place)."""
@@ -126,9 +127,9 @@ class ReservationSigner:
         metadata[ec.AUTHZ_ORG] = self._org
         metadata[ec.AUTHZ_EXPIRES_MS] = str(now_ms + self._lifetime_ms)
         metadata[ec.AUTHZ_KEY_ID] = self._signing_kid
-        metadata[ec.AUTHZ_SIGNATURE] = hmac.new(
-            self._signing_key, _message(metadata), hashlib.sha256
-        ).hexdigest()
+        mac = self._signing_mac.copy()
+        mac.update(_message(metadata))
+        metadata[ec.AUTHZ_SIGNATURE] = mac.hexdigest()
 
     def verify(
         self,
@@ -142,11 +143,12 @@ class ReservationSigner:
         kid = authz.get(ec.AUTHZ_KEY_ID)
         if not isinstance(signature, str) or not signature or not isinstance(kid, str):
             return Verdict(False, "missing_signature")
-        key = self._keys.get(kid)
-        if key is None:
+        keyed = self._macs.get(kid)
+        if keyed is None:
             return Verdict(False, "unknown_key")
-        expected = hmac.new(key, _message(authz), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature):
+        mac = keyed.copy()
+        mac.update(_message(authz))
+        if not hmac.compare_digest(mac.hexdigest(), signature):
             return Verdict(False, "bad_signature")
         rid = authz.get(ec.AUTHZ_RESERVATION_ID)
         if authz.get(ec.AUTHZ_ORG) != self._org or (
