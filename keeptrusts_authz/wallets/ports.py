@@ -32,13 +32,17 @@ from keeptrusts_authz.wallets.models import (
 
 
 class StoreRefused(Exception):
-    """A store refused an admin move; `reason` is unknown_wallet, insufficient or conflict."""
+    """A store refused an admin move; `reason` is unknown_wallet, insufficient, conflict or
+    bound (`field` of `wallet` would pass MAX_WALLET_MICROS)."""
 
-    def __init__(self, reason: str, wallet: str = "", available: int = 0) -> None:
+    def __init__(
+        self, reason: str, wallet: str = "", available: int = 0, *, field: str = ""
+    ) -> None:
         super().__init__(f"{reason}: {wallet}" if wallet else reason)
         self.reason = reason
         self.wallet = wallet
         self.available = available
+        self.field = field
 
 
 class WalletStore(Protocol):
