@@ -176,7 +176,7 @@ class Admission:
         try:
             parsed = parse_request(api, body, headers.get(ANTHROPIC_BETA_HEADER, ""))
         except RequestError as exc:
-            return _deny(exc.status, exc.code, exc.message)
+            return _deny(exc.status, exc.code, exc.message, **exc.extra)
         # Routing before pricing: a model no provider serves is refused for that, not for a
         # missing price (which only matters once a provider would be called).
         provider = self._provider_for(api, parsed.model)
