@@ -168,6 +168,13 @@ class Pricing(StrictModel):
         return self
 
 
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
+# The credential (credential_injector) and what Envoy owns on a request.
+_UNSETTABLE_HEADERS = frozenset(
+    {"authorization", "x-api-key", "host", "content-length", "transfer-encoding", "te"}
+)
+
+
 class Provider(StrictModel):
     name: IdStr
     kind: ProviderKind = "openai"
@@ -181,6 +188,23 @@ class Provider(StrictModel):
     credential_env: str | None = None
     models: list[str] = Field(default_factory=lambda: ["*"])
     timeout_seconds: float = Field(default=120.0, gt=0)
+    # Fixed headers Envoy sets on every request to this provider (e.g. OpenAI-Organization,
+    # OpenAI-Project: the org's account selection). What clients send under these names, and
+    # any x-keeptrusts-* header, never reaches the provider (render-envoy: header_mutation).
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("headers")
+    @classmethod
+    def _settable_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            low = name.lower()
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r}: not an HTTP header name")
+            if low in _UNSETTABLE_HEADERS or low.startswith(("x-keeptrusts-", "x-envoy-")):
+                raise ValueError(f"{name!r}: set by the gateway itself, not by configuration")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"{name!r}: the value must be one line")
+        return {k.lower(): val for k, val in v.items()}
 
     @field_validator("url")
     @classmethod

@@ -323,6 +323,48 @@ def credential_injector_filter(provider: Provider) -> Node:
     }
 
 
+# Provider account selection: a client must not pick another OpenAI organisation or project of
+# the org's key. Removed unless the provider config sets them (`providers[].headers`).
+ACCOUNT_SELECTION_HEADERS = ("openai-organization", "openai-project")
+# The gateway's own headers (provider, team, user, ticket, reservation, ...): never upstream.
+KEEPTRUSTS_HEADER_PREFIX = "x-keeptrusts-"
+
+
+def provider_header_filter(cfg: Config, provider: Provider) -> Node:
+    """Upstream filter of the provider cluster: what of the request's headers reaches the
+    provider. Removed: every `x-keeptrusts-*` header, the configured user headers (the Check
+    read them), the account-selection headers; then the provider's fixed `headers` are set
+    (overwriting whatever the client sent under those names)."""
+    names = sorted(
+        {
+            *ACCOUNT_SELECTION_HEADERS,
+            cfg.enforcement.user_header.lower(),
+            *(cfg.user_header_for(g) for g in cfg.consumer_groups),
+            *provider.headers,
+        }
+    )
+    mutations: list[Node] = [
+        {"remove_on_match": {"key_matcher": {"prefix": KEEPTRUSTS_HEADER_PREFIX}}},
+        *({"remove": name} for name in names if not name.startswith(KEEPTRUSTS_HEADER_PREFIX)),
+        *(
+            {
+                "append": {
+                    "header": {"key": name, "value": value},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            }
+            for name, value in sorted(provider.headers.items())
+        ),
+    ]
+    return {
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": mutations},
+        },
+    }
+
+
 def provider_cluster(cfg: Config, provider: Provider) -> Node:
     scheme, host, port, _ = _provider_endpoint(provider)
     name = provider_cluster_name(provider)
@@ -334,23 +376,25 @@ def provider_cluster(cfg: Config, provider: Provider) -> Node:
         "lb_policy": "ROUND_ROBIN",
         "load_assignment": _load_assignment(name, host, port),
     }
+    upstream_filters = [provider_header_filter(cfg, provider)]
     if provider.credential_file:
-        cluster["typed_extension_protocol_options"] = {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http_protocol_options": {}},
-                "http_filters": [
-                    credential_injector_filter(provider),
-                    {
-                        "name": "envoy.filters.http.upstream_codec",
-                        "typed_config": {
-                            "@type": _T
-                            + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
-                        },
+        upstream_filters.append(credential_injector_filter(provider))
+    cluster["typed_extension_protocol_options"] = {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http_protocol_options": {}},
+            "http_filters": [
+                *upstream_filters,
+                {
+                    "name": "envoy.filters.http.upstream_codec",
+                    "typed_config": {
+                        "@type": _T
+                        + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
                     },
-                ],
-            }
+                },
+            ],
         }
+    }
     if scheme == "https":
         cluster["transport_socket"] = upstream_tls(cfg, host)
     return cluster

@@ -31,9 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def make_run(
-    redis_server: RedisServer, tmp_path: Path
-) -> Iterator[tuple[dict[str, object], Path]]:
+def make_run(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[dict[str, object], Path]]:
     with FakeProvider() as fake:
         cfg = stack_config(redis_server.url, fake.url)
         cfg["server"]["grpc_port"] = cfg["gateway"]["authz_port"]
