@@ -198,6 +198,8 @@ class RunningServer:
     server: grpc.aio.Server
     health: HealthServicer
     port: int
+    # server.health_port: grpc.health.v1 alone, plaintext, for kubelet probes (None: not set).
+    health_server: grpc.aio.Server | None = None
 
     async def stop(self, grace: float | None = None, *, drain: float = 0.0) -> None:
         """Graceful: report NOT_SERVING and keep serving for `drain` seconds (the gateway moves
@@ -207,6 +209,8 @@ class RunningServer:
         if drain > 0:
             await asyncio.sleep(drain)
         await self.server.stop(self.app.config.shutdown_grace_seconds() if grace is None else grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         await self.app.close()
 
 
@@ -239,6 +243,18 @@ def bind_grpc(
     return target, server.add_insecure_port(target)
 
 
+def health_only_server(cfg: Config, health: HealthServicer) -> grpc.aio.Server | None:
+    """`server.health_port`: the same health answers on a plaintext port that serves nothing
+    else (no Check, no access log, no wallet API), because kubelet gRPC probes cannot present a
+    client certificate to the mTLS port."""
+    if cfg.server.health_port is None:
+        return None
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    server.add_insecure_port(f"{cfg.server.host}:{cfg.server.health_port}")
+    return server
+
+
 async def start_server(
     app: App, *, host: str | None = None, port: int | None = None
 ) -> RunningServer:
@@ -266,6 +282,9 @@ async def start_server(
     await app.wallets.integrity.check_quietly()
     app.wallets.integrity.start()
     await server.start()
+    health_server = health_only_server(cfg, health)
+    if health_server is not None:
+        await health_server.start()
     app.settler.start()
     app.sweeper.start()
     app.alerts.start()
@@ -285,7 +304,7 @@ async def start_server(
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("keeptrusts-authz serving gRPC on %s", address)
-    return RunningServer(app, server, health, bound)
+    return RunningServer(app, server, health, bound, health_server)
 
 
 async def serve_forever(

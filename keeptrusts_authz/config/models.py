@@ -296,6 +296,9 @@ class Server(StrictModel):
     # Sidecar mode: serve gRPC on this Unix socket only (no TCP port), in a volume shared only by
     # the proxy and the service containers. /metrics stays on host:metrics_port.
     uds_path: str | None = Field(default=None, min_length=1)
+    # grpc.health.v1 ONLY, plaintext, on host:health_port: for kubelet gRPC probes, which cannot
+    # present a client certificate to the mTLS port. Serves nothing else.
+    health_port: int | None = Field(default=None, ge=1, le=65535)
 
     @model_validator(mode="after")
     def _plaintext_on_loopback(self) -> Server:

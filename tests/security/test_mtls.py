@@ -18,11 +18,12 @@ import grpc
 import pytest
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from keeptrusts_authz.devcerts import Authority, generate
 from keeptrusts_authz.pricing import PriceTable
-from testing.redis_server import RedisServer, empty_keeping_epochs
+from testing.redis_server import RedisServer, empty_keeping_epochs, free_port
 from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
 
@@ -40,7 +41,9 @@ def provider() -> Iterator[FakeProvider]:
 
 @pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
-    with Stack(stack_config(redis_server.url, provider.url), transport="mtls") as s:
+    cfg = stack_config(redis_server.url, provider.url)
+    cfg["server"]["health_port"] = free_port()  # kubelet probes: health only, plaintext
+    with Stack(cfg, transport="mtls") as s:
         yield s
 
 
@@ -147,6 +150,21 @@ def test_the_gateway_certificate_is_answered(stack: Stack, tmp_path: Path) -> No
         with pytest.raises(grpc.RpcError) as err:  # reached the wallet API: asks for a token
             _call(channel, "wallet_api")
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_health_port_answers_health_and_nothing_else(stack: Stack) -> None:
+    """server.health_port (kubelet gRPC probes cannot present a client certificate): plaintext,
+    grpc.health.v1 only; a Check or an access-log stream there finds no such service."""
+    assert stack.cfg.server.health_port is not None
+    with grpc.insecure_channel(f"127.0.0.1:{stack.cfg.server.health_port}") as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=3
+        )
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        for rpc in RPCS:
+            with pytest.raises(grpc.RpcError) as err:
+                _call(channel, rpc)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, rpc
 
 
 def test_full_path_through_envoy_with_mtls_settles_exactly(
