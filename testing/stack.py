@@ -191,7 +191,8 @@ class Stack:
         try:
             # The metrics endpoint starts after the gRPC server: with SO_REUSEPORT the gRPC port
             # may already be open (the process being replaced).
-            wait_port(metrics_port, timeout=30)
+            host = self.cfg.server.host
+            wait_port(metrics_port, host="127.0.0.1" if host == "0.0.0.0" else host, timeout=30)
         except TimeoutError:
             proc.kill()
             raise RuntimeError(f"authz service did not start:\n{log_path.read_text()}") from None
