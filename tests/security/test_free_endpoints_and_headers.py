@@ -42,7 +42,7 @@ def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
     cfg = stack_config(redis_server.url, provider.url)
     # The org's own account selection, set by the gateway (what clients send is dropped).
     cfg["providers"][0]["headers"] = {"OpenAI-Organization": "org-acme"}
-    with Stack(cfg) as s:
+    with Stack(cfg, transport="mtls") as s:  # as make run: Envoy -> service over mTLS
         yield s
 
 
