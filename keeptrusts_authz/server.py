@@ -234,6 +234,10 @@ def bind_grpc(
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a stale socket of a previous process
         server.add_insecure_port(f"unix:{path}")
+        # Owner and group only (the proxy's container shares the group, e.g. the pod's fsGroup):
+        # whoever else can see the volume cannot connect.
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o660)
         return f"unix:{path}", 0
     bind_host = settings.host if host is None else host
     target = f"{bind_host}:{settings.grpc_port if port is None else port}"
