@@ -84,8 +84,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise RequestError(
                     400,
                     "duplicate_key",
-                    f"request body names the key {shown!r} twice in one object; send each key "
-                    "once",
+                    f"request body names the key {shown!r} twice in one object; send each key once",
                     key=shown,
                 )
             seen.add(key)
