@@ -133,6 +133,30 @@ class CostTracking(StrictModel):
     wallet_enforcement: bool = True
 
 
+class PriceSet(StrictModel):
+    """Prices per 1M tokens that replace a model's base prices where given (None: keep)."""
+
+    input_per_1m: Decimal | None = Field(default=None, ge=0)
+    output_per_1m: Decimal | None = Field(default=None, ge=0)
+    cached_input_per_1m: Decimal | None = Field(default=None, ge=0)
+    cache_write_per_1m: Decimal | None = Field(default=None, ge=0)
+    cache_write_1h_per_1m: Decimal | None = Field(default=None, ge=0)
+
+
+class LongContextPrice(PriceSet):
+    """Long-context tier: a request whose prompt (cache reads and writes included) has MORE than
+    `above_input_tokens` tokens pays these prices for all of its tokens (a cliff, not a band)."""
+
+    above_input_tokens: int = Field(gt=0)
+
+
+class ServiceTierPrice(PriceSet):
+    """A provider service tier (OpenAI `service_tier: priority|flex|...`): prices over the base
+    ones, and its own long-context prices over the model's."""
+
+    long_context: LongContextPrice | None = None
+
+
 class ModelPrice(StrictModel):
     """Prices in currency units per 1M tokens; `max_output_tokens` bounds a reservation."""
 
@@ -153,6 +177,12 @@ class ModelPrice(StrictModel):
     # Bills reasoning tokens it never streams (o-series, gpt-5): a stream cut off before its
     # usage cannot be bounded by what it showed and is charged its reservation.
     hidden_reasoning: bool = False
+    # Most prompt tokens the model accepts; bounds the server-side history of a Responses
+    # request (previous_response_id) when enforcement.server_history_tokens is not set.
+    context_window: int | None = Field(default=None, gt=0)
+    long_context: LongContextPrice | None = None
+    # Service tier name as the provider reports it (`priority`, `flex`) -> its prices.
+    service_tiers: dict[str, ServiceTierPrice] = Field(default_factory=dict)
 
 
 class Pricing(StrictModel):
