@@ -52,7 +52,19 @@ def test_server_history_is_reserved() -> None:
         api="openai_responses",
         model="gpt-4.1",
     )
-    assert chained - plain >= CFG.enforcement.server_history_tokens
+    # server_history_tokens unset: the model's context window (genai-prices: 1M for gpt-4.1),
+    # no longer a fixed 200k that a long chain could exceed.
+    assert CFG.enforcement.server_history_tokens is None
+    window = PRICES.resolve("gpt-4.1").price.context_window
+    assert window == 1_000_000
+    assert chained - plain >= window
+    configured = parse_config({"enforcement": {"server_history_tokens": 5000}})
+    parsed = parse_request(
+        "openai_responses",
+        json.dumps({"model": "gpt-4.1", "input": "x", "previous_response_id": "r"}).encode(),
+    )
+    fixed, _ = reservation_tokens(parsed, PRICES.resolve("gpt-4.1"), configured.enforcement)
+    assert fixed - plain == 5000 + len(', "previous_response_id": "r"')
 
 
 @settings(max_examples=200, deadline=None)
