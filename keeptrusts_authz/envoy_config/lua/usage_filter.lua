@@ -368,6 +368,14 @@ local function apply_responses(st, u)
     "input_tokens_details")
 end
 
+-- The service tier the provider billed at (OpenAI `service_tier`, top level or in the Responses
+-- object; Anthropic `usage.service_tier`): the settle prices that tier.
+local function take_tier(st, t)
+  if type(t) == "string" and t ~= "" and #t <= 64 then
+    st.tier = t
+  end
+end
+
 -- Anthropic: input_tokens EXCLUDES cache reads/writes (published as reported).
 -- message_delta usage is cumulative, so any field it carries replaces the earlier value.
 local function apply_anthropic(st, u)
@@ -403,14 +411,6 @@ local function apply_anthropic(st, u)
     st.changed = true
   end
   return seen
-end
-
--- The service tier the provider billed at (OpenAI `service_tier`, top level or in the Responses
--- object; Anthropic `usage.service_tier`): the settle prices that tier.
-local function take_tier(st, t)
-  if type(t) == "string" and t ~= "" and #t <= 64 then
-    st.tier = t
-  end
 end
 
 local function take_model(st, m)
