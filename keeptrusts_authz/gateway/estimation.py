@@ -86,7 +86,5 @@ def reservation_micros(
     enforcement: Enforcement,
     allowance_tokens: int | None = None,
 ) -> int:
-    input_tokens, output_tokens = reservation_tokens(
-        parsed, priced, enforcement, allowance_tokens
-    )
+    input_tokens, output_tokens = reservation_tokens(parsed, priced, enforcement, allowance_tokens)
     return prices.worst_case_micros(priced, input_tokens, output_tokens, parsed.service_tier)

@@ -24,6 +24,9 @@ FEATURES: Final = {
     "stored_prompt": "a stored prompt (prompt.id)",
     "server_tool": "a server-side tool",
     "mcp_server": "an MCP server",
+    # Added by gateway/estimation when neither server_history_tokens nor the model's context
+    # window bounds a chained Responses request (previous_response_id / conversation).
+    "server_history": "server-side history no context window bounds",
 }
 
 # OpenAI tool types the client executes (their results come back in a later request's body).

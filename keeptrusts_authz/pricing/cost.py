@@ -175,7 +175,7 @@ _PRICE_FIELDS = (
 )
 
 
-def _overlay(base: PriceSet | ModelPrice, *over: PriceSet | None) -> PriceSet:
+def _overlay(base: PriceSet | ModelPrice, *over: PriceSet | ModelPrice | None) -> PriceSet:
     """`base` with every price the overlays give replacing it (later overlays win). Defaults
     (cached -> input, write -> input, 1h write -> write) apply after merging, so a tier that
     raises the input price also raises an unset cache price with it."""
@@ -200,9 +200,9 @@ class TierRates:
     long_rates: Rates | None = None
 
     def for_input(self, input_tokens: int) -> Rates:
-        if self.long_above is not None and self.long_rates is not None:
-            if input_tokens > self.long_above:
-                return self.long_rates
+        long = self.long_rates
+        if long is not None and self.long_above is not None and input_tokens > self.long_above:
+            return long
         return self.rates
 
     def all(self) -> list[Rates]:
@@ -219,7 +219,7 @@ class PriceBook:
 
     @classmethod
     def of(cls, price: ModelPrice) -> PriceBook:
-        base = _overlay(PriceSet(), price)  # the ModelPrice's own prices as a PriceSet
+        base = _overlay(price)  # the ModelPrice's own prices as a PriceSet
         standard = cls._tier(base, price.long_context, None)
         tiers = {
             name.strip().lower(): cls._tier(

@@ -161,7 +161,9 @@ def test_dated_snapshot_is_priced_as_itself(
     )
     assert status == 200, raw
     (settle,) = _settles(stack)
-    assert int(settle.fields["cost"]) == 20_000 == prices.cost_micros("gpt-4o-2024-05-13", 1000, 1000)
+    assert (
+        int(settle.fields["cost"]) == 20_000 == prices.cost_micros("gpt-4o-2024-05-13", 1000, 1000)
+    )
     assert prices.cost_micros("gpt-4o", 1000, 1000) == 12_500
     status, _, raw = stack.post(CHAT, _chat("gpt-4o-2099-01-01", 10))
     assert status == 400 and json.loads(raw)["error"]["type"] == "unknown_model"

@@ -41,8 +41,12 @@ def _cfg(redis_url: str) -> Any:
         ],
         providers=[
             {"name": "openai", "url": "http://127.0.0.1:1", "models": ["gpt-*", "o*"]},
-            {"name": "anthropic", "kind": "anthropic", "url": "http://127.0.0.1:1",
-             "models": ["claude-*"]},
+            {
+                "name": "anthropic",
+                "kind": "anthropic",
+                "url": "http://127.0.0.1:1",
+                "models": ["claude-*"],
+            },
         ],
     )
 
@@ -78,8 +82,11 @@ FEATURES = [
                 [
                     {
                         "type": "document",
-                        "source": {"type": "base64", "media_type": "application/pdf",
-                                   "data": "JVBERi0x"},
+                        "source": {
+                            "type": "base64",
+                            "media_type": "application/pdf",
+                            "data": "JVBERi0x",
+                        },
                     }
                 ]
             ),
@@ -225,8 +232,7 @@ def test_client_side_tools_and_inline_documents_are_not_unbounded(redis_url: str
                         "type": "function",
                         "function": {
                             "name": "f",
-                            "parameters": {"type": "object",
-                                           "properties": {"x": {"type": "file"}}},
+                            "parameters": {"type": "object", "properties": {"x": {"type": "file"}}},
                         },
                     }
                 ],
@@ -238,11 +244,17 @@ def test_client_side_tools_and_inline_documents_are_not_unbounded(redis_url: str
             _body(
                 model="claude-sonnet-4-5",
                 max_tokens=10,
-                tools=[{"type": "bash_20250124", "name": "bash"}, {"name": "f",
-                       "input_schema": {"type": "object"}}],
+                tools=[
+                    {"type": "bash_20250124", "name": "bash"},
+                    {"name": "f", "input_schema": {"type": "object"}},
+                ],
                 messages=_user(
-                    [{"type": "document", "source": {"type": "text", "media_type": "text/plain",
-                                                     "data": "hello"}}]
+                    [
+                        {
+                            "type": "document",
+                            "source": {"type": "text", "media_type": "text/plain", "data": "hello"},
+                        }
+                    ]
                 ),
             ),
         ),
