@@ -2,13 +2,14 @@
 
 The Check signs what a settlement may act on, i.e. the organization, the reservation id, the
 paying wallet, the estimate (the most a settlement may charge without being a bound violation),
-an expiry, and the admission fields the cut-off charge reads (model, priced model, input bound,
-output-bounded, extra output), with HMAC-SHA256 under the server key, and puts the signature and
-the key id into its dynamic metadata (`AUTHZ_SIGNATURE`, `AUTHZ_KEY_ID`). Envoy copies that
-metadata into the access-log entry; the consumer settles or releases only an entry whose
-signature verifies under a key it holds, whose org is its own, whose recorded reservation header
-agrees, and that has not expired. Anything else is refused with one low-cardinality reason and
-never reaches the store (so it can neither move money nor tombstone an id).
+an expiry, and the admission fields the settlement reads (model, priced model, input bound,
+output-bounded, extra output, service tier), with HMAC-SHA256 under the server key, and puts
+the signature and the key id into its dynamic metadata (`AUTHZ_SIGNATURE`, `AUTHZ_KEY_ID`).
+Envoy copies that metadata into the access-log entry; the consumer settles or releases only an
+entry whose signature verifies under a key it holds, whose org is its own, whose recorded
+reservation header agrees, and that has not expired. Anything else is refused with one
+low-cardinality reason and never reaches the store (so it can neither move money nor
+tombstone an id).
 
 What this does NOT authenticate: the usage the Lua filter reports (tokens, model). A caller that
 can reach the service's gRPC port directly can get a signed reservation of its own from a Check
@@ -53,6 +54,7 @@ SIGNED_FIELDS: Final = (
     ec.AUTHZ_INPUT_BOUND_TOKENS,
     ec.AUTHZ_OUTPUT_BOUNDED,
     ec.AUTHZ_EXTRA_OUTPUT_TOKENS,
+    ec.AUTHZ_SERVICE_TIER,
 )
 
 RejectReason = Literal[
