@@ -191,10 +191,10 @@ class Admission:
         try:
             parsed = parse_request(api, body, headers.get(ANTHROPIC_BETA_HEADER, ""))
         except RequestError as exc:
-            refusal = _deny(exc.status, exc.code, exc.message)
-            if refusal.body is not None:
-                refusal.body["error"].update(exc.extra)  # e.g. the key named twice
-            return refusal
+            bad_body = _deny(exc.status, exc.code, exc.message)
+            if bad_body.body is not None:
+                bad_body.body["error"].update(exc.extra)  # e.g. the key named twice
+            return bad_body
         # Routing before pricing: a model no provider serves is refused for that, not for a
         # missing price (which only matters once a provider would be called).
         provider = self._provider_for(api, parsed.model)
