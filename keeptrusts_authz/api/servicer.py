@@ -22,9 +22,15 @@ from keeptrusts_authz.api.auth import AdminAuth, PermissionDenied, Principal
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2 as pb
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2_grpc as pb_grpc
 from keeptrusts_authz.api.status import abort
-from keeptrusts_authz.api.views import LedgerWindow, money, scan_window
+from keeptrusts_authz.api.views import money
 from keeptrusts_authz.config.models import Config
-from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
+from keeptrusts_authz.errors import (
+    Conflict,
+    InvalidInput,
+    KeeptrustsError,
+    UnknownWallet,
+    UserNotInTeam,
+)
 from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calendar_of
 from keeptrusts_authz.periods.calendar import BudgetCalendar
 from keeptrusts_authz.reports.chargeback import GROUP_BYS, parse_period
@@ -240,9 +246,13 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         """Allocate and reclaim: org pool <-> the one team or user wallet the body names."""
         who.require_billing(op)
         f = rq.fields_of(request, _TARGET_SPEC)
-        wallet = rq.one_wallet(f, "team_id", "user_id")
+        team = rq.text(f, "team_id")
+        user = rq.text(f, "user_id")
+        # team_id + user_id: that team's user wallet (users belong to teams); one of them: as
+        # before, a user alone only where its team is unambiguous (WalletService.user_team_for).
+        wallet = f"user:{user}" if team and user else rq.one_wallet(f, "team_id", "user_id")
         amount = rq.amount_micros(f)
-        result = await move(
+        args = (
             wallet,
             amount,
             rq.text(f, "currency", required=True),
@@ -250,6 +260,17 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
+        if op == "allocate":
+            result = await self._wallets.allocate(*args, team=team if user else None)
+        else:
+            if team and user:
+                owner = (await self._wallets.user_teams()).get(user, "")
+                if owner != team:
+                    raise UserNotInTeam(
+                        f"{wallet} does not belong to team {team}",
+                        {"wallet": wallet, "team_id": team},
+                    )
+            result = await move(*args)
         return self._move_response(op, result, amount, who.name)
 
     async def Transfer(self, request: pb.TransferRequest, context: Context) -> pb.MoveResponse:
@@ -286,12 +307,12 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     ) -> pb.ListWalletsResponse:
         if request.scope not in _SCOPES:
             raise InvalidInput("scope: must be org, team or user", {"field": "scope"})
-        window = await scan_window(self._wallets)
+        user_teams = {} if who.reads_all else await self._wallets.user_teams()
         burn = await self._wallets.burn_window()
         visible = [
             w
             for w in await self._wallets.wallets()
-            if who.may_read_wallet(w.id, window.user_teams)
+            if who.may_read_wallet(w.id, user_teams)
             and (not request.scope or w.scope == request.scope)
         ]
         periods = await self._period_statuses()
@@ -310,8 +331,8 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     ) -> pb.BalanceResponse:
         f = {"team_id": request.team_id, "user_id": request.user_id}
         wallet_id = rq.one_wallet(f, "team_id", "user_id")
-        window = await scan_window(self._wallets)
-        if not who.may_read_wallet(wallet_id, window.user_teams):
+        user_teams = await self._wallets.user_teams()
+        if not who.may_read_wallet(wallet_id, user_teams):
             raise PermissionDenied(f"this token may not read {wallet_id}")
         records = {w.id: w for w in await self._wallets.wallets()}
         burn = await self._wallets.burn_window()
@@ -322,7 +343,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             wallet = self._empty_wallet(wallet_id)
         response = pb.BalanceResponse(
             wallet=self._wallet_pb(wallet, burn, await self._period_statuses()),
-            cascade=self._cascade(request.team_id, request.user_id, records, window),
+            cascade=self._cascade(who, request.team_id, request.user_id, records, user_teams),
             currency=self._currency,
         )
         if who.reads_all and "org" in records:
@@ -330,16 +351,26 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         return response
 
     def _cascade(
-        self, team_id: str, user_id: str, records: Mapping[str, Wallet], window: LedgerWindow
+        self,
+        who: Principal,
+        team_id: str,
+        user_id: str,
+        records: Mapping[str, Wallet],
+        user_teams: Mapping[str, str],
     ) -> list[pb.CascadeStep]:
+        """The groups that can spend from the wallet asked for: a user's own team's groups only
+        (a group's cascade reaches no user of another team), and for a team token only groups
+        of its own teams (no other team's wallets or balances)."""
         cfg = self._config
-        user_teams = window.user_teams.get(user_id, set()) if user_id else set()
+        user_team = user_teams.get(user_id, "") if user_id else ""
         steps: list[pb.CascadeStep] = []
         for group in cfg.consumer_groups:
             scopes = cfg.cascade_for(group)
             if team_id and group.wallet_team_id != team_id:
                 continue
-            if user_id and ("user" not in scopes or group.wallet_team_id not in user_teams):
+            if user_id and ("user" not in scopes or group.wallet_team_id != user_team):
+                continue
+            if not who.reads_all and group.wallet_team_id not in who.teams:
                 continue
             wallets: list[str] = []
             effective: Wallet | None = None
@@ -375,10 +406,10 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         self, who: Principal, request: pb.ListTransactionsRequest, md: Mapping[str, str]
     ) -> pb.ListTransactionsResponse:
         wallet_id = rq.wallet_id(request.wallet_id)
-        if not who.reads_all:
-            window = await scan_window(self._wallets)
-            if not who.may_read_wallet(wallet_id, window.user_teams):
-                raise PermissionDenied(f"this token may not read {wallet_id}")
+        if not who.reads_all and not who.may_read_wallet(
+            wallet_id, await self._wallets.user_teams()
+        ):
+            raise PermissionDenied(f"this token may not read {wallet_id}")
         size = request.page_size or 50
         if not 1 <= size <= 500:
             raise InvalidInput("page_size: must be between 1 and 500", {"field": "page_size"})

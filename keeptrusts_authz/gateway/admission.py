@@ -96,6 +96,19 @@ def _store_regressed() -> Decision:
     )
 
 
+def _user_not_in_team(user: str, team: str) -> Decision:
+    # Never says which team the user does belong to: the caller holds another team's key.
+    return _deny(
+        403,
+        "user_not_in_team",
+        f"user {user!r} is not a user of team {team or '(none)'}: this key may act only for "
+        "users of its own team; nothing was reserved",
+        reason="user_not_in_team",
+        team=team or None,
+        user=user,
+    )
+
+
 class Admission:
     def __init__(
         self,
@@ -277,6 +290,8 @@ class Admission:
         except asyncio.CancelledError:  # Envoy gave up on this Check
             self._compensate(request.reservation_id)
             raise
+        if result.outcome == "foreign_user":
+            return _user_not_in_team(request.user, team)
         if result.outcome == "hold" and self._holds is not None:
             return await self._hold(self._holds, allow, request, team, ticket)
         return self._after_reserve(allow, result, request, team)

@@ -17,7 +17,7 @@ from keeptrusts_authz.errors import InvalidInput
 Scope = Literal["org", "team", "user"]
 Status = Literal["healthy", "low", "depleted"]
 Policy = Literal["block", "warn", "hold", "showback"]
-ReserveOutcome = Literal["reserved", "overdraft", "blocked", "hold", "duplicate"]
+ReserveOutcome = Literal["reserved", "overdraft", "blocked", "hold", "duplicate", "foreign_user"]
 SettleOutcome = Literal["settled", "corrected", "released", "already_closed", "unknown"]
 
 _TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -130,6 +130,9 @@ class ReserveResult:
     wallet: str | None
     amount: int
     seen: dict[str, int]
+    #: foreign_user: the team the named user's wallet belongs to ('' = none); never shown to
+    #: the caller (it names another team).
+    owner_team: str = ""
 
     @property
     def allowed(self) -> bool:
