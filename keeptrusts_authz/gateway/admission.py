@@ -128,6 +128,11 @@ class Admission:
         # Answer before Envoy's ext_authz timeout, so the client gets our JSON 503, not Envoy's.
         self._reserve_deadline = cfg.gateway.check_timeout_seconds * 0.75
         self._compensations: set[asyncio.Task[None]] = set()
+        # The caller's key, and the user tokens and verified claims of jwt_authn: none of them
+        # is the provider's business.
+        self._remove_headers = CALLER_KEY_HEADERS + tuple(
+            h for i in cfg.jwt_issuers for h in (i.token_header, i.claim_header)
+        )
 
     def _compensate(self, reservation_id: str) -> None:
         """Release a reservation whose Check gave up, in the background (never on the Check)."""
@@ -204,6 +209,16 @@ class Admission:
                 403, "model_not_allowed", f"model {parsed.model!r} is not allowed for this group"
             )
         user = headers.get(self._cfg.user_header_for(group))
+        if group.user_source == "jwt" and not user:
+            # jwt_authn verified no token for this group's issuer (missing, expired, wrong
+            # issuer/audience or signature) or its claim was empty: no user, no spending.
+            issuer = self._cfg.jwt_issuer(group.jwt_issuer or "")
+            return _deny(
+                401,
+                "invalid_user_token",
+                f"this key's requests need a user token: a JWT from {issuer.issuer} in the "
+                f"{issuer.token_header} header (missing, expired or not verified)",
+            )
         if user is not None and not _USER_ID.match(user):
             return _deny(
                 400, "invalid_user", "the user header must be 1-128 characters [A-Za-z0-9_.@-]"
@@ -242,7 +257,7 @@ class Admission:
             upstream_headers=headers,
             # The caller's key never goes upstream; Envoy injects the provider's own credential
             # on the provider cluster (render-envoy), so the Check never carries it.
-            remove_headers=CALLER_KEY_HEADERS,
+            remove_headers=self._remove_headers,
             metadata=meta,
         )
         if not self._cfg.cost_tracking.enabled:
