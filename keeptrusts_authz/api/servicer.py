@@ -38,9 +38,17 @@ from keeptrusts_authz.reports.render import FORMATS, chargeback_report
 from keeptrusts_authz.wallets.burn import BurnWindow, depletion_date
 from keeptrusts_authz.wallets.cascade import cascade_for
 from keeptrusts_authz.wallets.holds import TICKET_ID
-from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, TicketRecord, Wallet
+from keeptrusts_authz.wallets.models import (
+    LedgerEntry,
+    OpResult,
+    TicketRecord,
+    TopUpRecord,
+    Wallet,
+)
 from keeptrusts_authz.wallets.ports import TicketConflict, TicketNotFound, TicketStore
 from keeptrusts_authz.wallets.service import WalletService
+from keeptrusts_authz.wallets.topups import STATUSES as TOPUP_STATUSES
+from keeptrusts_authz.wallets.topups import TopUps
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +82,15 @@ _TRANSFER_SPEC: dict[str, rq.Kind] = {
     "request_id": "str",
 }
 _APPROVE_SPEC: dict[str, rq.Kind] = {"funding": "str", "reason": "str"}
+_TEAM_MOVE_SPEC: dict[str, rq.Kind] = {
+    "user_id": "str",
+    "amount": _AMOUNT,
+    "currency": "str",
+    "description": "str",
+    "request_id": "str",
+}
+_TOPUP_SPEC: dict[str, rq.Kind] = {"amount": _AMOUNT, "currency": "str", "description": "str"}
+_DECIDE_TOPUP_SPEC: dict[str, rq.Kind] = {"reason": "str"}
 _DENY_SPEC: dict[str, rq.Kind] = {"reason": "str"}
 _SCOPES = ("", "org", "team", "user")
 _TICKET_STATUSES = ("", "pending", "approved", "denied", "funded", "used")
@@ -117,8 +134,10 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         auth: AdminAuth,
         tickets: TicketStore | None,
         periods: PeriodRunner | None = None,
+        topups: TopUps | None = None,
     ) -> None:
         self._wallets = wallets
+        self._topups = topups
         self._periods = periods
         self._config = config
         self._auth = auth
@@ -547,6 +566,127 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 {"ticket_id": ticket_id, "status": exc.current},
             ) from None
         return self._ticket_pb(ticket)
+
+    # -- team leads: re-split and top-ups ----------
+
+    async def TeamAllocate(self, request: pb.TeamMoveRequest, context: Context) -> pb.MoveResponse:
+        return await self._call(request, context, self._team_allocate)
+
+    async def _team_allocate(
+        self, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
+    ) -> pb.MoveResponse:
+        return await self._team_move("team_allocate", who, request, md)
+
+    async def TeamReclaim(self, request: pb.TeamMoveRequest, context: Context) -> pb.MoveResponse:
+        return await self._call(request, context, self._team_reclaim)
+
+    async def _team_reclaim(
+        self, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
+    ) -> pb.MoveResponse:
+        return await self._team_move("team_reclaim", who, request, md)
+
+    async def _team_move(
+        self, op: str, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
+    ) -> pb.MoveResponse:
+        """team wallet <-> one of the team's user wallets, by the team's token (or billing)."""
+        team_id = rq.wallet_id(f"team:{request.team_id}", "team_id")[5:]
+        who.require_team_lead(team_id, "re-splitting the budget")
+        f = rq.fields_of(request, _TEAM_MOVE_SPEC)
+        user_id = rq.wallet_id(f"user:{rq.text(f, 'user_id', required=True)}", "user_id")[5:]
+        amount = rq.amount_micros(f)
+        move = self._wallets.team_allocate if op == "team_allocate" else self._wallets.team_reclaim
+        result = await move(
+            team_id,
+            user_id,
+            amount,
+            rq.text(f, "currency", required=True),
+            rq.text(f, "description"),
+            who.name,
+            rq.idempotency_key(md, f),
+        )
+        return self._move_response("transfer", result, amount, who.name)
+
+    def _topup_service(self) -> TopUps:
+        if self._topups is None:
+            raise KeeptrustsError("unavailable", "top-ups are not available", 503)
+        return self._topups
+
+    def _topup_pb(self, t: TopUpRecord) -> pb.TopUp:
+        return pb.TopUp(
+            id=t.id,
+            status=t.status,
+            team_id=t.team,
+            amount=money(t.amount),
+            currency=self._currency,
+            description=t.description,
+            requested_by=t.requested_by,
+            created=_rfc3339(t.created_ms),
+            decided_by=t.decided_by,
+            decided_at=_rfc3339(t.decided_ms),
+            reason=t.reason,
+            entry_id=t.entry_id,
+        )
+
+    async def RequestTopUp(self, request: pb.TopUpRequest, context: Context) -> pb.TopUp:
+        return await self._call(request, context, self._request_topup)
+
+    async def _request_topup(
+        self, who: Principal, request: pb.TopUpRequest, md: Mapping[str, str]
+    ) -> pb.TopUp:
+        team_id = rq.wallet_id(f"team:{request.team_id}", "team_id")[5:]
+        who.require_team_lead(team_id, "requesting a top-up")
+        f = rq.fields_of(request, _TOPUP_SPEC)
+        amount = rq.amount_micros(f)
+        self._wallets.check_currency(rq.text(f, "currency", required=True))
+        record = await self._topup_service().request(
+            team_id, amount, rq.text(f, "description"), who.name
+        )
+        return self._topup_pb(record)
+
+    async def ListTopUps(
+        self, request: pb.ListTopUpsRequest, context: Context
+    ) -> pb.ListTopUpsResponse:
+        return await self._call(request, context, self._list_topups)
+
+    async def _list_topups(
+        self, who: Principal, request: pb.ListTopUpsRequest, md: Mapping[str, str]
+    ) -> pb.ListTopUpsResponse:
+        if request.status and request.status not in TOPUP_STATUSES:
+            raise InvalidInput("status: must be pending, approved or denied", {"field": "status"})
+        if request.team_id and not who.may_read_team(request.team_id):
+            raise PermissionDenied(f"this token may not read team {request.team_id}")
+        topups = [
+            t
+            for t in await self._topup_service().list()
+            if who.may_read_team(t.team)
+            and (not request.status or t.status == request.status)
+            and (not request.team_id or t.team == request.team_id)
+        ]
+        return pb.ListTopUpsResponse(topups=[self._topup_pb(t) for t in topups])
+
+    async def ApproveTopUp(self, request: pb.DecideTopUpRequest, context: Context) -> pb.TopUp:
+        return await self._call(request, context, self._approve_topup)
+
+    async def _approve_topup(
+        self, who: Principal, request: pb.DecideTopUpRequest, md: Mapping[str, str]
+    ) -> pb.TopUp:
+        who.require_billing("approving a top-up")
+        f = rq.fields_of(request, _DECIDE_TOPUP_SPEC)
+        record, _ = await self._topup_service().approve(
+            request.topup_id, who.name, rq.text(f, "reason")
+        )
+        return self._topup_pb(record)
+
+    async def DenyTopUp(self, request: pb.DecideTopUpRequest, context: Context) -> pb.TopUp:
+        return await self._call(request, context, self._deny_topup)
+
+    async def _deny_topup(
+        self, who: Principal, request: pb.DecideTopUpRequest, md: Mapping[str, str]
+    ) -> pb.TopUp:
+        who.require_billing("denying a top-up")
+        f = rq.fields_of(request, _DECIDE_TOPUP_SPEC)
+        record = await self._topup_service().deny(request.topup_id, who.name, rq.text(f, "reason"))
+        return self._topup_pb(record)
 
     # -- reports ----------
 

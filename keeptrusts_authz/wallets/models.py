@@ -234,6 +234,25 @@ class TicketRecord:
 
 
 @dataclass(frozen=True)
+class TopUpRecord:
+    """A team lead's request for more budget (wallets.topups): pending until billing approves
+    (allocated from the org pool to `wallet` in the same script) or denies it."""
+
+    id: str
+    status: str
+    team: str
+    wallet: str
+    amount: int
+    description: str
+    requested_by: str
+    created_ms: int
+    decided_by: str
+    decided_ms: int
+    reason: str
+    entry_id: str
+
+
+@dataclass(frozen=True)
 class LedgerCheckpoint:
     """Every wallet and open reservation of one org as replayed up to and including `upto` (an
     archived stream id), kept with the archived ledger so an audit replays only what follows."""
@@ -306,6 +325,7 @@ __all__ = [
     "Status",
     "StoreMarker",
     "TicketRecord",
+    "TopUpRecord",
     "Wallet",
     "new_epoch_id",
     "parse_wallet_id",

@@ -28,6 +28,7 @@ from keeptrusts_authz.wallets.models import (
     SettleResult,
     StoreMarker,
     TicketRecord,
+    TopUpRecord,
 )
 
 
@@ -213,12 +214,34 @@ class TicketStore(Protocol):
     async def set_waiting(self, ticket_id: str, waiting: bool) -> None: ...
 
 
+class TopUpStore(Protocol):
+    """Top-up requests of ONE organization (team leads ask, billing decides)."""
+
+    async def create(
+        self, *, team: str, wallet: str, amount: int, description: str, requested_by: str
+    ) -> TopUpRecord: ...
+
+    async def get(self, topup_id: str) -> TopUpRecord | None: ...
+
+    async def list(self, limit: int = 500) -> list[TopUpRecord]: ...
+
+    async def approve(
+        self, topup_id: str, wallet: str, *, actor: str, reason: str
+    ) -> tuple[TopUpRecord, OpResult]:
+        """Allocate the top-up from the org pool and mark it approved, atomically. Raises
+        TicketNotFound, TicketConflict (not pending) or StoreRefused('insufficient')."""
+        ...
+
+    async def deny(self, topup_id: str, *, actor: str, reason: str) -> TopUpRecord: ...
+
+
 __all__ = [
     "EventWatcher",
     "StoreRefused",
     "TicketConflict",
     "TicketNotFound",
     "TicketStore",
+    "TopUpStore",
     "WalletStore",
 ]
 

@@ -121,6 +121,10 @@ class WalletService:
 
     # -- validation helpers ---------------------------------------------------------------------
 
+    def check_currency(self, currency: str) -> None:
+        """CurrencyMismatch unless `currency` is the organization's (no conversion is done)."""
+        self._check_currency(currency)
+
     def _check_currency(self, currency: str) -> None:
         if not isinstance(currency, str) or currency.strip().upper() != self.currency:
             shown = currency[:8] if isinstance(currency, str) else type(currency).__name__

@@ -16,7 +16,7 @@ from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.memory_store import MemoryWalletStore
 from keeptrusts_authz.wallets.models import SettleRequest
 from keeptrusts_authz.wallets.service import WalletService
-from tests.wallets.support import USD, Backend, make_config, reserve_req, run
+from tests.wallets.support import USD, Backend, reserve_req, run
 
 NY = BudgetCalendar.of("America/New_York", 2)
 TEAM = "team:team_eng"
