@@ -273,6 +273,7 @@ class MemoryWalletStore:
             if op != "reclaim":
                 dst["allocated_total"] += amount
             member = destination if op == "allocate" else source
+            extra = {"user_team": team} if team and destination.startswith("user:") else {}
             entry_id = self._xadd(
                 now,
                 op=op,
@@ -283,6 +284,7 @@ class MemoryWalletStore:
                 description=description,
                 **{"from": source, "to": destination},
                 balance_after=str(self._s.wallets[member]["balance"]),
+                **extra,
             )
             self.events.publish(f"funds:{destination}")
             balances = {source: src["balance"], destination: dst["balance"]}

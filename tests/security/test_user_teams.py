@@ -16,11 +16,15 @@ Everything through the real stack: Envoy, `keeptrusts-authz serve`, Redis, the f
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api
+from testing.redis_server import RedisServer, empty_keeping_epochs
+from testing.stack import Stack, stack_config
+from tests.api.conftest import Api, _admin_tokens
+from tests.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.envoy
 
@@ -28,6 +32,26 @@ CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 SUPPORT_KEY = "kt_cg_support_prod"
 ENGINEERING_KEY = "kt_cg_engineering_prod"
+
+
+@pytest.fixture(scope="module")
+def team_stack(redis_server: RedisServer) -> Iterator[Stack]:
+    """This module's own stack (the package's `api` stack may have seen another module's FLUSHALL
+    of the shared Redis, which its store-integrity watch rightly treats as a lost store)."""
+    with FakeProvider() as fake:
+        cfg = stack_config(redis_server.url, fake.url, admin={"tokens": _admin_tokens()})
+        with Stack(cfg) as stack:
+            yield stack
+
+
+@pytest.fixture
+def api(team_stack: Stack, redis_server: RedisServer) -> Iterator[Api]:
+    empty_keeping_epochs(redis_server.url)
+    client = Api(team_stack, redis_server.url)
+    try:
+        yield client
+    finally:
+        client.redis.close()
 
 
 def _chat(api: Api, key: str, user: str) -> tuple[int, dict[str, Any]]:

@@ -23,6 +23,11 @@ def test_first_allocation_names_the_team_and_a_second_team_is_refused(backend: B
                 await svc.allocate("user:alice", USD, "USD", "", "t", team="team_support")
             assert backend.state() == before
             assert (await svc.user_teams())["alice"] == "team_eng"
+            # The ledger keeps the membership too (a replay rebuilds it).
+            first = [
+                e for e in await svc.ledger(10) if e.op == "allocate" and e.wallet == "user:alice"
+            ]
+            assert {e.fields.get("user_team") for e in first} == {"team_eng"}
             with pytest.raises(InvalidInput):
                 await svc.allocate("user:bob", USD, "USD", "", "t", team="team_nope")
 

@@ -11,7 +11,8 @@
 -- ARGV[8] events channel kt:{org}:events (gets 'funds:<target>')
 -- ARGV[9] team of a user target ('' = none given): a user wallet belongs to one team, its
 --   `team` field, written when it is first funded for a team; a user wallet of another team is
---   refused ('wrong_team'), a user wallet without one adopts it.
+--   refused ('wrong_team'), a user wallet without one adopts it. The entry then carries
+--   `user_team`.
 -- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
 -- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
@@ -51,9 +52,15 @@ local org_bal = redis.call('HINCRBY', KEYS[4], 'balance', s(-amount))
 local bal = redis.call('HINCRBY', KEYS[5], 'balance', s(amount))
 redis.call('HINCRBY', KEYS[5], 'allocated_total', s(amount))
 redis.call('HINCRBY', KEYS[5], 'funded_total', s(amount))
-local id = redis.call('XADD', KEYS[1], '*', 'op', 'allocate', 'wallet', target,
+local entry = {'op', 'allocate', 'wallet', target,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
-  'from', 'org', 'to', target, 'balance_after', s(bal))
+  'from', 'org', 'to', target, 'balance_after', s(bal)}
+-- The user's team goes into the ledger too: a replay (restore) rebuilds the membership.
+if user_target and team ~= '' then
+  entry[#entry + 1] = 'user_team'
+  entry[#entry + 1] = team
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(entry))
 redis.call('PUBLISH', channel, 'funds:' .. target)
 local result = {id, 'org', s(org_bal), target, s(bal)}
 idem_record(use_idem, KEYS[3], fingerprint, result)

@@ -13,7 +13,8 @@
 -- ARGV[10] team the source must belong to when it is a USER wallet ('' = no constraint)
 -- ARGV[11] team of the destination when it is a USER wallet ('' = none given): one of another
 --   team is refused, one without a team (or created here) adopts it. A team lead's move names
---   its own team in both, so it never reaches another team's user.
+--   its own team in both, so it never reaches another team's user. The entry then carries
+--   `user_team` (the destination's).
 -- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
 -- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
@@ -63,9 +64,15 @@ redis.call('HINCRBY', KEYS[4], 'allocated_total', s(-amount))
 local dest_bal = redis.call('HINCRBY', KEYS[5], 'balance', s(amount))
 redis.call('HINCRBY', KEYS[5], 'allocated_total', s(amount))
 redis.call('HINCRBY', KEYS[5], 'funded_total', s(amount))
-local id = redis.call('XADD', KEYS[1], '*', 'op', 'transfer', 'wallet', source,
+local entry = {'op', 'transfer', 'wallet', source,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
-  'from', source, 'to', dest, 'balance_after', s(bal))
+  'from', source, 'to', dest, 'balance_after', s(bal)}
+-- The destination user's team goes into the ledger too: a replay rebuilds the membership.
+if dest_team ~= '' and is_user(dest) then
+  entry[#entry + 1] = 'user_team'
+  entry[#entry + 1] = dest_team
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(entry))
 redis.call('PUBLISH', channel, 'funds:' .. dest)
 local result = {id, source, s(bal), dest, s(dest_bal)}
 idem_record(use_idem, KEYS[3], fingerprint, result)
