@@ -210,3 +210,45 @@ def test_header_groups_keep_the_trusted_upstream_header(stack: Stack, signer: Si
     )
     assert status == 403, body
     assert body["error"]["type"] == "user_not_in_team"
+
+
+def test_remote_jwks_uri_is_fetched_by_envoy(redis_server: RedisServer, signer: Signer) -> None:
+    """Production shape: the JWKS comes from the issuer's URI (here a local HTTP server); Envoy
+    fetches and caches it through its own `jwks_<issuer>` cluster."""
+    import http.server
+    import threading
+
+    jwks = json.dumps({"keys": [signer.jwk()]}).encode()
+    fetched: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fetched.append(self.path)
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(jwks)))
+            self.end_headers()
+            self.wfile.write(jwks)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with FakeProvider() as fake:
+            cfg = _jwt_config(redis_server.url, fake.url, "unused")
+            del cfg["jwt_issuers"][0]["jwks_file"]
+            cfg["jwt_issuers"][0]["jwks_uri"] = f"http://127.0.0.1:{server.server_port}/jwks.json"
+            with Stack(cfg) as stack:
+                _fund(stack)
+                ok = {"x-keeptrusts-user-token": "Bearer " + signer.token("alice")}
+                status, body = _post(stack, ok)
+                assert status == 200, body
+                assert _spent(stack, "user:alice") > 0
+                forged = {"x-keeptrusts-user-token": "Bearer " + Signer().token("alice")}
+                assert _post(stack, forged)[0] == 401
+        assert "/jwks.json" in fetched
+    finally:
+        server.shutdown()
+        server.server_close()
