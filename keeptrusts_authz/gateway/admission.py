@@ -45,7 +45,7 @@ from keeptrusts_authz.gateway.request_parsing import (
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.pricing import PriceTable, ResolvedModel, UnknownModel
-from keeptrusts_authz.wallets.cascade import cascade_for
+from keeptrusts_authz.wallets.cascade import cascade_for, member_team
 from keeptrusts_authz.wallets.holds import Holds
 from keeptrusts_authz.wallets.models import ReserveRequest, ReserveResult
 from keeptrusts_authz.wallets.service import WalletService
@@ -236,7 +236,7 @@ class Admission:
         priced: ResolvedModel,
         ticket: str | None = None,
     ) -> Decision:
-        team = group.wallet_team_id or ""
+        team = member_team(group)  # the reservation's team: the only team whose users it reaches
         headers = {
             PROVIDER_HEADER: provider.name,
             TEAM_HEADER: team or "org",
