@@ -25,6 +25,7 @@ from keeptrusts_authz.envoy_contract import (
     AUTHZ_OUTPUT_BOUNDED,
     AUTHZ_PRICED_MODEL,
     AUTHZ_RESERVATION_ID,
+    AUTHZ_SERVICE_TIER,
     CALLER_KEY_HEADERS,
     PROVIDER_HEADER,
     RESERVATION_HEADER,
@@ -34,7 +35,11 @@ from keeptrusts_authz.envoy_contract import (
 )
 from keeptrusts_authz.errors import StoreRegressed, StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
-from keeptrusts_authz.gateway.estimation import reservation_micros, reservation_tokens
+from keeptrusts_authz.gateway.estimation import (
+    reservation_micros,
+    reservation_tokens,
+    unbounded_refusal,
+)
 from keeptrusts_authz.gateway.free_endpoints import (
     FREE_PATHS,
     count_tokens_model,
@@ -218,6 +223,14 @@ class Admission:
             return _deny(
                 403, "model_not_allowed", f"model {parsed.model!r} is not allowed for this group"
             )
+        # Only what is charged needs a bound: with cost tracking off nothing is refused for it.
+        refusal = (
+            unbounded_refusal(self._cfg, group, parsed, priced)
+            if self._cfg.cost_tracking.enabled
+            else None
+        )
+        if refusal is not None:
+            return _deny(refusal.status, refusal.code, refusal.message)
         user = headers.get(self._cfg.user_header_for(group))
         if group.user_source == "jwt" and not user:
             # jwt_authn verified no token for this group's issuer (missing, expired, wrong
@@ -326,8 +339,12 @@ class Admission:
         )
         if not self._cfg.cost_tracking.enabled:
             return allow
-        estimate = reservation_micros(parsed, priced, self._prices, self._cfg.enforcement)
-        input_bound, _ = reservation_tokens(parsed, priced, self._cfg.enforcement)
+        _, allowance = self._cfg.unbounded_for(group)
+        enforcement = self._cfg.enforcement
+        estimate = reservation_micros(parsed, priced, self._prices, enforcement, allowance)
+        input_bound, _ = reservation_tokens(parsed, priced, enforcement, allowance)
+        if parsed.service_tier is not None:
+            meta[AUTHZ_SERVICE_TIER] = parsed.service_tier
         meta[AUTHZ_INPUT_BOUND_TOKENS] = str(input_bound)
         meta[AUTHZ_OUTPUT_BOUNDED] = not (parsed.reasoning or priced.price.hidden_reasoning)
         meta[AUTHZ_EXTRA_OUTPUT_TOKENS] = str(parsed.extra_output_tokens)
