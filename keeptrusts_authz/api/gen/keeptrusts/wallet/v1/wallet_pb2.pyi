@@ -319,3 +319,35 @@ class GetChargebackReportRequest(_message.Message):
     group_by: str
     to: str
     def __init__(self, period: _Optional[str] = ..., format: _Optional[str] = ..., group_by: _Optional[str] = ..., to: _Optional[str] = ..., **kwargs) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("name", "roles", "billing", "reads_all", "teams", "organization", "currency", "current_month", "current_quarter")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    BILLING_FIELD_NUMBER: _ClassVar[int]
+    READS_ALL_FIELD_NUMBER: _ClassVar[int]
+    TEAMS_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_MONTH_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_QUARTER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    billing: bool
+    reads_all: bool
+    teams: _containers.RepeatedScalarFieldContainer[str]
+    organization: str
+    currency: str
+    current_month: str
+    current_quarter: str
+    def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., billing: _Optional[bool] = ..., reads_all: _Optional[bool] = ..., teams: _Optional[_Iterable[str]] = ..., organization: _Optional[str] = ..., currency: _Optional[str] = ..., current_month: _Optional[str] = ..., current_quarter: _Optional[str] = ...) -> None: ...
+
+class GetConsoleAssetRequest(_message.Message):
+    __slots__ = ("asset",)
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    asset: str
+    def __init__(self, asset: _Optional[str] = ...) -> None: ...
