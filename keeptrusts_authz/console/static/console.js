@@ -699,6 +699,7 @@
     const me = state.me;
     const wallets = await get("/v1/wallets");
     const teams = me.teams;
+    const leads = me.roles.filter((r) => r.startsWith("team:")).map((r) => r.slice(5));
     const users = wallets.wallets.filter((w) => w.scope === "user").map((w) => w.owner);
     const targets = [...teams.map((t) => "team:" + t), ...users.map((u) => "user:" + u)];
     const target = (v, field) => {
@@ -717,10 +718,10 @@
         moveForm("transfer-form", "Transfer", "/v1/wallets/transfer",
           [["from", "From wallet", "select", targets], ["to", "To wallet", "select", targets], ["amount", "Amount", "amount"], desc],
           (v) => Object.assign(target(v.from, "from"), target(v.to, "to")), "Between two team (or user) wallets, atomically."));
-    } else if (teams.length) {
+    } else if (leads.length) {
       const own = users.length ? users.map((u) => "user:" + u) : ["user:"];
       sections.push(
-        h("p", { class: "muted" }, `Team lead for ${teams.join(", ")}: moving money between your team's wallet and its users' wallets needs the API to grant it to your role; a refusal shows the API's answer.`),
+        h("section", { class: "card" }, h("h2", {}, "Your role"), h("p", { class: "muted" }, `Team lead for ${leads.join(", ")}: moving money between your team's wallet and its users' wallets needs the API to grant it to your role; a refusal shows the API's answer.`)),
         moveForm("allocate-form", "Allocate to a user of my team", "/v1/wallets/allocate", [["target", "To wallet", "select", own], ["amount", "Amount", "amount"], desc],
           (v) => target(v.target), null),
         moveForm("reclaim-form", "Reclaim from a user of my team", "/v1/wallets/reclaim", [["target", "From wallet", "select", own], ["amount", "Amount", "amount"], desc],
