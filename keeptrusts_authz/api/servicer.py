@@ -553,7 +553,6 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         )
         return httpbody_pb2.HttpBody(content_type=content_type, data=body)
 
-
     # -- console ----------
 
     async def WhoAmI(self, request: pb.WhoAmIRequest, context: Context) -> pb.WhoAmIResponse:

@@ -331,10 +331,10 @@ def local_reply_config(cfg: Config) -> Node:
 __all__ = [
     "API_PREFIX",
     "API_PREFIXES",
-    "CONSOLE_HEADERS",
-    "CONSOLE_PREFIX",
     "AUTHZ_DENIED_DETAILS",
     "AUTHZ_ERROR_DETAILS",
+    "CONSOLE_HEADERS",
+    "CONSOLE_PREFIX",
     "REPORTS_PREFIX",
     "REST_METHODS",
     "WALLET_SERVICE",

@@ -27,13 +27,14 @@ from keeptrusts_authz.reports.chargeback import (
     build_report,
     parse_period,
 )
-from keeptrusts_authz.reports.focus import to_focus_csv
+from keeptrusts_authz.reports.focus import to_focus_csv, to_focus_parquet
 
-Format = Literal["csv", "json", "html", "focus"]
-FORMATS: tuple[Format, ...] = ("csv", "json", "html", "focus")
+Format = Literal["csv", "json", "html", "focus", "focus-parquet"]
+FORMATS: tuple[Format, ...] = ("csv", "json", "html", "focus", "focus-parquet")
 CONTENT_TYPES: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
     "focus": "text/csv; charset=utf-8",
+    "focus-parquet": "application/vnd.apache.parquet",
     "json": "application/json",
     "html": "text/html; charset=utf-8",
 }
@@ -205,9 +206,7 @@ def tick_label(value: int, step: int) -> str:
 
 
 def _funded(row: Row) -> int:
-    return (
-        row.allocated + row.carried_in + row.transferred_in - row.transferred_out - row.reclaimed
-    )
+    return row.allocated + row.carried_in + row.transferred_in - row.transferred_out - row.reclaimed
 
 
 def used_tenths(row: Row) -> int | None:
@@ -363,6 +362,8 @@ def render(report: Report, fmt: str) -> tuple[str, bytes]:
         return CONTENT_TYPES["html"], to_html(report).encode()
     if fmt == "focus":
         return CONTENT_TYPES["focus"], to_focus_csv(report).encode()
+    if fmt == "focus-parquet":
+        return CONTENT_TYPES["focus-parquet"], to_focus_parquet(report)
     raise InvalidInput(f"format: one of {', '.join(FORMATS)}", {"field": "format"})
 
 

@@ -134,9 +134,15 @@ def seeded(console_stack: Stack, redis_server: RedisServer) -> Iterator[Api]:
     api = Api(console_stack, redis_server.url)
     api.fund("team_engineering", "1200", credit="5000")
     for team, amount in (("team_support", "300"), ("team_marketing", "0.50"), ("team_legal", "40")):
-        api.ok("POST", "/v1/wallets/allocate", {"team_id": team, "amount": amount, "currency": "USD"})
+        api.ok(
+            "POST", "/v1/wallets/allocate", {"team_id": team, "amount": amount, "currency": "USD"}
+        )
     api.ok("POST", "/v1/wallets/allocate", {"user_id": "alice", "amount": "20", "currency": "USD"})
-    api.ok("POST", "/v1/wallets/allocate", {"team_id": "team_research", "amount": "0.000001", "currency": "USD"})
+    api.ok(
+        "POST",
+        "/v1/wallets/allocate",
+        {"team_id": "team_research", "amount": "0.000001", "currency": "USD"},
+    )
     with ThreadPoolExecutor(4) as pool:
         calls = [("kt_cg_engineering_prod", "alice")] * 3 + [("kt_cg_engineering_prod", "bob")] * 2
         calls += [("kt_cg_support_prod", "carol")] * 2 + [("kt_cg_marketing_prod", None)] * 2
@@ -144,7 +150,12 @@ def seeded(console_stack: Stack, redis_server: RedisServer) -> Iterator[Api]:
     assert results.count(200) >= 7, results
     status, body = chat(api, HOLD_KEY)  # held for hold_timeout, then 402 with its ticket
     assert status == 402 and body["error"]["ticket_id"], body
-    for wallet in ("team:team_engineering", "team:team_support", "team:team_marketing", "user:alice"):
+    for wallet in (
+        "team:team_engineering",
+        "team:team_support",
+        "team:team_marketing",
+        "user:alice",
+    ):
         wait_settled(api, wallet)
     try:
         yield api
@@ -165,7 +176,8 @@ def wait_loaded(page: Any) -> None:
     page.wait_for_function(
         "() => { const p = document.getElementById('page');"
         " return p && p.children.length && !p.textContent.startsWith('Loading') &&"
-        " !(document.getElementById('cb-out')||{textContent:''}).textContent.startsWith('Loading') }"
+        " !(document.getElementById('cb-out')||{textContent:''})"
+        ".textContent.startsWith('Loading') }"
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_console_files_are_served_with_a_strict_policy(seeded: Api) -> None:
     for name in ("index.html", "console.js", "console.css"):
         text = (STATIC / name).read_text()
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), name
-        assert "fetch(\"http" not in text and "@import" not in text, name
+        assert 'fetch("http' not in text and "@import" not in text, name
 
 
 def test_whoami_reports_the_token_roles_and_teams(seeded: Api) -> None:
@@ -116,7 +117,9 @@ def test_each_role_sees_exactly_what_it_may(page: Any, seeded: Api, role: str) -
     _goto(page, seeded, "actions")
     forms = page.locator("#actions-page form").count()
     if role == "billing":
-        assert page.locator("#credit-form, #allocate-form, #reclaim-form, #transfer-form").count() == 4
+        assert (
+            page.locator("#credit-form, #allocate-form, #reclaim-form, #transfer-form").count() == 4
+        )
         assert page.locator("form[data-ticket]").count() == 1  # the pending ticket's decision
     elif role in ("team", "multi"):  # team leads: what their role allows, refusals shown
         assert page.locator("#allocate-form, #reclaim-form").count() == 2
@@ -150,16 +153,20 @@ def test_organization_page_matches_the_api_with_rounded_ticks(page: Any, seeded:
     # One number of decimals on the whole page; amounts right-aligned.
     amounts = page.locator("#org-page td.num[title]").all_inner_texts()
     assert amounts and len({len(a.rpartition(".")[2]) for a in amounts}) == 1
-    align = page.locator("#org-page td.num[title]").first.evaluate("e => getComputedStyle(e).textAlign")
+    align = page.locator("#org-page td.num[title]").first.evaluate(
+        "e => getComputedStyle(e).textAlign"
+    )
     assert align == "right"
     # Teams by risk: every team, lowest available first among equally healthy teams.
-    teams = page.locator("#org-page tr[data-team]").evaluate_all("rs => rs.map(r => r.dataset.team)")
+    teams = page.locator("#org-page tr[data-team]").evaluate_all(
+        "rs => rs.map(r => r.dataset.team)"
+    )
     assert set(teams) == {w[5:] for w in wallets if w.startswith("team:")}
     assert teams[0] == "team_research"
     # Chart: one stacked bar part per team with spend, axis ticks at 1/2/5 x 10^k steps.
     assert page.locator("#spend-chart rect").count() >= 3
     ticks = [Decimal(t) for t in page.locator("#spend-chart text.tick").all_text_contents()]
-    steps = {b - a for a, b in zip(ticks, ticks[1:], strict=False)}
+    steps = {b - a for a, b in itertools.pairwise(ticks)}
     assert len(ticks) >= 3 and len(steps) == 1
     (step,) = steps
     mantissa = step.normalize().as_tuple().digits
@@ -282,7 +289,9 @@ def test_chargeback_reconciles_and_the_focus_download_matches_the_ledger(
     page.locator("#cb-kind").select_option("quarter")
     page.locator("#cb-group").select_option("model")
     page.get_by_role("button", name="Show").click()
-    page.wait_for_function("() => /-Q[1-4] by model/.test(document.getElementById('cb-out').textContent)")
+    page.wait_for_function(
+        "() => /-Q[1-4] by model/.test(document.getElementById('cb-out').textContent)"
+    )
     assert "gpt-4o-mini" in page.locator("#chargeback").inner_text()
     assert page.locator("#reconciliation li.error").count() == 0
     shot(page, "chargeback-billing-quarter-model-1280.png")

@@ -4,6 +4,7 @@ test-artifacts/console/."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -76,8 +77,15 @@ def test_html_report_shows_the_key_columns_and_round_ticks(browser: Any, width: 
         cells = page.locator("table td").all_inner_texts()
         decimals = {len(c.rpartition(".")[2]) for c in cells if "." in c and "%" not in c}
         assert decimals == {6}
-        ticks = [Decimal(t.replace(",", "")) for t in page.locator("#daily-spend text.tick").all_text_contents()]
-        steps = {b - a for a, b in zip(ticks, ticks[1:], strict=False)}
-        assert len(steps) == 1 and next(iter(steps)).normalize().as_tuple().digits in ((1,), (2,), (5,))
+        ticks = [
+            Decimal(t.replace(",", ""))
+            for t in page.locator("#daily-spend text.tick").all_text_contents()
+        ]
+        steps = {b - a for a, b in itertools.pairwise(ticks)}
+        assert len(steps) == 1 and next(iter(steps)).normalize().as_tuple().digits in (
+            (1,),
+            (2,),
+            (5,),
+        )
     finally:
         page.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import UTC, datetime
 
@@ -46,7 +47,7 @@ def _report(spent: int, allocated: int = 300_000_000) -> Report:
 def test_axis_ticks_are_round(peak: int, step: int, top: int) -> None:
     got_step, ticks = nice_ticks(peak)
     assert got_step == step and ticks[0] == 0 and ticks[-1] == top >= peak
-    assert all(b - a == step for a, b in zip(ticks, ticks[1:], strict=False))
+    assert all(b - a == step for a, b in itertools.pairwise(ticks))
     assert str(step).rstrip("0") in ("1", "2", "5")
 
 

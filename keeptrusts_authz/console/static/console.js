@@ -604,7 +604,7 @@
     const allOk = checks.every(([, a, b]) => a === b);
     const recon = h("ul", { class: "recon", id: "reconciliation" }, checks.map(([n, a, b, isMoney]) =>
       h("li", { class: a === b ? "ok" : "error" }, `${a === b ? "✓" : "✗"} ${n}: rows ${isMoney ? fmt(a, 6) : a} = ledger ${isMoney ? fmt(b, 6) : b}${isMoney ? " " + cur() : ""}`)));
-    const downloads = h("div", { class: "downloads" }, [["csv", "CSV"], ["json", "JSON"], ["focus", "FOCUS (CSV)"]].map(([f, l]) =>
+    const downloads = h("div", { class: "downloads" }, [["csv", "CSV"], ["json", "JSON"], ["focus", "FOCUS (CSV)"], ["focus-parquet", "FOCUS (Parquet)"]].map(([f, l]) =>
       h("button", { type: "button", class: "secondary", id: "download-" + f, onclick: () => download(f, p) }, "Download " + l)));
     return h("div", {},
       h("section", { class: "card" }, h("h2", {}, `${report.period} by ${key.replace("_", " ")}`),
@@ -627,8 +627,8 @@
         throw new ApiError(res.status, data, text);
       }
       const blob = await res.blob();
-      const ext = format === "json" ? "json" : "csv";
-      const name = `chargeback-${p.period}-${p.group_by}${format === "focus" ? "-focus" : ""}.${ext}`;
+      const ext = { json: "json", "focus-parquet": "parquet" }[format] || "csv";
+      const name = `chargeback-${p.period}-${p.group_by}${format.startsWith("focus") ? "-focus" : ""}.${ext}`;
       const url = URL.createObjectURL(blob);
       const a = h("a", { href: url, download: name });
       document.body.append(a);
