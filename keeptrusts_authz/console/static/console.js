@@ -335,7 +335,7 @@
         money(w.balance, dp), money(w.reserved, dp),
         money(r ? r.spent_micros : 0, dp), h("td", { class: "num" }, pct(w.spent, w.allocated)),
         money(w.burn_rate_per_day, dp), h("td", { class: "num" }, w.projected_depletion_date || "—"),
-        money(w.projected_period_spend || 0, dp));
+        w.projected_period_spend ? money(w.projected_period_spend, dp) : h("td", { class: "num", title: "no budget period for this wallet" }, "—"));
     });
     const alerts = [];
     for (const w of ws) if (w.status !== "healthy")
