@@ -281,6 +281,13 @@ def test_chargeback_reconciles_and_the_focus_download_matches_the_ledger(
     rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
     assert rows and {r["ServiceCategory"] for r in rows} == {"AI and Machine Learning"}
     assert sum(_micros(r["BilledCost"]) for r in rows) == spent_total
+    import pyarrow.parquet as pq
+
+    with page.expect_download() as info:
+        page.locator("#download-focus-parquet").click()
+    assert info.value.suggested_filename.endswith("-focus.parquet")
+    billed = pq.read_table(info.value.path()).column("BilledCost").to_pylist()
+    assert sum(int(v * 1_000_000) for v in billed) == spent_total
     with page.expect_download() as info:
         page.locator("#download-csv").click()
     assert "team_engineering" in Path(info.value.path()).read_text()
