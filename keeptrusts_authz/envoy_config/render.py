@@ -400,16 +400,10 @@ def build_route_config(cfg: Config) -> Node:
 # --------------------------------------------------------------------------- HTTP filters
 
 
-def _uses_hold(cfg: Config) -> bool:
-    return any(cfg.policy_for(g) == "hold" for g in cfg.consumer_groups)
-
-
 def check_timeout_seconds(cfg: Config) -> float:
-    """The Check deadline; a Check that may wait for a hold gets hold_timeout on top."""
-    timeout = cfg.gateway.check_timeout_seconds
-    if _uses_hold(cfg):
-        timeout += cfg.enforcement.hold_timeout_seconds
-    return timeout
+    """The Check deadline; a Check that may wait (a hold's ticket, a block's wait for reserved
+    money) gets that wait on top."""
+    return cfg.gateway.check_timeout_seconds + cfg.check_wait_seconds()
 
 
 def _check_retry_policy() -> Node:

@@ -18,13 +18,22 @@ AUTHZ_DECISIONS = Counter(
 CHECK_LATENCY = Histogram(
     "keeptrusts_check_duration_seconds",
     "Time to answer one ext_authz Check, without the time a held Check waited on its cost "
-    "ticket (that wait is keeptrusts_hold_wait_seconds).",
+    "ticket (that wait is keeptrusts_hold_wait_seconds) or a block Check waited for reserved "
+    "money to settle (keeptrusts_reserved_wait_seconds).",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0),
 )
 HELD_REQUESTS = Gauge(
     "keeptrusts_held_requests",
     "Checks of this replica held now on a cost ticket (hold policy), waiting for funds or a "
     "decision.",
+)
+RESERVED_WAIT = Histogram(
+    "keeptrusts_reserved_wait_seconds",
+    "Time a `block` Check waited for in-flight reservations to settle "
+    "(enforcement.wait_for_reserved_seconds), by outcome (reserved_wait_funded: admitted, "
+    "reserved_wait_spent: the money was really spent, reserved_wait_timeout).",
+    ["outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
 )
 HOLD_WAIT = Histogram(
     "keeptrusts_hold_wait_seconds",
