@@ -20,6 +20,7 @@ import contextlib
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -262,13 +263,23 @@ async def start_server(
 
 
 async def serve_forever(
-    cfg: Config, *, port: int | None = None, metrics_port: int | None = None
+    cfg: Config,
+    *,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
+    """One service process until SIGTERM/SIGINT. A `serve --workers N` worker passes `on_ready`
+    (called once it serves gRPC) and serves no metrics endpoint: its supervisor serves the
+    metrics of every worker (cli/serve_cmd.py, `build_supervisor_metrics`)."""
     app = build_app(cfg)
     running = await start_server(app, port=port)
-    app.observability.start(
-        cfg.server.metrics_port if metrics_port is None else metrics_port, cfg.server.host
-    )
+    if on_ready is None:
+        app.observability.start(
+            cfg.server.metrics_port if metrics_port is None else metrics_port, cfg.server.host
+        )
+    else:
+        on_ready()
     # Start-up objects (config, generated protobuf modules, scripts) live as long as the process:
     # keep them out of the collector's way so full collections do not stall the event loop.
     gc.collect()
@@ -283,4 +294,28 @@ async def serve_forever(
     await running.stop(drain=cfg.server.drain_seconds)
 
 
-__all__ = ["App", "RedisClients", "RunningServer", "build_app", "open_redis", "start_server"]
+def build_supervisor_metrics(cfg: Config, multiproc_dir: str) -> Observability:
+    """The /metrics of `serve --workers N`, served by the supervisor: the workers' process metrics
+    merged from their prometheus-client multiprocess files (counters and histograms summed, gauges
+    per their multiprocess_mode, metrics/registry.py) plus the scrape-time collector that reads
+    the org's wallets and usage from Redis, registered ONCE here (each worker reading it too
+    would export the same org-wide totals N times)."""
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
+    reader = WalletSnapshotReader(
+        connect_sync(cfg.redis), cfg.organization.id, endpoint=describe(cfg.redis)
+    )
+    return build_observability(cfg, PriceTable.from_config(cfg), reader, registry=registry)
+
+
+__all__ = [
+    "App",
+    "RedisClients",
+    "RunningServer",
+    "build_app",
+    "build_supervisor_metrics",
+    "open_redis",
+    "start_server",
+]

@@ -56,7 +56,7 @@ class BurstResult:
         )
 
 
-def _request(key: str, output_tokens: int) -> bytes:
+def request_bytes(key: str, output_tokens: int) -> bytes:
     body = json.dumps(
         {
             "model": MODEL,
@@ -72,7 +72,7 @@ def _request(key: str, output_tokens: int) -> bytes:
     return head.encode() + body
 
 
-async def _send(port: int, payload: bytes, timeout: float) -> int:
+async def send(port: int, payload: bytes, timeout: float) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(payload)
@@ -115,7 +115,7 @@ def run_burst(
                     if not queue:
                         return
                     _, output_tokens = queue.pop()
-                status = await _send(port, _request(key, output_tokens), 60.0)
+                status = await send(port, request_bytes(key, output_tokens), 60.0)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
                 if status == 200:
                     result.admitted_cost += cost_micros_for(price, INPUT_TOKENS, output_tokens)
@@ -137,4 +137,4 @@ def run_burst(
     return result
 
 
-__all__ = ["BurstResult", "run_burst"]
+__all__ = ["BurstResult", "request_bytes", "run_burst", "send"]

@@ -117,13 +117,16 @@ class Stack:
         "KT_TEST_ANTHROPIC_KEY": "sk-ant-test-secret",
     }
 
-    def __init__(self, cfg_dict: dict[str, Any], start_service: bool = True) -> None:
+    def __init__(
+        self, cfg_dict: dict[str, Any], start_service: bool = True, workers: int = 1
+    ) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="kt-stack-"))
         write_provider_credentials(cfg_dict, self.PROVIDER_ENV, self._dir / "secrets")
         self.config_path = self._dir / "keeptrusts.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg_dict), encoding="utf-8")
         self.cfg: Config = load_config(self.config_path)
         self.start_service = start_service
+        self.workers = workers  # `serve --workers N` (1: one process, no supervisor)
         self.service: subprocess.Popen[bytes] | None = None
         self.envoy = EnvoyProcess(render_envoy_yaml(self.cfg))
         self.url = f"http://127.0.0.1:{self.cfg.gateway.listen_port}"
@@ -162,6 +165,8 @@ class Stack:
                 str(port),
                 "--metrics-port",
                 str(metrics_port),
+                "--workers",
+                str(self.workers),
                 "--log-level",
                 "warning",
             ],

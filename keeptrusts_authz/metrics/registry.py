@@ -26,6 +26,7 @@ HELD_REQUESTS = Gauge(
     "keeptrusts_held_requests",
     "Checks of this replica held now on a cost ticket (hold policy), waiting for funds or a "
     "decision.",
+    multiprocess_mode="livesum",
 )
 RESERVED_WAIT = Histogram(
     "keeptrusts_reserved_wait_seconds",
@@ -52,6 +53,7 @@ STORE_REGRESSED = Gauge(
     "1 while the wallet store is known to have lost or rolled back its books (Checks answer 503 "
     "store_regressed until `keeptrusts-authz restore`), by organization.",
     ["org"],
+    multiprocess_mode="livemax",
 )
 
 
@@ -72,6 +74,7 @@ RECONCILIATION_LAG = Histogram(
 SETTLE_QUEUE = Gauge(
     "keeptrusts_settle_queue_depth",
     "Access-log settlements waiting to be written to Redis.",
+    multiprocess_mode="livesum",
 )
 EXPIRED_RESERVATIONS = Counter(
     "keeptrusts_expired_reservations",
@@ -92,19 +95,23 @@ WALLET_PROJECTED_PERIOD_SPEND = Gauge(
     "keeptrusts_wallet_projected_period_spend",
     "Projected spend at the end of the current budget period from its burn so far (currency).",
     ["wallet"],
+    multiprocess_mode="mostrecent",
 )
 WALLET_PERIOD_ALLOCATION = Gauge(
     "keeptrusts_wallet_period_allocation",
     "What the current budget period started with: carried in + its allocation (currency units).",
     ["wallet"],
+    multiprocess_mode="mostrecent",
 )
 LEDGER_ARCHIVE_LAG_ENTRIES = Gauge(
     "keeptrusts_ledger_archive_lag_entries",
     "Redis ledger entries not yet archived to PostgreSQL when the last archive pass started.",
+    multiprocess_mode="mostrecent",
 )
 LEDGER_ARCHIVE_LAG_SECONDS = Gauge(
     "keeptrusts_ledger_archive_lag_seconds",
     "Age of the oldest Redis ledger entry not yet archived when the last archive pass started.",
+    multiprocess_mode="mostrecent",
 )
 LEDGER_ARCHIVED_ENTRIES = Counter(
     "keeptrusts_ledger_archived_entries",
