@@ -198,6 +198,7 @@ class RunningServer:
     server: grpc.aio.Server
     health: HealthServicer
     port: int
+    access_log: AccessLogServicer | None = None
 
     async def stop(self, grace: float | None = None, *, drain: float = 0.0) -> None:
         """Graceful: report NOT_SERVING and keep serving for `drain` seconds (the gateway moves
@@ -206,7 +207,14 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         if drain > 0:
             await asyncio.sleep(drain)
-        await self.server.stop(self.app.config.shutdown_grace_seconds() if grace is None else grace)
+        grace = self.app.config.shutdown_grace_seconds() if grace is None else grace
+        # stop() sends GOAWAY at once (Envoy opens new streams elsewhere); then the access-log
+        # streams end after their next flush instead of being cancelled at the end of the grace.
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        await asyncio.sleep(0.05)
+        if self.access_log is not None:
+            self.access_log.close_streams()
+        await stopping
         await self.app.close()
 
 
@@ -218,9 +226,8 @@ async def start_server(
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
         AuthorizationServicer(app.admission), server
     )
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(
-        AccessLogServicer(app.prices, app.settler), server
-    )
+    access_log = AccessLogServicer(app.prices, app.settler, cfg.gateway.access_log_flush_ms / 1000)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(access_log, server)
     wallet_pb2_grpc.add_WalletServiceServicer_to_server(app.wallet_api, server)  # type: ignore[no-untyped-call]
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -259,7 +266,7 @@ async def start_server(
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("keeptrusts-authz serving gRPC on %s:%d", bind_host, bound)
-    return RunningServer(app, server, health, bound)
+    return RunningServer(app, server, health, bound, access_log)
 
 
 async def serve_forever(
