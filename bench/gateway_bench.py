@@ -308,7 +308,7 @@ def full_path_run(
         return asyncio.run(saturate(port, args.connections, args.seconds))
 
     cfg = stack_config(rs.url, f"http://127.0.0.1:{up_port}")
-    with Stack(cfg, workers=workers) as stack:
+    with Stack(cfg, workers=workers, transport=args.transport) as stack:
         stack.fund("team_engineering", 1_000_000 * USD)
         direct_port = free_port()
         with EnvoyProcess(direct_yaml(stack.envoy.config_yaml, direct_port, free_port())):
@@ -357,6 +357,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=300.0)
     ap.add_argument("--client", choices=["wrk", "python"], default="wrk")
     ap.add_argument("--workers", type=int, default=2, help="the scaling run's worker count")
+    # How Envoy reaches the service: plaintext loopback, mTLS (server.tls, as make run) or UDS.
+    ap.add_argument("--transport", choices=["plaintext", "mtls", "uds"], default="plaintext")
     args = ap.parse_args()
     wrk = find_wrk() if args.client == "wrk" else None
 
@@ -373,7 +375,7 @@ def main() -> int:
     direct_rps, direct_codes = one["direct"]
     full_rps, full_codes = one["full"]
     requests = sum(full_codes.values())
-    print("== Envoy direct vs full keeptrusts path ==")
+    print(f"== Envoy direct vs full keeptrusts path (Envoy -> authz: {args.transport}) ==")
     print(f"load generator: {wrk or 'python asyncio client'}")
     print(f"saturation ({args.connections} connections, {args.seconds:.0f}s):")
     print(f"  envoy direct : {direct_rps:8.0f} req/s  statuses {direct_codes}")

@@ -15,6 +15,7 @@ def main() -> int:
         "periods_bench.py",
         "burst_bench.py",
         "gateway_bench.py",
+        "check_transport_bench.py",
         "ledger_bench.py",
     ):
         print(f"\n### bench/{script}", flush=True)

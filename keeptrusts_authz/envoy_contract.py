@@ -61,6 +61,9 @@ AUTHZ_PRICED_MODEL: Final = "priced_model"
 AUTHZ_INPUT_BOUND_TOKENS: Final = "input_bound_tokens"
 AUTHZ_OUTPUT_BOUNDED: Final = "output_bounded"
 AUTHZ_EXTRA_OUTPUT_TOKENS: Final = "extra_output_tokens"
+# GET /v1/models of a group with allowed_models: the Lua patterns (one a line) the Lua filter
+# keeps the response's `data` entries by (gateway/free_endpoints.py).
+AUTHZ_MODELS_FILTER: Final = "models_filter"
 
 # The Lua usage filter's dynamic metadata.
 USAGE_NAMESPACE: Final = "keeptrusts.usage"
@@ -82,6 +85,8 @@ USAGE_INJECTED: Final = "usage_injected"
 
 # `@@NAME@@` in the Lua usage filter template -> the value written into the rendered filter.
 LUA_TEMPLATE_VALUES: Final[dict[str, str]] = {
+    "AUTHZ_NAMESPACE": AUTHZ_NAMESPACE,
+    "AUTHZ_MODELS_FILTER": AUTHZ_MODELS_FILTER,
     "USAGE_NAMESPACE": USAGE_NAMESPACE,
     "USAGE_FOUND": USAGE_FOUND,
     "USAGE_STREAM": USAGE_STREAM,

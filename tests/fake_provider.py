@@ -1,7 +1,8 @@
 """A fake LLM provider (OpenAI + Anthropic shapes, JSON and SSE) for tests, bench and `make run`.
 
 Endpoints: OpenAI `/v1/chat/completions`, `/v1/completions`, `/v1/responses`, `/v1/embeddings`;
-Anthropic `/v1/messages`. A request with `"stream": true` gets SSE (OpenAI chat/completions send the
+Anthropic `/v1/messages` and `/v1/messages/count_tokens`; `GET /v1/models` lists `fake.models`.
+A request with `"stream": true` gets SSE (OpenAI chat/completions send the
 usage chunk only when `stream_options.include_usage` is true, like OpenAI).
 
 Controls (per provider via methods, or per request via headers):
@@ -265,6 +266,9 @@ class FakeProvider:
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.usage = Usage()
+        # What GET /v1/models lists.
+        self.models = ["gpt-4o-mini", "gpt-4o", "o1", "claude-sonnet-4-5", "claude-3-5-haiku"]
+        self.models_raw: bytes | None = None  # a GET /v1/models body sent as is instead
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         provider = self
@@ -381,8 +385,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake.record(
             RecordedRequest("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, None)
         )
-        if self.path.rstrip("/").endswith("/models"):
-            self._send_json(200, {"object": "list", "data": [{"id": "gpt-4o-mini"}]})
+        if self.path.split("?", 1)[0].rstrip("/").endswith("/models") and self.fake.models_raw:
+            raw = self.fake.models_raw
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+        elif self.path.split("?", 1)[0].rstrip("/").endswith("/models"):
+            data = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.fake.models]
+            self._send_json(200, {"object": "list", "data": data, "has_more": False})
         else:
             self._send_json(404, {"error": {"message": "not found", "type": "invalid_request"}})
 
@@ -401,6 +413,9 @@ class _Handler(BaseHTTPRequestHandler):
         p = self._plan(body)
         path = self.path.split("?", 1)[0]
         is_anthropic = path.endswith("/messages")
+        if path.endswith("/messages/count_tokens"):  # free: no usage, just a count
+            self._send_json(200, {"input_tokens": max(1, len(raw) // 4)})
+            return
         if p.status >= 400:
             if is_anthropic:
                 err = {"type": "error", "error": {"type": "api_error", "message": "fake failure"}}

@@ -58,9 +58,9 @@ def cpu_quota(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, math.ceil(limit))
 
 
-def _workers(value: str) -> int:
+def _workers(value: str) -> int | None:
     if value == "auto":
-        return cpu_quota()
+        return None  # decided once the config is read (_serve)
     try:
         n = int(value)
     except ValueError:
@@ -84,6 +84,15 @@ def _serve(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     except ConfigError as exc:
         _print_config_errors(exc)
+        return 2
+    if args.workers is None:  # auto: the CPU quota; one process on a Unix socket
+        args.workers = 1 if cfg.server.uds_path is not None else cpu_quota()
+    if args.workers > 1 and cfg.server.uds_path is not None:
+        print(
+            "keeptrusts-authz: serve --workers N needs a TCP port (server.uds_path is one socket "
+            "that only one process can serve)",
+            file=sys.stderr,
+        )
         return 2
     if args.workers > 1 and os.environ.get(WORKER_ENV) is None:
         return _supervise(cfg, args)
@@ -239,7 +248,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--workers",
         type=_workers,
         default="auto",
-        help="worker processes on the gRPC port (SO_REUSEPORT); default auto: the CPU quota",
+        help="worker processes on the gRPC port (SO_REUSEPORT); default auto: the CPU quota "
+        "(1 with server.uds_path)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_serve)

@@ -172,6 +172,13 @@ class Pricing(StrictModel):
         return self
 
 
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
+# The credential (credential_injector) and what Envoy owns on a request.
+_UNSETTABLE_HEADERS = frozenset(
+    {"authorization", "x-api-key", "host", "content-length", "transfer-encoding", "te"}
+)
+
+
 class Provider(StrictModel):
     name: IdStr
     kind: ProviderKind = "openai"
@@ -185,6 +192,23 @@ class Provider(StrictModel):
     credential_env: str | None = None
     models: list[str] = Field(default_factory=lambda: ["*"])
     timeout_seconds: float = Field(default=120.0, gt=0)
+    # Fixed headers Envoy sets on every request to this provider (e.g. OpenAI-Organization,
+    # OpenAI-Project: the org's account selection). What clients send under these names, and
+    # any x-keeptrusts-* header, never reaches the provider (render-envoy: header_mutation).
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("headers")
+    @classmethod
+    def _settable_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            low = name.lower()
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r}: not an HTTP header name")
+            if low in _UNSETTABLE_HEADERS or low.startswith(("x-keeptrusts-", "x-envoy-")):
+                raise ValueError(f"{name!r}: set by the gateway itself, not by configuration")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"{name!r}: the value must be one line")
+        return {k.lower(): val for k, val in v.items()}
 
     @field_validator("url")
     @classmethod
@@ -245,6 +269,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class ServerTls(StrictModel):
+    """mTLS on the gRPC port (Check, access log, wallet API, health): the service presents
+    `cert_file`/`key_file` and accepts only clients whose certificate `client_ca_file` signed
+    (Envoy's, see `gateway.authz_tls`). A client without such a certificate gets no answer."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    client_ca_file: str = Field(min_length=1)
+
+
 class Server(StrictModel):
     # Governs the gRPC port (Check, access log, wallet API) AND /metrics. Loopback by default:
     # whoever reaches these ports can ask for Checks, push access-log entries, scrape balances.
@@ -261,13 +295,25 @@ class Server(StrictModel):
     # A plaintext bind beyond loopback must be acknowledged: say so only where a NetworkPolicy
     # (deploy/base/networkpolicies.yaml) admits nothing but the gateway pods and Prometheus.
     allow_plaintext_non_loopback: bool = False
+    # Client certificates required on the gRPC port (the proxy's): any bind is then fine.
+    tls: ServerTls | None = None
+    # Sidecar mode: serve gRPC on this Unix socket only (no TCP port), in a volume shared only by
+    # the proxy and the service containers. /metrics stays on host:metrics_port.
+    uds_path: str | None = Field(default=None, min_length=1)
+    # grpc.health.v1 ONLY, plaintext, on host:health_port: for kubelet gRPC probes, which cannot
+    # present a client certificate to the mTLS port. Serves nothing else.
+    health_port: int | None = Field(default=None, ge=1, le=65535)
 
     @model_validator(mode="after")
     def _plaintext_on_loopback(self) -> Server:
-        if not is_loopback(self.host) and not self.allow_plaintext_non_loopback:
+        if self.tls is not None and self.uds_path is not None:
+            raise ValueError("uds_path: give either tls (TCP with mTLS) or uds_path, not both")
+        secured = self.tls is not None or self.uds_path is not None
+        if not is_loopback(self.host) and not secured and not self.allow_plaintext_non_loopback:
             raise ValueError(
                 f"host: {self.host!r} is not a loopback address and the gRPC and metrics ports "
-                "are plaintext; bind 127.0.0.1, or set server.allow_plaintext_non_loopback: true "
+                "are plaintext; bind 127.0.0.1, configure server.tls (client certificates "
+                "required), or set server.allow_plaintext_non_loopback: true "
                 "where a network policy admits only the gateway and Prometheus"
             )
         return self
@@ -278,6 +324,17 @@ class AuthzEndpoint(StrictModel):
 
     host: str = Field(min_length=1)
     port: int = Field(default=9191, ge=1, le=65535)
+
+
+class GatewayAuthzTls(StrictModel):
+    """Envoy's side of the mTLS to the authz service (`server.tls`): its client certificate and
+    key, the CA that signed the service's certificate, and the name the service's certificate
+    must carry (a DNS SAN, or an IP SAN for an address; also sent as SNI)."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    ca_file: str = Field(min_length=1)
+    server_name: str = Field(min_length=1)
 
 
 class Gateway(StrictModel):
@@ -307,12 +364,21 @@ class Gateway(StrictModel):
     # (settling is idempotent by reservation id; the second copy is a no-op). Default: on when
     # authz_endpoints lists more than one endpoint.
     access_log_to_two_replicas: bool | None = None
+    # mTLS to the authz cluster(s) (Check, access log, wallet API, health checks).
+    authz_tls: GatewayAuthzTls | None = None
+    # Sidecar mode: reach the service on this Unix socket (`server.uds_path`) instead of TCP.
+    authz_uds_path: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_way_to_name_the_authz(self) -> Gateway:
         if self.authz_endpoints and {"authz_host", "authz_port"} & self.model_fields_set:
             raise ValueError(
                 "authz_endpoints: give either authz_endpoints or authz_host/authz_port, not both"
+            )
+        if self.authz_uds_path is not None and (self.authz_endpoints or self.authz_tls is not None):
+            raise ValueError(
+                "authz_uds_path: a Unix socket is one local endpoint without TLS; "
+                "give neither authz_endpoints nor authz_tls with it"
             )
         seen: dict[tuple[str, int], int] = {}
         for i, e in enumerate(self.authz_endpoints):

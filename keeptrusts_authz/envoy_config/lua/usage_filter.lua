@@ -504,7 +504,122 @@ local function publish(handle, st)
   md:set(NS, "@@USAGE_CACHE_CREATION_HOUR_TOKENS@@", st.cache_creation_1h)
 end
 
+-- ---------------------------------------------------------------------------------------------
+-- GET /v1/models of a group with allowed_models: the Check wrote @@AUTHZ_MODELS_FILTER@@ (one
+-- anchored Lua pattern a line) to its metadata; keep only the `data` entries whose `id` matches.
+-- The other members of the answer are kept as the provider wrote them. A 200 body that cannot
+-- be read becomes an empty list (fail closed: never list models the group may not use).
+-- ---------------------------------------------------------------------------------------------
+
+local EMPTY_MODEL_LIST = '{"object":"list","data":[]}'
+
+local function model_entry_id(s, i)
+  if byte(s, i) ~= 123 then
+    return nil
+  end
+  local j = skip_ws(s, i + 1)
+  if byte(s, j) == 125 then
+    return nil
+  end
+  while true do
+    local key
+    key, j = read_key(s, j)
+    if key == "id" and byte(s, j) == 34 then
+      local id = decode_string(s, j)
+      return id
+    end
+    j = skip_ws(s, skip_value(s, j))
+    local c = byte(s, j)
+    if c == 125 then
+      return nil
+    elseif c ~= 44 then
+      error("expected , or }")
+    end
+    j = skip_ws(s, j + 1)
+  end
+end
+
+local function allowed_model(id, patterns)
+  for _, p in ipairs(patterns) do
+    if find(id, p) ~= nil then
+      return true
+    end
+  end
+  return false
+end
+
+local function filtered_model_list(s, patterns)
+  local i = skip_ws(s, 1)
+  if byte(s, i) ~= 123 then
+    error("expected an object")
+  end
+  local j = skip_ws(s, i + 1)
+  while true do
+    local key
+    key, j = read_key(s, j)
+    if key == "data" then
+      if byte(s, j) ~= 91 then
+        error("data is not an array")
+      end
+      local data_end = skip_value(s, j)
+      local kept, n = {}, 0
+      local k = skip_ws(s, j + 1)
+      if byte(s, k) ~= 93 then
+        while true do
+          local e = skip_value(s, k)
+          local id = model_entry_id(s, k)
+          if id ~= nil and allowed_model(id, patterns) then
+            n = n + 1
+            kept[n] = sub(s, k, e - 1)
+          end
+          k = skip_ws(s, e)
+          local c = byte(s, k)
+          if c == 93 then
+            break
+          elseif c ~= 44 then
+            error("expected , or ]")
+          end
+          k = skip_ws(s, k + 1)
+        end
+      end
+      return sub(s, 1, j - 1) .. "[" .. concat(kept, ",", 1, n) .. "]" .. sub(s, data_end)
+    end
+    j = skip_ws(s, skip_value(s, j))
+    if byte(s, j) ~= 44 then
+      error("no data member")
+    end
+    j = skip_ws(s, j + 1)
+  end
+end
+
+local function filter_model_list(handle, spec)
+  if handle:headers():get(":status") ~= "200" then
+    return -- an error answer lists no models
+  end
+  local patterns, n = {}, 0
+  for line in string.gmatch(spec, "[^\n]+") do
+    n = n + 1
+    patterns[n] = line
+  end
+  local body = handle:body()
+  if body == nil then
+    return
+  end
+  local len = body:length()
+  local ok, out = pcall(filtered_model_list, body:getBytes(0, len), patterns)
+  if not ok then
+    out = EMPTY_MODEL_LIST
+  end
+  body:setBytes(out)
+  handle:headers():replace("content-length", tostring(#out))
+end
+
 function envoy_on_response(handle)
+  local authz = handle:streamInfo():dynamicMetadata():get("@@AUTHZ_NAMESPACE@@")
+  if type(authz) == "table" and type(authz["@@AUTHZ_MODELS_FILTER@@"]) == "string" then
+    filter_model_list(handle, authz["@@AUTHZ_MODELS_FILTER@@"])
+    return
+  end
   local headers = handle:headers()
   local ctype = string.lower(headers:get("content-type") or "")
   local encoding = string.lower(headers:get("content-encoding") or "identity")
