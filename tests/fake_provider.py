@@ -18,6 +18,9 @@ Controls (per provider via methods, or per request via headers):
   tests); `x-fake-events: 50` -> number of content deltas (default 3).
 - delay: header `x-fake-delay: 1.5` -> wait that long before answering (client gives up).
 - model: the response reports the request's model unless header `x-fake-model` overrides it.
+- service tier: OpenAI responses report `service_tier` (the request's, `default` when it asks
+  for none or `auto`), Anthropic `usage.service_tier: standard`; header `x-fake-service-tier`
+  overrides what is reported.
 
 Every request is recorded (`requests`: path, lowercased headers, parsed body) so tests can assert
 what reached the provider. Standalone: `python -m tests.fake_provider --port 18080`.
@@ -61,8 +64,14 @@ class _Plan:
     slow: float = 0.0
     events: int = 3
     model: str = "unknown"
+    service_tier: str = "default"
     disconnected: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _asked_tier(body: Any) -> str:
+    tier = body.get("service_tier") if isinstance(body, dict) else None
+    return tier if isinstance(tier, str) and tier not in ("", "auto") else "default"
 
 
 def _sse(data: object, event: str | None = None) -> bytes:
@@ -104,6 +113,7 @@ def _anthropic_usage(u: Usage, output: int | None = None) -> dict[str, Any]:
             "ephemeral_1h_input_tokens": u.cache_creation_1h,
         },
         "output_tokens": u.output if output is None else output,
+        "service_tier": "standard",
     }
 
 
@@ -121,12 +131,18 @@ def chat_json(p: _Plan) -> dict[str, Any]:
             }
         ],
         "usage": _openai_usage(p.usage),
+        "service_tier": p.service_tier,
         "system_fingerprint": "fp_fake",
     }
 
 
 def chat_sse(p: _Plan, include_usage: bool) -> Iterator[bytes]:
-    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000}
+    base = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "service_tier": p.service_tier,
+    }
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
     first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
     yield _sse({**base, "model": p.model, "choices": [first], **extra})
@@ -181,6 +197,7 @@ def responses_object(p: _Plan, status: str = "completed") -> dict[str, Any]:
         if done
         else [],
         "usage": _responses_usage(p.usage) if done else None,
+        "service_tier": p.service_tier,
     }
 
 
@@ -346,6 +363,7 @@ class _Handler(BaseHTTPRequestHandler):
             slow=float(self.headers.get("x-fake-slow") or 0),
             events=int(self.headers.get("x-fake-events") or 3),
             model=str(model or "unknown"),
+            service_tier=self.headers.get("x-fake-service-tier") or _asked_tier(body),
         )
 
     def _send_json(self, status: int, obj: object) -> None:

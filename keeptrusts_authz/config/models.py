@@ -39,6 +39,11 @@ def _default_cascade() -> list[Scope]:
     return ["user", "team"]
 
 
+# What a request with inputs the gateway cannot bound gets: refused (400 naming the feature), or
+# reserved with `unbounded_allowance_tokens` more input per such input.
+UnboundedPolicy = Literal["refuse", "allowance"]
+
+
 class Enforcement(StrictModel):
     """Defaults for the per-group fields, and the timing knobs of the reservation lifecycle."""
 
@@ -64,7 +69,12 @@ class Enforcement(StrictModel):
     # part; a model's price entry may override it), and the server-side history a Responses
     # request pulls in with previous_response_id / conversation.
     image_input_tokens: int = Field(default=4_000, gt=0)
-    server_history_tokens: int = Field(default=200_000, ge=0)
+    # None: the model's context window (a chained Responses request can carry at most that).
+    server_history_tokens: int | None = Field(default=None, ge=0)
+    # Inputs the body only points at (files, documents by URL, stored prompts, server-side tools,
+    # MCP servers): the default for consumer_groups[].unbounded_inputs.
+    unbounded_inputs: UnboundedPolicy = "refuse"
+    unbounded_allowance_tokens: int | None = Field(default=None, gt=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
 
     @field_validator("cascade")
@@ -73,6 +83,60 @@ class Enforcement(StrictModel):
         if len(set(v)) != len(v):
             raise ValueError("cascade lists a scope twice")
         return v
+
+    @model_validator(mode="after")
+    def _allowance_needs_tokens(self) -> Enforcement:
+        if self.unbounded_inputs == "allowance" and self.unbounded_allowance_tokens is None:
+            raise ValueError(
+                "unbounded_allowance_tokens: required when unbounded_inputs is 'allowance'"
+            )
+        return self
+
+
+_HEADER = r"^[a-z0-9][a-z0-9-]{0,99}$"
+
+
+class JwtIssuer(StrictModel):
+    """An issuer whose JWTs Envoy's jwt_authn filter verifies for `user_source: jwt` groups: the
+    signature against its JWKS (one of jwks_file / jwks_inline for tests and air-gapped setups,
+    jwks_uri in production), `iss`, `aud` and expiry. Envoy copies `user_claim` into the
+    issuer's claim header (`claim_header`) after removing any client-sent copy of it."""
+
+    name: IdStr
+    issuer: str = Field(min_length=1)
+    audiences: list[str] = Field(default_factory=list)
+    jwks_file: str | None = None
+    jwks_inline: str | None = None
+    jwks_uri: str | None = None
+    jwks_cache_seconds: int = Field(default=300, ge=1, le=86_400)
+    # Where the client sends its user token (`Bearer <jwt>` or the bare token): not
+    # `authorization`, which carries the consumer key.
+    token_header: Annotated[str, Field(pattern=_HEADER)] = "x-keeptrusts-user-token"
+    user_claim: str = Field(default="sub", min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _one_jwks(self) -> JwtIssuer:
+        given = [
+            n for n in ("jwks_file", "jwks_inline", "jwks_uri") if getattr(self, n) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "exactly one of jwks_file, jwks_inline, jwks_uri is required"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.jwks_uri is not None:
+            parsed = urlparse(self.jwks_uri)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError("jwks_uri: must be an http:// or https:// URL with a host")
+        if self.token_header in ("authorization", "x-api-key"):
+            raise ValueError("token_header: must not be the consumer key's header")
+        return self
+
+    @property
+    def claim_header(self) -> str:
+        """The header Envoy writes the verified user claim into (never trusted from a client:
+        the gateway removes it before jwt_authn)."""
+        return f"x-keeptrusts-jwt-user-{self.name.lower().replace('_', '-').replace('.', '-')}"
 
 
 class ConsumerGroup(StrictModel):
@@ -85,6 +149,22 @@ class ConsumerGroup(StrictModel):
     on_insufficient: Policy | None = None
     user_header: str | None = None
     allowed_models: list[str] | None = None
+    # None: enforcement.unbounded_inputs / enforcement.unbounded_allowance_tokens.
+    unbounded_inputs: UnboundedPolicy | None = None
+    unbounded_allowance_tokens: int | None = Field(default=None, gt=0)
+    # Where the user id of a request comes from. `header` (default): the user header, set by a
+    # trusted upstream; the key holder may act as any user of its own team. `jwt`: the
+    # `user_claim` of a JWT that Envoy verified against `jwt_issuer` (jwt_issuers[].name).
+    user_source: Literal["header", "jwt"] = "header"
+    jwt_issuer: IdStr | None = None
+
+    @model_validator(mode="after")
+    def _jwt_needs_issuer(self) -> ConsumerGroup:
+        if self.user_source == "jwt" and self.jwt_issuer is None:
+            raise ValueError("jwt_issuer: required when user_source is jwt")
+        if self.user_source != "jwt" and self.jwt_issuer is not None:
+            raise ValueError("jwt_issuer: only with user_source: jwt")
+        return self
 
     @field_validator("api_key_sha256")
     @classmethod
@@ -137,6 +217,30 @@ class CostTracking(StrictModel):
     wallet_enforcement: bool = True
 
 
+class PriceSet(StrictModel):
+    """Prices per 1M tokens that replace a model's base prices where given (None: keep)."""
+
+    input_per_1m: Decimal | None = Field(default=None, ge=0)
+    output_per_1m: Decimal | None = Field(default=None, ge=0)
+    cached_input_per_1m: Decimal | None = Field(default=None, ge=0)
+    cache_write_per_1m: Decimal | None = Field(default=None, ge=0)
+    cache_write_1h_per_1m: Decimal | None = Field(default=None, ge=0)
+
+
+class LongContextPrice(PriceSet):
+    """Long-context tier: a request whose prompt (cache reads and writes included) has MORE than
+    `above_input_tokens` tokens pays these prices for all of its tokens (a cliff, not a band)."""
+
+    above_input_tokens: int = Field(gt=0)
+
+
+class ServiceTierPrice(PriceSet):
+    """A provider service tier (OpenAI `service_tier: priority|flex|...`): prices over the base
+    ones, and its own long-context prices over the model's."""
+
+    long_context: LongContextPrice | None = None
+
+
 class ModelPrice(StrictModel):
     """Prices in currency units per 1M tokens; `max_output_tokens` bounds a reservation."""
 
@@ -157,6 +261,12 @@ class ModelPrice(StrictModel):
     # Bills reasoning tokens it never streams (o-series, gpt-5): a stream cut off before its
     # usage cannot be bounded by what it showed and is charged its reservation.
     hidden_reasoning: bool = False
+    # Most prompt tokens the model accepts; bounds the server-side history of a Responses
+    # request (previous_response_id) when enforcement.server_history_tokens is not set.
+    context_window: int | None = Field(default=None, gt=0)
+    long_context: LongContextPrice | None = None
+    # Service tier name as the provider reports it (`priority`, `flex`) -> its prices.
+    service_tiers: dict[str, ServiceTierPrice] = Field(default_factory=dict)
 
 
 class Pricing(StrictModel):
@@ -490,6 +600,31 @@ class Config(StrictModel):
     alerts: Alerts = Field(default_factory=Alerts)
     budget_calendar: BudgetCalendarSettings = Field(default_factory=BudgetCalendarSettings)
     budgets: list[Budget] = Field(default_factory=list)
+    jwt_issuers: list[JwtIssuer] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _jwt_issuers_named(self) -> Config:
+        names: dict[str, int] = {}
+        for i, issuer in enumerate(self.jwt_issuers):
+            if issuer.name in names:
+                raise ValueError(
+                    f"jwt_issuers[{i}].name: duplicate issuer name {issuer.name!r} "
+                    f"(also jwt_issuers[{names[issuer.name]}])"
+                )
+            names[issuer.name] = i
+        for i, g in enumerate(self.consumer_groups):
+            if g.jwt_issuer is not None and g.jwt_issuer not in names:
+                raise ValueError(
+                    f"consumer_groups[{i}].jwt_issuer: {g.jwt_issuer!r} is not in jwt_issuers "
+                    f"({', '.join(sorted(names)) or 'none configured'})"
+                )
+        return self
+
+    def jwt_issuer(self, name: str) -> JwtIssuer:
+        for issuer in self.jwt_issuers:
+            if issuer.name == name:
+                return issuer
+        raise KeyError(name)
 
     @model_validator(mode="after")
     def _budgets_name_configured_teams(self) -> Config:
@@ -525,6 +660,13 @@ class Config(StrictModel):
                     f"(also consumer_groups[{seen[g.name]}])"
                 )
             seen[g.name] = i
+        for i, g in enumerate(self.consumer_groups):
+            policy, tokens = self.unbounded_for(g)
+            if policy == "allowance" and tokens is None:
+                raise ValueError(
+                    f"consumer_groups[{i}].unbounded_allowance_tokens: required when "
+                    "unbounded_inputs is 'allowance' (here or under enforcement)"
+                )
         digests: dict[str, int] = {}
         for i, g in enumerate(self.consumer_groups):
             if g.api_key is None and g.api_key_sha256 is None:
@@ -561,6 +703,12 @@ class Config(StrictModel):
 
     def policy_for(self, group: ConsumerGroup) -> Policy:
         return group.on_insufficient or self.enforcement.on_insufficient
+
+    def unbounded_for(self, group: ConsumerGroup) -> tuple[UnboundedPolicy, int | None]:
+        """The group's unbounded_inputs policy and its allowance tokens per such input."""
+        policy = group.unbounded_inputs or self.enforcement.unbounded_inputs
+        tokens = group.unbounded_allowance_tokens or self.enforcement.unbounded_allowance_tokens
+        return policy, tokens
 
     def holds(self) -> bool:
         """Whether any consumer group waits on cost tickets."""
@@ -613,4 +761,8 @@ class Config(StrictModel):
         return out
 
     def user_header_for(self, group: ConsumerGroup) -> str:
+        """The header the group's user id is read from: the configured user header, or for
+        `user_source: jwt` the header Envoy's jwt_authn writes the verified claim into."""
+        if group.user_source == "jwt" and group.jwt_issuer is not None:
+            return self.jwt_issuer(group.jwt_issuer).claim_header
         return (group.user_header or self.enforcement.user_header).lower()

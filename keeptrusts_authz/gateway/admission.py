@@ -25,6 +25,7 @@ from keeptrusts_authz.envoy_contract import (
     AUTHZ_OUTPUT_BOUNDED,
     AUTHZ_PRICED_MODEL,
     AUTHZ_RESERVATION_ID,
+    AUTHZ_SERVICE_TIER,
     CALLER_KEY_HEADERS,
     PROVIDER_HEADER,
     RESERVATION_HEADER,
@@ -34,7 +35,11 @@ from keeptrusts_authz.envoy_contract import (
 )
 from keeptrusts_authz.errors import StoreRegressed, StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
-from keeptrusts_authz.gateway.estimation import reservation_micros, reservation_tokens
+from keeptrusts_authz.gateway.estimation import (
+    reservation_micros,
+    reservation_tokens,
+    unbounded_refusal,
+)
 from keeptrusts_authz.gateway.free_endpoints import (
     FREE_PATHS,
     count_tokens_model,
@@ -53,7 +58,7 @@ from keeptrusts_authz.gateway.request_parsing import (
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.pricing import PriceTable, ResolvedModel, UnknownModel
-from keeptrusts_authz.wallets.cascade import cascade_for
+from keeptrusts_authz.wallets.cascade import cascade_for, member_team
 from keeptrusts_authz.wallets.holds import Holds
 from keeptrusts_authz.wallets.models import ReserveRequest, ReserveResult
 from keeptrusts_authz.wallets.service import WalletService
@@ -104,6 +109,19 @@ def _store_regressed() -> Decision:
     )
 
 
+def _user_not_in_team(user: str, team: str) -> Decision:
+    # Never says which team the user does belong to: the caller holds another team's key.
+    return _deny(
+        403,
+        "user_not_in_team",
+        f"user {user!r} is not a user of team {team or '(none)'}: this key may act only for "
+        "users of its own team; nothing was reserved",
+        reason="user_not_in_team",
+        team=team or None,
+        user=user,
+    )
+
+
 class Admission:
     def __init__(
         self,
@@ -124,6 +142,11 @@ class Admission:
         self._reserve_deadline = cfg.gateway.check_timeout_seconds * 0.75
         self._compensations: set[asyncio.Task[None]] = set()
         self._reserved_wait = cfg.enforcement.wait_for_reserved_seconds
+        # The caller's key, and the user tokens and verified claims of jwt_authn: none of them
+        # is the provider's business.
+        self._remove_headers = CALLER_KEY_HEADERS + tuple(
+            h for i in cfg.jwt_issuers for h in (i.token_header, i.claim_header)
+        )
 
     def _compensate(self, reservation_id: str) -> None:
         """Release a reservation whose Check gave up, in the background (never on the Check)."""
@@ -201,7 +224,25 @@ class Admission:
             return _deny(
                 403, "model_not_allowed", f"model {parsed.model!r} is not allowed for this group"
             )
+        # Only what is charged needs a bound: with cost tracking off nothing is refused for it.
+        refusal = (
+            unbounded_refusal(self._cfg, group, parsed, priced)
+            if self._cfg.cost_tracking.enabled
+            else None
+        )
+        if refusal is not None:
+            return _deny(refusal.status, refusal.code, refusal.message)
         user = headers.get(self._cfg.user_header_for(group))
+        if group.user_source == "jwt" and not user:
+            # jwt_authn verified no token for this group's issuer (missing, expired, wrong
+            # issuer/audience or signature) or its claim was empty: no user, no spending.
+            issuer = self._cfg.jwt_issuer(group.jwt_issuer or "")
+            return _deny(
+                401,
+                "invalid_user_token",
+                f"this key's requests need a user token: a JWT from {issuer.issuer} in the "
+                f"{issuer.token_header} header (missing, expired or not verified)",
+            )
         if user is not None and not _USER_ID.match(user):
             return _deny(
                 400, "invalid_user", "the user header must be 1-128 characters [A-Za-z0-9_.@-]"
@@ -273,7 +314,7 @@ class Admission:
         priced: ResolvedModel,
         ticket: str | None = None,
     ) -> Decision:
-        team = group.wallet_team_id or ""
+        team = member_team(group)  # the reservation's team: the only team whose users it reaches
         headers = {
             PROVIDER_HEADER: provider.name,
             TEAM_HEADER: team or "org",
@@ -294,13 +335,17 @@ class Admission:
             upstream_headers=headers,
             # The caller's key never goes upstream; Envoy injects the provider's own credential
             # on the provider cluster (render-envoy), so the Check never carries it.
-            remove_headers=CALLER_KEY_HEADERS,
+            remove_headers=self._remove_headers,
             metadata=meta,
         )
         if not self._cfg.cost_tracking.enabled:
             return allow
-        estimate = reservation_micros(parsed, priced, self._prices, self._cfg.enforcement)
-        input_bound, _ = reservation_tokens(parsed, priced, self._cfg.enforcement)
+        _, allowance = self._cfg.unbounded_for(group)
+        enforcement = self._cfg.enforcement
+        estimate = reservation_micros(parsed, priced, self._prices, enforcement, allowance)
+        input_bound, _ = reservation_tokens(parsed, priced, enforcement, allowance)
+        if parsed.service_tier is not None:
+            meta[AUTHZ_SERVICE_TIER] = parsed.service_tier
         meta[AUTHZ_INPUT_BOUND_TOKENS] = str(input_bound)
         meta[AUTHZ_OUTPUT_BOUNDED] = not (parsed.reasoning or priced.price.hidden_reasoning)
         meta[AUTHZ_EXTRA_OUTPUT_TOKENS] = str(parsed.extra_output_tokens)
@@ -343,6 +388,8 @@ class Admission:
         except asyncio.CancelledError:  # Envoy gave up on this Check
             self._compensate(request.reservation_id)
             raise
+        if result.outcome == "foreign_user":
+            return _user_not_in_team(request.user, team)
         if result.outcome == "hold" and self._holds is not None:
             return await self._hold(self._holds, allow, request, team, ticket)
         if self._may_wait_for_reserved(result, request):
