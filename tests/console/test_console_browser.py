@@ -313,7 +313,9 @@ def test_team_lead_moves_money_within_its_own_team(page: Any, seeded: Api) -> No
     assert _micros(cells[2]) == alice0 + 1_500_000, cells
     available = page.locator("#kpi-available .value").inner_text().removesuffix("USD").strip()
     assert _micros(available) == team0 - 1_500_000
-    assert "sprint budget" in page.locator("#ledger").inner_text()
+    ledger = page.locator("#ledger").inner_text()
+    assert "sprint budget" in ledger and "team:team_engineering → user:alice" in ledger
+    assert "user:alice → team:team_engineering" in ledger
     assert "dave" not in page.locator("main").inner_text()
     shot(page, "team-team-after-resplit-1280.png")
 

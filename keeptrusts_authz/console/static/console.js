@@ -472,7 +472,8 @@
         (!f["f-model"] || e.attributes.model === f["f-model"]) &&
         (!f["f-user"] || e.attributes.user === f["f-user"]));
       body.replaceChildren(...rows.slice(0, 200).map((e) => h("tr", {},
-        h("td", { class: "time" }, e.time.replace("T", " ").slice(0, 19)), h("td", {}, e.op), h("td", {}, e.wallet),
+        h("td", { class: "time" }, e.time.replace("T", " ").slice(0, 19)), h("td", {}, e.op),
+        h("td", {}, e.op === "transfer" && e.attributes.to ? `${e.attributes.from || e.wallet} → ${e.attributes.to}` : e.wallet),
         h("td", {}, e.attributes.group || ""), h("td", {}, e.attributes.model || ""), h("td", {}, e.attributes.user || ""),
         money(SPEND_OPS.has(e.op) ? costOf(e) : e.amount, 6), h("td", {}, e.actor || ""), h("td", {}, e.description || ""))));
       count.textContent = ` ${rows.length} entr${rows.length === 1 ? "y" : "ies"}${rows.length > 200 ? ", newest 200 shown" : ""}`;
@@ -704,6 +705,7 @@
         status(`${done.operation} ${done.replayed ? "replayed" : "applied"}.`);
       } catch (err) {
         if (err instanceof ApiError) completed = true;
+        status(`${title}: refused.`, true);
         result.replaceChildren(h("span", { class: "error", role: "alert" }, err instanceof ApiError ? err.describe() : String(err)));
       } finally {
         button.disabled = false;
@@ -766,8 +768,9 @@
     const head = [th("Top-up"), th("Status"), th("Team"), moneyTh("Amount"), th("Reason given"), th("Requested by"), th("Created (UTC)", true)];
     if (open && decide) head.push(th("Decision"));
     else if (!open) head.push(th("Decided by"), th("Decision reason"));
+    const dp = viewDp(topups.map((t) => t.amount));
     const rows = topups.map((t) => {
-      const cells = [h("td", {}, h("code", {}, t.id)), h("td", {}, statusBadge(t.status)), h("td", {}, t.team_id), money(t.amount, 6),
+      const cells = [h("td", {}, h("code", {}, t.id)), h("td", {}, statusBadge(t.status)), h("td", {}, t.team_id), money(t.amount, dp),
         h("td", {}, t.description), h("td", {}, t.requested_by), h("td", { class: "num" }, t.created.replace("T", " ").slice(0, 19))];
       if (open && decide) cells.push(h("td", {}, topupDecision(t)));
       else if (!open) cells.push(h("td", {}, t.decided_by), h("td", {}, t.reason));
@@ -779,7 +782,7 @@
   function topupDecision(t) {
     const reasonId = "topup-reason-" + t.id;
     const result = h("div", { class: "result", role: "status" });
-    const reason = h("input", { id: reasonId, name: "reason", maxlength: 500, size: 18 });
+    const reason = h("input", { id: reasonId, name: "reason", maxlength: 500, size: 14 });
     const form = h("form", { class: "inline", "data-topup": t.id },
       h("div", { class: "field" }, h("label", { for: reasonId }, "Reason"), reason),
       h("button", { type: "submit", value: "approve" }, "Approve"),
