@@ -8,10 +8,10 @@ import csv
 import io
 import itertools
 import re
-from urllib.parse import urlencode
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
