@@ -117,6 +117,12 @@ def test_each_role_sees_exactly_what_it_may(page: Any, seeded: Api, role: str) -
         assert set(options) >= {"team_engineering", *OTHER_TEAMS}
     _goto(page, seeded, "actions")
     forms = page.locator("#actions-page form").count()
+    unlabelled = page.evaluate(
+        "() => [...document.querySelectorAll('input, select')]"
+        ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))"
+        ".map(e => e.id || e.name)"
+    )
+    assert not unlabelled, unlabelled
     if role == "billing":
         assert (
             page.locator("#credit-form, #allocate-form, #reclaim-form, #transfer-form").count() == 4
