@@ -248,8 +248,10 @@ def test_double_click_moves_money_once(page: Any, seeded: Api) -> None:
     form.get_by_label("Description").fill("second, on purpose")
     assert form.get_attribute("data-idempotency-key") != key
     form.get_by_role("button", name="Allocate").click()
+    # ("Already applied" also says "applied": wait for the new move's own answer.)
     page.wait_for_function(
-        "() => document.querySelector('#allocate-form-result').textContent.includes('applied')"
+        "() => { const t = document.querySelector('#allocate-form-result').textContent;"
+        " return t.includes('applied') && !t.startsWith('Already') }"
     )
     assert allocations() == 2
 
