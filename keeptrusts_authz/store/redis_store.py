@@ -60,6 +60,12 @@ SCRIPT_NAMES = (
 DEFAULT_CLOSED_TTL_SECONDS = 6 * 3600
 log = logging.getLogger(__name__)
 
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    """A stream id `ms-seq` as a sortable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or "0")
+
 _RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
 _SETTLE_OUTCOMES = ("settled", "corrected", "released", "already_closed", "unknown")
 
@@ -546,16 +552,24 @@ class RedisWalletStore:
 
     # -- store continuity ------------------------------------------------------------------------
 
-    async def marker(self) -> StoreMarker:
+    async def marker(self, probe: str | None = None) -> StoreMarker:
         """The epoch marker, the stream's last generated id (kept by Redis even when the stream
-        is trimmed) and whether any wallet or entry exists, in one pipeline."""
+        is trimmed) and whether any wallet or entry exists, in one pipeline; with `probe`, whether
+        that entry is gone while the stream still starts at or before it (rolled back)."""
         k = self.keys
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.hgetall(k.epoch)
             pipe.xinfo_stream(k.ledger)
             pipe.scard(k.wallets)
+            if probe:
+                pipe.xrange(k.ledger, min=probe, max=probe, count=1)
             res = await self._io(pipe.execute(raise_on_error=False))
-        raw, info, n_wallets = res
+        raw, info, n_wallets = res[:3]
+        probe_missing = False
+        if probe and isinstance(info, dict) and isinstance(res[3], list) and not res[3]:
+            first = info.get("first-entry")
+            if first:
+                probe_missing = _id_key(str(first[0])) <= _id_key(probe)
         for part in (raw, n_wallets):
             if isinstance(part, BaseException):
                 raise translate(part, self._endpoint) or StoreDataError(str(part)[:200]) from part
@@ -573,6 +587,7 @@ class RedisWalletStore:
             hwm_floor=raw.get("hwm_floor", "0-0"),
             last_id=last_id,
             has_data=length > 0 or wallets > 0,
+            probe_missing=probe_missing,
         )
 
     async def arm(self, *, origin: str, hwm_floor: str = "0-0", replace: bool = False) -> str:

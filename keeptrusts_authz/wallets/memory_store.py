@@ -53,6 +53,11 @@ class _Expiring:
     expires_ms: int | None = None
 
 
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or "0")
+
+
 @dataclass
 class _State:
     wallets: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -345,11 +350,17 @@ class MemoryWalletStore:
         """What a Redis restarted without persistence looks like (store-loss tests)."""
         self._s = _State(last_id=(0, 0))
 
-    async def marker(self) -> StoreMarker:
+    async def marker(self, probe: str | None = None) -> StoreMarker:
         async with self._lock:
             e = self._s.epoch or {}
             ms, seq = self._s.last_id
+            missing = False
+            if probe and self._s.ledger:
+                key = _id_key(probe)
+                first = _id_key(self._s.ledger[0][0])
+                missing = first <= key and all(_id_key(i) != key for i, _ in self._s.ledger)
             return StoreMarker(
+                probe_missing=missing,
                 epoch=e.get("id") or None,
                 origin=e.get("origin", ""),
                 hwm_floor=e.get("hwm_floor", "0-0"),

@@ -270,6 +270,10 @@ class StoreMarker:
     hwm_floor: str
     last_id: str
     has_data: bool
+    # The probed entry (a ledger id this process or the archive saw) is gone although the stream
+    # still holds older entries: the store was rolled back, even if new writes have since moved
+    # the stream's last id past it (a stale snapshot serving writes before the next check).
+    probe_missing: bool = False
 
 
 def new_epoch_id() -> str:

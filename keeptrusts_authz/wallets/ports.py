@@ -100,8 +100,9 @@ class WalletStore(Protocol):
         nothing (warn needs the overdraft wallet; showback opens one only in an armed store)."""
         ...
 
-    async def marker(self) -> StoreMarker:
-        """The epoch marker, the ledger's last generated id and whether any data exists."""
+    async def marker(self, probe: str | None = None) -> StoreMarker:
+        """The epoch marker, the ledger's last generated id and whether any data exists; with
+        `probe`, whether that entry is missing while the stream still holds older ones."""
         ...
 
     async def arm(self, *, origin: str, hwm_floor: str = "0-0", replace: bool = False) -> str:
