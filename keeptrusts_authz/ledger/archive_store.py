@@ -102,6 +102,44 @@ class ArchiveStore:
                     return
                 ms, seq = rows[-1][0], rows[-1][1]
 
+    async def record_restore(
+        self,
+        org: str,
+        *,
+        epoch: str,
+        high_water: str,
+        reason: str,
+        actor: str,
+        report: dict[str, Any],
+    ) -> None:
+        """Keep the record of one restore run (migration 003)."""
+        ms, seq = split_id(high_water)
+        async with await self.connect() as conn:
+            await conn.execute(
+                "INSERT INTO restores (org, epoch, high_ms, high_seq, reason, report, actor)"
+                " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s)",
+                (org, epoch, ms, seq, reason, json.dumps(report), actor),
+            )
+
+    async def restores(self, org: str) -> list[dict[str, Any]]:
+        async with await self.connect() as conn:
+            cur = await conn.execute(
+                "SELECT epoch, high_ms, high_seq, reason, report, actor FROM restores"
+                " WHERE org = %s ORDER BY id",
+                (org,),
+            )
+            rows = await cur.fetchall()
+        return [
+            {
+                "epoch": r[0],
+                "high_water": join_id(r[1], r[2]),
+                "reason": r[3],
+                "report": r[4],
+                "actor": r[5],
+            }
+            for r in rows
+        ]
+
     async def save_snapshot(self, snap: Snapshot) -> None:
         ms, seq = split_id(snap.upto)
         async with await self.connect() as conn:

@@ -41,6 +41,7 @@ from keeptrusts_authz.wallets.models import (
     new_epoch_id,
 )
 from keeptrusts_authz.wallets.ports import StoreRefused
+from keeptrusts_authz.wallets.restore import BURN_TTL_MS, RestorePlan
 
 T = TypeVar("T")
 Arg = str | int
@@ -65,6 +66,7 @@ def _id_key(entry_id: str) -> tuple[int, int]:
     """A stream id `ms-seq` as a sortable pair."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or "0")
+
 
 _RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
 _SETTLE_OUTCOMES = ("settled", "corrected", "released", "already_closed", "unknown")
@@ -614,6 +616,67 @@ class RedisWalletStore:
             return current or epoch
         del mapping["id"]
         await self._io(self._client.hset(k.epoch, mapping=mapping))
+        return epoch
+
+    # -- restore -------------------------------------------------------------------------------
+
+    #: Key families of an org that a restore rebuilds from the ledger (everything else, e.g.
+    #: cost tickets, denial counters and idempotency records, is left as it is).
+    _RESTORED = ("ledger", "wallets", "usage", "epoch", "w:", "r:", "burn:", "pw:")
+
+    async def _restored_keys(self) -> list[str]:
+        prefix = self.keys.prefix
+        found: list[str] = []
+        async for key in self._client.scan_iter(match=prefix + "*", count=1000):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            rest = name[len(prefix) :]
+            if any(rest == f or (f.endswith(":") and rest.startswith(f)) for f in self._RESTORED):
+                found.append(name)
+        return found
+
+    async def restore_books(self, plan: RestorePlan) -> str:
+        """Replace the org's wallets, open reservations, deadline index, usage counters, daily
+        burn, period states and ledger stream by `plan` and write a new epoch marker (origin
+        `restore`, `hwm_floor` the archived high-water mark), all in one MULTI/EXEC: every key
+        shares the org's hash tag, so a concurrent settle sees the old books or the new ones,
+        never a mix. Returns the new epoch id."""
+        k = self.keys
+        old = await self._io(self._restored_keys())
+        now_ms = time.time_ns() // 1_000_000
+        epoch = new_epoch_id()
+        async with self._client.pipeline(transaction=True) as pipe:
+            for i in range(0, len(old), 500):
+                pipe.delete(*old[i : i + 500])
+            for wid, rec in plan.wallets.items():
+                mapping: dict[Any, Any] = {f: str(v) for f, v in rec.items()}
+                mapping["created_ms"] = str(plan.created_ms.get(wid, now_ms))
+                pipe.hset(k.wallet(wid), mapping=mapping)
+            if plan.wallets:
+                pipe.sadd(k.wallets, *plan.wallets)
+            for rid, fields in plan.reservations.items():
+                pipe.hset(k.reservation(rid), mapping=cast(dict[Any, Any], fields))
+            if plan.deadlines:
+                pipe.zadd(k.deadlines, dict(plan.deadlines))
+            if plan.usage:
+                pipe.hset(k.usage, mapping={f: str(v) for f, v in plan.usage.items()})
+            for day, per in plan.burn.items():
+                if per:
+                    pipe.hset(k.burn(day), mapping={w: str(v) for w, v in per.items()})
+                    pipe.pexpire(k.burn(day), BURN_TTL_MS)
+            for wid, state in plan.period_state.items():
+                pipe.hset(k.period_state(wid), mapping=cast(dict[Any, Any], state))
+            for entry_id, fields in plan.tail:
+                pipe.xadd(k.ledger, cast(dict[Any, Any], fields), id=entry_id)
+            pipe.hset(
+                k.epoch,
+                mapping={
+                    "id": epoch,
+                    "created_ms": str(now_ms),
+                    "origin": "restore",
+                    "hwm_floor": plan.high_water,
+                },
+            )
+            await self._io(pipe.execute())
         return epoch
 
     # -- reads ---------------------------------------------------------------------------------

@@ -158,8 +158,8 @@ class StoreIntegrity:
         if marker.probe_missing and not fresh_restore:
             # Writes after a rollback move the last id on; the entry seen before is still gone.
             return Integrity(
-                False, f"ledger rolled back: entry {probe} is gone (stream now ends at "
-                f"{marker.last_id})"
+                False,
+                f"ledger rolled back: entry {probe} is gone (stream now ends at {marker.last_id})",
             )
         if not restored and reached < stream_id_key(self._high_water):
             return Integrity(

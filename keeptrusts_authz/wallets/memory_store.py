@@ -37,6 +37,7 @@ from keeptrusts_authz.wallets.models import (
     new_epoch_id,
 )
 from keeptrusts_authz.wallets.ports import StoreRefused, TicketConflict, TicketNotFound
+from keeptrusts_authz.wallets.restore import RestorePlan
 
 IDEM_TTL_MS = 86_400_000
 CLOSED_TTL_MS = 6 * 3_600_000  # enforcement.closed_reservation_ttl_seconds' default
@@ -381,6 +382,29 @@ class MemoryWalletStore:
             }
             return epoch
 
+    async def restore_books(self, plan: RestorePlan) -> str:
+        """restore_books of the Redis store: the plan replaces the books, one critical section."""
+        async with self._lock:
+            epoch = new_epoch_id()
+            s = self._s
+            s.wallets = {
+                w: {f: rec.get(f, 0) for f in WALLET_FIELDS} for w, rec in plan.wallets.items()
+            }
+            s.reservations = {r: _Expiring(dict(f)) for r, f in plan.reservations.items()}
+            s.deadlines = dict(plan.deadlines)
+            s.usage = dict(plan.usage)
+            s.burn = {d: dict(per) for d, per in plan.burn.items()}
+            s.ledger = [(i, dict(f)) for i, f in plan.tail]
+            if plan.tail:
+                s.last_id = _id_key(plan.tail[-1][0])
+            s.epoch = {
+                "id": epoch,
+                "created_ms": str(self._clock()),
+                "origin": "restore",
+                "hwm_floor": plan.high_water,
+            }
+            return epoch
+
     async def reserve(
         self, req: ReserveRequest, *, actor: str = "gateway", epoch: str = ""
     ) -> ReserveResult:
@@ -529,6 +553,7 @@ class MemoryWalletStore:
             cached_tokens=str(req.cached_tokens),
             balance_after=str(w["balance"]),
             reserved_ms=f.get("created_ms", ""),
+            label=label,
         )
         self._count_usage(f["team"], f["group"], estimated, label, cost)
         self._count_tokens(f, label, req)
@@ -580,6 +605,7 @@ class MemoryWalletStore:
             output_tokens=str(req.output_tokens),
             cached_tokens=str(req.cached_tokens),
             balance_after=str(w["balance"]),
+            label=label,
         )
         u = self._s.usage
         who = f"{f['team']}|{f['group']}|"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from keeptrusts_authz.wallets.models import (
     AuditSnapshot,
@@ -29,6 +29,9 @@ from keeptrusts_authz.wallets.models import (
     StoreMarker,
     TicketRecord,
 )
+
+if TYPE_CHECKING:
+    from keeptrusts_authz.wallets.restore import RestorePlan
 
 
 class StoreRefused(Exception):
@@ -107,6 +110,11 @@ class WalletStore(Protocol):
 
     async def arm(self, *, origin: str, hwm_floor: str = "0-0", replace: bool = False) -> str:
         """Write the epoch marker (new id); without `replace` an existing one is kept."""
+        ...
+
+    async def restore_books(self, plan: RestorePlan) -> str:
+        """Replace the org's books by a restore plan (wallets/restore.py) and re-arm the store
+        with a new epoch marker of origin `restore`, atomically; returns the new epoch id."""
         ...
 
     async def settle(self, req: SettleRequest, *, actor: str = "gateway") -> SettleResult: ...
