@@ -43,9 +43,7 @@ def _actor() -> str:
 
 async def _locked(url: str, org: str) -> psycopg.AsyncConnection[Any]:
     """A connection holding the org's archive lock (waits for a running archiver pass)."""
-    conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
-        url, autocommit=True
-    )
+    conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(url, autocommit=True)
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
         cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (archive_lock_key(org),))

@@ -197,7 +197,8 @@ class _Builder:
         wallets: dict[str, dict[str, int]] = {}
         for wid, acc in self.replay.wallets.items():
             rec = acc.as_dict()
-            rec[FUNDED_FIELD] = self.funded.get(wid, 0)
+            if wid in self.funded:  # only credit/allocate/transfer-in write the field
+                rec[FUNDED_FIELD] = self.funded[wid]
             wallets[wid] = rec
         reservations: dict[str, dict[str, str]] = {}
         deadlines: dict[str, int] = {}
@@ -225,7 +226,7 @@ class _Builder:
             created_ms=dict(self.created),
             reservations=reservations,
             deadlines=deadlines,
-            usage={k: v for k, v in self.usage.items() if v},
+            usage=dict(self.usage),
             burn=self.burn,
             period_state=self.periods,
             entries=self.replay.entries,
