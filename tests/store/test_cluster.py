@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import dataclass, field
 
 import pytest
 
 from keeptrusts_authz.config import parse_config
 from keeptrusts_authz.config.models import Config
-from keeptrusts_authz.errors import StoreUnavailable
 from keeptrusts_authz.store.connection import connect
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.store.redis_store import RedisWalletStore
-from keeptrusts_authz.wallets.models import SettleRequest
 from keeptrusts_authz.wallets.service import WalletService
+from testing.load import Load, one_request
 from testing.redis_topology import ClusterTopology
 from tests.wallets.support import USD, reserve_req
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Load:
-    served: int = 0
-    charged: int = 0
-    refused: int = 0
-    refused_at: list[float] = field(default_factory=list)
 
 
 def _cfg(url: str, org: str) -> Config:
@@ -38,31 +27,6 @@ def _cfg(url: str, org: str) -> Config:
             "redis": {"url": url, "mode": "cluster", "socket_timeout_seconds": 0.5},
         }
     )
-
-
-async def _until_done(call: object) -> None:
-    for _ in range(300):
-        try:
-            await call()  # type: ignore[operator]
-            return
-        except StoreUnavailable:
-            await asyncio.sleep(0.05)
-    raise AssertionError("the store never came back")
-
-
-async def _one(svc: WalletService, load: Load, cost: int) -> None:
-    req = reserve_req(2 * USD // 1000)
-    try:
-        result = await svc.reserve(req)
-    except StoreUnavailable:
-        load.refused += 1
-        load.refused_at.append(time.monotonic())
-        await _until_done(lambda: svc.release(req.reservation_id, "check_abandoned"))
-        return
-    assert result.outcome == "reserved", result
-    load.served += 1
-    load.charged += cost
-    await _until_done(lambda: svc.settle(SettleRequest(req.reservation_id, cost, False)))
 
 
 def test_two_organizations_on_different_masters_keep_exact_books() -> None:
@@ -85,7 +49,12 @@ def test_two_organizations_on_different_masters_keep_exact_books() -> None:
                 await svc.allocate("team:team_eng", 50 * USD, "USD", "seed", "test")
                 load = Load()
                 for start in range(0, 200, 10):
-                    await asyncio.gather(*(_one(svc, load, 1000 + start + i) for i in range(10)))
+                    await asyncio.gather(
+                        *(
+                            one_request(svc, load, 1000 + start + i, reserve_req(2 * USD // 1000))
+                            for i in range(10)
+                        )
+                    )
                 assert (load.served, load.refused) == (200, 0)
                 wallet = await svc.store.wallet("team:team_eng")
                 assert wallet is not None and wallet["spent_total"] == load.charged
