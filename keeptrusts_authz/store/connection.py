@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from typing import Any
 from urllib.parse import urlparse
 
@@ -68,12 +69,48 @@ def _sentinel_hosts(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return hosts, extra
 
 
+class ClusterGate:
+    """At most MAX_CONNECTIONS calls in flight through one cluster client; the rest wait (up to
+    the socket timeout, then StoreUnavailable like the blocking pool).
+
+    redis-py's async RedisCluster has no blocking pool: a call beyond `max_connections` on a
+    node raises MaxConnectionsError at once (redis/redis-py#3135; the BlockingConnectionPool
+    answer of #3359 is for the sync client only), so a burst of 200 concurrent Checks got about
+    half refused. Gating below the per-node limit turns the burst into a queue."""
+
+    def __init__(self, limit: int, timeout: float) -> None:
+        self._sem = asyncio.Semaphore(limit)
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        try:
+            await asyncio.wait_for(self._sem.acquire(), self._timeout)
+        except TimeoutError:
+            raise RedisConnectionError(
+                f"no free cluster connection within {self._timeout:.1f}s"
+            ) from None
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._sem.release()
+
+
+_GATES: weakref.WeakKeyDictionary[RedisCluster, ClusterGate] = weakref.WeakKeyDictionary()
+
+
+def gate_of(client: AsyncClient) -> ClusterGate | None:
+    """The cluster client's gate (None for a standalone or Sentinel client: their blocking
+    pool already waits)."""
+    return _GATES.get(client) if isinstance(client, RedisCluster) else None
+
+
 def connect(settings: RedisSettings) -> AsyncClient:
     """A client for `settings` (no I/O happens until the first command)."""
     kwargs = _common_kwargs(settings)
     if settings.mode == "cluster":
         kwargs.pop("retry_on_error")
-        return RedisCluster.from_url(settings.url, **kwargs)
+        cluster = RedisCluster.from_url(settings.url, max_connections=MAX_CONNECTIONS, **kwargs)
+        _GATES[cluster] = ClusterGate(MAX_CONNECTIONS, max(settings.socket_timeout_seconds, 1.0))
+        return cluster
     if settings.mode == "sentinel":
         assert settings.sentinel_master is not None
         hosts, extra = _sentinel_hosts(settings.url)

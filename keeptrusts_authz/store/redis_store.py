@@ -22,7 +22,13 @@ from redis.exceptions import ReadOnlyError, WatchError
 from keeptrusts_authz.config.models import RedisSettings
 from keeptrusts_authz.errors import StoreDataError, StoreRegressed, StoreUnavailable
 from keeptrusts_authz.periods.models import PeriodState, RolloverOutcome
-from keeptrusts_authz.store.connection import AsyncClient, MasterWatch, connect, describe
+from keeptrusts_authz.store.connection import (
+    AsyncClient,
+    MasterWatch,
+    connect,
+    describe,
+    gate_of,
+)
 from keeptrusts_authz.store.errors import is_transient, translate, translated, unavailable
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.models import (
@@ -135,6 +141,7 @@ class RedisWalletStore:
         master_watch: MasterWatch | None = None,
     ) -> None:
         self._client = client
+        self._gate = gate_of(client)
         # Told about every write a master refused for want of replicas or for being a replica:
         # the master may have moved (sentinel failover), so ask the Sentinels now.
         self._master_watch = master_watch
@@ -153,10 +160,14 @@ class RedisWalletStore:
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _io(self, awaitable: Awaitable[T]) -> T:
-        """Await a Redis call with its exceptions translated (store.errors)."""
+        """Await a Redis call with its exceptions translated (store.errors); through a cluster
+        client, behind its gate (a burst waits for a connection instead of being refused)."""
         try:
             with translated(self._endpoint):
-                return await awaitable
+                if self._gate is None:
+                    return await awaitable
+                async with self._gate:
+                    return await awaitable
         except StoreUnavailable as exc:
             self._refused_write(exc.__cause__)
             raise

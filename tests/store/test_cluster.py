@@ -63,3 +63,32 @@ def test_two_organizations_on_different_masters_keep_exact_books() -> None:
             await client.aclose()
 
         asyncio.run(go())
+
+
+def test_200_concurrent_reserves_through_one_cluster_client_are_all_served() -> None:
+    """redis-py's async cluster client refuses (MaxConnectionsError, a ConnectionError) any call
+    beyond `max_connections` per node (default 100) instead of waiting for a free connection:
+    200 concurrent reserves used to get about half refused as StoreUnavailable."""
+    with ClusterTopology(replicas=False) as cluster:
+
+        async def go() -> None:
+            cfg = _cfg(cluster.url, "acme")
+            client = connect(cfg.redis)
+            svc = WalletService(RedisWalletStore(client, "acme"), cfg)
+            assert (await svc.integrity.check()).ok
+            await svc.credit(100 * USD, "USD", "seed", "test")
+            await svc.allocate("team:team_eng", 50 * USD, "USD", "seed", "test")
+            load = Load()
+            await asyncio.gather(
+                *(
+                    one_request(svc, load, 1000 + i, reserve_req(2 * USD // 1000))
+                    for i in range(200)
+                )
+            )
+            assert (load.served, load.refused) == (200, 0)
+            wallet = await svc.store.wallet("team:team_eng")
+            assert wallet is not None and wallet["spent_total"] == load.charged
+            assert (await svc.audit()).ok
+            await client.aclose()
+
+        asyncio.run(go())
