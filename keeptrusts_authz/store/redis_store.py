@@ -32,6 +32,7 @@ from keeptrusts_authz.store.connection import (
 from keeptrusts_authz.store.errors import is_transient, translate, translated, unavailable
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.models import (
+    BURN_TTL_MS,
     WALLET_FIELDS,
     AuditSnapshot,
     ExpiredReservation,
@@ -41,13 +42,13 @@ from keeptrusts_authz.wallets.models import (
     Reservation,
     ReserveRequest,
     ReserveResult,
+    RestorePlan,
     SettleRequest,
     SettleResult,
     StoreMarker,
     new_epoch_id,
 )
 from keeptrusts_authz.wallets.ports import StoreRefused
-from keeptrusts_authz.wallets.restore import BURN_TTL_MS, RestorePlan
 
 T = TypeVar("T")
 Arg = str | int

@@ -30,6 +30,7 @@ from keeptrusts_authz.wallets.models import (
     Reservation,
     ReserveRequest,
     ReserveResult,
+    RestorePlan,
     SettleRequest,
     SettleResult,
     StoreMarker,
@@ -37,7 +38,6 @@ from keeptrusts_authz.wallets.models import (
     new_epoch_id,
 )
 from keeptrusts_authz.wallets.ports import StoreRefused, TicketConflict, TicketNotFound
-from keeptrusts_authz.wallets.restore import RestorePlan
 
 IDEM_TTL_MS = 86_400_000
 CLOSED_TTL_MS = 6 * 3_600_000  # enforcement.closed_reservation_ttl_seconds' default

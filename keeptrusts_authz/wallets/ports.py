@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from keeptrusts_authz.wallets.models import (
     AuditSnapshot,
@@ -24,14 +24,12 @@ from keeptrusts_authz.wallets.models import (
     Reservation,
     ReserveRequest,
     ReserveResult,
+    RestorePlan,
     SettleRequest,
     SettleResult,
     StoreMarker,
     TicketRecord,
 )
-
-if TYPE_CHECKING:
-    from keeptrusts_authz.wallets.restore import RestorePlan
 
 
 class StoreRefused(Exception):

@@ -38,15 +38,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from keeptrusts_authz.errors import RestoreRefused
 from keeptrusts_authz.wallets.audit import LedgerReplay
-from keeptrusts_authz.wallets.models import FUNDED_FIELD, WALLET_FIELDS, LedgerEntry
+from keeptrusts_authz.wallets.models import (
+    BURN_TTL_MS,
+    FUNDED_FIELD,
+    WALLET_FIELDS,
+    LedgerEntry,
+    RestorePlan,
+)
 
 #: Days of daily burn rebuilt (settle.lua keeps a day's burn 8 days + 1 h).
 BURN_DAYS = 8
-BURN_TTL_MS = 694_800_000
 _CLOSE_OPS = ("settle", "release", "expire")
 
 
@@ -73,28 +78,6 @@ class RestoreReport:
     dropped: list[str]
     tail: int
     seconds: float
-
-
-@dataclass
-class RestorePlan:
-    """Everything the store writes for a restore (replacing what it holds for the org)."""
-
-    org: str
-    high_water: str  # the archived high-water mark (the new marker's hwm_floor); "0-0": none
-    wallets: dict[str, dict[str, int]] = field(default_factory=dict)
-    created_ms: dict[str, int] = field(default_factory=dict)
-    reservations: dict[str, dict[str, str]] = field(default_factory=dict)  # open ones: hash
-    deadlines: dict[str, int] = field(default_factory=dict)
-    usage: dict[str, int] = field(default_factory=dict)
-    burn: dict[str, dict[str, int]] = field(default_factory=dict)  # day -> wallet -> micros
-    period_state: dict[str, dict[str, str]] = field(default_factory=dict)
-    tail: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (id, fields) in order
-    entries: int = 0  # ledger entries replayed
-    archived_entries: int = 0
-    carried: int = 0  # store entries after the high-water mark, kept
-    rewritten: int = 0  # of those, with a corrected balance_after
-    dropped: list[str] = field(default_factory=list)  # why each dropped entry was dropped
-    errors: list[str] = field(default_factory=list)  # the archive itself does not add up
 
 
 class _Builder:

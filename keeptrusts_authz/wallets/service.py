@@ -27,6 +27,7 @@ from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.wallets.archived_audit import audit_with_archive
 from keeptrusts_authz.wallets.audit import LedgerReplay, compare
 from keeptrusts_authz.wallets.burn import BurnWindow, burn_days
+from keeptrusts_authz.wallets.history import ArchivedHistory, LedgerHistory, MergedHistory
 from keeptrusts_authz.wallets.integrity import ArchiveWatermark, StoreIntegrity
 from keeptrusts_authz.wallets.models import (
     IDEMPOTENCY_KEY,
@@ -107,6 +108,10 @@ class WalletService:
     ) -> None:
         self._store = store
         self.integrity = StoreIntegrity(store, archive, on_integrity)
+        # Ledger history: PostgreSQL merged with the Redis tail when archiving, else Redis.
+        self.history: LedgerHistory = (
+            MergedHistory(store, archive) if isinstance(archive, ArchivedHistory) else store
+        )
         self._config = config
         self.org_id = config.organization.id
         self.currency = config.organization.currency
@@ -446,7 +451,7 @@ class WalletService:
             raise InvalidInput("before: must be a ledger entry id", {"field": "before"})
         if wallet is not None:
             parse_wallet_id(wallet)
-        return await self._store.ledger(count, before=before, wallet=wallet)
+        return await self.history.ledger(count, before=before, wallet=wallet)
 
     async def restore(
         self, archive: LedgerArchive, *, force: bool = False, now_ms: int | None = None
