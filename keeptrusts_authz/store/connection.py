@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from typing import Any
 from urllib.parse import urlparse
 
@@ -26,6 +25,8 @@ log = logging.getLogger(__name__)
 #: Connections per process. Callers beyond it wait (up to the socket timeout) for a free one
 #: instead of failing, so a burst of concurrent Checks queues rather than erroring.
 MAX_CONNECTIONS = 128
+#: Connections per cluster node (redis-py's async cluster refuses beyond it, never waits).
+CLUSTER_NODE_CONNECTIONS = 8 * MAX_CONNECTIONS
 
 
 def describe(settings: RedisSettings) -> str:
@@ -70,7 +71,8 @@ def _sentinel_hosts(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
 
 
 class ClusterGate:
-    """At most MAX_CONNECTIONS calls in flight through one cluster client; the rest wait (up to
+    """At most MAX_CONNECTIONS calls in flight for one organization on a cluster client; the
+    rest wait (up to
     the socket timeout, then StoreUnavailable like the blocking pool).
 
     redis-py's async RedisCluster has no blocking pool: a call beyond `max_connections` on a
@@ -94,13 +96,12 @@ class ClusterGate:
         self._sem.release()
 
 
-_GATES: weakref.WeakKeyDictionary[RedisCluster, ClusterGate] = weakref.WeakKeyDictionary()
-
-
-def gate_of(client: AsyncClient) -> ClusterGate | None:
-    """The cluster client's gate (None for a standalone or Sentinel client: their blocking
-    pool already waits)."""
-    return _GATES.get(client) if isinstance(client, RedisCluster) else None
+def cluster_gate(client: AsyncClient, timeout: float) -> ClusterGate | None:
+    """A gate for one organization's store on a cluster client (None for a standalone or
+    Sentinel client: their blocking pool already waits). Per organization, not per client: an
+    org's keys share one slot, hence one node, so a node that is down (its calls hanging until
+    the socket timeout) fills only its own orgs' gates, never another org's."""
+    return ClusterGate(MAX_CONNECTIONS, timeout) if isinstance(client, RedisCluster) else None
 
 
 def connect(settings: RedisSettings) -> AsyncClient:
@@ -108,9 +109,10 @@ def connect(settings: RedisSettings) -> AsyncClient:
     kwargs = _common_kwargs(settings)
     if settings.mode == "cluster":
         kwargs.pop("retry_on_error")
-        cluster = RedisCluster.from_url(settings.url, max_connections=MAX_CONNECTIONS, **kwargs)
-        _GATES[cluster] = ClusterGate(MAX_CONNECTIONS, max(settings.socket_timeout_seconds, 1.0))
-        return cluster
+        # Per node: room for several organizations' gates (MAX_CONNECTIONS each) on one node.
+        return RedisCluster.from_url(
+            settings.url, max_connections=CLUSTER_NODE_CONNECTIONS, **kwargs
+        )
     if settings.mode == "sentinel":
         assert settings.sentinel_master is not None
         hosts, extra = _sentinel_hosts(settings.url)

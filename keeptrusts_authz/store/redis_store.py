@@ -25,9 +25,9 @@ from keeptrusts_authz.periods.models import PeriodState, RolloverOutcome
 from keeptrusts_authz.store.connection import (
     AsyncClient,
     MasterWatch,
+    cluster_gate,
     connect,
     describe,
-    gate_of,
 )
 from keeptrusts_authz.store.errors import is_transient, translate, translated, unavailable
 from keeptrusts_authz.store.keys import Keys
@@ -140,9 +140,10 @@ class RedisWalletStore:
         endpoint: str | None = None,
         closed_ttl_seconds: int = DEFAULT_CLOSED_TTL_SECONDS,
         master_watch: MasterWatch | None = None,
+        gate_timeout: float = 1.0,
     ) -> None:
         self._client = client
-        self._gate = gate_of(client)
+        self._gate = cluster_gate(client, gate_timeout)
         # Told about every write a master refused for want of replicas or for being a replica:
         # the master may have moved (sentinel failover), so ask the Sentinels now.
         self._master_watch = master_watch
