@@ -40,12 +40,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from keeptrusts_authz.errors import RestoreRefused
 from keeptrusts_authz.wallets.audit import LedgerReplay
 from keeptrusts_authz.wallets.models import (
-    BURN_TTL_MS,
     FUNDED_FIELD,
-    WALLET_FIELDS,
     LedgerEntry,
     RestorePlan,
 )
@@ -277,12 +274,4 @@ async def plan_restore(
     return plan
 
 
-__all__ = [
-    "BURN_DAYS",
-    "BURN_TTL_MS",
-    "WALLET_FIELDS",
-    "RestorePlan",
-    "RestoreRefused",
-    "RestoreReport",
-    "plan_restore",
-]
+__all__ = ["BURN_DAYS", "RestoreReport", "plan_restore"]

@@ -20,6 +20,7 @@ from keeptrusts_authz.errors import (
     CurrencyMismatch,
     InsufficientFunds,
     InvalidInput,
+    RestoreRefused,
     StoreRegressed,
     UnknownWallet,
 )
@@ -48,7 +49,7 @@ from keeptrusts_authz.wallets.models import (
     parse_wallet_id,
 )
 from keeptrusts_authz.wallets.ports import LedgerArchive, StoreRefused, WalletStore
-from keeptrusts_authz.wallets.restore import RestoreRefused, RestoreReport, plan_restore
+from keeptrusts_authz.wallets.restore import RestoreReport, plan_restore
 
 _POLICIES = ("block", "warn", "hold", "showback")
 _MAX_TEXT = 500
