@@ -91,6 +91,12 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("allocate", help="fund a team or user wallet from the org pool")
     _target(p)
+    p.add_argument(
+        "--user-team",
+        metavar="TEAM_ID",
+        help="with --user: the team the user belongs to (needed on its first allocation when "
+        "several teams are configured)",
+    )
     _move(p, "Allocation")
     p.set_defaults(func=lambda a: _run(a, _allocate))
 
@@ -325,8 +331,17 @@ async def _allocate(svc: WalletService, cfg: Config, args: argparse.Namespace) -
     wallet = _wallet_arg(args.team, args.user)
     assert wallet is not None
     amount, currency = _amount(args), _currency(args, cfg)
+    user_team = getattr(args, "user_team", None)
+    if user_team is not None and args.user is None:
+        raise _BadInput("--user-team: only with --user")
     res = await svc.allocate(
-        wallet, amount, currency, args.description, _actor(), args.idempotency_key
+        wallet,
+        amount,
+        currency,
+        args.description,
+        _actor(),
+        args.idempotency_key,
+        team=user_team.removeprefix("team:") if user_team else None,
     )
     return _print_op(
         args, res, f"allocated {_money(amount, svc.currency)} from org to {wallet}", svc.currency

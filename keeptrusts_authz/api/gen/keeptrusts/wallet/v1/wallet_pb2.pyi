@@ -319,3 +319,119 @@ class GetChargebackReportRequest(_message.Message):
     group_by: str
     to: str
     def __init__(self, period: _Optional[str] = ..., format: _Optional[str] = ..., group_by: _Optional[str] = ..., to: _Optional[str] = ..., **kwargs) -> None: ...
+
+class TeamMoveRequest(_message.Message):
+    __slots__ = ("team_id", "user_id", "amount", "currency", "description", "request_id", "body")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    user_id: str
+    amount: _struct_pb2.Value
+    currency: str
+    description: str
+    request_id: str
+    body: _struct_pb2.Struct
+    def __init__(self, team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., amount: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., request_id: _Optional[str] = ..., body: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class TopUpRequest(_message.Message):
+    __slots__ = ("team_id", "amount", "currency", "description", "body")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    amount: _struct_pb2.Value
+    currency: str
+    description: str
+    body: _struct_pb2.Struct
+    def __init__(self, team_id: _Optional[str] = ..., amount: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., body: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class TopUp(_message.Message):
+    __slots__ = ("id", "status", "team_id", "amount", "currency", "description", "requested_by", "created", "decided_by", "decided_at", "reason", "entry_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    status: str
+    team_id: str
+    amount: str
+    currency: str
+    description: str
+    requested_by: str
+    created: str
+    decided_by: str
+    decided_at: str
+    reason: str
+    entry_id: str
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., team_id: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., requested_by: _Optional[str] = ..., created: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[str] = ..., reason: _Optional[str] = ..., entry_id: _Optional[str] = ...) -> None: ...
+
+class ListTopUpsRequest(_message.Message):
+    __slots__ = ("status", "team_id")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    team_id: str
+    def __init__(self, status: _Optional[str] = ..., team_id: _Optional[str] = ...) -> None: ...
+
+class ListTopUpsResponse(_message.Message):
+    __slots__ = ("topups",)
+    TOPUPS_FIELD_NUMBER: _ClassVar[int]
+    topups: _containers.RepeatedCompositeFieldContainer[TopUp]
+    def __init__(self, topups: _Optional[_Iterable[_Union[TopUp, _Mapping]]] = ...) -> None: ...
+
+class DecideTopUpRequest(_message.Message):
+    __slots__ = ("topup_id", "reason", "body")
+    TOPUP_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    topup_id: str
+    reason: str
+    body: _struct_pb2.Struct
+    def __init__(self, topup_id: _Optional[str] = ..., reason: _Optional[str] = ..., body: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("name", "roles", "billing", "reads_all", "teams", "organization", "currency", "current_month", "current_quarter")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    BILLING_FIELD_NUMBER: _ClassVar[int]
+    READS_ALL_FIELD_NUMBER: _ClassVar[int]
+    TEAMS_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_MONTH_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_QUARTER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    billing: bool
+    reads_all: bool
+    teams: _containers.RepeatedScalarFieldContainer[str]
+    organization: str
+    currency: str
+    current_month: str
+    current_quarter: str
+    def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., billing: _Optional[bool] = ..., reads_all: _Optional[bool] = ..., teams: _Optional[_Iterable[str]] = ..., organization: _Optional[str] = ..., currency: _Optional[str] = ..., current_month: _Optional[str] = ..., current_quarter: _Optional[str] = ...) -> None: ...
+
+class GetConsoleAssetRequest(_message.Message):
+    __slots__ = ("asset",)
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    asset: str
+    def __init__(self, asset: _Optional[str] = ...) -> None: ...

@@ -85,9 +85,49 @@ class WalletServiceStub:
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.SerializeToString,
                 response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.FromString,
                 _registered_method=True)
+        self.TeamAllocate = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/TeamAllocate',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
+                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                _registered_method=True)
+        self.TeamReclaim = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/TeamReclaim',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
+                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                _registered_method=True)
+        self.RequestTopUp = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/RequestTopUp',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUpRequest.SerializeToString,
+                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+                _registered_method=True)
+        self.ListTopUps = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/ListTopUps',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsRequest.SerializeToString,
+                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsResponse.FromString,
+                _registered_method=True)
+        self.ApproveTopUp = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/ApproveTopUp',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
+                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+                _registered_method=True)
+        self.DenyTopUp = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/DenyTopUp',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
+                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+                _registered_method=True)
         self.GetChargebackReport = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/GetChargebackReport',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetChargebackReportRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/WhoAmI',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
+        self.GetConsoleAsset = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/GetConsoleAsset',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetConsoleAssetRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
 
@@ -165,10 +205,72 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TeamAllocate(self, request, context):
+        """A team lead re-splits its budget: team wallet -> one of the team's user wallets (created in
+        the team on first use; never beyond the team's available balance, never a user of another
+        team). Roles: team:<team_id>, billing. The ledger entry (op transfer) names the token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TeamReclaim(self, request, context):
+        """A team lead takes budget back: one of the team's user wallets -> the team wallet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestTopUp(self, request, context):
+        """A team lead asks for more budget: a pending top-up that billing approves (the amount is
+        allocated from the org pool to the team wallet, once) or denies. Roles: team:<team_id>.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTopUps(self, request, context):
+        """Top-ups: a team token sees its own team's, billing and viewer every team's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveTopUp(self, request, context):
+        """Approve a pending top-up: allocates it from the org pool in the same script that marks it
+        approved (a second approval allocates nothing: 409). Role: billing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DenyTopUp(self, request, context):
+        """Deny a pending top-up. Role: billing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetChargebackReport(self, request, context):
         """Chargeback/showback report of a period from the ledger: the CSV, JSON or HTML document with
         its own content type (text/csv, application/json, text/html). Roles: billing, viewer (the
         report covers the whole organization; a team-only token gets 403).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """Who the presented admin token is: its name, roles and the teams it may read (the web
+        console shows and offers what these allow; the other methods enforce them). Any valid token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsoleAsset(self, request, context):
+        """The web console's static files (/console, /console/console.js, ...): no token, since the page
+        signs in itself and every API call it makes carries the token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,9 +329,49 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.FromString,
                     response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.SerializeToString,
             ),
+            'TeamAllocate': grpc.unary_unary_rpc_method_handler(
+                    servicer.TeamAllocate,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.FromString,
+                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+            ),
+            'TeamReclaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.TeamReclaim,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.FromString,
+                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+            ),
+            'RequestTopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestTopUp,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUpRequest.FromString,
+                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.SerializeToString,
+            ),
+            'ListTopUps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTopUps,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsRequest.FromString,
+                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsResponse.SerializeToString,
+            ),
+            'ApproveTopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveTopUp,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.FromString,
+                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.SerializeToString,
+            ),
+            'DenyTopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DenyTopUp,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.FromString,
+                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.SerializeToString,
+            ),
             'GetChargebackReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetChargebackReport,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetChargebackReportRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIRequest.FromString,
+                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'GetConsoleAsset': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleAsset,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetConsoleAssetRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
@@ -514,6 +656,168 @@ class WalletService:
             _registered_method=True)
 
     @staticmethod
+    def TeamAllocate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/TeamAllocate',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TeamReclaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/TeamReclaim',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestTopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/RequestTopUp',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUpRequest.SerializeToString,
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTopUps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/ListTopUps',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsRequest.SerializeToString,
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveTopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/ApproveTopUp',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DenyTopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/DenyTopUp',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetChargebackReport(request,
             target,
             options=(),
@@ -529,6 +833,60 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/GetChargebackReport',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetChargebackReportRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/WhoAmI',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIRequest.SerializeToString,
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsoleAsset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/GetConsoleAsset',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetConsoleAssetRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
