@@ -677,6 +677,8 @@ class RedisWalletStore:
             for wid, rec in plan.wallets.items():
                 mapping: dict[Any, Any] = {f: str(v) for f, v in rec.items()}
                 mapping["created_ms"] = str(plan.created_ms.get(wid, now_ms))
+                if wid in plan.user_teams:
+                    mapping["team"] = plan.user_teams[wid]
                 pipe.hset(k.wallet(wid), mapping=mapping)
             if plan.wallets:
                 pipe.sadd(k.wallets, *plan.wallets)

@@ -310,6 +310,7 @@ class RestorePlan:
     high_water: str  # the archived high-water mark (the new marker's hwm_floor); "0-0": none
     wallets: dict[str, dict[str, int]] = field(default_factory=dict)
     created_ms: dict[str, int] = field(default_factory=dict)
+    user_teams: dict[str, str] = field(default_factory=dict)  # user wallet -> its team (`team`)
     reservations: dict[str, dict[str, str]] = field(default_factory=dict)  # open ones: hash
     deadlines: dict[str, int] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)

@@ -7,8 +7,9 @@ The plan is built here (domain); the store writes it in one atomic step
 What is rebuilt, all from ledger entries (the archive from genesis, then the store's entries
 after the archived high-water mark):
 - every wallet's balance, reserved, allocated_total, spent_total (the audit's replay rule,
-  `wallets.audit.LedgerReplay`), funded_total (credits, allocations and transfers in) and
-  created_ms (its first entry);
+  `wallets.audit.LedgerReplay`), funded_total (credits, allocations and transfers in),
+  created_ms (its first entry) and, for a user wallet, its `team` (the `user_team` of the
+  allocate/transfer entries);
 - the usage counters (spend/requests/tokens by team, group and model label) and the daily burn
   of the last 8 UTC days, as settle.lua / expire.lua write them;
 - each wallet's budget period state (the last `period_rollover`), so a boundary already applied
@@ -87,6 +88,7 @@ class _Builder:
         self.usage: dict[str, int] = {}
         self.burn: dict[str, dict[str, int]] = {}
         self.periods: dict[str, dict[str, str]] = {}
+        self.user_teams: dict[str, str] = {}
         self.burn_from = utc_day(now_ms - (BURN_DAYS - 1) * 86_400_000)
         self.now_ms = now_ms
         self.ttl_ms = reservation_ttl_ms
@@ -114,6 +116,8 @@ class _Builder:
             self._fund(e.wallet, e.amount)
         elif e.op in ("allocate", "transfer"):
             self._fund(f["to"], e.amount)
+            if f.get("user_team"):  # the user's team membership, as allocate/transfer.lua set it
+                self.user_teams[f["to"]] = f["user_team"]
         elif e.op == "period_rollover":
             spent = self.replay.wallets[f["to"]].spent_total
             self.periods[f["to"]] = {
@@ -204,6 +208,7 @@ class _Builder:
             high_water=high_water,
             wallets=wallets,
             created_ms=dict(self.created),
+            user_teams=dict(self.user_teams),
             reservations=reservations,
             deadlines=deadlines,
             usage=dict(self.usage),

@@ -84,6 +84,8 @@ async def _traffic(redis_url: str, n: int, *, open_left: int = 1) -> list[str]:
             )
         )
         await svc.reclaim("team:team_eng", 1 * USD, "USD", "back", "t")
+        # A user wallet of a team: its `team` field comes back from the entry's user_team.
+        await svc.allocate("user:alice", 1 * USD, "USD", "u", "t", team="team_eng")
         await svc.transfer("team:team_eng", "team:team_support", 2 * USD, "USD", "m", "t")
         store = svc.store
         assert isinstance(store, RedisWalletStore)
