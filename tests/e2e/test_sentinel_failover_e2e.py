@@ -68,8 +68,8 @@ def test_sentinel_failover_through_envoy_charges_every_served_request(
                 failover_at = time.time()
                 _wait(lambda: sentinel.master_port() != old_master, 30, "the new master")
                 _wait(
-                    lambda: load.count(200, since=failover_at + 1.0) >= 30,
-                    40,
+                    lambda: load.count(200, since=failover_at + 1.0) >= 10,
+                    90,  # a loaded 2-core machine: Sentinel's failover + resync can take long
                     "serving on the new master",
                 )
             finally:
