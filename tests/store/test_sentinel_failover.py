@@ -86,7 +86,7 @@ def test_manual_failover_under_load_charges_every_served_request(
 
     load, _svc, _failover_at, old_master, new_master = asyncio.run(go())
     assert new_master != old_master
-    assert load.served > 0 and load.refused >= 0  # counts depend on the machine's load
+    assert load.served > 0  # how many depends on the machine's load
 
     async def books() -> tuple[object, int, dict[str, int] | None]:
         client = connect(cfg.redis)
