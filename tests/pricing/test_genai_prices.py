@@ -122,12 +122,16 @@ def test_service_tiers(table: PriceTable) -> None:
 
 
 def test_reservation_covers_every_reachable_tier(table: PriceTable) -> None:
-    standard = table.worst_case_micros("gpt-4o", 1000, 1000)
+    standard = table.worst_case_micros("gpt-4o", 1000, 1000, "default")
     assert table.worst_case_micros("gpt-4o", 1000, 1000, "priority") == 21_250 > standard
     # Asking for flex can still be served (and billed) at standard.
     assert table.worst_case_micros("o4-mini", 1000, 1000, "flex") == table.worst_case_micros(
-        "o4-mini", 1000, 1000
+        "o4-mini", 1000, 1000, "default"
     )
+    # Asking for none (or `auto`) leaves it to the account's default, which may be priority
+    # (review #5): every tier is reachable.
+    assert table.worst_case_micros("gpt-4o", 1000, 1000) == 21_250
+    assert table.worst_case_micros("gpt-4o", 1000, 1000, "auto") == 21_250
     assert table.worst_case_micros("gpt-4o", 1000, 1000, "no-such-tier") == 21_250
     for name in table:
         for tier in (None, *table.models[name].service_tiers):
