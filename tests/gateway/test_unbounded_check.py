@@ -165,6 +165,31 @@ FEATURES = [
             tools=[{"type": "mcp", "server_label": "x", "server_url": "https://mcp.example"}],
         ),
     ),
+    (
+        # Review #6: an input item that pulls a stored item of any size by its id.
+        "stored_item",
+        RESPONSES,
+        ENG,
+        _body(
+            model="gpt-4o",
+            max_output_tokens=10,
+            input=[
+                {"role": "user", "content": "hi"},
+                {"type": "item_reference", "id": "msg_abc123"},
+            ],
+        ),
+    ),
+    (
+        # An input item type the gateway does not know may be a reference too.
+        "unknown_input_item",
+        RESPONSES,
+        ENG,
+        _body(
+            model="gpt-4o",
+            max_output_tokens=10,
+            input=[{"type": "stored_thing_from_2027", "id": "x_1"}],
+        ),
+    ),
 ]
 
 
@@ -337,3 +362,36 @@ def test_no_tier_asked_reserves_every_tier_the_account_can_apply(redis_url: str)
     assert none == auto == standard < priority
     none, auto, standard, priority = _tier_amounts(redis_url, "priority")
     assert none == auto == priority
+
+
+def test_item_reference_takes_the_allowance(redis_url: str) -> None:
+    """Under `allowance`, each referenced item reserves one allowance (review #6)."""
+    refs = [{"type": "item_reference", "id": f"msg_{i}"} for i in range(2)]
+    std = {"service_tier": "default"}
+    body = _body(model="gpt-4o", max_output_tokens=10, input=refs, **std)
+
+    async def go() -> tuple[int, int]:
+        async with _service(_cfg(redis_url)) as (stub, wallets):
+            await _funded(wallets)
+            status, hdrs, _ = await _check(stub, ALLOW, body, RESPONSES)
+            r = await wallets.reservation(hdrs[RESERVATION_HEADER])
+            assert r is not None
+            return status, r.amount
+
+    status, amount = asyncio.run(go())
+    assert status == 200
+    assert parse_request("openai_responses", body).unbounded == (("stored_item", 2),)
+    assert amount >= 2 * ALLOWANCE * 25 // 10  # two allowances at gpt-4o's $2.50/1M
+
+
+def test_known_responses_input_items_are_not_unbounded() -> None:
+    """Items whose content is in the body (messages, tool calls and their outputs, reasoning)."""
+    items = [
+        {"role": "user", "content": "hi"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "x"}]},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "42"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "abc"},
+    ]
+    body = _body(model="gpt-4o", input=items)
+    assert parse_request("openai_responses", body).unbounded == ()
