@@ -306,6 +306,11 @@ class Provider(StrictModel):
     # OpenAI-Project: the org's account selection). What clients send under these names, and
     # any x-keeptrusts-* header, never reaches the provider (render-envoy: header_mutation).
     headers: dict[str, str] = Field(default_factory=dict)
+    # The service tier this provider account applies to a request that names none (or `auto`),
+    # e.g. `default` (OpenAI) or `standard` (Anthropic) when the project is not set to priority.
+    # Unset: unknown, so such a request is reserved at the worst case over every tier of the
+    # model (it may be billed at priority); settlement always bills the tier the provider reports.
+    default_service_tier: str | None = Field(default=None, min_length=1, pattern=r"^[a-z_]+$")
 
     @field_validator("headers")
     @classmethod

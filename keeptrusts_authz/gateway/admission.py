@@ -12,7 +12,7 @@ import fnmatch
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from keeptrusts_authz.config.models import Config, ConsumerGroup, Provider
@@ -37,6 +37,7 @@ from keeptrusts_authz.envoy_contract import (
 from keeptrusts_authz.errors import StoreRegressed, StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
 from keeptrusts_authz.gateway.estimation import (
+    requested_tier,
     reservation_micros,
     reservation_tokens,
     unbounded_refusal,
@@ -355,6 +356,9 @@ class Admission:
             return allow
         _, allowance = self._cfg.unbounded_for(group)
         enforcement = self._cfg.enforcement
+        tier = requested_tier(parsed.service_tier, provider)
+        if tier != parsed.service_tier:
+            parsed = replace(parsed, service_tier=tier)
         estimate = reservation_micros(parsed, priced, self._prices, enforcement, allowance)
         input_bound, _ = reservation_tokens(parsed, priced, enforcement, allowance)
         if parsed.service_tier is not None:

@@ -155,7 +155,7 @@ class ParsedRequest:
     reasoning: bool = False
     # Anthropic betas the request names (`anthropic-beta`); some raise the model's output limit.
     betas: tuple[str, ...] = ()
-    # The OpenAI `service_tier` the request asks for (priced per tier); None when absent.
+    # The `service_tier` the request asks for (priced per tier); None when absent.
     service_tier: str | None = None
     # Inputs the body only points at, (feature, occurrences): see gateway/unbounded_inputs.
     unbounded: tuple[tuple[str, int], ...] = ()
@@ -287,6 +287,8 @@ def parse_request(api: ApiKind, raw: bytes, anthropic_beta: str = "") -> ParsedR
 
 
 def _service_tier(api: ApiKind, body: dict[str, Any]) -> str | None:
-    # Anthropic's `service_tier` (auto | standard_only) picks no priced tier of its own.
-    tier = body.get("service_tier") if api != "anthropic_messages" else None
+    # OpenAI names a tier (or `auto`); Anthropic `auto` (the account's default, Priority Tier
+    # capacity when it has any) or `standard_only`. None/`auto`: every tier the account can
+    # apply by default (pricing.cost.PROVIDER_DEFAULT_TIERS).
+    tier = body.get("service_tier")
     return tier if isinstance(tier, str) and tier else None
