@@ -287,6 +287,7 @@ class RedisWalletStore:
         idempotency_key: str | None = None,
         source_team: str = "",
         team: str = "",
+        adopt: bool = True,
     ) -> OpResult:
         return await self._admin(
             "transfer",
@@ -301,6 +302,7 @@ class RedisWalletStore:
                 self.keys.events_channel,
                 source_team,
                 team,
+                "1" if adopt else "0",
             ],
             idempotency_key,
             fingerprint,

@@ -229,9 +229,11 @@ class MemoryWalletStore:
         idempotency_key: str | None,
         team: str = "",
         source_team: str = "",
+        adopt: bool = True,
     ) -> OpResult:
         """allocate (org -> member), reclaim (member -> org), transfer (member -> member).
-        `team`: a user destination must belong to it (one without a team adopts it);
+        `team`: a user destination must belong to it (one created here takes it, an existing one
+        without a team adopts it only when `adopt`);
         `source_team`: a user source must belong to it (allocate.lua / transfer.lua)."""
         async with self._lock:
             self._check_amount(amount)
@@ -260,6 +262,8 @@ class MemoryWalletStore:
                 stored = self._s.teams.get(destination)
                 if stored and stored != team:
                     raise StoreRefused("wrong_team", destination, team=stored)
+                if not stored and not adopt:
+                    raise StoreRefused("wrong_team", destination, team="")
             if available < amount:
                 raise StoreRefused("insufficient", source, available)
             if team and destination.startswith("user:"):
@@ -351,6 +355,7 @@ class MemoryWalletStore:
         idempotency_key: str | None = None,
         source_team: str = "",
         team: str = "",
+        adopt: bool = True,
     ) -> OpResult:
         return await self._move(
             "transfer",
@@ -364,6 +369,7 @@ class MemoryWalletStore:
             idempotency_key=idempotency_key,
             team=team,
             source_team=source_team,
+            adopt=adopt,
         )
 
     # -- reservation lifecycle --------------------------------------------------------------------

@@ -98,9 +98,11 @@ class WalletStore(Protocol):
         idempotency_key: str | None = None,
         source_team: str = "",
         team: str = "",
+        adopt: bool = True,
     ) -> OpResult:
         """`source_team`: a user source must belong to it ('' = no constraint); `team`: a user
-        destination must belong to it (one without a team, or created here, adopts it)."""
+        destination must belong to it (one created here takes it; an existing one without a
+        team adopts it only when `adopt`, billing's moves; a team lead's pass False)."""
         ...
 
     async def reserve(

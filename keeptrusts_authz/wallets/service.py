@@ -384,6 +384,7 @@ class WalletService:
         in the team on first use). Never beyond the team's available balance, never to a user
         of another team (transfer.lua checks the user's record in the same script)."""
         team, user = self._team_and_user(team_id, user_id)
+        placed_by_config = await self._lead_may_fund(user, team_id)
         return await self._transfer(
             team,
             user,
@@ -393,7 +394,9 @@ class WalletService:
             actor,
             idempotency_key,
             source_team="",
-            team=await self._lead_user_team(user, team_id),
+            team=team_id,
+            create=placed_by_config,
+            adopt=False,
         )
 
     async def team_reclaim(
@@ -432,13 +435,20 @@ class WalletService:
             )
         return team, user
 
-    async def _lead_user_team(self, user: str, team_id: str) -> str:
+    async def _lead_may_fund(self, user: str, team_id: str) -> bool:
+        """A team lead funds only users already placed in its team: by the config (a user
+        budget; then the lead's move may create the wallet) or by billing (the wallet record).
+        Anything else is 409 user_not_in_team, so a lead never claims an unplaced user id.
+        Returns whether the config places it (the move may create the wallet). transfer.lua
+        re-checks the record in the same script as the move (adopt=False)."""
         configured = self._configured_user_teams.get(parse_wallet_id(user)[1])
-        if configured and configured != team_id:
-            raise UserNotInTeam(
-                f"{user} does not belong to team {team_id}", {"wallet": user, "team_id": team_id}
-            )
-        return team_id
+        if configured == team_id:
+            return True
+        if not configured and await self._store.wallet_team(user) == team_id:
+            return False
+        raise UserNotInTeam(
+            f"{user} does not belong to team {team_id}", {"wallet": user, "team_id": team_id}
+        )
 
     async def _transfer(
         self,
@@ -452,6 +462,8 @@ class WalletService:
         *,
         source_team: str,
         team: str,
+        create: bool | None = None,
+        adopt: bool = True,
     ) -> OpResult:
         common = self._move(
             "transfer",
@@ -468,9 +480,10 @@ class WalletService:
                 source,
                 destination,
                 amount_micros,
-                create=self._may_create(destination),
+                create=self._may_create(destination) if create is None else create,
                 source_team=source_team,
                 team=team,
+                adopt=adopt,
                 **common,
             )
         except StoreRefused as exc:
