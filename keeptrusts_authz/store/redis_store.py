@@ -265,11 +265,12 @@ class RedisWalletStore:
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
+        source_team: str = "",
     ) -> OpResult:
         return await self._admin(
             "reclaim",
             [self.keys.wallet(source), self.keys.wallet("org")],
-            [amount, actor, description, source, self.keys.events_channel],
+            [amount, actor, description, source, self.keys.events_channel, source_team],
             idempotency_key,
             fingerprint,
         )

@@ -329,6 +329,7 @@ class MemoryWalletStore:
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
+        source_team: str = "",
     ) -> OpResult:
         return await self._move(
             "reclaim",
@@ -340,6 +341,7 @@ class MemoryWalletStore:
             description=description,
             fingerprint=fingerprint,
             idempotency_key=idempotency_key,
+            source_team=source_team,
         )
 
     async def transfer(

@@ -83,7 +83,11 @@ class WalletStore(Protocol):
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
-    ) -> OpResult: ...
+        source_team: str = "",
+    ) -> OpResult:
+        """`source_team`: a user source must belong to it ('' = no constraint), checked in the
+        same script as the move."""
+        ...
 
     async def transfer(
         self,

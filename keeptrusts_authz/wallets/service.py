@@ -324,9 +324,15 @@ class WalletService:
         description: str,
         actor: str,
         idempotency_key: str | None = None,
+        team: str | None = None,
     ) -> OpResult:
-        """Team or user wallet -> org pool (available balance only)."""
+        """Team or user wallet -> org pool (available balance only). `team`: a user wallet must
+        belong to it (the store checks its record in the same script as the move)."""
         wallet_id = self._member_wallet(wallet_id, "wallet_id")
+        if team and not wallet_id.startswith("user:"):
+            raise InvalidInput(
+                "team_id: names the team of a user wallet; give user_id too", {"field": "team_id"}
+            )
         common = self._move(
             "reclaim",
             amount_micros,
@@ -337,9 +343,11 @@ class WalletService:
             wallet=wallet_id,
         )
         try:
-            return await self._store.reclaim(wallet_id, amount_micros, **common)
+            return await self._store.reclaim(
+                wallet_id, amount_micros, source_team=team or "", **common
+            )
         except StoreRefused as exc:
-            self._refused(exc, amount_micros)
+            self._refused(exc, amount_micros, team or "")
 
     async def transfer(
         self,

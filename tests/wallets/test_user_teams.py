@@ -164,3 +164,27 @@ def _user_budget(cfg: object, team: str, user: str) -> object:
     from keeptrusts_authz.config.models import Budget
 
     return Budget(team_id=team, user_id=user, amount="5", period="monthly")
+
+
+def test_reclaim_with_a_team_checks_the_user_in_the_same_script(backend: Backend) -> None:
+    """Review #8: billing's reclaim of team_id+user_id checks the user's team inside the reclaim
+    script (no Python pre-check that races with the move)."""
+
+    async def body() -> None:
+        async with backend.service() as svc:
+            await svc.credit(100 * USD, "USD", "seed", "t")
+            await svc.allocate("user:bob", 5 * USD, "USD", "", "t", team="team_support")
+            await svc.allocate("user:eve", 5 * USD, "USD", "", "t", team="team_eng")
+            _drop_team(backend, "user:eve")
+            before = backend.state()
+            with pytest.raises(UserNotInTeam):
+                await svc.reclaim("user:bob", USD, "USD", "", "billing", team="team_eng")
+            with pytest.raises(UserNotInTeam):  # no team recorded: not in team_eng either
+                await svc.reclaim("user:eve", USD, "USD", "", "billing", team="team_eng")
+            with pytest.raises(InvalidInput):
+                await svc.reclaim("team:team_eng", USD, "USD", "", "billing", team="team_eng")
+            assert backend.state() == before
+            res = await svc.reclaim("user:bob", USD, "USD", "", "billing", team="team_support")
+            assert res.balances["user:bob"] == 4 * USD
+
+    run(body())
