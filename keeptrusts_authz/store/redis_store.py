@@ -534,6 +534,8 @@ class RedisWalletStore:
             return RolloverOutcome("stale", applied_period=str(res[1]))
         if status == "insufficient":
             return RolloverOutcome("insufficient", org_balance=_int(res[1]), delta=_int(res[2]))
+        if status == "wrong_team":
+            return RolloverOutcome("wrong_team", recorded_team=str(res[1]))
         raise StoreDataError(f"period_rollover.lua returned {status!r}")
 
     async def period_states(self, wallet_ids: Sequence[str]) -> dict[str, PeriodState]:

@@ -782,6 +782,10 @@ class MemoryWalletStore:
                 if state["period"] > period_id:
                     return RolloverOutcome("stale", applied_period=state["period"])
             w = self._s.wallets.get(wallet_id)
+            user_budget = bool(team) and wallet_id.startswith("user:")
+            recorded = self._s.teams.get(wallet_id, "") if w is not None else ""
+            if user_budget and recorded and recorded != team:
+                return RolloverOutcome("wrong_team", recorded_team=recorded)
             b = w["balance"] if w is not None else 0
             spent = w["spent_total"] if w is not None else 0
             pos, debt = max(b, 0), max(-b, 0)
@@ -804,8 +808,8 @@ class MemoryWalletStore:
             now = self._clock()
             org = self._create_wallet("org")
             target = self._create_wallet(wallet_id)
-            if team and wallet_id.startswith("user:"):
-                self._s.teams.setdefault(wallet_id, team)
+            if user_budget:
+                self._s.teams[wallet_id] = team
             org["balance"] -= delta
             target["balance"] += delta
             target["allocated_total"] += delta
@@ -826,6 +830,7 @@ class MemoryWalletStore:
                 returned=str(returned),
                 forgiven=str(forgiven),
                 balance_after=str(target["balance"]),
+                **({"user_team": team} if user_budget else {}),
             )
             self._s.periods[wallet_id] = {
                 "period": period_id,

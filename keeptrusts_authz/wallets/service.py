@@ -266,12 +266,20 @@ class WalletService:
         except StoreRefused as exc:
             self._refused(exc, amount_micros, owner)
 
+    def membership(self, user_id: str, recorded: str) -> str:
+        """THE precedence of "which team a user belongs to" (one owner; user_team_for,
+        user_teams and the team leads' moves all go through it): the team its wallet record
+        carries (`recorded`, what reserve.lua / transfer.lua / reclaim.lua enforce), else the
+        team the config places it in (a user budget), else '' (not placed). A user budget that
+        names another team than the record is refused by the rollover (period_rollover.lua
+        `wrong_team`, alerted), never funded silently."""
+        return recorded or self._configured_user_teams.get(user_id, "")
+
     async def user_team_for(self, wallet_id: str, team: str | None) -> str:
-        """The team a USER wallet is funded for ('' for team and org wallets). A user belongs to
-        one team: the one its wallet record carries (set when first funded), else the one the
-        config places it in (a user budget), else the only configured team. `team` names it
-        explicitly (a configured team; it must agree with the config and the record, which the
-        store checks in the same script as the move). Anything else is ambiguous: 400."""
+        """The team a USER wallet is funded for ('' for team and org wallets): `membership`,
+        else the only configured team. `team` names it explicitly (a configured team; it must
+        agree with `membership`, and the store re-checks the record in the same script as the
+        move). Anything else is ambiguous: 400 team_required."""
         scope, user = parse_wallet_id(wallet_id)
         if scope != "user":
             if team:
@@ -280,24 +288,18 @@ class WalletService:
                     {"field": "team_id"},
                 )
             return ""
-        configured = self._configured_user_teams.get(user)
+        if team and team not in self._teams:
+            raise InvalidInput(f"team_id: {team!r} is not a configured team", {"field": "team_id"})
+        placed = self.membership(user, await self._store.wallet_team(wallet_id))
         if team:
-            if team not in self._teams:
-                raise InvalidInput(
-                    f"team_id: {team!r} is not a configured team", {"field": "team_id"}
-                )
-            if configured and configured != team:
+            if placed and placed != team:
                 raise UserNotInTeam(
-                    f"{wallet_id} does not belong to team {team} (the config places it in "
-                    "another team)",
+                    f"{wallet_id} does not belong to team {team}",
                     {"wallet": wallet_id, "team_id": team},
                 )
             return team
-        if configured:
-            return configured
-        recorded = await self._store.wallet_team(wallet_id)
-        if recorded:
-            return recorded
+        if placed:
+            return placed
         if len(self._teams) == 1:
             return next(iter(self._teams))
         raise InvalidInput(
@@ -307,14 +309,13 @@ class WalletService:
         )
 
     async def user_teams(self) -> dict[str, str]:
-        """User id -> the team it belongs to: its wallet record's team, else the config's (a
-        user budget). Never from the ledger: the user/team fields of reserve entries come from
-        request headers, which a key holder chooses."""
-        out = dict(self._configured_user_teams)
-        for wallet_id, team in (await self._store.wallet_teams()).items():
-            if team:
-                out[wallet_id[5:]] = team
-        return out
+        """User id -> the team it belongs to (`membership` of every recorded or configured
+        user). Never from the ledger: the user/team fields of reserve entries come from request
+        headers, which a key holder chooses."""
+        recorded = {wid[5:]: team for wid, team in (await self._store.wallet_teams()).items()}
+        users = set(self._configured_user_teams) | set(recorded)
+        out = {u: self.membership(u, recorded.get(u, "")) for u in users}
+        return {u: t for u, t in out.items() if t}
 
     async def reclaim(
         self,
@@ -447,13 +448,11 @@ class WalletService:
         """A team lead funds only users already placed in its team: by the config (a user
         budget; then the lead's move may create the wallet) or by billing (the wallet record).
         Anything else is 409 user_not_in_team, so a lead never claims an unplaced user id.
-        Returns whether the config places it (the move may create the wallet). transfer.lua
-        re-checks the record in the same script as the move (adopt=False)."""
-        configured = self._configured_user_teams.get(parse_wallet_id(user)[1])
-        if configured == team_id:
-            return True
-        if not configured and await self._store.wallet_team(user) == team_id:
-            return False
+        Returns whether only the config places it (then the move may create the wallet).
+        transfer.lua re-checks the record in the same script as the move (adopt=False)."""
+        recorded = await self._store.wallet_team(user)
+        if self.membership(parse_wallet_id(user)[1], recorded) == team_id:
+            return not recorded
         raise UserNotInTeam(
             f"{user} does not belong to team {team_id}", {"wallet": user, "team_id": team_id}
         )

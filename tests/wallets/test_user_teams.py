@@ -188,3 +188,33 @@ def test_reclaim_with_a_team_checks_the_user_in_the_same_script(backend: Backend
             assert res.balances["user:bob"] == 4 * USD
 
     run(body())
+
+
+def test_one_precedence_for_a_users_team_the_record_then_the_config(backend: Backend) -> None:
+    """Review #3: user_team_for and user_teams answer the same (record, else config), also
+    when a user budget names another team than the wallet record."""
+
+    async def body() -> None:
+        cfg = backend.config()
+        budgets = [_user_budget(cfg, "team_eng", "bob"), _user_budget(cfg, "team_eng", "dora")]
+        cfg = cfg.model_copy(update={"budgets": budgets})
+        svc = WalletService(backend.new_store(cfg), cfg)
+        try:
+            await svc.credit(100 * USD, "USD", "seed", "t")
+            # Billing placed bob in support before the config named him for eng.
+            await svc.store.allocate(
+                "user:bob", USD, create=True, actor="t", description="", fingerprint="f",
+                team="team_support",
+            )  # fmt: skip
+            teams = await svc.user_teams()
+            assert (teams["bob"], teams["dora"]) == ("team_support", "team_eng")
+            assert await svc.user_team_for("user:bob", None) == "team_support"
+            assert await svc.user_team_for("user:dora", None) == "team_eng"
+            with pytest.raises(UserNotInTeam):
+                await svc.user_team_for("user:bob", "team_eng")
+            with pytest.raises(UserNotInTeam):
+                await svc.user_team_for("user:dora", "team_support")
+        finally:
+            await svc.store.close()
+
+    run(body())
