@@ -608,6 +608,18 @@ class Config(StrictModel):
                     f"(also jwt_issuers[{names[issuer.name]}])"
                 )
             names[issuer.name] = i
+        # Distinct names can derive the same claim header (case, '_' and '.' fold to '-'): one
+        # issuer's token would then name the user for the other issuer's groups.
+        headers: dict[str, int] = {}
+        for i, issuer in enumerate(self.jwt_issuers):
+            header = issuer.claim_header
+            if header in headers:
+                raise ValueError(
+                    f"jwt_issuers[{i}].name: {issuer.name!r} derives the claim header {header} "
+                    f"that jwt_issuers[{headers[header]}] "
+                    f"({self.jwt_issuers[headers[header]].name!r}) already uses; rename one"
+                )
+            headers[header] = i
         for i, g in enumerate(self.consumer_groups):
             if g.jwt_issuer is not None and g.jwt_issuer not in names:
                 raise ValueError(
