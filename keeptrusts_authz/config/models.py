@@ -80,14 +80,6 @@ class Enforcement(StrictModel):
             raise ValueError("cascade lists a scope twice")
         return v
 
-    @model_validator(mode="after")
-    def _allowance_needs_tokens(self) -> Enforcement:
-        if self.unbounded_inputs == "allowance" and self.unbounded_allowance_tokens is None:
-            raise ValueError(
-                "unbounded_allowance_tokens: required when unbounded_inputs is 'allowance'"
-            )
-        return self
-
 
 _HEADER = r"^[a-z0-9][a-z0-9-]{0,99}$"
 
@@ -668,6 +660,8 @@ class Config(StrictModel):
                     f"(also consumer_groups[{seen[g.name]}])"
                 )
             seen[g.name] = i
+        # The one owner of "allowance needs tokens": per group, through unbounded_for, so it
+        # covers both levels (a group's own setting and the enforcement default it inherits).
         for i, g in enumerate(self.consumer_groups):
             policy, tokens = self.unbounded_for(g)
             if policy == "allowance" and tokens is None:
