@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import (
@@ -389,23 +389,16 @@ class WalletService:
         actor: str,
         idempotency_key: str | None = None,
     ) -> OpResult:
-        """A team lead re-splits its budget: team wallet -> one of ITS users' wallets (created
-        in the team on first use). Never beyond the team's available balance, never to a user
-        of another team (transfer.lua checks the user's record in the same script)."""
-        team, user = self._team_and_user(team_id, user_id)
-        placed_by_config = await self._lead_may_fund(user, team_id)
-        return await self._transfer(
-            team,
-            user,
+        """A team lead re-splits its budget: team wallet -> one of ITS users' wallets."""
+        return await self._team_move(
+            "allocate",
+            team_id,
+            user_id,
             amount_micros,
             currency,
             description,
             actor,
             idempotency_key,
-            source_team="",
-            team=team_id,
-            create=placed_by_config,
-            adopt=False,
         )
 
     async def team_reclaim(
@@ -418,19 +411,53 @@ class WalletService:
         actor: str,
         idempotency_key: str | None = None,
     ) -> OpResult:
-        """A team lead takes budget back: one of its users' wallets -> the team wallet
-        (available balance only; a user of another team is refused)."""
-        team, user = self._team_and_user(team_id, user_id)
-        return await self._transfer(
-            user,
-            team,
+        """A team lead takes budget back: one of its users' wallets -> the team wallet."""
+        return await self._team_move(
+            "reclaim",
+            team_id,
+            user_id,
             amount_micros,
             currency,
             description,
             actor,
             idempotency_key,
-            source_team=team_id,
-            team="",
+        )
+
+    async def _team_move(
+        self,
+        direction: Literal["allocate", "reclaim"],
+        team_id: str,
+        user_id: str,
+        amount_micros: int,
+        currency: str,
+        description: str,
+        actor: str,
+        idempotency_key: str | None,
+    ) -> OpResult:
+        """A team lead's move between its team wallet and one of its users' wallets (available
+        balance only). allocate: only to a user already placed in the team (_lead_may_fund),
+        the wallet created only when the config places it, never adopting a team-less wallet;
+        reclaim: only from a user whose record is the team. transfer.lua checks the user's
+        record in the same script as the move."""
+        team, user = self._team_and_user(team_id, user_id)
+        if direction == "allocate":
+            create = await self._lead_may_fund(user, team_id)
+            source, destination, source_team, dest_team = team, user, "", team_id
+        else:
+            create = None
+            source, destination, source_team, dest_team = user, team, team_id, ""
+        return await self._transfer(
+            source,
+            destination,
+            amount_micros,
+            currency,
+            description,
+            actor,
+            idempotency_key,
+            source_team=source_team,
+            team=dest_team,
+            create=create,
+            adopt=False,
         )
 
     def _team_and_user(self, team_id: str, user_id: str) -> tuple[str, str]:
