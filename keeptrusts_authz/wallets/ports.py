@@ -229,7 +229,9 @@ class TopUpStore(Protocol):
 
     async def get(self, topup_id: str) -> TopUpRecord | None: ...
 
-    async def list(self, limit: int = 500) -> list[TopUpRecord]: ...
+    async def list(self) -> list[TopUpRecord]:
+        """Every stored top-up, newest first (never silently truncated)."""
+        ...
 
     async def approve(
         self, topup_id: str, wallet: str, *, actor: str, reason: str
