@@ -660,8 +660,14 @@ class Config(StrictModel):
                     f"(also consumer_groups[{seen[g.name]}])"
                 )
             seen[g.name] = i
-        # The one owner of "allowance needs tokens": per group, through unbounded_for, so it
-        # covers both levels (a group's own setting and the enforcement default it inherits).
+        # The one owner of "allowance needs tokens", both levels: the enforcement default (also
+        # with no group inheriting it yet), then per group through unbounded_for.
+        e = self.enforcement
+        if e.unbounded_inputs == "allowance" and e.unbounded_allowance_tokens is None:
+            raise ValueError(
+                "enforcement.unbounded_allowance_tokens: required when unbounded_inputs is "
+                "'allowance'"
+            )
         for i, g in enumerate(self.consumer_groups):
             policy, tokens = self.unbounded_for(g)
             if policy == "allowance" and tokens is None:
