@@ -42,6 +42,7 @@ from keeptrusts_authz.gateway.admission import Admission
 from keeptrusts_authz.gateway.api_keys import KeyRing
 from keeptrusts_authz.gateway.authz_servicer import AuthorizationServicer
 from keeptrusts_authz.gateway.settler import Settler, Sweeper
+from keeptrusts_authz.gateway.signing import ReservationSigner, signer_from_config
 from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.ledger.archiver import Archiver
 from keeptrusts_authz.metrics.http import Observability, build_observability
@@ -107,6 +108,7 @@ class App:
     settler: Settler
     sweeper: Sweeper
     periods: PeriodWorker
+    signer: ReservationSigner
     admission: Admission
     wallet_api: WalletApiServicer
     observability: Observability
@@ -159,7 +161,11 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         PeriodRunner(store, calendar_of(cfg), rules_of(cfg), events=observability_store),
         cfg.budget_calendar.run_interval_seconds,
     )
-    admission = Admission(cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds)
+    # One signer for the Check (signs) and the access log (verifies); the key is every replica's.
+    signer = signer_from_config(cfg)
+    admission = Admission(
+        cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds, signer=signer
+    )
     # Team leads' top-up requests (they share the main client; nothing of their own to close).
     topups = TopUps(RedisTopUpStore(redis.main, org), cfg.team_ids(), cfg.organization.currency)
     wallet_api = WalletApiServicer(
@@ -189,6 +195,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         settler,
         sweeper,
         periods,
+        signer,
         admission,
         wallet_api,
         observability,
@@ -272,7 +279,7 @@ async def start_server(
         AuthorizationServicer(app.admission), server
     )
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(
-        AccessLogServicer(app.prices, app.settler), server
+        AccessLogServicer(app.prices, app.settler, app.signer), server
     )
     wallet_pb2_grpc.add_WalletServiceServicer_to_server(app.wallet_api, server)  # type: ignore[no-untyped-call]
     health = HealthServicer()

@@ -16,7 +16,8 @@
 -- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {'ok'|'replayed', entry_id, source, source_balance, 'org', org_balance},
 --   {'conflict'}, {'unknown_wallet', source}, {'insufficient', source, available} or
---   {'wrong_team', source, its team or ''}.
+--   {'wrong_team', source, its team or ''} or
+--   {'bound', wallet, field} (the field would pass 2^53 - 1 micros; nothing written).
 local use_idem = ARGV[1] == '1'
 local fingerprint = ARGV[2]
 local amount = tonumber(ARGV[3])
@@ -37,6 +38,11 @@ if source_team ~= '' and string.sub(source, 1, 5) == 'user:' then
 end
 local available = tonumber(raw)
 if available < amount then return {'insufficient', source, s(available)} end
+-- Bounds of both sides before any write (prelude MAX_MICROS): refused, nothing changes.
+local over = over_bound(KEYS[4], {'allocated_total'}, -amount)
+if over then return {'bound', source, over} end
+over = over_bound(KEYS[5], {'balance'}, amount)
+if over then return {'bound', 'org', over} end
 
 local now_ms = redis_now_ms()
 if redis.call('EXISTS', KEYS[5]) == 0 then
