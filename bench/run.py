@@ -14,6 +14,7 @@ def main() -> int:
         "reserve_bench.py",
         "check_bench.py",
         "periods_bench.py",
+        "burst_bench.py",
         "gateway_bench.py",
         "check_transport_bench.py",
         "ledger_bench.py",

@@ -101,12 +101,20 @@ class StoreRegressed(_FixedError):
     HTTP_STATUS = 503
 
 
+class RestoreRefused(_FixedError):
+    """`restore` refused to run: the store is not regressed, or the archive cannot be used."""
+
+    CODE = "restore_refused"
+    HTTP_STATUS = 409
+
+
 __all__ = [
     "Conflict",
     "CurrencyMismatch",
     "InsufficientFunds",
     "InvalidInput",
     "KeeptrustsError",
+    "RestoreRefused",
     "StoreDataError",
     "StoreError",
     "StoreRegressed",

@@ -20,6 +20,7 @@ import contextlib
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,6 +212,7 @@ class RunningServer:
     port: int
     # server.health_port: grpc.health.v1 alone, plaintext, for kubelet probes (None: not set).
     health_server: grpc.aio.Server | None = None
+    access_log: AccessLogServicer | None = None
 
     async def stop(self, grace: float | None = None, *, drain: float = 0.0) -> None:
         """Graceful: report NOT_SERVING and keep serving for `drain` seconds (the gateway moves
@@ -219,7 +221,14 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         if drain > 0:
             await asyncio.sleep(drain)
-        await self.server.stop(self.app.config.shutdown_grace_seconds() if grace is None else grace)
+        grace = self.app.config.shutdown_grace_seconds() if grace is None else grace
+        # stop() sends GOAWAY at once (Envoy opens new streams elsewhere); then the access-log
+        # streams end after their next flush instead of being cancelled at the end of the grace.
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        await asyncio.sleep(0.05)
+        if self.access_log is not None:
+            self.access_log.close_streams()
+        await stopping
         if self.health_server is not None:
             await self.health_server.stop(0)
         await self.app.close()
@@ -278,9 +287,10 @@ async def start_server(
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
         AuthorizationServicer(app.admission), server
     )
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(
-        AccessLogServicer(app.prices, app.settler, app.signer), server
+    access_log = AccessLogServicer(
+        app.prices, app.settler, app.signer, cfg.gateway.access_log_flush_ms / 1000
     )
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(access_log, server)
     wallet_pb2_grpc.add_WalletServiceServicer_to_server(app.wallet_api, server)  # type: ignore[no-untyped-call]
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -319,17 +329,27 @@ async def start_server(
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("keeptrusts-authz serving gRPC on %s", address)
-    return RunningServer(app, server, health, bound, health_server)
+    return RunningServer(app, server, health, bound, health_server, access_log)
 
 
 async def serve_forever(
-    cfg: Config, *, port: int | None = None, metrics_port: int | None = None
+    cfg: Config,
+    *,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
+    """One service process until SIGTERM/SIGINT. A `serve --workers N` worker passes `on_ready`
+    (called once it serves gRPC) and serves no metrics endpoint: its supervisor serves the
+    metrics of every worker (cli/serve_cmd.py, `build_supervisor_metrics`)."""
     app = build_app(cfg)
     running = await start_server(app, port=port)
-    app.observability.start(
-        cfg.server.metrics_port if metrics_port is None else metrics_port, cfg.server.host
-    )
+    if on_ready is None:
+        app.observability.start(
+            cfg.server.metrics_port if metrics_port is None else metrics_port, cfg.server.host
+        )
+    else:
+        on_ready()
     # Start-up objects (config, generated protobuf modules, scripts) live as long as the process:
     # keep them out of the collector's way so full collections do not stall the event loop.
     gc.collect()
@@ -344,4 +364,28 @@ async def serve_forever(
     await running.stop(drain=cfg.server.drain_seconds)
 
 
-__all__ = ["App", "RedisClients", "RunningServer", "build_app", "open_redis", "start_server"]
+def build_supervisor_metrics(cfg: Config, multiproc_dir: str) -> Observability:
+    """The /metrics of `serve --workers N`, served by the supervisor: the workers' process metrics
+    merged from their prometheus-client multiprocess files (counters and histograms summed, gauges
+    per their multiprocess_mode, metrics/registry.py) plus the scrape-time collector that reads
+    the org's wallets and usage from Redis, registered ONCE here (each worker reading it too
+    would export the same org-wide totals N times)."""
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
+    reader = WalletSnapshotReader(
+        connect_sync(cfg.redis), cfg.organization.id, endpoint=describe(cfg.redis)
+    )
+    return build_observability(cfg, PriceTable.from_config(cfg), reader, registry=registry)
+
+
+__all__ = [
+    "App",
+    "RedisClients",
+    "RunningServer",
+    "build_app",
+    "build_supervisor_metrics",
+    "open_redis",
+    "start_server",
+]

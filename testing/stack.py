@@ -138,6 +138,7 @@ class Stack:
         start_service: bool = True,
         *,
         transport: Literal["plaintext", "mtls", "uds"] = "plaintext",
+        workers: int = 1,
     ) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="kt-stack-"))
         write_provider_credentials(cfg_dict, self.PROVIDER_ENV, self._dir / "secrets")
@@ -157,6 +158,7 @@ class Stack:
         self.config_path.write_text(yaml.safe_dump(cfg_dict), encoding="utf-8")
         self.cfg: Config = load_config(self.config_path)
         self.start_service = start_service
+        self.workers = workers  # `serve --workers N` (1: one process, no supervisor)
         self.service: subprocess.Popen[bytes] | None = None
         self.envoy = EnvoyProcess(render_envoy_yaml(self.cfg))
         self.url = f"http://127.0.0.1:{self.cfg.gateway.listen_port}"
@@ -195,6 +197,8 @@ class Stack:
                 str(port),
                 "--metrics-port",
                 str(metrics_port),
+                "--workers",
+                str(self.workers),
                 "--log-level",
                 "warning",
             ],

@@ -51,6 +51,10 @@ class Enforcement(StrictModel):
     on_insufficient: Policy = "block"
     user_header: str = "x-keeptrusts-user"
     hold_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # `block`: a request the wallet cannot fund now, but could once in-flight reservations
+    # settle (available + reserved >= its reservation), waits up to this long for their refunds
+    # before its 402 (0: refuse at once). Envoy's Check timeout grows by it.
+    wait_for_reserved_seconds: float = Field(default=2.0, ge=0, le=60)
     reservation_ttl_seconds: int = Field(default=600, ge=1, le=7 * 24 * 3600)
     # How long a closed reservation record (and a release tombstone) stays in Redis: what makes a
     # late duplicate settle or a retried Check of the same id a no-op. Hours, not days: each
@@ -760,12 +764,26 @@ class Config(StrictModel):
         """Whether any consumer group waits on cost tickets."""
         return any(self.policy_for(g) == "hold" for g in self.consumer_groups)
 
+    def blocks(self) -> bool:
+        """Whether any consumer group refuses (`block`) and so may wait for reserved money."""
+        return any(self.policy_for(g) == "block" for g in self.consumer_groups)
+
+    def check_wait_seconds(self) -> float:
+        """The longest a Check may wait inside the service on top of the store call: a hold's
+        cost ticket or a block's wait for reserved money (one request waits for one of them)."""
+        waits = [0.0]
+        if self.holds():
+            waits.append(self.enforcement.hold_timeout_seconds)
+        if self.blocks() and self.cost_tracking.enabled and self.cost_tracking.wallet_enforcement:
+            waits.append(self.enforcement.wait_for_reserved_seconds)
+        return max(waits)
+
     def shutdown_grace_seconds(self) -> float:
         """How long a stopping server lets in-flight Checks finish: never shorter than a held
         request can wait, or a rollout would cut held requests off."""
         grace = self.server.shutdown_grace_seconds
-        if self.holds():
-            held = self.enforcement.hold_timeout_seconds + self.gateway.check_timeout_seconds
+        if self.check_wait_seconds() > 0:
+            held = self.check_wait_seconds() + self.gateway.check_timeout_seconds
             grace = max(grace, held)
         return grace
 
@@ -773,9 +791,7 @@ class Config(StrictModel):
         """Timeouts that contradict each other (valid, but surprising in production)."""
         out: list[str] = []
         longest = max((p.timeout_seconds for p in self.providers), default=0.0)
-        needed = longest + self.gateway.check_timeout_seconds
-        if self.holds():
-            needed += self.enforcement.hold_timeout_seconds
+        needed = longest + self.gateway.check_timeout_seconds + self.check_wait_seconds()
         if self.enforcement.reservation_ttl_seconds <= needed:
             out.append(
                 f"enforcement.reservation_ttl_seconds: {self.enforcement.reservation_ttl_seconds}"

@@ -1,7 +1,19 @@
-"""envoy.service.accesslog.v3.AccessLogService: read each HTTP entry, queue its settlement."""
+"""envoy.service.accesslog.v3.AccessLogService: read each HTTP entry, queue its settlement.
+
+Closing streams on a restart (issue 13): Envoy keeps an access-log stream open for ever and ALS
+has no acknowledgement, so entries Envoy writes onto a stream the server cancels are lost (their
+reservations expire at the estimate). `close_streams` (called once the gRPC server has sent
+GOAWAY, so Envoy's next stream opens on a new connection: the replacement process on the same
+port, or another replica) ends each stream just after it delivered a flush: Envoy sends one
+message per `gateway.access_log_flush_ms` (render-envoy sets the buffer size so flushes are by
+time, not size), so the end arrives while Envoy has nothing in flight, and its next flush goes to
+the new stream. An idle stream is ended after three flush intervals without a message.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -102,11 +114,23 @@ class _RateLimitedLog:
 
 
 class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]
-    def __init__(self, prices: PriceTable, settler: Settler, signer: ReservationSigner) -> None:
+    def __init__(
+        self,
+        prices: PriceTable,
+        settler: Settler,
+        signer: ReservationSigner,
+        flush_seconds: float = 0.2,
+    ) -> None:
         self._prices = prices
         self._settler = settler
         self._signer = signer
         self._warnings = _RateLimitedLog()
+        self._flush_seconds = flush_seconds
+        self._closing = asyncio.Event()
+
+    def close_streams(self) -> None:
+        """Ask every open stream to end after its next delivered flush (module docstring)."""
+        self._closing.set()
 
     def handle_entry(self, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:
         authz = _namespace(entry, AUTHZ_NAMESPACE)
@@ -173,11 +197,42 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[
         request_iterator: AsyncIterator[als_pb2.StreamAccessLogsMessage],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> als_pb2.StreamAccessLogsResponse:
-        async for message in request_iterator:
-            for entry in message.http_logs.log_entry:
+        messages = aiter(request_iterator)
+        read: asyncio.Future[als_pb2.StreamAccessLogsMessage] | None = None
+        closing: asyncio.Task[bool] | None = None
+        try:
+            while True:
+                read = asyncio.ensure_future(anext(messages))
+                if not self._closing.is_set():
+                    closing = asyncio.ensure_future(self._closing.wait())
+                    await asyncio.wait({read, closing}, return_when=asyncio.FIRST_COMPLETED)
+                    closing.cancel()
+                if not read.done():
+                    # Closing while idle: take the next flush (or give up after 3 intervals).
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(read), 3 * self._flush_seconds)
+                    if not read.done():
+                        break
                 try:
-                    self.handle_entry(entry)
-                except Exception:  # one bad entry must not end the stream for the others
-                    log.exception("could not reconcile an access-log entry")
-                    m.ACCESS_LOG_ENTRIES.labels("error").inc()
+                    message = read.result()
+                except StopAsyncIteration:
+                    break
+                read = None
+                self._handle_message(message)
+                if self._closing.is_set():
+                    m.ACCESS_LOG_ENTRIES.labels("stream_closed_after_flush").inc()
+                    break  # just after a flush: Envoy has nothing in flight on this stream
+        finally:
+            if read is not None and not read.done():
+                read.cancel()
+            if closing is not None:
+                closing.cancel()
         return als_pb2.StreamAccessLogsResponse()
+
+    def _handle_message(self, message: als_pb2.StreamAccessLogsMessage) -> None:
+        for entry in message.http_logs.log_entry:
+            try:
+                self.handle_entry(entry)
+            except Exception:  # one bad entry must not end the stream for the others
+                log.exception("could not reconcile an access-log entry")
+                m.ACCESS_LOG_ENTRIES.labels("error").inc()

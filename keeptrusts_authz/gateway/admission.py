@@ -147,6 +147,7 @@ class Admission:
         # Answer before Envoy's ext_authz timeout, so the client gets our JSON 503, not Envoy's.
         self._reserve_deadline = cfg.gateway.check_timeout_seconds * 0.75
         self._compensations: set[asyncio.Task[None]] = set()
+        self._reserved_wait = cfg.enforcement.wait_for_reserved_seconds
         # The caller's key, and the user tokens and verified claims of jwt_authn: none of them
         # is the provider's business.
         self._remove_headers = CALLER_KEY_HEADERS + tuple(
@@ -376,6 +377,7 @@ class Admission:
             user=user or "",
             model=priced.name,
         )
+        started = asyncio.get_running_loop().time()
         try:
             result = await asyncio.wait_for(self._wallets.reserve(request), self._reserve_deadline)
         except StoreRegressed:
@@ -403,7 +405,62 @@ class Admission:
             return _user_not_in_team(request.user, team)
         if result.outcome == "hold" and self._holds is not None:
             return await self._hold(self._holds, allow, request, team, ticket)
+        if self._may_wait_for_reserved(result, request):
+            assert self._holds is not None
+            return await self._wait_for_reserved(self._holds, allow, result, request, team, started)
         return self._after_reserve(allow, result, request, team)
+
+    # ---------------------------------------------- block: wait for reserved money (issue 11/6)
+
+    def _may_wait_for_reserved(self, result: ReserveResult, req: ReserveRequest) -> bool:
+        """A `block` refusal where money is still reserved in a cascade wallet: worth a wait.
+        (`seen` holds only what is available; Holds.wait_for_reserved reads the reserved part.)"""
+        return (
+            result.outcome == "blocked"
+            and req.policy == "block"
+            and self._reserved_wait > 0
+            and self._holds is not None
+            and bool(result.seen)
+        )
+
+    async def _wait_for_reserved(
+        self,
+        holds: Holds,
+        allow: Decision,
+        first: ReserveResult,
+        req: ReserveRequest,
+        team: str,
+        started: float,
+    ) -> Decision:
+        """Wait (wallets.holds, on the settle wake-ups) for in-flight reservations to refund the
+        wallet, then reserve; 402 once the money is really spent or the wait runs out. Bounded so
+        the Check answers inside Envoy's timeout (check timeout + this wait, render-envoy); the
+        wait itself stays out of the Check-latency histogram (Decision.hold_wait_seconds)."""
+        loop = asyncio.get_running_loop()
+        budget = started + self._reserve_deadline + self._reserved_wait - loop.time()
+        waited_from = loop.time()
+        try:
+            outcome = await asyncio.wait_for(
+                holds.wait_for_reserved(req, self._reserved_wait), max(budget, 0.001)
+            )
+        except StoreRegressed:
+            return _store_regressed()
+        except (StoreUnavailable, TimeoutError):
+            # A reserve inside the wait may have landed without its answer: undo it.
+            self._compensate(req.reservation_id)
+            decision = self._after_reserve(allow, first, req, team)
+            decision.hold_wait_seconds = loop.time() - waited_from
+            m.RESERVED_WAIT.labels("reserved_wait_timeout").observe(decision.hold_wait_seconds)
+            return decision
+        except asyncio.CancelledError:  # Envoy gave up on this Check
+            self._compensate(req.reservation_id)
+            raise
+        m.RESERVED_WAIT.labels(outcome.reason).observe(outcome.waited)
+        decision = self._after_reserve(allow, outcome.result or first, req, team)
+        if outcome.proceeds:
+            decision.reason = outcome.reason
+        decision.hold_wait_seconds = outcome.waited
+        return decision
 
     async def _hold(
         self, holds: Holds, allow: Decision, req: ReserveRequest, team: str, ticket: str | None

@@ -32,6 +32,7 @@ from keeptrusts_authz.wallets.models import (
     Reservation,
     ReserveRequest,
     ReserveResult,
+    RestorePlan,
     SettleRequest,
     SettleResult,
     StoreMarker,
@@ -54,6 +55,11 @@ def _now_ms() -> int:
 class _Expiring:
     fields: dict[str, str]
     expires_ms: int | None = None
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or "0")
 
 
 @dataclass
@@ -401,11 +407,17 @@ class MemoryWalletStore:
         """What a Redis restarted without persistence looks like (store-loss tests)."""
         self._s = _State(last_id=(0, 0))
 
-    async def marker(self) -> StoreMarker:
+    async def marker(self, probe: str | None = None) -> StoreMarker:
         async with self._lock:
             e = self._s.epoch or {}
             ms, seq = self._s.last_id
+            missing = False
+            if probe and self._s.ledger:
+                key = _id_key(probe)
+                first = _id_key(self._s.ledger[0][0])
+                missing = first <= key and all(_id_key(i) != key for i, _ in self._s.ledger)
             return StoreMarker(
+                probe_missing=missing,
                 epoch=e.get("id") or None,
                 origin=e.get("origin", ""),
                 hwm_floor=e.get("hwm_floor", "0-0"),
@@ -423,6 +435,29 @@ class MemoryWalletStore:
                 "created_ms": str(self._clock()),
                 "origin": origin,
                 "hwm_floor": hwm_floor,
+            }
+            return epoch
+
+    async def restore_books(self, plan: RestorePlan) -> str:
+        """restore_books of the Redis store: the plan replaces the books, one critical section."""
+        async with self._lock:
+            epoch = new_epoch_id()
+            s = self._s
+            s.wallets = {
+                w: {f: rec.get(f, 0) for f in WALLET_FIELDS} for w, rec in plan.wallets.items()
+            }
+            s.reservations = {r: _Expiring(dict(f)) for r, f in plan.reservations.items()}
+            s.deadlines = dict(plan.deadlines)
+            s.usage = dict(plan.usage)
+            s.burn = {d: dict(per) for d, per in plan.burn.items()}
+            s.ledger = [(i, dict(f)) for i, f in plan.tail]
+            if plan.tail:
+                s.last_id = _id_key(plan.tail[-1][0])
+            s.epoch = {
+                "id": epoch,
+                "created_ms": str(self._clock()),
+                "origin": "restore",
+                "hwm_floor": plan.high_water,
             }
             return epoch
 
@@ -581,6 +616,7 @@ class MemoryWalletStore:
             cached_tokens=str(req.cached_tokens),
             balance_after=str(w["balance"]),
             reserved_ms=f.get("created_ms", ""),
+            label=label,
         )
         self._count_usage(f["team"], f["group"], estimated, label, cost)
         self._count_tokens(f, label, req)
@@ -632,6 +668,7 @@ class MemoryWalletStore:
             output_tokens=str(req.output_tokens),
             cached_tokens=str(req.cached_tokens),
             balance_after=str(w["balance"]),
+            label=label,
         )
         u = self._s.usage
         who = f"{f['team']}|{f['group']}|"

@@ -21,6 +21,7 @@ from keeptrusts_authz.errors import (
     CurrencyMismatch,
     InsufficientFunds,
     InvalidInput,
+    RestoreRefused,
     StoreRegressed,
     UnknownWallet,
     UserNotInTeam,
@@ -29,6 +30,7 @@ from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.wallets.archived_audit import audit_with_archive
 from keeptrusts_authz.wallets.audit import LedgerReplay, compare
 from keeptrusts_authz.wallets.burn import BurnWindow, burn_days
+from keeptrusts_authz.wallets.history import ArchivedHistory, LedgerHistory, MergedHistory
 from keeptrusts_authz.wallets.integrity import ArchiveWatermark, StoreIntegrity
 from keeptrusts_authz.wallets.models import (
     IDEMPOTENCY_KEY,
@@ -50,6 +52,7 @@ from keeptrusts_authz.wallets.models import (
     parse_wallet_id,
 )
 from keeptrusts_authz.wallets.ports import LedgerArchive, StoreRefused, WalletStore
+from keeptrusts_authz.wallets.restore import RestoreReport, plan_restore
 
 _POLICIES = ("block", "warn", "hold", "showback")
 _MAX_TEXT = 500
@@ -109,6 +112,10 @@ class WalletService:
     ) -> None:
         self._store = store
         self.integrity = StoreIntegrity(store, archive, on_integrity)
+        # Ledger history: PostgreSQL merged with the Redis tail when archiving, else Redis.
+        self.history: LedgerHistory = (
+            MergedHistory(store, archive) if isinstance(archive, ArchivedHistory) else store
+        )
         self._config = config
         self.org_id = config.organization.id
         self.currency = config.organization.currency
@@ -617,7 +624,15 @@ class WalletService:
                 continue
             results.append(None)
             valid.append(item)
-        sent = iter(await self._store.settle_batch(valid))
+        stored = await self._store.settle_batch(valid)
+        if any(r.outcome == "unknown" for r in stored):
+            # A reservation the store does not know: a late duplicate, or a store that lost its
+            # books. In the latter case nothing may be dropped: raise, so the settler keeps the
+            # batch and retries it after `restore` brings the reservation back (what it did
+            # settle is idempotent: a repeat answers already_closed).
+            await self.integrity.check_quietly()
+            self.integrity.refuse()
+        sent = iter(stored)
         return [r if r is not None else next(sent) for r in results]
 
     async def expire_due(self, limit: int = 500) -> list[ExpiredReservation]:
@@ -669,7 +684,62 @@ class WalletService:
             raise InvalidInput("before: must be a ledger entry id", {"field": "before"})
         if wallet is not None:
             parse_wallet_id(wallet)
-        return await self._store.ledger(count, before=before, wallet=wallet)
+        return await self.history.ledger(count, before=before, wallet=wallet)
+
+    async def restore(
+        self, archive: LedgerArchive, *, force: bool = False, now_ms: int | None = None
+    ) -> RestoreReport:
+        """Rebuild the store's books from the archive (wallets/restore.py) and re-arm it.
+        Refuses (RestoreRefused) a store that is not regressed unless `force`, an archive with
+        no history, and an archive whose own replay does not add up."""
+        started = time.perf_counter()
+        org = self.org_id
+        verdict = await StoreIntegrity(self._store, archive).check(arm=False)
+        if verdict.ok and not force:
+            raise RestoreRefused(
+                "the wallet store is not regressed (its books continue the archived ledger); "
+                "nothing restored (--force restores anyway)",
+                {"reason": "not_regressed"},
+            )
+        high = await archive.last_archived_id(org)
+        if high is None:
+            raise RestoreRefused(
+                f"PostgreSQL holds no archived ledger for organization {org}: nothing to "
+                "restore from",
+                {"reason": "no_archive"},
+            )
+        plan = await plan_restore(
+            org,
+            archive.iter_entries(org, upto=high),
+            self._store.iter_ledger(),
+            high_water=high,
+            tail_entries=self._config.ledger.redis_tail_entries,
+            reservation_ttl_ms=self._config.enforcement.reservation_ttl_seconds * 1000,
+            now_ms=now_ms,
+        )
+        if plan.errors:
+            raise RestoreRefused(
+                f"the archived ledger does not add up ({len(plan.errors)} error(s)); nothing "
+                f"restored: {plan.errors[0]}",
+                {"reason": "archive_inconsistent", "errors": plan.errors[:20]},
+            )
+        epoch = await self._store.restore_books(plan)
+        # This process's own watch accepts the restored books at once (others within a round).
+        await self.integrity.check_quietly()
+        return RestoreReport(
+            epoch=epoch,
+            high_water=high,
+            reason=verdict.reason or "forced",
+            wallets=len(plan.wallets),
+            open_reservations=len(plan.reservations),
+            entries=plan.entries,
+            archived_entries=plan.archived_entries,
+            carried=plan.carried,
+            rewritten=plan.rewritten,
+            dropped=plan.dropped,
+            tail=len(plan.tail),
+            seconds=time.perf_counter() - started,
+        )
 
     async def audit(
         self, archive: LedgerArchive | None = None, *, full: bool = False
