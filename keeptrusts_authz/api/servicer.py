@@ -30,7 +30,6 @@ from keeptrusts_authz.errors import (
     InvalidInput,
     KeeptrustsError,
     UnknownWallet,
-    UserNotInTeam,
 )
 from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calendar_of
 from keeptrusts_authz.periods.calendar import BudgetCalendar
@@ -245,7 +244,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     async def _allocate(
         self, who: Principal, request: pb.AllocateRequest, md: Mapping[str, str]
     ) -> pb.MoveResponse:
-        return await self._one_wallet_move("allocate", self._wallets.allocate, who, request, md)
+        return await self._one_wallet_move("allocate", who, request, md)
 
     async def Reclaim(self, request: pb.ReclaimRequest, context: Context) -> pb.MoveResponse:
         return await self._call(request, context, self._reclaim)
@@ -253,12 +252,11 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     async def _reclaim(
         self, who: Principal, request: pb.ReclaimRequest, md: Mapping[str, str]
     ) -> pb.MoveResponse:
-        return await self._one_wallet_move("reclaim", self._wallets.reclaim, who, request, md)
+        return await self._one_wallet_move("reclaim", who, request, md)
 
     async def _one_wallet_move(
         self,
         op: str,
-        move: Callable[[str, int, str, str, str, str | None], Awaitable[OpResult]],
         who: Principal,
         request: pb.AllocateRequest | pb.ReclaimRequest,
         md: Mapping[str, str],
@@ -283,14 +281,8 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         if op == "allocate":
             result = await self._wallets.allocate(*args, team=team if user else None)
         else:
-            if team and user:
-                owner = (await self._wallets.user_teams()).get(user, "")
-                if owner != team:
-                    raise UserNotInTeam(
-                        f"{wallet} does not belong to team {team}",
-                        {"wallet": wallet, "team_id": team},
-                    )
-            result = await move(*args)
+            # team_id + user_id: reclaim.lua checks the user's team in the same script.
+            result = await self._wallets.reclaim(*args, team=team if user else None)
         return self._move_response(op, result, amount, who.name)
 
     async def Transfer(self, request: pb.TransferRequest, context: Context) -> pb.MoveResponse:

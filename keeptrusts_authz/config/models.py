@@ -84,14 +84,6 @@ class Enforcement(StrictModel):
             raise ValueError("cascade lists a scope twice")
         return v
 
-    @model_validator(mode="after")
-    def _allowance_needs_tokens(self) -> Enforcement:
-        if self.unbounded_inputs == "allowance" and self.unbounded_allowance_tokens is None:
-            raise ValueError(
-                "unbounded_allowance_tokens: required when unbounded_inputs is 'allowance'"
-            )
-        return self
-
 
 _HEADER = r"^[a-z0-9][a-z0-9-]{0,99}$"
 
@@ -655,6 +647,18 @@ class Config(StrictModel):
                     f"(also jwt_issuers[{names[issuer.name]}])"
                 )
             names[issuer.name] = i
+        # Distinct names can derive the same claim header (case, '_' and '.' fold to '-'): one
+        # issuer's token would then name the user for the other issuer's groups.
+        headers: dict[str, int] = {}
+        for i, issuer in enumerate(self.jwt_issuers):
+            header = issuer.claim_header
+            if header in headers:
+                raise ValueError(
+                    f"jwt_issuers[{i}].name: {issuer.name!r} derives the claim header {header} "
+                    f"that jwt_issuers[{headers[header]}] "
+                    f"({self.jwt_issuers[headers[header]].name!r}) already uses; rename one"
+                )
+            headers[header] = i
         for i, g in enumerate(self.consumer_groups):
             if g.jwt_issuer is not None and g.jwt_issuer not in names:
                 raise ValueError(
@@ -703,6 +707,14 @@ class Config(StrictModel):
                     f"(also consumer_groups[{seen[g.name]}])"
                 )
             seen[g.name] = i
+        # The one owner of "allowance needs tokens", both levels: the enforcement default (also
+        # with no group inheriting it yet), then per group through unbounded_for.
+        e = self.enforcement
+        if e.unbounded_inputs == "allowance" and e.unbounded_allowance_tokens is None:
+            raise ValueError(
+                "enforcement.unbounded_allowance_tokens: required when unbounded_inputs is "
+                "'allowance'"
+            )
         for i, g in enumerate(self.consumer_groups):
             policy, tokens = self.unbounded_for(g)
             if policy == "allowance" and tokens is None:

@@ -315,7 +315,7 @@ class Admission:
             "allow",
             "free_endpoint",
             upstream_headers={PROVIDER_HEADER: provider.name},
-            remove_headers=CALLER_KEY_HEADERS,
+            remove_headers=self._remove_headers,  # the same set as the LLM path
             metadata=meta,
         )
 

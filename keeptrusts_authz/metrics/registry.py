@@ -99,7 +99,8 @@ SETTLE_BOUND_VIOLATIONS = Counter(
 )
 PERIOD_BOUNDARIES = Counter(
     "keeptrusts_period_boundaries",
-    "Budget period boundaries handled, by outcome (applied, replayed, stale, insufficient).",
+    "Budget period boundaries handled, by outcome "
+    "(applied, replayed, stale, insufficient, wrong_team).",
     ["outcome"],
 )
 # Labelled by the wallets of configured budgets only (a bounded set from the config).

@@ -169,9 +169,35 @@ class PeriodRunner:
             )
             if res.status == "insufficient":
                 await self._refused(rule, span, res.delta, res.org_balance)
-            if res.status in ("insufficient", "stale"):
+            if res.status == "wrong_team":
+                await self._wrong_team(rule, span)
+            if res.status in ("insufficient", "stale", "wrong_team"):
                 break
         return out
+
+    async def _wrong_team(self, rule: BudgetRule, span: PeriodSpan) -> None:
+        """The user wallet's record names another team than the user budget's: funding it would
+        give money only the recorded team's keys can spend (reserve.lua compares the record).
+        Refused, alerted (and counted in PERIOD_BOUNDARIES{status=wrong_team}) until an operator
+        fixes the config or moves the user; retried on the next run."""
+        message = (
+            f"{rule.wallet_id}: budget {span.id} is for team {rule.team_id}, but the wallet "
+            "belongs to another team; not allocated, retried on the next run"
+        )
+        log.warning(message)
+        if self._events is not None:
+            await self._events.record_event(
+                span.id,
+                f"{rule.wallet_id}|period_refused",
+                {
+                    "kind": "period_allocation_refused",
+                    "reason": "wrong_team",
+                    "wallet": rule.wallet_id,
+                    "period": span.id,
+                    "team": rule.team_id,
+                    "message": message,
+                },
+            )
 
     async def _refused(self, rule: BudgetRule, span: PeriodSpan, delta: int, pool: int) -> None:
         message = (
@@ -185,6 +211,7 @@ class PeriodRunner:
                 f"{rule.wallet_id}|period_refused",
                 {
                     "kind": "period_allocation_refused",
+                    "reason": "insufficient",
                     "wallet": rule.wallet_id,
                     "period": span.id,
                     "needed": str(delta),

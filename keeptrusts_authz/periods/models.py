@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-RolloverStatus = Literal["applied", "replayed", "stale", "insufficient"]
+RolloverStatus = Literal["applied", "replayed", "stale", "insufficient", "wrong_team"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,8 @@ class RolloverOutcome:
     balance_after: int = 0
     org_balance: int = 0
     applied_period: str = ""
+    # wrong_team: the team the user wallet's record names (differs from the user budget's team)
+    recorded_team: str = ""
 
 
 @dataclass(frozen=True)

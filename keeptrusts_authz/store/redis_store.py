@@ -288,11 +288,12 @@ class RedisWalletStore:
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
+        source_team: str = "",
     ) -> OpResult:
         return await self._admin(
             "reclaim",
             [self.keys.wallet(source), self.keys.wallet("org")],
-            [amount, actor, description, source, self.keys.events_channel],
+            [amount, actor, description, source, self.keys.events_channel, source_team],
             idempotency_key,
             fingerprint,
         )
@@ -310,6 +311,7 @@ class RedisWalletStore:
         idempotency_key: str | None = None,
         source_team: str = "",
         team: str = "",
+        adopt: bool = True,
     ) -> OpResult:
         return await self._admin(
             "transfer",
@@ -324,6 +326,7 @@ class RedisWalletStore:
                 self.keys.events_channel,
                 source_team,
                 team,
+                "1" if adopt else "0",
             ],
             idempotency_key,
             fingerprint,
@@ -554,6 +557,8 @@ class RedisWalletStore:
             return RolloverOutcome("stale", applied_period=str(res[1]))
         if status == "insufficient":
             return RolloverOutcome("insufficient", org_balance=_int(res[1]), delta=_int(res[2]))
+        if status == "wrong_team":
+            return RolloverOutcome("wrong_team", recorded_team=str(res[1]))
         raise StoreDataError(f"period_rollover.lua returned {status!r}")
 
     async def period_states(self, wallet_ids: Sequence[str]) -> dict[str, PeriodState]:

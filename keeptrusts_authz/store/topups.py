@@ -25,6 +25,7 @@ from keeptrusts_authz.wallets.models import OpResult, TopUpRecord
 from keeptrusts_authz.wallets.ports import StoreRefused, TicketConflict, TicketNotFound
 
 TOPUP_TTL_MS = 30 * 86_400_000
+LIST_PAGE = 500
 
 
 def _int(value: str | None) -> int:
@@ -96,15 +97,31 @@ class RedisTopUpStore:
         )
         return _record(raw) if raw else None
 
-    async def list(self, limit: int = 500) -> list[TopUpRecord]:
-        ids = await self._io(self._client.zrevrange(self.index, 0, limit - 1))
-        if not ids:
-            return []
-        async with self._client.pipeline(transaction=False) as pipe:
-            for topup_id in ids:
-                pipe.hgetall(self.topup_key(str(topup_id)))
-            raws = await self._io(pipe.execute())
-        return [_record(raw) for raw in raws if raw]
+    async def list(self) -> list[TopUpRecord]:
+        """Every top-up of the last TOPUP_TTL_MS, newest first, read in pages of LIST_PAGE (never
+        truncated: the index holds 30 days and TopUps caps the pending ones per team)."""
+        out: list[TopUpRecord] = []
+        start = 0
+        while True:
+            ids = await self._io(self._client.zrevrange(self.index, start, start + LIST_PAGE - 1))
+            if not ids:
+                return out
+            async with self._client.pipeline(transaction=False) as pipe:
+                for topup_id in ids:
+                    pipe.hgetall(self.topup_key(str(topup_id)))
+                raws = await self._io(pipe.execute())
+            out += [_record(raw) for raw in raws if raw]
+            if len(ids) < LIST_PAGE:
+                return out
+            start += LIST_PAGE
+
+    async def _decided(self, topup_id: str) -> TopUpRecord:
+        """The record a decision script just changed. Gone (its TTL ran out between the script
+        and this read) is data the store did not expect: StoreDataError, not an assert."""
+        record = await self.get(topup_id)
+        if record is None:
+            raise StoreDataError(f"top-up {topup_id} vanished right after its decision")
+        return record
 
     async def approve(
         self, topup_id: str, wallet: str, *, actor: str, reason: str
@@ -131,8 +148,7 @@ class RedisTopUpStore:
             raise StoreRefused("insufficient", "org", _int(str(res[2])))
         if status != "ok":
             raise StoreDataError(f"topup_approve.lua returned {status!r}")
-        record = await self.get(topup_id)
-        assert record is not None
+        record = await self._decided(topup_id)
         op = OpResult(
             "allocate", str(res[1]), {"org": _int(str(res[2])), wallet: _int(str(res[3]))}, False
         )
@@ -161,8 +177,7 @@ class RedisTopUpStore:
             raise TicketNotFound(topup_id)
         if status == "conflict":
             raise TicketConflict(str(res[1]))
-        record = await self.get(topup_id)
-        assert record is not None
+        record = await self._decided(topup_id)
         return record
 
 

@@ -248,9 +248,11 @@ class MemoryWalletStore:
         idempotency_key: str | None,
         team: str = "",
         source_team: str = "",
+        adopt: bool = True,
     ) -> OpResult:
         """allocate (org -> member), reclaim (member -> org), transfer (member -> member).
-        `team`: a user destination must belong to it (one without a team adopts it);
+        `team`: a user destination must belong to it (one created here takes it, an existing one
+        without a team adopts it only when `adopt`);
         `source_team`: a user source must belong to it (allocate.lua / transfer.lua)."""
         async with self._lock:
             self._check_amount(amount)
@@ -279,6 +281,8 @@ class MemoryWalletStore:
                 stored = self._s.teams.get(destination)
                 if stored and stored != team:
                     raise StoreRefused("wrong_team", destination, team=stored)
+                if not stored and not adopt:
+                    raise StoreRefused("wrong_team", destination, team="")
             if available < amount:
                 raise StoreRefused("insufficient", source, available)
             # Bounds of both sides before any change, as the Lua scripts do.
@@ -352,6 +356,7 @@ class MemoryWalletStore:
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
+        source_team: str = "",
     ) -> OpResult:
         return await self._move(
             "reclaim",
@@ -363,6 +368,7 @@ class MemoryWalletStore:
             description=description,
             fingerprint=fingerprint,
             idempotency_key=idempotency_key,
+            source_team=source_team,
         )
 
     async def transfer(
@@ -378,6 +384,7 @@ class MemoryWalletStore:
         idempotency_key: str | None = None,
         source_team: str = "",
         team: str = "",
+        adopt: bool = True,
     ) -> OpResult:
         return await self._move(
             "transfer",
@@ -391,6 +398,7 @@ class MemoryWalletStore:
             idempotency_key=idempotency_key,
             team=team,
             source_team=source_team,
+            adopt=adopt,
         )
 
     # -- reservation lifecycle --------------------------------------------------------------------
@@ -832,6 +840,10 @@ class MemoryWalletStore:
                 if state["period"] > period_id:
                     return RolloverOutcome("stale", applied_period=state["period"])
             w = self._s.wallets.get(wallet_id)
+            user_budget = bool(team) and wallet_id.startswith("user:")
+            recorded = self._s.teams.get(wallet_id, "") if w is not None else ""
+            if user_budget and recorded and recorded != team:
+                return RolloverOutcome("wrong_team", recorded_team=recorded)
             b = w["balance"] if w is not None else 0
             spent = w["spent_total"] if w is not None else 0
             pos, debt = max(b, 0), max(-b, 0)
@@ -854,8 +866,8 @@ class MemoryWalletStore:
             now = self._clock()
             org = self._create_wallet("org")
             target = self._create_wallet(wallet_id)
-            if team and wallet_id.startswith("user:"):
-                self._s.teams.setdefault(wallet_id, team)
+            if user_budget:
+                self._s.teams[wallet_id] = team
             org["balance"] -= delta
             target["balance"] += delta
             target["allocated_total"] += delta
@@ -876,6 +888,7 @@ class MemoryWalletStore:
                 returned=str(returned),
                 forgiven=str(forgiven),
                 balance_after=str(target["balance"]),
+                **({"user_team": team} if user_budget else {}),
             )
             self._s.periods[wallet_id] = {
                 "period": period_id,

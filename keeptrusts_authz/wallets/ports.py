@@ -88,7 +88,11 @@ class WalletStore(Protocol):
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
-    ) -> OpResult: ...
+        source_team: str = "",
+    ) -> OpResult:
+        """`source_team`: a user source must belong to it ('' = no constraint), checked in the
+        same script as the move."""
+        ...
 
     async def transfer(
         self,
@@ -103,9 +107,11 @@ class WalletStore(Protocol):
         idempotency_key: str | None = None,
         source_team: str = "",
         team: str = "",
+        adopt: bool = True,
     ) -> OpResult:
         """`source_team`: a user source must belong to it ('' = no constraint); `team`: a user
-        destination must belong to it (one without a team, or created here, adopts it)."""
+        destination must belong to it (one created here takes it; an existing one without a
+        team adopts it only when `adopt`, billing's moves; a team lead's pass False)."""
         ...
 
     async def reserve(
@@ -234,7 +240,9 @@ class TopUpStore(Protocol):
 
     async def get(self, topup_id: str) -> TopUpRecord | None: ...
 
-    async def list(self, limit: int = 500) -> list[TopUpRecord]: ...
+    async def list(self) -> list[TopUpRecord]:
+        """Every stored top-up, newest first (never silently truncated)."""
+        ...
 
     async def approve(
         self, topup_id: str, wallet: str, *, actor: str, reason: str

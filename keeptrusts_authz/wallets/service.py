@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import (
@@ -289,12 +289,20 @@ class WalletService:
         except StoreRefused as exc:
             self._refused(exc, amount_micros, owner)
 
+    def membership(self, user_id: str, recorded: str) -> str:
+        """THE precedence of "which team a user belongs to" (one owner; user_team_for,
+        user_teams and the team leads' moves all go through it): the team its wallet record
+        carries (`recorded`, what reserve.lua / transfer.lua / reclaim.lua enforce), else the
+        team the config places it in (a user budget), else '' (not placed). A user budget that
+        names another team than the record is refused by the rollover (period_rollover.lua
+        `wrong_team`, alerted), never funded silently."""
+        return recorded or self._configured_user_teams.get(user_id, "")
+
     async def user_team_for(self, wallet_id: str, team: str | None) -> str:
-        """The team a USER wallet is funded for ('' for team and org wallets). A user belongs to
-        one team: the one its wallet record carries (set when first funded), else the one the
-        config places it in (a user budget), else the only configured team. `team` names it
-        explicitly (a configured team; it must agree with the config and the record, which the
-        store checks in the same script as the move). Anything else is ambiguous: 400."""
+        """The team a USER wallet is funded for ('' for team and org wallets): `membership`,
+        else the only configured team. `team` names it explicitly (a configured team; it must
+        agree with `membership`, and the store re-checks the record in the same script as the
+        move). Anything else is ambiguous: 400 team_required."""
         scope, user = parse_wallet_id(wallet_id)
         if scope != "user":
             if team:
@@ -303,24 +311,18 @@ class WalletService:
                     {"field": "team_id"},
                 )
             return ""
-        configured = self._configured_user_teams.get(user)
+        if team and team not in self._teams:
+            raise InvalidInput(f"team_id: {team!r} is not a configured team", {"field": "team_id"})
+        placed = self.membership(user, await self._store.wallet_team(wallet_id))
         if team:
-            if team not in self._teams:
-                raise InvalidInput(
-                    f"team_id: {team!r} is not a configured team", {"field": "team_id"}
-                )
-            if configured and configured != team:
+            if placed and placed != team:
                 raise UserNotInTeam(
-                    f"{wallet_id} does not belong to team {team} (the config places it in "
-                    "another team)",
+                    f"{wallet_id} does not belong to team {team}",
                     {"wallet": wallet_id, "team_id": team},
                 )
             return team
-        if configured:
-            return configured
-        recorded = await self._store.wallet_team(wallet_id)
-        if recorded:
-            return recorded
+        if placed:
+            return placed
         if len(self._teams) == 1:
             return next(iter(self._teams))
         raise InvalidInput(
@@ -330,14 +332,13 @@ class WalletService:
         )
 
     async def user_teams(self) -> dict[str, str]:
-        """User id -> the team it belongs to: its wallet record's team, else the config's (a
-        user budget). Never from the ledger: the user/team fields of reserve entries come from
-        request headers, which a key holder chooses."""
-        out = dict(self._configured_user_teams)
-        for wallet_id, team in (await self._store.wallet_teams()).items():
-            if team:
-                out[wallet_id[5:]] = team
-        return out
+        """User id -> the team it belongs to (`membership` of every recorded or configured
+        user). Never from the ledger: the user/team fields of reserve entries come from request
+        headers, which a key holder chooses."""
+        recorded = {wid[5:]: team for wid, team in (await self._store.wallet_teams()).items()}
+        users = set(self._configured_user_teams) | set(recorded)
+        out = {u: self.membership(u, recorded.get(u, "")) for u in users}
+        return {u: t for u, t in out.items() if t}
 
     async def reclaim(
         self,
@@ -347,9 +348,15 @@ class WalletService:
         description: str,
         actor: str,
         idempotency_key: str | None = None,
+        team: str | None = None,
     ) -> OpResult:
-        """Team or user wallet -> org pool (available balance only)."""
+        """Team or user wallet -> org pool (available balance only). `team`: a user wallet must
+        belong to it (the store checks its record in the same script as the move)."""
         wallet_id = self._member_wallet(wallet_id, "wallet_id")
+        if team and not wallet_id.startswith("user:"):
+            raise InvalidInput(
+                "team_id: names the team of a user wallet; give user_id too", {"field": "team_id"}
+            )
         common = self._move(
             "reclaim",
             amount_micros,
@@ -360,9 +367,11 @@ class WalletService:
             wallet=wallet_id,
         )
         try:
-            return await self._store.reclaim(wallet_id, amount_micros, **common)
+            return await self._store.reclaim(
+                wallet_id, amount_micros, source_team=team or "", **common
+            )
         except StoreRefused as exc:
-            self._refused(exc, amount_micros)
+            self._refused(exc, amount_micros, team or "")
 
     async def transfer(
         self,
@@ -403,20 +412,16 @@ class WalletService:
         actor: str,
         idempotency_key: str | None = None,
     ) -> OpResult:
-        """A team lead re-splits its budget: team wallet -> one of ITS users' wallets (created
-        in the team on first use). Never beyond the team's available balance, never to a user
-        of another team (transfer.lua checks the user's record in the same script)."""
-        team, user = self._team_and_user(team_id, user_id)
-        return await self._transfer(
-            team,
-            user,
+        """A team lead re-splits its budget: team wallet -> one of ITS users' wallets."""
+        return await self._team_move(
+            "allocate",
+            team_id,
+            user_id,
             amount_micros,
             currency,
             description,
             actor,
             idempotency_key,
-            source_team="",
-            team=await self._lead_user_team(user, team_id),
         )
 
     async def team_reclaim(
@@ -429,19 +434,53 @@ class WalletService:
         actor: str,
         idempotency_key: str | None = None,
     ) -> OpResult:
-        """A team lead takes budget back: one of its users' wallets -> the team wallet
-        (available balance only; a user of another team is refused)."""
-        team, user = self._team_and_user(team_id, user_id)
-        return await self._transfer(
-            user,
-            team,
+        """A team lead takes budget back: one of its users' wallets -> the team wallet."""
+        return await self._team_move(
+            "reclaim",
+            team_id,
+            user_id,
             amount_micros,
             currency,
             description,
             actor,
             idempotency_key,
-            source_team=team_id,
-            team="",
+        )
+
+    async def _team_move(
+        self,
+        direction: Literal["allocate", "reclaim"],
+        team_id: str,
+        user_id: str,
+        amount_micros: int,
+        currency: str,
+        description: str,
+        actor: str,
+        idempotency_key: str | None,
+    ) -> OpResult:
+        """A team lead's move between its team wallet and one of its users' wallets (available
+        balance only). allocate: only to a user already placed in the team (_lead_may_fund),
+        the wallet created only when the config places it, never adopting a team-less wallet;
+        reclaim: only from a user whose record is the team. transfer.lua checks the user's
+        record in the same script as the move."""
+        team, user = self._team_and_user(team_id, user_id)
+        if direction == "allocate":
+            create = await self._lead_may_fund(user, team_id)
+            source, destination, source_team, dest_team = team, user, "", team_id
+        else:
+            create = None
+            source, destination, source_team, dest_team = user, team, team_id, ""
+        return await self._transfer(
+            source,
+            destination,
+            amount_micros,
+            currency,
+            description,
+            actor,
+            idempotency_key,
+            source_team=source_team,
+            team=dest_team,
+            create=create,
+            adopt=False,
         )
 
     def _team_and_user(self, team_id: str, user_id: str) -> tuple[str, str]:
@@ -455,13 +494,18 @@ class WalletService:
             )
         return team, user
 
-    async def _lead_user_team(self, user: str, team_id: str) -> str:
-        configured = self._configured_user_teams.get(parse_wallet_id(user)[1])
-        if configured and configured != team_id:
-            raise UserNotInTeam(
-                f"{user} does not belong to team {team_id}", {"wallet": user, "team_id": team_id}
-            )
-        return team_id
+    async def _lead_may_fund(self, user: str, team_id: str) -> bool:
+        """A team lead funds only users already placed in its team: by the config (a user
+        budget; then the lead's move may create the wallet) or by billing (the wallet record).
+        Anything else is 409 user_not_in_team, so a lead never claims an unplaced user id.
+        Returns whether only the config places it (then the move may create the wallet).
+        transfer.lua re-checks the record in the same script as the move (adopt=False)."""
+        recorded = await self._store.wallet_team(user)
+        if self.membership(parse_wallet_id(user)[1], recorded) == team_id:
+            return not recorded
+        raise UserNotInTeam(
+            f"{user} does not belong to team {team_id}", {"wallet": user, "team_id": team_id}
+        )
 
     async def _transfer(
         self,
@@ -475,6 +519,8 @@ class WalletService:
         *,
         source_team: str,
         team: str,
+        create: bool | None = None,
+        adopt: bool = True,
     ) -> OpResult:
         common = self._move(
             "transfer",
@@ -491,9 +537,10 @@ class WalletService:
                 source,
                 destination,
                 amount_micros,
-                create=self._may_create(destination),
+                create=self._may_create(destination) if create is None else create,
                 source_team=source_team,
                 team=team,
+                adopt=adopt,
                 **common,
             )
         except StoreRefused as exc:

@@ -14,6 +14,20 @@ from keeptrusts_authz.wallets.ports import StoreRefused, TicketConflict, TicketN
 TOPUP_ID = re.compile(r"^tu_[0-9a-f]{24}$")
 STATUSES = ("pending", "approved", "denied")
 _MAX_TEXT = 500
+# Pending top-ups one team may have at once: a team cannot bury older requests (or fill the
+# store) by filing many; it waits for billing's decision on the ones it has.
+MAX_PENDING_PER_TEAM = 20
+
+
+class TooManyPendingTopUps(KeeptrustsError):
+    def __init__(self, team_id: str, pending: int) -> None:
+        super().__init__(
+            "too_many_pending_topups",
+            f"team {team_id} has {pending} pending top-up requests (at most "
+            f"{MAX_PENDING_PER_TEAM}); wait for billing to decide on them",
+            409,
+            {"team_id": team_id, "pending": pending, "max_pending": MAX_PENDING_PER_TEAM},
+        )
 
 
 class UnknownTopUp(KeeptrustsError):
@@ -54,6 +68,11 @@ class TopUps:
             raise InvalidInput(
                 f"amount: must be at most {format_micros(MAX_AMOUNT_MICROS)}", {"field": "amount"}
             )
+        pending = sum(
+            1 for t in await self._store.list() if t.team == team_id and t.status == "pending"
+        )
+        if pending >= MAX_PENDING_PER_TEAM:
+            raise TooManyPendingTopUps(team_id, pending)
         return await self._store.create(
             team=team_id,
             wallet=f"team:{team_id}",
@@ -110,4 +129,11 @@ def _decided(topup_id: str, status: str) -> Conflict:
     )
 
 
-__all__ = ["STATUSES", "TOPUP_ID", "TopUps", "UnknownTopUp"]
+__all__ = [
+    "MAX_PENDING_PER_TEAM",
+    "STATUSES",
+    "TOPUP_ID",
+    "TooManyPendingTopUps",
+    "TopUps",
+    "UnknownTopUp",
+]

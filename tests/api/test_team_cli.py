@@ -9,6 +9,7 @@ import pytest
 
 from keeptrusts_authz.cli.main import main
 from tests.api.conftest import TOKENS, Api
+from tests.api.test_team_leads import _place
 
 pytestmark = pytest.mark.envoy
 
@@ -17,6 +18,7 @@ def test_team_lead_cli_resplit_and_topup(
     api: Api, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     api.fund("team_engineering", "100")
+    _place(api, "team_engineering", "alice")  # billing places her; then her lead may fund her
     monkeypatch.setenv("KEEPTRUSTS_API_URL", api.url)
     monkeypatch.delenv("KEEPTRUSTS_CONFIG", raising=False)
     monkeypatch.setenv("KEEPTRUSTS_API_TOKEN", TOKENS["team"])

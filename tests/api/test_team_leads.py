@@ -38,6 +38,15 @@ def _setup(api: Api) -> None:
         "/v1/wallets/allocate",
         {"team_id": "team_support", "user_id": "bob", "amount": "5", "currency": "USD"},
     )
+    _place(api, "team_engineering", "alice")
+
+
+def _place(api: Api, team: str, user: str) -> None:
+    """Billing places `user` in `team` (a team lead funds only users already placed in its
+    team): allocate and reclaim a micro-unit, which leaves an empty wallet in that team."""
+    body = {"team_id": team, "user_id": user, "amount": "0.000001", "currency": "USD"}
+    api.ok("POST", "/v1/wallets/allocate", body)
+    api.ok("POST", "/v1/wallets/reclaim", body)
 
 
 def _balances(api: Api) -> dict[str, str]:

@@ -56,3 +56,16 @@ def test_duplicate_issuer_names_are_refused() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(cfg)
     assert "duplicate issuer name" in str(info.value)
+
+
+@pytest.mark.parametrize("other", ["corp-sso", "CORP_SSO", "corp.sso"])
+def test_issuers_sharing_a_claim_header_are_refused(other: str) -> None:
+    """Review #4: corp_sso and corp-sso both derive x-keeptrusts-jwt-user-corp-sso, so one
+    issuer's token would name the user for the other issuer's groups."""
+    cfg = _cfg(ISSUER)
+    cfg["jwt_issuers"].append({**ISSUER, "name": other, "issuer": "https://partner"})
+    with pytest.raises(ConfigError) as info:
+        parse_config(cfg)
+    text = str(info.value)
+    assert "jwt_issuers[1].name" in text
+    assert "x-keeptrusts-jwt-user-corp-sso" in text and "jwt_issuers[0]" in text

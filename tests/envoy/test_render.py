@@ -387,3 +387,32 @@ def test_provider_headers_cannot_set_what_the_gateway_owns(headers: dict[str, st
     with pytest.raises(ConfigError) as err:
         parse_config({"providers": [{"name": "o", "url": "https://x", "headers": headers}]}, "t")
     assert "providers[0].headers" in str(err.value.errors)
+
+
+def test_claim_strip_filter_precedes_jwt_authn_and_ext_authz_and_removes_every_claim() -> None:
+    """Review #19: a client's copy of a claim header must be gone before jwt_authn writes the
+    verified one and before ext_authz reads it, for every issuer (the e2e forged-claim test
+    does not catch a missing strip, because jwt_authn's claim_to_headers overwrites it)."""
+    from keeptrusts_authz.envoy_config.jwt import CLAIM_STRIP_FILTER, JWT_AUTHN_FILTER
+
+    issuers = [
+        {"name": "corp_sso", "issuer": "https://sso", "jwks_inline": '{"keys": []}'},
+        {"name": "partner", "issuer": "https://partner", "jwks_file": "/etc/jwks.json"},
+    ]
+    cfg = _cfg(jwt_issuers=issuers)
+    filters = _hcm(_bootstrap(render_envoy_yaml(cfg)))["http_filters"]
+    names = [f["name"] for f in filters]
+    strip = names.index(CLAIM_STRIP_FILTER)
+    assert strip < names.index(JWT_AUTHN_FILTER) < names.index("envoy.filters.http.ext_authz")
+    removed = {
+        m["remove"] for m in filters[strip]["typed_config"]["mutations"]["request_mutations"]
+    }
+    claims = {i.claim_header for i in cfg.jwt_issuers}
+    assert claims == {"x-keeptrusts-jwt-user-corp-sso", "x-keeptrusts-jwt-user-partner"}
+    assert claims <= removed
+    # ... and every header jwt_authn writes a claim into is one of them.
+    authn = filters[names.index(JWT_AUTHN_FILTER)]["typed_config"]
+    written = {
+        c["header_name"] for p in authn["providers"].values() for c in p.get("claim_to_headers", [])
+    }
+    assert written and written <= removed

@@ -230,3 +230,39 @@ def test_output_128k_beta_cannot_overspend_a_block_wallet(redis_url: str) -> Non
     statuses, reserved = asyncio.run(go())
     assert sorted(statuses) == [200, 402, 402]
     assert reserved >= 128_000 * 15  # the output alone at $15 per 1M tokens
+
+
+def test_free_endpoints_remove_the_user_token_and_claim_headers_as_the_llm_path(
+    redis_url: str,
+) -> None:
+    """Review #11: GET /v1/models and count_tokens removed only the caller's key headers, so a
+    custom `token_header` (not x-keeptrusts-*) or an unverified token reached the provider."""
+    issuer = {
+        "name": "corp_sso",
+        "issuer": "https://sso",
+        "jwks_inline": '{"keys": []}',
+        "token_header": "x-corp-token",
+    }
+    cfg = _config(redis_url, jwt_issuers=[issuer])
+    expected = {"authorization", "x-corp-token", "x-keeptrusts-jwt-user-corp-sso"}
+
+    async def go() -> tuple[set[str], set[str]]:
+        async with _service(cfg) as (stub, wallets):
+            await wallets.credit(100 * USD, "USD", "seed", "test")
+            await wallets.allocate("team:team_eng", 10 * USD, "USD", "seed", "test")
+            out = []
+            for method, path, body in (("GET", "/v1/models", b""), ("POST", CHAT, _chat())):
+                req = external_auth_pb2.CheckRequest()
+                http = req.attributes.request.http
+                http.path, http.method, http.raw_body = path, method, body
+                http.headers.update(
+                    {"content-type": "application/json", **ENG, "x-corp-token": "a.b.c"}
+                )
+                resp = await stub.Check(req, timeout=10)
+                assert resp.HasField("ok_response"), resp
+                out.append(set(resp.ok_response.headers_to_remove))
+            return out[0], out[1]
+
+    free, llm = asyncio.run(go())
+    assert expected <= llm
+    assert expected <= free

@@ -342,3 +342,36 @@ def test_a_short_pool_funds_budgets_in_config_order(backend: Backend) -> None:
         await env.audit_ok()
 
     run(with_env(backend, body))
+
+
+def test_user_budget_of_another_team_than_the_record_is_refused_and_alerted(
+    backend: Backend,
+) -> None:
+    """Review #3: a user whose wallet record says team_support while the config's user budget
+    says team_eng is not funded from the pool for team_eng (only team_support's keys could spend
+    it): the rollover refuses `wrong_team`, changes nothing and alerts, like a short pool.
+    Review #9: an applied user rollover's entry carries `user_team`."""
+
+    async def body(env: Env) -> None:
+        await env.svc.credit(100 * USD, "USD", "seed", "test")
+        await env.svc.allocate("user:bob", USD, "USD", "", "t", team="team_support")
+        bob = BudgetRule("user:bob", "team_eng", "bob", "monthly", "carry", 10 * USD, 0)
+        carol = BudgetRule("user:carol", "team_eng", "carol", "monthly", "carry", 10 * USD, 0)
+        runner = env.runner(bob, carol)
+        res = await runner.run(ny(2026, 12, 1))
+        assert [(x.wallet_id, x.status) for x in res] == [
+            ("user:bob", "wrong_team"),
+            ("user:carol", "applied"),
+        ]
+        assert await env.balance("user:bob") == USD
+        assert await env.store.wallet_team("user:bob") == "team_support"
+        events = [f for _, f in await env.obs.events()]
+        assert [(e["kind"], e["wallet"], e["reason"]) for e in events] == [
+            ("period_allocation_refused", "user:bob", "wrong_team")
+        ]
+        entries = await env.rollovers()
+        assert [(e["wallet"], e.get("user_team")) for e in entries] == [("user:carol", "team_eng")]
+        assert await env.store.wallet_team("user:carol") == "team_eng"
+        await env.audit_ok()
+
+    run(with_env(backend, body))

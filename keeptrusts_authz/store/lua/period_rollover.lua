@@ -14,7 +14,9 @@
 -- ARGV[4] amount (micros, > 0)   ARGV[5] carry cap (micros, >= 0; carry_capped only)
 -- ARGV[6] actor   ARGV[7] description   ARGV[8] events channel kt:{org}:events
 -- ARGV[9] period start (Unix ms; reports place the entry in its period by it, not by ts_ms)
--- ARGV[10] the budget's team: a user wallet without a `team` field (or created here) gets it
+-- ARGV[10] the budget's team (user budgets): a user wallet without a `team` field (or created
+--   here) gets it, one whose recorded team differs is refused (`wrong_team`, nothing changed:
+--   only the recorded team's keys could spend it). The entry then carries `user_team`.
 -- Policy, with b the wallet's available balance at the boundary and A the amount:
 --   reset        carried 0;             returned max(b,0); forgiven max(-b,0)
 --   carry        carried max(b,0);      returned 0;        forgiven max(-b,0)
@@ -25,6 +27,7 @@
 --         {'replayed', entry_id}                 this period was applied already
 --         {'stale', applied_period}              a later period is applied already
 --         {'insufficient', org_balance, delta}   the pool cannot fund it: nothing changed
+--         {'wrong_team', recorded_team}          the user belongs to another team: nothing changed
 local wallet = ARGV[1]
 local period = ARGV[2]
 local rollover = ARGV[3]
@@ -45,7 +48,9 @@ if state[1] then
   if state[1] > period then return {'stale', state[1]} end
 end
 
-local w = redis.call('HMGET', KEYS[4], 'balance', 'spent_total')
+local is_user_budget = team ~= '' and string.sub(wallet, 1, 5) == 'user:'
+local w = redis.call('HMGET', KEYS[4], 'balance', 'spent_total', 'team')
+if is_user_budget and w[3] and w[3] ~= team then return {'wrong_team', w[3]} end
 local b = tonumber(w[1] or '0')
 local spent = tonumber(w[2] or '0')
 local pos = b > 0 and b or 0
@@ -69,18 +74,22 @@ if delta > org_bal then return {'insufficient', s(org_bal), s(delta)} end
 
 local now_ms = redis_now_ms()
 if not w[1] then create_wallet(KEYS[4], KEYS[2], wallet, now_ms) end
-if team ~= '' and string.sub(wallet, 1, 5) == 'user:' then
-  redis.call('HSETNX', KEYS[4], 'team', team)
-end
+if is_user_budget then redis.call('HSET', KEYS[4], 'team', team) end
 org_bal = redis.call('HINCRBY', KEYS[3], 'balance', s(-delta))
 local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(delta))
 redis.call('HINCRBY', KEYS[4], 'allocated_total', s(delta))
-local id = redis.call('XADD', KEYS[1], '*', 'op', 'period_rollover', 'wallet', wallet,
+local entry = {'op', 'period_rollover', 'wallet', wallet,
   'amount', s(amount), 'ts_ms', s(now_ms), 'actor', actor, 'description', description,
   'from', 'org', 'to', wallet, 'period', period, 'period_start_ms', period_start_ms, 'rollover', rollover,
   'delta', s(delta),
   'carried_in', s(carried), 'returned', s(returned), 'forgiven', s(forgiven),
-  'balance_after', s(bal))
+  'balance_after', s(bal)}
+-- The user's team goes into the ledger too (as allocate/transfer): a replay rebuilds membership.
+if is_user_budget then
+  entry[#entry + 1] = 'user_team'
+  entry[#entry + 1] = team
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(entry))
 redis.call('HSET', KEYS[5], 'period', period, 'entry', id, 'allocation', s(amount),
   'carried_in', s(carried), 'returned', s(returned), 'forgiven', s(forgiven),
   'applied_ms', s(now_ms), 'spent_at_start', s(spent), 'rollover', rollover)

@@ -8,12 +8,15 @@
 -- ARGV[1] use idempotency (1/0)    ARGV[2] fingerprint
 -- ARGV[3] amount (micros, > 0)     ARGV[4] actor    ARGV[5] description
 -- ARGV[6] source wallet id         ARGV[7] events channel kt:{org}:events (gets 'funds:org')
+-- ARGV[8] team the source must belong to when it is a USER wallet ('' = no constraint): the
+--   wallet API's team_id+user_id form, checked here in the same script as the move.
 -- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
 -- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
 -- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {'ok'|'replayed', entry_id, source, source_balance, 'org', org_balance},
 --   {'conflict'}, {'unknown_wallet', source}, {'insufficient', source, available} or
+--   {'wrong_team', source, its team or ''} or
 --   {'bound', wallet, field} (the field would pass 2^53 - 1 micros; nothing written).
 local use_idem = ARGV[1] == '1'
 local fingerprint = ARGV[2]
@@ -22,12 +25,17 @@ local actor = ARGV[4]
 local description = ARGV[5]
 local source = ARGV[6]
 local channel = ARGV[7]
+local source_team = ARGV[8] or ''
 
 if not amount or amount <= 0 then return redis.error_reply('invalid amount') end
 local replay = idem_replay(use_idem, KEYS[3], fingerprint)
 if replay then return replay end
 local raw = redis.call('HGET', KEYS[4], 'balance')
 if not raw then return {'unknown_wallet', source} end
+if source_team ~= '' and string.sub(source, 1, 5) == 'user:' then
+  local stored = redis.call('HGET', KEYS[4], 'team')
+  if stored ~= source_team then return {'wrong_team', source, stored or ''} end
+end
 local available = tonumber(raw)
 if available < amount then return {'insufficient', source, s(available)} end
 -- Bounds of both sides before any write (prelude MAX_MICROS): refused, nothing changes.

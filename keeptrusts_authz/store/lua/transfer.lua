@@ -12,9 +12,10 @@
 -- ARGV[9] events channel kt:{org}:events (gets 'funds:<destination>')
 -- ARGV[10] team the source must belong to when it is a USER wallet ('' = no constraint)
 -- ARGV[11] team of the destination when it is a USER wallet ('' = none given): one of another
---   team is refused, one without a team (or created here) adopts it. A team lead's move names
---   its own team in both, so it never reaches another team's user. The entry then carries
---   `user_team` (the destination's).
+--   team is refused; one created here takes it. The entry then carries `user_team`.
+-- ARGV[12] an EXISTING user destination without a team adopts ARGV[11] (1/0). Billing's moves
+--   pass 1 (billing places users); a team lead's pass 0, so a lead sets the team only on a
+--   wallet this script creates and never adopts another team's legacy (team-less) wallet.
 -- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
 -- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
@@ -34,6 +35,7 @@ local may_create = ARGV[8] == '1'
 local channel = ARGV[9]
 local source_team = ARGV[10] or ''
 local dest_team = ARGV[11] or ''
+local adopt = ARGV[12] == '1'
 local function is_user(id) return string.sub(id, 1, 5) == 'user:' end
 
 if not amount or amount <= 0 then return redis.error_reply('invalid amount') end
@@ -51,6 +53,7 @@ end
 if dest_team ~= '' and is_user(dest) and dest_exists then
   local stored = redis.call('HGET', KEYS[5], 'team')
   if stored and stored ~= dest_team then return {'wrong_team', dest, stored} end
+  if not stored and not adopt then return {'wrong_team', dest, ''} end
 end
 local available = tonumber(raw)
 if available < amount then return {'insufficient', source, s(available)} end
