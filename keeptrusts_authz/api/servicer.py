@@ -7,34 +7,47 @@ naming the field), then call WalletService / the ticket store. Domain errors bec
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
-from google.api import httpbody_pb2
+from google.api.httpbody_pb2 import HttpBody as Body
 
 from keeptrusts_authz.api import requests as rq
 from keeptrusts_authz.api.auth import AdminAuth, PermissionDenied, Principal
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2 as pb
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2_grpc as pb_grpc
 from keeptrusts_authz.api.status import abort
-from keeptrusts_authz.api.views import LedgerWindow, money, scan_window
+from keeptrusts_authz.api.views import LedgerWindow, scan_window
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
 from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calendar_of
 from keeptrusts_authz.periods.calendar import BudgetCalendar
 from keeptrusts_authz.reports.chargeback import GROUP_BYS, parse_period
 from keeptrusts_authz.reports.render import FORMATS, chargeback_report
-from keeptrusts_authz.wallets.burn import BurnWindow, depletion_date
-from keeptrusts_authz.wallets.cascade import cascade_for
+from keeptrusts_authz.wallets.burn import BurnWindow
 from keeptrusts_authz.wallets.holds import TICKET_ID
-from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, TicketRecord, Wallet
+from keeptrusts_authz.wallets.models import OpResult, Wallet
 from keeptrusts_authz.wallets.ports import TicketConflict, TicketNotFound, TicketStore
 from keeptrusts_authz.wallets.service import WalletService
+from keeptrusts_authz.wallets.views import (
+    CascadeFigures,
+    Doc,
+    balance_doc,
+    cascade_summary,
+    known_or_empty,
+    ledger_page_doc,
+    move_doc,
+    period_figures,
+    ticket_doc,
+    ticket_list_doc,
+    wallet_doc,
+    wallet_list_doc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +86,6 @@ _SCOPES = ("", "org", "team", "user")
 _TICKET_STATUSES = ("", "pending", "approved", "denied", "funded", "used")
 _FUNDING = ("org", "overdraft")
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-_CORE_FIELDS = ("op", "wallet", "amount", "ts_ms", "actor", "description", "balance_after")
-_MICROS_FIELDS = ("reserved", "cost")
 _MAX_REASON = 500
 
 
@@ -85,13 +96,10 @@ class UnknownTicket(KeeptrustsError):
         )
 
 
-def _rfc3339(ms: int) -> str:
-    if ms <= 0:
-        return ""
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
+def json_body(doc: Doc) -> Body:
+    """A resource document (wallets/views.py) as the answer: the transcoder sends these bytes."""
+    return Body(
+        content_type="application/json", data=json.dumps(doc, separators=(",", ":")).encode()
     )
 
 
@@ -138,69 +146,31 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             log.exception("wallet API call failed unexpectedly")
             await abort(context, KeeptrustsError("internal", "internal error", 500))
 
-    def _move_response(self, op: str, result: OpResult, amount: int, actor: str) -> pb.MoveResponse:
-        return pb.MoveResponse(
-            operation=op,
-            entry_id=result.entry_id,
-            replayed=result.replayed,
-            amount=money(amount),
-            currency=self._currency,
-            balances={w: money(b) for w, b in result.balances.items()},
-            actor=actor,
-        )
+    def _move_response(self, result: OpResult, amount: int, actor: str) -> Body:
+        return json_body(move_doc(result, amount, self._currency, actor))
 
     async def _period_statuses(self) -> dict[str, BudgetStatus]:
         if self._periods is None or not self._periods.rules:
             return {}
         return {s.rule.wallet_id: s for s in await self._periods.status()}
 
-    def _wallet_pb(
+    def _wallet_doc(
         self,
         wallet: Wallet,
         window: BurnWindow,
         periods: Mapping[str, BudgetStatus] | None = None,
-    ) -> pb.Wallet:
-        burn = window.per_day(wallet.id)
-        period = (periods or {}).get(wallet.id)
-        status: str = wallet.status
-        if period is not None and status == "healthy" and period.status == "at_risk":
-            status = "at_risk"
-        return pb.Wallet(
-            id=wallet.id,
-            scope=wallet.scope,
-            owner=wallet.owner,
-            balance=money(wallet.balance),
-            reserved=money(wallet.reserved),
-            allocated=money(wallet.allocated_total),
-            spent=money(wallet.spent_total),
-            status=status,
-            burn_rate_per_day=money(burn),
-            projected_depletion_date=depletion_date(wallet.balance, wallet.allocated_total, burn),
-            currency=self._currency,
-            period=period.current.id if period else "",
-            period_allocation=money(period.funded) if period else "",
-            projected_period_spend=money(period.projected_spend) if period else "",
-        )
-
-    def _empty_wallet(self, wallet_id: str) -> Wallet:
-        return Wallet.build(
-            wallet_id,
-            balance=0,
-            reserved=0,
-            allocated_total=0,
-            spent_total=0,
-            low_balance_ratio=self._config.enforcement.low_balance_ratio,
-            org_id=self._config.organization.id,
-        )
+    ) -> Doc:
+        period = period_figures((periods or {}).get(wallet.id))
+        return wallet_doc(wallet, self._currency, window.per_day(wallet.id), period)
 
     # -- money moves ----------
 
-    async def Credit(self, request: pb.CreditRequest, context: Context) -> pb.MoveResponse:
+    async def Credit(self, request: pb.CreditRequest, context: Context) -> Body:
         return await self._call(request, context, self._credit)
 
     async def _credit(
         self, who: Principal, request: pb.CreditRequest, md: Mapping[str, str]
-    ) -> pb.MoveResponse:
+    ) -> Body:
         who.require_billing("credit")
         f = rq.fields_of(request, _CREDIT_SPEC)
         amount = rq.amount_micros(f)
@@ -211,22 +181,22 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
-        return self._move_response("credit", result, amount, who.name)
+        return self._move_response(result, amount, who.name)
 
-    async def Allocate(self, request: pb.AllocateRequest, context: Context) -> pb.MoveResponse:
+    async def Allocate(self, request: pb.AllocateRequest, context: Context) -> Body:
         return await self._call(request, context, self._allocate)
 
     async def _allocate(
         self, who: Principal, request: pb.AllocateRequest, md: Mapping[str, str]
-    ) -> pb.MoveResponse:
+    ) -> Body:
         return await self._one_wallet_move("allocate", self._wallets.allocate, who, request, md)
 
-    async def Reclaim(self, request: pb.ReclaimRequest, context: Context) -> pb.MoveResponse:
+    async def Reclaim(self, request: pb.ReclaimRequest, context: Context) -> Body:
         return await self._call(request, context, self._reclaim)
 
     async def _reclaim(
         self, who: Principal, request: pb.ReclaimRequest, md: Mapping[str, str]
-    ) -> pb.MoveResponse:
+    ) -> Body:
         return await self._one_wallet_move("reclaim", self._wallets.reclaim, who, request, md)
 
     async def _one_wallet_move(
@@ -236,7 +206,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         who: Principal,
         request: pb.AllocateRequest | pb.ReclaimRequest,
         md: Mapping[str, str],
-    ) -> pb.MoveResponse:
+    ) -> Body:
         """Allocate and reclaim: org pool <-> the one team or user wallet the body names."""
         who.require_billing(op)
         f = rq.fields_of(request, _TARGET_SPEC)
@@ -250,14 +220,14 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
-        return self._move_response(op, result, amount, who.name)
+        return self._move_response(result, amount, who.name)
 
-    async def Transfer(self, request: pb.TransferRequest, context: Context) -> pb.MoveResponse:
+    async def Transfer(self, request: pb.TransferRequest, context: Context) -> Body:
         return await self._call(request, context, self._transfer)
 
     async def _transfer(
         self, who: Principal, request: pb.TransferRequest, md: Mapping[str, str]
-    ) -> pb.MoveResponse:
+    ) -> Body:
         who.require_billing("transfer")
         f = rq.fields_of(request, _TRANSFER_SPEC)
         source = rq.one_wallet(f, "from_team_id", "from_user_id")
@@ -272,18 +242,16 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
-        return self._move_response("transfer", result, amount, who.name)
+        return self._move_response(result, amount, who.name)
 
     # -- reads ----------
 
-    async def ListWallets(
-        self, request: pb.ListWalletsRequest, context: Context
-    ) -> pb.ListWalletsResponse:
+    async def ListWallets(self, request: pb.ListWalletsRequest, context: Context) -> Body:
         return await self._call(request, context, self._list_wallets)
 
     async def _list_wallets(
         self, who: Principal, request: pb.ListWalletsRequest, md: Mapping[str, str]
-    ) -> pb.ListWalletsResponse:
+    ) -> Body:
         if request.scope not in _SCOPES:
             raise InvalidInput("scope: must be org, team or user", {"field": "scope"})
         window = await scan_window(self._wallets)
@@ -295,19 +263,16 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             and (not request.scope or w.scope == request.scope)
         ]
         periods = await self._period_statuses()
-        return pb.ListWalletsResponse(
-            wallets=[self._wallet_pb(w, burn, periods) for w in visible],
-            currency=self._currency,
+        return json_body(
+            wallet_list_doc(self._currency, [self._wallet_doc(w, burn, periods) for w in visible])
         )
 
-    async def GetBalance(
-        self, request: pb.GetBalanceRequest, context: Context
-    ) -> pb.BalanceResponse:
+    async def GetBalance(self, request: pb.GetBalanceRequest, context: Context) -> Body:
         return await self._call(request, context, self._balance)
 
     async def _balance(
         self, who: Principal, request: pb.GetBalanceRequest, md: Mapping[str, str]
-    ) -> pb.BalanceResponse:
+    ) -> Body:
         f = {"team_id": request.team_id, "user_id": request.user_id}
         wallet_id = rq.one_wallet(f, "team_id", "user_id")
         window = await scan_window(self._wallets)
@@ -315,65 +280,31 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             raise PermissionDenied(f"this token may not read {wallet_id}")
         records = {w.id: w for w in await self._wallets.wallets()}
         burn = await self._wallets.burn_window()
-        wallet = records.get(wallet_id)
+        wallet = known_or_empty(self._config, wallet_id, records.get(wallet_id))
         if wallet is None:
-            if not (request.team_id and request.team_id in self._teams):
-                raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
-            wallet = self._empty_wallet(wallet_id)
-        response = pb.BalanceResponse(
-            wallet=self._wallet_pb(wallet, burn, await self._period_statuses()),
-            cascade=self._cascade(request.team_id, request.user_id, records, window),
-            currency=self._currency,
+            raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
+        org = records.get("org") if who.reads_all else None
+        return json_body(
+            balance_doc(
+                self._currency,
+                self._wallet_doc(wallet, burn, await self._period_statuses()),
+                self._wallet_doc(org, burn) if org is not None else None,
+                self._cascade(request.team_id, request.user_id, records, window),
+            )
         )
-        if who.reads_all and "org" in records:
-            response.org.CopyFrom(self._wallet_pb(records["org"], burn))
-        return response
 
     def _cascade(
         self, team_id: str, user_id: str, records: Mapping[str, Wallet], window: LedgerWindow
-    ) -> list[pb.CascadeStep]:
-        cfg = self._config
+    ) -> list[CascadeFigures]:
         user_teams = window.user_teams.get(user_id, set()) if user_id else set()
-        steps: list[pb.CascadeStep] = []
-        for group in cfg.consumer_groups:
-            scopes = cfg.cascade_for(group)
-            if team_id and group.wallet_team_id != team_id:
-                continue
-            if user_id and ("user" not in scopes or group.wallet_team_id not in user_teams):
-                continue
-            wallets: list[str] = []
-            effective: Wallet | None = None
-            for step in cascade_for(cfg, group, user_id or None).steps:
-                wid = step.wallet
-                if wid is not None:
-                    wallets.append(wid)
-                elif step.scope == "user":
-                    wallets.append(f"user:<{cfg.user_header_for(group)}>")
-                found = records.get(wid) if wid else None
-                if effective is None and found is not None and found.balance > 0:
-                    effective = found
-            policy = cfg.policy_for(group) if cfg.cost_tracking.wallet_enforcement else "showback"
-            steps.append(
-                pb.CascadeStep(
-                    consumer_group=group.name,
-                    cascade=list(scopes),
-                    wallets=wallets,
-                    on_insufficient=policy,
-                    effective_wallet=effective.id if effective else "",
-                    effective_scope=effective.scope if effective else "",
-                    effective_available=money(effective.balance) if effective else money(0),
-                )
-            )
-        return steps
+        return cascade_summary(self._config, team_id, user_id, records, user_teams)
 
-    async def ListTransactions(
-        self, request: pb.ListTransactionsRequest, context: Context
-    ) -> pb.ListTransactionsResponse:
+    async def ListTransactions(self, request: pb.ListTransactionsRequest, context: Context) -> Body:
         return await self._call(request, context, self._transactions)
 
     async def _transactions(
         self, who: Principal, request: pb.ListTransactionsRequest, md: Mapping[str, str]
-    ) -> pb.ListTransactionsResponse:
+    ) -> Body:
         wallet_id = rq.wallet_id(request.wallet_id)
         if not who.reads_all:
             window = await scan_window(self._wallets)
@@ -387,34 +318,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             raise InvalidInput("page_token: not a page token", {"field": "page_token"})
         await self._wallets.wallet(wallet_id)  # UnknownWallet -> 404
         entries = await self._wallets.ledger(size, before=token, wallet=wallet_id)
-        return pb.ListTransactionsResponse(
-            transactions=[self._transaction(e) for e in entries],
-            next_page_token=entries[-1].id if len(entries) == size else "",
-            currency=self._currency,
-        )
-
-    @staticmethod
-    def _transaction(entry: LedgerEntry) -> pb.Transaction:
-        f = entry.fields
-        attributes = {}
-        for key, value in f.items():
-            if key in _CORE_FIELDS:
-                continue
-            if key in _MICROS_FIELDS and value.lstrip("-").isdigit():
-                value = money(int(value))
-            attributes[key] = value
-        balance_after = f.get("balance_after", "")
-        return pb.Transaction(
-            id=entry.id,
-            op=entry.op,
-            wallet=entry.wallet,
-            amount=money(entry.amount),
-            time=_rfc3339(entry.ts_ms),
-            actor=f.get("actor", ""),
-            description=f.get("description", ""),
-            balance_after=money(int(balance_after)) if balance_after.lstrip("-").isdigit() else "",
-            attributes=attributes,
-        )
+        return json_body(ledger_page_doc(self._currency, entries, size))
 
     # -- tickets ----------
 
@@ -423,32 +327,12 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             raise KeeptrustsError("unavailable", "cost tickets are not available", 503)
         return self._tickets
 
-    def _ticket_pb(self, t: TicketRecord) -> pb.Ticket:
-        return pb.Ticket(
-            id=t.id,
-            status=t.status,
-            team_id=t.team,
-            consumer_group=t.group,
-            model=t.model,
-            user_id=t.user,
-            amount=money(t.amount),
-            currency=self._currency,
-            created=_rfc3339(t.created_ms),
-            waiting=t.waiting,
-            decided_by=t.decided_by,
-            decided_at=_rfc3339(t.decided_ms),
-            reason=t.reason,
-            funding=t.funding,
-        )
-
-    async def ListTickets(
-        self, request: pb.ListTicketsRequest, context: Context
-    ) -> pb.ListTicketsResponse:
+    async def ListTickets(self, request: pb.ListTicketsRequest, context: Context) -> Body:
         return await self._call(request, context, self._list_tickets)
 
     async def _list_tickets(
         self, who: Principal, request: pb.ListTicketsRequest, md: Mapping[str, str]
-    ) -> pb.ListTicketsResponse:
+    ) -> Body:
         if request.status not in _TICKET_STATUSES:
             raise InvalidInput(
                 "status: must be pending, approved, denied, funded or used", {"field": "status"}
@@ -462,14 +346,14 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             and (not request.status or t.status == request.status)
             and (not request.team_id or t.team == request.team_id)
         ]
-        return pb.ListTicketsResponse(tickets=[self._ticket_pb(t) for t in tickets])
+        return json_body(ticket_list_doc(self._currency, tickets))
 
-    async def ApproveTicket(self, request: pb.ApproveTicketRequest, context: Context) -> pb.Ticket:
+    async def ApproveTicket(self, request: pb.ApproveTicketRequest, context: Context) -> Body:
         return await self._call(request, context, self._approve)
 
     async def _approve(
         self, who: Principal, request: pb.ApproveTicketRequest, md: Mapping[str, str]
-    ) -> pb.Ticket:
+    ) -> Body:
         who.require_billing("approving a ticket")
         f = rq.fields_of(request, _APPROVE_SPEC)
         funding = rq.text(f, "funding") or "org"
@@ -477,19 +361,19 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             raise InvalidInput("funding: must be org or overdraft", {"field": "funding"})
         return await self._decide(who, request.ticket_id, "approved", funding, rq.text(f, "reason"))
 
-    async def DenyTicket(self, request: pb.DenyTicketRequest, context: Context) -> pb.Ticket:
+    async def DenyTicket(self, request: pb.DenyTicketRequest, context: Context) -> Body:
         return await self._call(request, context, self._deny)
 
     async def _deny(
         self, who: Principal, request: pb.DenyTicketRequest, md: Mapping[str, str]
-    ) -> pb.Ticket:
+    ) -> Body:
         who.require_billing("denying a ticket")
         f = rq.fields_of(request, _DENY_SPEC)
         return await self._decide(who, request.ticket_id, "denied", "", rq.text(f, "reason"))
 
     async def _decide(
         self, who: Principal, ticket_id: str, status: str, funding: str, reason: str
-    ) -> pb.Ticket:
+    ) -> Body:
         if not TICKET_ID.match(ticket_id):
             raise InvalidInput("ticket_id: not a ticket id (tk_ + 24 hex)", {"field": "ticket_id"})
         if len(reason) > _MAX_REASON or any(ord(c) < 32 for c in reason):
@@ -515,18 +399,18 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 f"ticket {ticket_id} is already {exc.current}",
                 {"ticket_id": ticket_id, "status": exc.current},
             ) from None
-        return self._ticket_pb(ticket)
+        return json_body(ticket_doc(ticket, self._currency))
 
     # -- reports ----------
 
     async def GetChargebackReport(
         self, request: pb.GetChargebackReportRequest, context: Context
-    ) -> httpbody_pb2.HttpBody:
+    ) -> Body:
         return await self._call(request, context, self._chargeback)
 
     async def _chargeback(
         self, who: Principal, request: pb.GetChargebackReportRequest, md: Mapping[str, str]
-    ) -> httpbody_pb2.HttpBody:
+    ) -> Body:
         # The report's rows reconcile to the organization's ledger totals (and show transfer
         # counterparts, org-backstop spend and the org pool): it is not split per team, so a
         # team-only token gets 403 and reads its team through the wallet routes instead.
@@ -550,7 +434,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             date_to=date_to,
             calendar=calendar,
         )
-        return httpbody_pb2.HttpBody(content_type=content_type, data=body)
+        return Body(content_type=content_type, data=body)
 
 
 def _report_window(

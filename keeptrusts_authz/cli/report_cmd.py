@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from keeptrusts_authz.cli import api_client
 from keeptrusts_authz.config.loader import ConfigError, load_config
 from keeptrusts_authz.errors import InvalidInput, StoreUnavailable
 from keeptrusts_authz.periods.budgets import calendar_of
@@ -53,7 +54,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _write(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes) -> None:
     """Atomic write: a half-written report never replaces a good one."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +72,8 @@ def _write(path: str, data: bytes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if api_client.handles(args):  # KEEPTRUSTS_API_URL set: GET /v1/reports/chargeback
+        return api_client.run(args)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.output:
-        _write(args.output, body)
+        write_atomic(args.output, body)
         print(f"wrote {args.output} ({period.label}, by {args.group_by})", file=sys.stderr)
     else:
         sys.stdout.buffer.write(body)

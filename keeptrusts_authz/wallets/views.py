@@ -13,13 +13,15 @@ Conventions: every amount is a pair, `<name>` (decimal string in currency units,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.wallets.burn import depletion_date
+from keeptrusts_authz.wallets.cascade import cascade_for
 from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, TicketRecord, Wallet
 
 Doc = dict[str, Any]
@@ -59,6 +61,32 @@ class PeriodFigures:
     at_risk: bool
 
 
+class _Span(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class BudgetLike(Protocol):
+    """What a wallet view reads of periods.budgets.BudgetStatus (no import: no sibling cycle)."""
+
+    @property
+    def current(self) -> _Span: ...
+    @property
+    def funded(self) -> int: ...
+    @property
+    def projected_spend(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+
+
+def period_figures(status: BudgetLike | None) -> PeriodFigures | None:
+    if status is None:
+        return None
+    return PeriodFigures(
+        status.current.id, status.funded, status.projected_spend, status.status == "at_risk"
+    )
+
+
 def wallet_status(wallet: Wallet, period: PeriodFigures | None) -> str:
     """The wallet's status; `at_risk` when healthy now but projected past its period's funds."""
     if period is not None and wallet.status == "healthy" and period.at_risk:
@@ -88,6 +116,25 @@ def wallet_doc(
     }
 
 
+def known_or_empty(cfg: Config, wallet_id: str, found: Wallet | None) -> Wallet | None:
+    """The wallet as stored, or an empty one for a team the config names that has never been
+    funded (its balance reads 0, not 404); None for anything else unknown."""
+    if found is not None:
+        return found
+    teams = {g.wallet_team_id for g in cfg.consumer_groups if g.wallet_team_id}
+    if not (wallet_id.startswith("team:") and wallet_id.removeprefix("team:") in teams):
+        return None
+    return Wallet.build(
+        wallet_id,
+        balance=0,
+        reserved=0,
+        allocated_total=0,
+        spent_total=0,
+        low_balance_ratio=cfg.enforcement.low_balance_ratio,
+        org_id=cfg.organization.id,
+    )
+
+
 def wallet_list_doc(currency: str, wallets: Sequence[Doc]) -> Doc:
     return {"currency": currency, "wallets": list(wallets)}
 
@@ -99,6 +146,38 @@ class CascadeFigures:
     wallets: tuple[str, ...]
     on_insufficient: str
     effective: Wallet | None
+
+
+def cascade_summary(
+    cfg: Config,
+    team_id: str,
+    user_id: str,
+    records: Mapping[str, Wallet],
+    user_teams: Collection[str],
+) -> list[CascadeFigures]:
+    """How each consumer group funded by this team (or used by this user) is funded right now:
+    the effective wallet is the first in its cascade that exists with a positive balance."""
+    steps: list[CascadeFigures] = []
+    for group in cfg.consumer_groups:
+        scopes = cfg.cascade_for(group)
+        if team_id and group.wallet_team_id != team_id:
+            continue
+        if user_id and ("user" not in scopes or group.wallet_team_id not in user_teams):
+            continue
+        wallets: list[str] = []
+        effective: Wallet | None = None
+        for step in cascade_for(cfg, group, user_id or None).steps:
+            wid = step.wallet
+            if wid is not None:
+                wallets.append(wid)
+            elif step.scope == "user":
+                wallets.append(f"user:<{cfg.user_header_for(group)}>")
+            found = records.get(wid) if wid else None
+            if effective is None and found is not None and found.balance > 0:
+                effective = found
+        policy = cfg.policy_for(group) if cfg.cost_tracking.wallet_enforcement else "showback"
+        steps.append(CascadeFigures(group.name, tuple(scopes), tuple(wallets), policy, effective))
+    return steps
 
 
 def cascade_doc(step: CascadeFigures) -> Doc:
@@ -215,16 +294,20 @@ def error_doc(error_type: str, message: str, details: Mapping[str, Any] | None =
 
 
 __all__ = [
+    "BudgetLike",
     "CascadeFigures",
     "Doc",
     "PeriodFigures",
     "balance_doc",
     "cascade_doc",
+    "cascade_summary",
     "entry_doc",
     "error_doc",
+    "known_or_empty",
     "ledger_page_doc",
     "money_pair",
     "move_doc",
+    "period_figures",
     "rfc3339",
     "ticket_doc",
     "ticket_list_doc",

@@ -38,52 +38,52 @@ class WalletServiceStub:
         self.Credit = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/Credit',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.CreditRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.Allocate = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/Allocate',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.AllocateRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.Reclaim = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/Reclaim',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ReclaimRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.Transfer = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/Transfer',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TransferRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ListWallets = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/ListWallets',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.GetBalance = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/GetBalance',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetBalanceRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.BalanceResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ListTransactions = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/ListTransactions',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ListTickets = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/ListTickets',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ApproveTicket = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/ApproveTicket',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ApproveTicketRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.DenyTicket = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/DenyTicket',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.GetChargebackReport = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/GetChargebackReport',
@@ -180,52 +180,52 @@ def add_WalletServiceServicer_to_server(servicer, server):
             'Credit': grpc.unary_unary_rpc_method_handler(
                     servicer.Credit,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.CreditRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'Allocate': grpc.unary_unary_rpc_method_handler(
                     servicer.Allocate,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.AllocateRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'Reclaim': grpc.unary_unary_rpc_method_handler(
                     servicer.Reclaim,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ReclaimRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'Transfer': grpc.unary_unary_rpc_method_handler(
                     servicer.Transfer,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TransferRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ListWallets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWallets,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetBalance': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBalance,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetBalanceRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.BalanceResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ListTransactions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTransactions,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ListTickets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTickets,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ApproveTicket': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveTicket,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ApproveTicketRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'DenyTicket': grpc.unary_unary_rpc_method_handler(
                     servicer.DenyTicket,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetChargebackReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetChargebackReport,
@@ -259,7 +259,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/Credit',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.CreditRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -286,7 +286,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/Allocate',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.AllocateRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -313,7 +313,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/Reclaim',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ReclaimRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -340,7 +340,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/Transfer',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TransferRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -367,7 +367,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/ListWallets',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -394,7 +394,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/GetBalance',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetBalanceRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.BalanceResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -421,7 +421,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/ListTransactions',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -448,7 +448,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/ListTickets',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -475,7 +475,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/ApproveTicket',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ApproveTicketRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -502,7 +502,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/DenyTicket',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
