@@ -68,6 +68,7 @@ COLUMNS = (
     "x_InputTokens",
     "x_OutputTokens",
     "x_CachedTokens",
+    "x_TicketFundedCost",
 )
 
 
@@ -135,6 +136,7 @@ def _row(report: Report, key: FocusKey, cell: FocusCell) -> list[str]:
         str(cell.input_tokens),
         str(cell.output_tokens),
         str(cell.cached_tokens),
+        format_micros(cell.ticket_funded),
     ]
 
 

@@ -98,6 +98,7 @@ def to_json(report: Report) -> str:
             "transferred_micros": lt.transferred,
             "spent_micros": lt.spent,
             "spent_estimated_micros": lt.spent_estimated,
+            "ticket_funded_micros": lt.ticket_funded,
             "spend_entries": lt.spend_entries,
             "entries": lt.entries,
         },
