@@ -38,16 +38,13 @@ def _error(res: Any, status: int) -> dict[str, Any]:
     assert res.headers["content-type"].startswith("application/json")
     assert not any(h.startswith("grpc-") for h in res.headers), res.headers
     body: dict[str, Any] = res.json
-    assert isinstance(body["code"], int) and body["message"]
-    return body
+    assert set(body) == {"error"} and body["error"]["type"] and body["error"]["message"]
+    return dict(body["error"])
 
 
 def _field(body: dict[str, Any]) -> str | None:
-    for detail in body.get("details", []):
-        field = detail.get("metadata", {}).get("field")
-        if field:
-            return str(field)
-    return None
+    field = body.get("field")
+    return str(field) if field else None
 
 
 def test_seed_curl_sequence_then_balance(api: Api) -> None:
@@ -103,9 +100,7 @@ def test_every_route(api: Api) -> None:
         "/v1/wallets/reclaim",
         {"team_id": "team_engineering", "amount": "100", "currency": "usd"},
     )
-    assert (
-        moved["op"] == "reclaim" and moved["balances"]["team:team_engineering"] == "900.00"
-    )
+    assert moved["op"] == "reclaim" and moved["balances"]["team:team_engineering"] == "900.00"
     moved = api.ok(
         "POST",
         "/v1/wallets/transfer",
@@ -141,7 +136,7 @@ def test_every_route(api: Api) -> None:
     assert user["wallet"]["balance"] == "25.50"
 
     missing = _error(api.call("POST", "/v1/wallets/tickets/tk_" + "0" * 24 + ":approve", {}), 404)
-    assert missing["code"] == 5
+    assert missing["type"] == "unknown_ticket"
     _error(api.call("POST", "/v1/wallets/tickets/tk_" + "0" * 24 + ":deny", {"reason": "no"}), 404)
 
 
@@ -212,11 +207,11 @@ def test_auth_matrix(funded: Api, route: str) -> None:
             # allowed: 200, or 404 for the unknown ticket -- never 401/403
             assert res.status in (200, 404), (role, route, res.status, res.raw)
         else:
-            assert _error(res, 403)["code"] == 7, (role, route)
+            assert _error(res, 403)["type"] == "permission_denied", (role, route)
     for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": TOKENS["billing"]},
                     {"Authorization": f"Basic {TOKENS['billing']}"}):  # fmt: skip
         res = funded.call(method, path, body, role=None, headers=headers)
-        assert _error(res, 401)["code"] == 16, (route, headers)
+        assert _error(res, 401)["type"] == "unauthenticated", (route, headers)
 
 
 def test_team_token_sees_only_its_team(funded: Api) -> None:
@@ -246,7 +241,7 @@ def test_idempotent_retry_and_conflict(api: Api) -> None:
         api.call("POST", "/v1/wallets/allocate", changed, headers={"Idempotency-Key": "alloc-1"}),
         409,
     )
-    assert conflict["code"] == 6  # ALREADY_EXISTS
+    assert conflict["type"] == "conflict"  # ALREADY_EXISTS
     # the same key on another operation is a different request too
     _error(
         api.call("POST", "/v1/wallets/reclaim", body, headers={"Idempotency-Key": "alloc-1"}), 409
