@@ -244,9 +244,7 @@ def _report(client: ApiClient, args: argparse.Namespace) -> int:
     }
     body = client.raw("GET", f"/v1/reports/chargeback?{urllib.parse.urlencode(query)}")
     if args.output:
-        from keeptrusts_authz.cli.report_cmd import write_atomic
-
-        write_atomic(args.output, body)
+        output.write_atomic(args.output, body)
         print(f"wrote {args.output} (via the API)", file=sys.stderr)
     else:
         sys.stdout.buffer.write(body)

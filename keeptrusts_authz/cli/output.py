@@ -8,7 +8,10 @@ prints the documents themselves (docs/schemas/*.schema.json).
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 Doc = Mapping[str, Any]
@@ -152,6 +155,23 @@ def print_move(doc: Doc, summary: str) -> None:
     print(f"  ledger entry {doc['entry_id']}")
 
 
+def write_atomic(path: str, data: bytes) -> None:
+    """Atomic write: a half-written report never replaces a good one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is an ordinary file
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 __all__ = [
     "print_balance",
     "print_json",
@@ -161,4 +181,5 @@ __all__ = [
     "print_wallets",
     "table",
     "wallet_table",
+    "write_atomic",
 ]
