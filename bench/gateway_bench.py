@@ -216,13 +216,15 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rate", type=float, default=300.0)
+    # How Envoy reaches the service: plaintext loopback, mTLS (server.tls, as make run) or UDS.
+    ap.add_argument("--transport", choices=["plaintext", "mtls", "uds"], default="plaintext")
     args = ap.parse_args()
 
     with RedisServer() as rs:
         up_port = free_port()
         with EnvoyProcess(upstream_yaml(up_port, free_port())):
             cfg = stack_config(rs.url, f"http://127.0.0.1:{up_port}")
-            with Stack(cfg) as stack:
+            with Stack(cfg, transport=args.transport) as stack:
                 stack.fund("team_engineering", 1_000_000 * USD)
                 direct_port = free_port()
                 with EnvoyProcess(direct_yaml(stack.envoy.config_yaml, direct_port, free_port())):
@@ -256,7 +258,7 @@ def main() -> int:
 
     calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     calls = {k: v for k, v in calls.items() if v and k not in ("info",)}
-    print("== Envoy direct vs full keeptrusts path ==")
+    print(f"== Envoy direct vs full keeptrusts path (Envoy -> authz: {args.transport}) ==")
     print(f"saturation ({args.connections} connections, {args.seconds:.0f}s):")
     print(f"  envoy direct : {direct_rps:8.0f} req/s  statuses {direct_codes}")
     print(

@@ -10,7 +10,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    for script in ("reserve_bench.py", "periods_bench.py", "gateway_bench.py", "ledger_bench.py"):
+    for script in (
+        "reserve_bench.py",
+        "periods_bench.py",
+        "gateway_bench.py",
+        "check_transport_bench.py",
+        "ledger_bench.py",
+    ):
         print(f"\n### bench/{script}", flush=True)
         code = subprocess.call([sys.executable, str(HERE / script), *sys.argv[1:2]])
         if code != 0:

@@ -61,6 +61,11 @@ AUTHZ_PRICED_MODEL: Final = "priced_model"
 AUTHZ_INPUT_BOUND_TOKENS: Final = "input_bound_tokens"
 AUTHZ_OUTPUT_BOUNDED: Final = "output_bounded"
 AUTHZ_EXTRA_OUTPUT_TOKENS: Final = "extra_output_tokens"
+# The service tier the request asked for (reserved at; settled at when the provider reports none).
+AUTHZ_SERVICE_TIER: Final = "service_tier"
+# GET /v1/models of a group with allowed_models: the Lua patterns (one a line) the Lua filter
+# keeps the response's `data` entries by (gateway/free_endpoints.py).
+AUTHZ_MODELS_FILTER: Final = "models_filter"
 
 # The Lua usage filter's dynamic metadata.
 USAGE_NAMESPACE: Final = "keeptrusts.usage"
@@ -75,6 +80,9 @@ USAGE_CACHED_TOKENS: Final = "cached_tokens"
 USAGE_CACHE_CREATION_TOKENS: Final = "cache_creation_tokens"
 # Of the cache writes, those with the one-hour TTL (Anthropic cache_creation breakdown).
 USAGE_CACHE_CREATION_HOUR_TOKENS: Final = "cache_creation_1h_tokens"
+# The service tier the provider reports it billed at (OpenAI `service_tier`, Anthropic
+# `usage.service_tier`); "" when it reports none.
+USAGE_SERVICE_TIER: Final = "service_tier"
 USAGE_STREAMED_OUTPUT_BYTES: Final = "streamed_output_bytes"
 USAGE_STREAMED_CHOICES: Final = "streamed_choices"
 # Written by the request side when it added stream_options.include_usage for the client.
@@ -82,6 +90,8 @@ USAGE_INJECTED: Final = "usage_injected"
 
 # `@@NAME@@` in the Lua usage filter template -> the value written into the rendered filter.
 LUA_TEMPLATE_VALUES: Final[dict[str, str]] = {
+    "AUTHZ_NAMESPACE": AUTHZ_NAMESPACE,
+    "AUTHZ_MODELS_FILTER": AUTHZ_MODELS_FILTER,
     "USAGE_NAMESPACE": USAGE_NAMESPACE,
     "USAGE_FOUND": USAGE_FOUND,
     "USAGE_STREAM": USAGE_STREAM,
@@ -93,6 +103,7 @@ LUA_TEMPLATE_VALUES: Final[dict[str, str]] = {
     "USAGE_CACHED_TOKENS": USAGE_CACHED_TOKENS,
     "USAGE_CACHE_CREATION_TOKENS": USAGE_CACHE_CREATION_TOKENS,
     "USAGE_CACHE_CREATION_HOUR_TOKENS": USAGE_CACHE_CREATION_HOUR_TOKENS,
+    "USAGE_SERVICE_TIER": USAGE_SERVICE_TIER,
     "USAGE_STREAMED_OUTPUT_BYTES": USAGE_STREAMED_OUTPUT_BYTES,
     "USAGE_STREAMED_CHOICES": USAGE_STREAMED_CHOICES,
     "USAGE_INJECTED": USAGE_INJECTED,

@@ -21,6 +21,7 @@ import gc
 import logging
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
@@ -35,7 +36,7 @@ from keeptrusts_authz.alerts.webhook import WebhookDelivery
 from keeptrusts_authz.api.auth import AdminAuth
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from keeptrusts_authz.api.servicer import WalletApiServicer
-from keeptrusts_authz.config.models import Config, RedisSettings
+from keeptrusts_authz.config.models import Config, RedisSettings, Server, ServerTls
 from keeptrusts_authz.gateway.accesslog_servicer import AccessLogServicer
 from keeptrusts_authz.gateway.admission import Admission
 from keeptrusts_authz.gateway.api_keys import KeyRing
@@ -203,6 +204,8 @@ class RunningServer:
     server: grpc.aio.Server
     health: HealthServicer
     port: int
+    # server.health_port: grpc.health.v1 alone, plaintext, for kubelet probes (None: not set).
+    health_server: grpc.aio.Server | None = None
 
     async def stop(self, grace: float | None = None, *, drain: float = 0.0) -> None:
         """Graceful: report NOT_SERVING and keep serving for `drain` seconds (the gateway moves
@@ -212,7 +215,54 @@ class RunningServer:
         if drain > 0:
             await asyncio.sleep(drain)
         await self.server.stop(self.app.config.shutdown_grace_seconds() if grace is None else grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         await self.app.close()
+
+
+def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
+    """mTLS: the service's certificate, and only clients whose certificate the CA signed."""
+    return grpc.ssl_server_credentials(
+        [(Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())],
+        root_certificates=Path(tls.client_ca_file).read_bytes(),
+        require_client_auth=True,
+    )
+
+
+def bind_grpc(
+    server: grpc.aio.Server, settings: Server, *, host: str | None = None, port: int | None = None
+) -> tuple[str, int]:
+    """Bind the one gRPC port: a Unix socket (sidecar mode, no TCP at all), TCP with mTLS, or
+    plaintext TCP (the config model allows that on loopback only, unless acknowledged).
+    Returns (address for the log, bound TCP port or 0 for a socket)."""
+    if settings.uds_path is not None:
+        path = Path(settings.uds_path)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a stale socket of a previous process
+        server.add_insecure_port(f"unix:{path}")
+        # Owner and group only (the proxy's container shares the group, e.g. the pod's fsGroup):
+        # whoever else can see the volume cannot connect.
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o660)
+        return f"unix:{path}", 0
+    bind_host = settings.host if host is None else host
+    target = f"{bind_host}:{settings.grpc_port if port is None else port}"
+    if settings.tls is not None:
+        bound = server.add_secure_port(target, server_credentials(settings.tls))
+        return f"{target} (mTLS, client certificates required)", bound
+    return target, server.add_insecure_port(target)
+
+
+def health_only_server(cfg: Config, health: HealthServicer) -> grpc.aio.Server | None:
+    """`server.health_port`: the same health answers on a plaintext port that serves nothing
+    else (no Check, no access log, no wallet API), because kubelet gRPC probes cannot present a
+    client certificate to the mTLS port."""
+    if cfg.server.health_port is None:
+        return None
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    server.add_insecure_port(f"{cfg.server.host}:{cfg.server.health_port}")
+    return server
 
 
 async def start_server(
@@ -236,15 +286,15 @@ async def start_server(
         WALLET_SERVICE_NAME,
     ]
     reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
-    bind_host = cfg.server.host if host is None else host
-    bound = server.add_insecure_port(
-        f"{bind_host}:{cfg.server.grpc_port if port is None else port}"
-    )
+    address, bound = bind_grpc(server, cfg.server, host=host, port=port)
     # Learn (or arm) the store's epoch before the first Check, then keep watching it.
     app.redis.master_watch.start()
     await app.wallets.integrity.check_quietly()
     app.wallets.integrity.start()
     await server.start()
+    health_server = health_only_server(cfg, health)
+    if health_server is not None:
+        await health_server.start()
     app.settler.start()
     app.sweeper.start()
     app.alerts.start()
@@ -263,8 +313,8 @@ async def start_server(
         )
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("keeptrusts-authz serving gRPC on %s:%d", bind_host, bound)
-    return RunningServer(app, server, health, bound)
+    log.info("keeptrusts-authz serving gRPC on %s", address)
+    return RunningServer(app, server, health, bound, health_server)
 
 
 async def serve_forever(

@@ -15,11 +15,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 from keeptrusts_authz.config import Config, load_config
+from keeptrusts_authz.devcerts import DevPki, generate, tls_config
 from keeptrusts_authz.envoy_config.render import render_envoy_yaml
 from keeptrusts_authz.store.connection import connect
 from keeptrusts_authz.store.redis_store import RedisWalletStore
@@ -117,9 +118,26 @@ class Stack:
         "KT_TEST_ANTHROPIC_KEY": "sk-ant-test-secret",
     }
 
-    def __init__(self, cfg_dict: dict[str, Any], start_service: bool = True) -> None:
+    def __init__(
+        self,
+        cfg_dict: dict[str, Any],
+        start_service: bool = True,
+        *,
+        transport: Literal["plaintext", "mtls", "uds"] = "plaintext",
+    ) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="kt-stack-"))
         write_provider_credentials(cfg_dict, self.PROVIDER_ENV, self._dir / "secrets")
+        self.pki: DevPki | None = None
+        if transport == "mtls":
+            # As `make run`: a throwaway CA, the service's certificate and Envoy's client one.
+            self.pki = generate(self._dir / "tls")
+            server_tls, gateway_tls = tls_config(self.pki)
+            cfg_dict["server"]["tls"] = server_tls
+            cfg_dict["gateway"]["authz_tls"] = gateway_tls
+        elif transport == "uds":
+            socket_path = str(self._dir / "authz.sock")
+            cfg_dict["server"]["uds_path"] = socket_path
+            cfg_dict["gateway"]["authz_uds_path"] = socket_path
         self.config_path = self._dir / "keeptrusts.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg_dict), encoding="utf-8")
         self.cfg: Config = load_config(self.config_path)
@@ -173,7 +191,8 @@ class Stack:
         try:
             # The metrics endpoint starts after the gRPC server: with SO_REUSEPORT the gRPC port
             # may already be open (the process being replaced).
-            wait_port(metrics_port, timeout=30)
+            host = self.cfg.server.host
+            wait_port(metrics_port, host="127.0.0.1" if host == "0.0.0.0" else host, timeout=30)
         except TimeoutError:
             proc.kill()
             raise RuntimeError(f"authz service did not start:\n{log_path.read_text()}") from None

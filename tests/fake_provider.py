@@ -1,7 +1,8 @@
 """A fake LLM provider (OpenAI + Anthropic shapes, JSON and SSE) for tests, bench and `make run`.
 
 Endpoints: OpenAI `/v1/chat/completions`, `/v1/completions`, `/v1/responses`, `/v1/embeddings`;
-Anthropic `/v1/messages`. A request with `"stream": true` gets SSE (OpenAI chat/completions send the
+Anthropic `/v1/messages` and `/v1/messages/count_tokens`; `GET /v1/models` lists `fake.models`.
+A request with `"stream": true` gets SSE (OpenAI chat/completions send the
 usage chunk only when `stream_options.include_usage` is true, like OpenAI).
 
 Controls (per provider via methods, or per request via headers):
@@ -17,6 +18,9 @@ Controls (per provider via methods, or per request via headers):
   tests); `x-fake-events: 50` -> number of content deltas (default 3).
 - delay: header `x-fake-delay: 1.5` -> wait that long before answering (client gives up).
 - model: the response reports the request's model unless header `x-fake-model` overrides it.
+- service tier: OpenAI responses report `service_tier` (the request's, `default` when it asks
+  for none or `auto`), Anthropic `usage.service_tier: standard`; header `x-fake-service-tier`
+  overrides what is reported.
 
 Every request is recorded (`requests`: path, lowercased headers, parsed body) so tests can assert
 what reached the provider. Standalone: `python -m tests.fake_provider --port 18080`.
@@ -60,8 +64,14 @@ class _Plan:
     slow: float = 0.0
     events: int = 3
     model: str = "unknown"
+    service_tier: str = "default"
     disconnected: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _asked_tier(body: Any) -> str:
+    tier = body.get("service_tier") if isinstance(body, dict) else None
+    return tier if isinstance(tier, str) and tier not in ("", "auto") else "default"
 
 
 def _sse(data: object, event: str | None = None) -> bytes:
@@ -103,6 +113,7 @@ def _anthropic_usage(u: Usage, output: int | None = None) -> dict[str, Any]:
             "ephemeral_1h_input_tokens": u.cache_creation_1h,
         },
         "output_tokens": u.output if output is None else output,
+        "service_tier": "standard",
     }
 
 
@@ -120,12 +131,18 @@ def chat_json(p: _Plan) -> dict[str, Any]:
             }
         ],
         "usage": _openai_usage(p.usage),
+        "service_tier": p.service_tier,
         "system_fingerprint": "fp_fake",
     }
 
 
 def chat_sse(p: _Plan, include_usage: bool) -> Iterator[bytes]:
-    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000}
+    base = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "service_tier": p.service_tier,
+    }
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
     first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
     yield _sse({**base, "model": p.model, "choices": [first], **extra})
@@ -180,6 +197,7 @@ def responses_object(p: _Plan, status: str = "completed") -> dict[str, Any]:
         if done
         else [],
         "usage": _responses_usage(p.usage) if done else None,
+        "service_tier": p.service_tier,
     }
 
 
@@ -265,6 +283,9 @@ class FakeProvider:
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.usage = Usage()
+        # What GET /v1/models lists.
+        self.models = ["gpt-4o-mini", "gpt-4o", "o1", "claude-sonnet-4-5", "claude-3-5-haiku"]
+        self.models_raw: bytes | None = None  # a GET /v1/models body sent as is instead
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         provider = self
@@ -342,6 +363,7 @@ class _Handler(BaseHTTPRequestHandler):
             slow=float(self.headers.get("x-fake-slow") or 0),
             events=int(self.headers.get("x-fake-events") or 3),
             model=str(model or "unknown"),
+            service_tier=self.headers.get("x-fake-service-tier") or _asked_tier(body),
         )
 
     def _send_json(self, status: int, obj: object) -> None:
@@ -381,8 +403,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake.record(
             RecordedRequest("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, None)
         )
-        if self.path.rstrip("/").endswith("/models"):
-            self._send_json(200, {"object": "list", "data": [{"id": "gpt-4o-mini"}]})
+        if self.path.split("?", 1)[0].rstrip("/").endswith("/models") and self.fake.models_raw:
+            raw = self.fake.models_raw
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+        elif self.path.split("?", 1)[0].rstrip("/").endswith("/models"):
+            data = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.fake.models]
+            self._send_json(200, {"object": "list", "data": data, "has_more": False})
         else:
             self._send_json(404, {"error": {"message": "not found", "type": "invalid_request"}})
 
@@ -401,6 +431,9 @@ class _Handler(BaseHTTPRequestHandler):
         p = self._plan(body)
         path = self.path.split("?", 1)[0]
         is_anthropic = path.endswith("/messages")
+        if path.endswith("/messages/count_tokens"):  # free: no usage, just a count
+            self._send_json(200, {"input_tokens": max(1, len(raw) // 4)})
+            return
         if p.status >= 400:
             if is_anthropic:
                 err = {"type": "error", "error": {"type": "api_error", "message": "fake failure"}}

@@ -39,6 +39,11 @@ def _default_cascade() -> list[Scope]:
     return ["user", "team"]
 
 
+# What a request with inputs the gateway cannot bound gets: refused (400 naming the feature), or
+# reserved with `unbounded_allowance_tokens` more input per such input.
+UnboundedPolicy = Literal["refuse", "allowance"]
+
+
 class Enforcement(StrictModel):
     """Defaults for the per-group fields, and the timing knobs of the reservation lifecycle."""
 
@@ -60,7 +65,12 @@ class Enforcement(StrictModel):
     # part; a model's price entry may override it), and the server-side history a Responses
     # request pulls in with previous_response_id / conversation.
     image_input_tokens: int = Field(default=4_000, gt=0)
-    server_history_tokens: int = Field(default=200_000, ge=0)
+    # None: the model's context window (a chained Responses request can carry at most that).
+    server_history_tokens: int | None = Field(default=None, ge=0)
+    # Inputs the body only points at (files, documents by URL, stored prompts, server-side tools,
+    # MCP servers): the default for consumer_groups[].unbounded_inputs.
+    unbounded_inputs: UnboundedPolicy = "refuse"
+    unbounded_allowance_tokens: int | None = Field(default=None, gt=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
 
     @field_validator("cascade")
@@ -69,6 +79,14 @@ class Enforcement(StrictModel):
         if len(set(v)) != len(v):
             raise ValueError("cascade lists a scope twice")
         return v
+
+    @model_validator(mode="after")
+    def _allowance_needs_tokens(self) -> Enforcement:
+        if self.unbounded_inputs == "allowance" and self.unbounded_allowance_tokens is None:
+            raise ValueError(
+                "unbounded_allowance_tokens: required when unbounded_inputs is 'allowance'"
+            )
+        return self
 
 
 class ConsumerGroup(StrictModel):
@@ -81,6 +99,9 @@ class ConsumerGroup(StrictModel):
     on_insufficient: Policy | None = None
     user_header: str | None = None
     allowed_models: list[str] | None = None
+    # None: enforcement.unbounded_inputs / enforcement.unbounded_allowance_tokens.
+    unbounded_inputs: UnboundedPolicy | None = None
+    unbounded_allowance_tokens: int | None = Field(default=None, gt=0)
 
     @field_validator("api_key_sha256")
     @classmethod
@@ -133,6 +154,30 @@ class CostTracking(StrictModel):
     wallet_enforcement: bool = True
 
 
+class PriceSet(StrictModel):
+    """Prices per 1M tokens that replace a model's base prices where given (None: keep)."""
+
+    input_per_1m: Decimal | None = Field(default=None, ge=0)
+    output_per_1m: Decimal | None = Field(default=None, ge=0)
+    cached_input_per_1m: Decimal | None = Field(default=None, ge=0)
+    cache_write_per_1m: Decimal | None = Field(default=None, ge=0)
+    cache_write_1h_per_1m: Decimal | None = Field(default=None, ge=0)
+
+
+class LongContextPrice(PriceSet):
+    """Long-context tier: a request whose prompt (cache reads and writes included) has MORE than
+    `above_input_tokens` tokens pays these prices for all of its tokens (a cliff, not a band)."""
+
+    above_input_tokens: int = Field(gt=0)
+
+
+class ServiceTierPrice(PriceSet):
+    """A provider service tier (OpenAI `service_tier: priority|flex|...`): prices over the base
+    ones, and its own long-context prices over the model's."""
+
+    long_context: LongContextPrice | None = None
+
+
 class ModelPrice(StrictModel):
     """Prices in currency units per 1M tokens; `max_output_tokens` bounds a reservation."""
 
@@ -153,6 +198,12 @@ class ModelPrice(StrictModel):
     # Bills reasoning tokens it never streams (o-series, gpt-5): a stream cut off before its
     # usage cannot be bounded by what it showed and is charged its reservation.
     hidden_reasoning: bool = False
+    # Most prompt tokens the model accepts; bounds the server-side history of a Responses
+    # request (previous_response_id) when enforcement.server_history_tokens is not set.
+    context_window: int | None = Field(default=None, gt=0)
+    long_context: LongContextPrice | None = None
+    # Service tier name as the provider reports it (`priority`, `flex`) -> its prices.
+    service_tiers: dict[str, ServiceTierPrice] = Field(default_factory=dict)
 
 
 class Pricing(StrictModel):
@@ -168,6 +219,13 @@ class Pricing(StrictModel):
         return self
 
 
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
+# The credential (credential_injector) and what Envoy owns on a request.
+_UNSETTABLE_HEADERS = frozenset(
+    {"authorization", "x-api-key", "host", "content-length", "transfer-encoding", "te"}
+)
+
+
 class Provider(StrictModel):
     name: IdStr
     kind: ProviderKind = "openai"
@@ -181,6 +239,23 @@ class Provider(StrictModel):
     credential_env: str | None = None
     models: list[str] = Field(default_factory=lambda: ["*"])
     timeout_seconds: float = Field(default=120.0, gt=0)
+    # Fixed headers Envoy sets on every request to this provider (e.g. OpenAI-Organization,
+    # OpenAI-Project: the org's account selection). What clients send under these names, and
+    # any x-keeptrusts-* header, never reaches the provider (render-envoy: header_mutation).
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("headers")
+    @classmethod
+    def _settable_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            low = name.lower()
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r}: not an HTTP header name")
+            if low in _UNSETTABLE_HEADERS or low.startswith(("x-keeptrusts-", "x-envoy-")):
+                raise ValueError(f"{name!r}: set by the gateway itself, not by configuration")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"{name!r}: the value must be one line")
+        return {k.lower(): val for k, val in v.items()}
 
     @field_validator("url")
     @classmethod
@@ -241,6 +316,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class ServerTls(StrictModel):
+    """mTLS on the gRPC port (Check, access log, wallet API, health): the service presents
+    `cert_file`/`key_file` and accepts only clients whose certificate `client_ca_file` signed
+    (Envoy's, see `gateway.authz_tls`). A client without such a certificate gets no answer."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    client_ca_file: str = Field(min_length=1)
+
+
 class Server(StrictModel):
     # Governs the gRPC port (Check, access log, wallet API) AND /metrics. Loopback by default:
     # whoever reaches these ports can ask for Checks, push access-log entries, scrape balances.
@@ -257,13 +342,25 @@ class Server(StrictModel):
     # A plaintext bind beyond loopback must be acknowledged: say so only where a NetworkPolicy
     # (deploy/base/networkpolicies.yaml) admits nothing but the gateway pods and Prometheus.
     allow_plaintext_non_loopback: bool = False
+    # Client certificates required on the gRPC port (the proxy's): any bind is then fine.
+    tls: ServerTls | None = None
+    # Sidecar mode: serve gRPC on this Unix socket only (no TCP port), in a volume shared only by
+    # the proxy and the service containers. /metrics stays on host:metrics_port.
+    uds_path: str | None = Field(default=None, min_length=1)
+    # grpc.health.v1 ONLY, plaintext, on host:health_port: for kubelet gRPC probes, which cannot
+    # present a client certificate to the mTLS port. Serves nothing else.
+    health_port: int | None = Field(default=None, ge=1, le=65535)
 
     @model_validator(mode="after")
     def _plaintext_on_loopback(self) -> Server:
-        if not is_loopback(self.host) and not self.allow_plaintext_non_loopback:
+        if self.tls is not None and self.uds_path is not None:
+            raise ValueError("uds_path: give either tls (TCP with mTLS) or uds_path, not both")
+        secured = self.tls is not None or self.uds_path is not None
+        if not is_loopback(self.host) and not secured and not self.allow_plaintext_non_loopback:
             raise ValueError(
                 f"host: {self.host!r} is not a loopback address and the gRPC and metrics ports "
-                "are plaintext; bind 127.0.0.1, or set server.allow_plaintext_non_loopback: true "
+                "are plaintext; bind 127.0.0.1, configure server.tls (client certificates "
+                "required), or set server.allow_plaintext_non_loopback: true "
                 "where a network policy admits only the gateway and Prometheus"
             )
         return self
@@ -274,6 +371,17 @@ class AuthzEndpoint(StrictModel):
 
     host: str = Field(min_length=1)
     port: int = Field(default=9191, ge=1, le=65535)
+
+
+class GatewayAuthzTls(StrictModel):
+    """Envoy's side of the mTLS to the authz service (`server.tls`): its client certificate and
+    key, the CA that signed the service's certificate, and the name the service's certificate
+    must carry (a DNS SAN, or an IP SAN for an address; also sent as SNI)."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    ca_file: str = Field(min_length=1)
+    server_name: str = Field(min_length=1)
 
 
 class Gateway(StrictModel):
@@ -303,12 +411,21 @@ class Gateway(StrictModel):
     # (settling is idempotent by reservation id; the second copy is a no-op). Default: on when
     # authz_endpoints lists more than one endpoint.
     access_log_to_two_replicas: bool | None = None
+    # mTLS to the authz cluster(s) (Check, access log, wallet API, health checks).
+    authz_tls: GatewayAuthzTls | None = None
+    # Sidecar mode: reach the service on this Unix socket (`server.uds_path`) instead of TCP.
+    authz_uds_path: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_way_to_name_the_authz(self) -> Gateway:
         if self.authz_endpoints and {"authz_host", "authz_port"} & self.model_fields_set:
             raise ValueError(
                 "authz_endpoints: give either authz_endpoints or authz_host/authz_port, not both"
+            )
+        if self.authz_uds_path is not None and (self.authz_endpoints or self.authz_tls is not None):
+            raise ValueError(
+                "authz_uds_path: a Unix socket is one local endpoint without TLS; "
+                "give neither authz_endpoints nor authz_tls with it"
             )
         seen: dict[tuple[str, int], int] = {}
         for i, e in enumerate(self.authz_endpoints):
@@ -455,6 +572,13 @@ class Config(StrictModel):
                     f"(also consumer_groups[{seen[g.name]}])"
                 )
             seen[g.name] = i
+        for i, g in enumerate(self.consumer_groups):
+            policy, tokens = self.unbounded_for(g)
+            if policy == "allowance" and tokens is None:
+                raise ValueError(
+                    f"consumer_groups[{i}].unbounded_allowance_tokens: required when "
+                    "unbounded_inputs is 'allowance' (here or under enforcement)"
+                )
         digests: dict[str, int] = {}
         for i, g in enumerate(self.consumer_groups):
             if g.api_key is None and g.api_key_sha256 is None:
@@ -491,6 +615,12 @@ class Config(StrictModel):
 
     def policy_for(self, group: ConsumerGroup) -> Policy:
         return group.on_insufficient or self.enforcement.on_insufficient
+
+    def unbounded_for(self, group: ConsumerGroup) -> tuple[UnboundedPolicy, int | None]:
+        """The group's unbounded_inputs policy and its allowance tokens per such input."""
+        policy = group.unbounded_inputs or self.enforcement.unbounded_inputs
+        tokens = group.unbounded_allowance_tokens or self.enforcement.unbounded_allowance_tokens
+        return policy, tokens
 
     def holds(self) -> bool:
         """Whether any consumer group waits on cost tickets."""

@@ -157,14 +157,64 @@ def _authz_outlier_detection() -> Node:
     }
 
 
-def authz_cluster(cfg: Config, name: str = AUTHZ_CLUSTER) -> Node:
-    """gRPC (HTTP/2) to the authz replicas; STRICT_DNS so a headless Service spreads over pods;
-    gRPC health checks and outlier detection take a dead or draining replica out of rotation."""
+def authz_upstream_tls(cfg: Config) -> Node | None:
+    """Envoy's mTLS to the service (`gateway.authz_tls`): its client certificate, the CA of the
+    service's certificate and the name that certificate must carry (SAN, and SNI for a DNS
+    name). The cluster's health checks use the same transport socket."""
+    tls = cfg.gateway.authz_tls
+    if tls is None:
+        return None
+    san_type = "IP_ADDRESS" if _is_ip(tls.server_name) else "DNS"
+    context: Node = {
+        "@type": _T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "tls_certificates": [
+                {
+                    "certificate_chain": {"filename": tls.cert_file},
+                    "private_key": {"filename": tls.key_file},
+                }
+            ],
+            # gRPC over TLS: negotiate HTTP/2 by ALPN (grpc-core insists on it).
+            "alpn_protocols": ["h2"],
+            "validation_context": {
+                "trusted_ca": {"filename": tls.ca_file},
+                "match_typed_subject_alt_names": [
+                    {"san_type": san_type, "matcher": {"exact": tls.server_name}}
+                ],
+            },
+        },
+    }
+    if san_type == "DNS":
+        context["sni"] = tls.server_name
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
+
+
+def _authz_address(cfg: Config, name: str) -> Node:
+    """Where the authz cluster connects: a Unix socket (sidecar mode: STATIC, one `pipe`
+    endpoint) or the TCP endpoints (STRICT_DNS, so a headless Service spreads over pods)."""
+    uds = cfg.gateway.authz_uds_path
+    if uds is not None:
+        endpoint = {"endpoint": {"address": {"pipe": {"path": uds}}}}
+        return {
+            "type": "STATIC",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [endpoint]}]},
+        }
     return {
-        "name": name,
         "type": "STRICT_DNS",
         "dns_lookup_family": "V4_PREFERRED",
         "dns_refresh_rate": "5s",
+        "load_assignment": _load_assignment_of(name, cfg.gateway.authz_addresses()),
+    }
+
+
+def authz_cluster(cfg: Config, name: str = AUTHZ_CLUSTER) -> Node:
+    """gRPC (HTTP/2) to the authz replicas, over mTLS or a Unix socket when configured; gRPC
+    health checks and outlier detection take a dead or draining replica out of rotation."""
+    address = _authz_address(cfg, name)
+    load_assignment = address.pop("load_assignment")
+    cluster: Node = {
+        "name": name,
+        **address,
         "connect_timeout": _duration(AUTHZ_CONNECT_TIMEOUT_S),
         "lb_policy": "ROUND_ROBIN",
         "typed_extension_protocol_options": {
@@ -192,8 +242,11 @@ def authz_cluster(cfg: Config, name: str = AUTHZ_CLUSTER) -> Node:
         },
         "health_checks": [_authz_health_check()],
         "outlier_detection": _authz_outlier_detection(),
-        "load_assignment": _load_assignment_of(name, cfg.gateway.authz_addresses()),
+        "load_assignment": load_assignment,
     }
+    if (tls := authz_upstream_tls(cfg)) is not None:
+        cluster["transport_socket"] = tls
+    return cluster
 
 
 def _provider_endpoint(provider: Provider) -> tuple[str, str, int, str]:
@@ -270,6 +323,48 @@ def credential_injector_filter(provider: Provider) -> Node:
     }
 
 
+# Provider account selection: a client must not pick another OpenAI organisation or project of
+# the org's key. Removed unless the provider config sets them (`providers[].headers`).
+ACCOUNT_SELECTION_HEADERS = ("openai-organization", "openai-project")
+# The gateway's own headers (provider, team, user, ticket, reservation, ...): never upstream.
+KEEPTRUSTS_HEADER_PREFIX = "x-keeptrusts-"
+
+
+def provider_header_filter(cfg: Config, provider: Provider) -> Node:
+    """Upstream filter of the provider cluster: what of the request's headers reaches the
+    provider. Removed: every `x-keeptrusts-*` header, the configured user headers (the Check
+    read them), the account-selection headers; then the provider's fixed `headers` are set
+    (overwriting whatever the client sent under those names)."""
+    names = sorted(
+        {
+            *ACCOUNT_SELECTION_HEADERS,
+            cfg.enforcement.user_header.lower(),
+            *(cfg.user_header_for(g) for g in cfg.consumer_groups),
+            *provider.headers,
+        }
+    )
+    mutations: list[Node] = [
+        {"remove_on_match": {"key_matcher": {"prefix": KEEPTRUSTS_HEADER_PREFIX}}},
+        *({"remove": name} for name in names if not name.startswith(KEEPTRUSTS_HEADER_PREFIX)),
+        *(
+            {
+                "append": {
+                    "header": {"key": name, "value": value},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            }
+            for name, value in sorted(provider.headers.items())
+        ),
+    ]
+    return {
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": mutations},
+        },
+    }
+
+
 def provider_cluster(cfg: Config, provider: Provider) -> Node:
     scheme, host, port, _ = _provider_endpoint(provider)
     name = provider_cluster_name(provider)
@@ -281,23 +376,25 @@ def provider_cluster(cfg: Config, provider: Provider) -> Node:
         "lb_policy": "ROUND_ROBIN",
         "load_assignment": _load_assignment(name, host, port),
     }
+    upstream_filters = [provider_header_filter(cfg, provider)]
     if provider.credential_file:
-        cluster["typed_extension_protocol_options"] = {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http_protocol_options": {}},
-                "http_filters": [
-                    credential_injector_filter(provider),
-                    {
-                        "name": "envoy.filters.http.upstream_codec",
-                        "typed_config": {
-                            "@type": _T
-                            + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
-                        },
+        upstream_filters.append(credential_injector_filter(provider))
+    cluster["typed_extension_protocol_options"] = {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http_protocol_options": {}},
+            "http_filters": [
+                *upstream_filters,
+                {
+                    "name": "envoy.filters.http.upstream_codec",
+                    "typed_config": {
+                        "@type": _T
+                        + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
                     },
-                ],
-            }
+                },
+            ],
         }
+    }
     if scheme == "https":
         cluster["transport_socket"] = upstream_tls(cfg, host)
     return cluster

@@ -21,9 +21,11 @@ from keeptrusts_authz.envoy_contract import (
     AUTHZ_EXTRA_OUTPUT_TOKENS,
     AUTHZ_INPUT_BOUND_TOKENS,
     AUTHZ_MODEL,
+    AUTHZ_MODELS_FILTER,
     AUTHZ_OUTPUT_BOUNDED,
     AUTHZ_PRICED_MODEL,
     AUTHZ_RESERVATION_ID,
+    AUTHZ_SERVICE_TIER,
     CALLER_KEY_HEADERS,
     PROVIDER_HEADER,
     RESERVATION_HEADER,
@@ -33,7 +35,18 @@ from keeptrusts_authz.envoy_contract import (
 )
 from keeptrusts_authz.errors import StoreRegressed, StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
-from keeptrusts_authz.gateway.estimation import reservation_micros, reservation_tokens
+from keeptrusts_authz.gateway.estimation import (
+    reservation_micros,
+    reservation_tokens,
+    unbounded_refusal,
+)
+from keeptrusts_authz.gateway.free_endpoints import (
+    FREE_PATHS,
+    count_tokens_model,
+    free_kind,
+    free_path,
+    models_filter,
+)
 from keeptrusts_authz.gateway.request_parsing import (
     ANTHROPIC_BETA_HEADER,
     ApiKind,
@@ -153,6 +166,8 @@ class Admission:
         if group is None:
             # Same answer for a missing and a wrong key: nothing to probe.
             return _deny(401, "invalid_api_key", "missing or invalid API key")
+        if (free := free_path(path)) is not None:
+            return self._free_endpoint(group, free, method, headers, body)
         api = api_kind(path)
         if api is None:
             return _deny(
@@ -190,6 +205,14 @@ class Admission:
             return _deny(
                 403, "model_not_allowed", f"model {parsed.model!r} is not allowed for this group"
             )
+        # Only what is charged needs a bound: with cost tracking off nothing is refused for it.
+        refusal = (
+            unbounded_refusal(self._cfg, group, parsed, priced)
+            if self._cfg.cost_tracking.enabled
+            else None
+        )
+        if refusal is not None:
+            return _deny(refusal.status, refusal.code, refusal.message)
         user = headers.get(self._cfg.user_header_for(group))
         if user is not None and not _USER_ID.match(user):
             return _deny(
@@ -197,6 +220,60 @@ class Admission:
             )
         return await self._reserve(
             group, user, provider, parsed, priced, headers.get(TICKET_HEADER)
+        )
+
+    def _free_endpoint(
+        self,
+        group: ConsumerGroup,
+        path: str,
+        method: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Decision:
+        """A free read-only endpoint (gateway/free_endpoints.py): the key authenticates, the
+        request passes to the provider without a reservation; nothing is charged or recorded."""
+        allowed_method = FREE_PATHS[path]
+        if method != allowed_method:
+            denial = _deny(
+                405, "method_not_allowed", f"{method} is not allowed here; use {allowed_method}"
+            )
+            denial.response_headers["allow"] = allowed_method
+            return denial
+        kind = free_kind(path, "anthropic-version" in headers)
+        meta: dict[str, str | bool] = {
+            "consumer_group": group.name,
+            "team": group.wallet_team_id or "",
+            "api": kind,
+            "free": True,
+        }
+        if kind == "anthropic_count_tokens":
+            model = count_tokens_model(body)
+            if model is None:
+                return _deny(400, "invalid_request", "the body must be a JSON object with a model")
+            if group.allowed_models is not None and not any(
+                fnmatch.fnmatchcase(model, pattern) for pattern in group.allowed_models
+            ):
+                return _deny(
+                    403, "model_not_allowed", f"model {model!r} is not allowed for this group"
+                )
+            provider = self._provider_for("anthropic_messages", model)
+            if provider is None:
+                return _deny(400, "no_provider", f"no provider serves model {model!r}")
+            meta[AUTHZ_MODEL] = model
+        else:
+            wanted = "anthropic" if kind == "anthropic_models" else "openai"
+            provider = next((p for p in self._cfg.providers if p.kind == wanted), None)
+            if provider is None:
+                return _deny(400, "no_provider", f"no {wanted} provider is configured")
+            if group.allowed_models is not None:
+                meta[AUTHZ_MODELS_FILTER] = models_filter(group.allowed_models)
+        meta["provider"] = provider.name
+        return Decision(
+            "allow",
+            "free_endpoint",
+            upstream_headers={PROVIDER_HEADER: provider.name},
+            remove_headers=CALLER_KEY_HEADERS,
+            metadata=meta,
         )
 
     async def _reserve(
@@ -234,8 +311,12 @@ class Admission:
         )
         if not self._cfg.cost_tracking.enabled:
             return allow
-        estimate = reservation_micros(parsed, priced, self._prices, self._cfg.enforcement)
-        input_bound, _ = reservation_tokens(parsed, priced, self._cfg.enforcement)
+        _, allowance = self._cfg.unbounded_for(group)
+        enforcement = self._cfg.enforcement
+        estimate = reservation_micros(parsed, priced, self._prices, enforcement, allowance)
+        input_bound, _ = reservation_tokens(parsed, priced, enforcement, allowance)
+        if parsed.service_tier is not None:
+            meta[AUTHZ_SERVICE_TIER] = parsed.service_tier
         meta[AUTHZ_INPUT_BOUND_TOKENS] = str(input_bound)
         meta[AUTHZ_OUTPUT_BOUNDED] = not (parsed.reasoning or priced.price.hidden_reasoning)
         meta[AUTHZ_EXTRA_OUTPUT_TOKENS] = str(parsed.extra_output_tokens)

@@ -1,6 +1,8 @@
 """Turn one access-log entry into the settlement of its reservation (DESIGN section 4).
 
-- usage reported and complete -> settle at the real cost;
+- usage reported and complete -> settle at the real cost, at the service tier the provider
+  reports (the one the request asked for when it reports none) and the long-context rates when
+  the reported prompt is above the model's threshold;
 - no usage and the provider itself answered 4xx/5xx, or the request never reached the provider
   -> release (cost 0);
 - a stream cut off before its usage (client went away, Envoy timed out or reset it) -> the
@@ -41,6 +43,16 @@ def _int(value: Any) -> int:
         return max(0, int(value))
     except (TypeError, ValueError):
         return 0
+
+
+def _billed_tier(authz: dict[str, Any], usage: dict[str, Any]) -> str | None:
+    """The service tier the provider reports it billed at; the one the request asked for when
+    it reports none (what the reservation covered)."""
+    reported = usage.get(ec.USAGE_SERVICE_TIER)
+    if isinstance(reported, str) and reported:
+        return reported
+    asked = authz.get(ec.AUTHZ_SERVICE_TIER)
+    return asked if isinstance(asked, str) and asked else None
 
 
 def settlement_for(
@@ -94,6 +106,7 @@ def settlement_for(
             return Usage.from_anthropic(input_tokens, output_tokens, cached, writes, writes_1h)
         return Usage.from_openai(input_tokens, output_tokens, cached)
 
+    tier = _billed_tier(authz, usage)
     reported = str(usage.get(ec.USAGE_MODEL) or "")
     requested = str(authz.get(ec.AUTHZ_PRICED_MODEL) or authz.get(ec.AUTHZ_MODEL) or "")
     cost = None
@@ -103,7 +116,7 @@ def settlement_for(
             continue
         try:
             priced = reported_usage()
-            cost = prices.cost_micros(model, priced)
+            cost = prices.cost_micros(model, priced, service_tier=tier)
             break
         except UnknownModel:
             continue
@@ -158,9 +171,10 @@ def _cut_off(
                 writes,
                 min(writes, _int(usage.get(ec.USAGE_CACHE_CREATION_HOUR_TOKENS))),
             )
-            cost = prices.cost_micros(model, priced)
+            cost = prices.cost_micros(model, priced, service_tier=_billed_tier(authz, usage))
         else:
-            cost = prices.worst_case_micros(model, input_bound, output)
+            tier = str(authz.get(ec.AUTHZ_SERVICE_TIER) or "") or None
+            cost = prices.worst_case_micros(model, input_bound, output, tier)
     except UnknownModel:
         return None
     # No token counts: bounds are not usage (counters and reports hold what providers reported),

@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from keeptrusts_authz.gateway.unbounded_inputs import unbounded_inputs
+
 ApiKind = Literal[
     "openai_chat",
     "openai_completions",
@@ -75,6 +77,10 @@ class ParsedRequest:
     reasoning: bool = False
     # Anthropic betas the request names (`anthropic-beta`); some raise the model's output limit.
     betas: tuple[str, ...] = ()
+    # The OpenAI `service_tier` the request asks for (priced per tier); None when absent.
+    service_tier: str | None = None
+    # Inputs the body only points at, (feature, occurrences): see gateway/unbounded_inputs.
+    unbounded: tuple[tuple[str, int], ...] = ()
 
 
 def api_kind(path: str) -> ApiKind | None:
@@ -200,4 +206,12 @@ def parse_request(api: ApiKind, raw: bytes, anthropic_beta: str = "") -> ParsedR
         betas=tuple(b.strip() for b in anthropic_beta.split(",") if b.strip())
         if api == "anthropic_messages"
         else (),
+        service_tier=_service_tier(api, body),
+        unbounded=unbounded_inputs(api, body),
     )
+
+
+def _service_tier(api: ApiKind, body: dict[str, Any]) -> str | None:
+    # Anthropic's `service_tier` (auto | standard_only) picks no priced tier of its own.
+    tier = body.get("service_tier") if api != "anthropic_messages" else None
+    return tier if isinstance(tier, str) and tier else None

@@ -15,10 +15,11 @@ which Anthropic charges above the input price, are part of the prompt too). Anth
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from keeptrusts_authz.config.models import ModelPrice
+from keeptrusts_authz.config.models import LongContextPrice, ModelPrice, PriceSet
 
 
 def _check_count(name: str, value: object) -> int:
@@ -102,7 +103,9 @@ class Rates:
     cache_write_1h: int = 0
 
     @classmethod
-    def of(cls, price: ModelPrice) -> Rates:
+    def of(cls, price: ModelPrice | PriceSet) -> Rates:
+        if price.input_per_1m is None or price.output_per_1m is None:
+            raise ValueError("a price set needs input_per_1m and output_per_1m")
         cached = price.cached_input_per_1m
         write = price.input_per_1m if price.cache_write_per_1m is None else price.cache_write_per_1m
         write_1h = write if price.cache_write_1h_per_1m is None else price.cache_write_1h_per_1m
@@ -124,6 +127,25 @@ class Rates:
             h * (den // dh),
         )
 
+    def _scaled(self, den: int) -> tuple[int, int, int, int, int]:
+        k = den // self.denominator
+        return (
+            self.input * k,
+            self.cached_input * k,
+            self.output * k,
+            self.cache_write * k,
+            self.cache_write_1h * k,
+        )
+
+    @classmethod
+    def most(cls, rates: Iterable[Rates]) -> Rates:
+        """Each price at its highest over `rates`: a price set no one of them exceeds."""
+        given = list(rates)
+        den = math.lcm(*(r.denominator for r in given))
+        tops = [max(column) for column in zip(*(r._scaled(den) for r in given), strict=True)]
+        i, c, o, w, h = tops
+        return cls(i, c, o, den, w, h)
+
     def cost(self, usage: Usage) -> int:
         uncached = usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens
         numerator = (
@@ -134,6 +156,122 @@ class Rates:
             + usage.output_tokens * self.output
         )
         return -(-numerator // self.denominator)  # ceiling division: round UP to 1 micro
+
+    def worst_case(self, input_tokens: int, output_tokens: int) -> int:
+        """The most these counts can cost at these rates: every prompt token at the highest
+        prompt price (a cache write can cost more than plain input), nothing from the cache."""
+        top = max(self.input, self.cache_write, self.cache_write_1h)
+        writes = input_tokens if top > self.input else 0
+        writes_1h = writes if top == self.cache_write_1h else 0
+        return self.cost(Usage(input_tokens, output_tokens, 0, writes, writes_1h))
+
+
+_PRICE_FIELDS = (
+    "input_per_1m",
+    "output_per_1m",
+    "cached_input_per_1m",
+    "cache_write_per_1m",
+    "cache_write_1h_per_1m",
+)
+
+
+def _overlay(base: PriceSet | ModelPrice, *over: PriceSet | ModelPrice | None) -> PriceSet:
+    """`base` with every price the overlays give replacing it (later overlays win). Defaults
+    (cached -> input, write -> input, 1h write -> write) apply after merging, so a tier that
+    raises the input price also raises an unset cache price with it."""
+    values = {f: getattr(base, f) for f in _PRICE_FIELDS}
+    for layer in over:
+        if layer is not None:
+            values.update({f: v for f in _PRICE_FIELDS if (v := getattr(layer, f)) is not None})
+    return PriceSet(**values)
+
+
+# The service tier a provider reports for its standard prices (OpenAI `default`, Anthropic
+# `standard`), or that a request names without choosing a priced tier.
+STANDARD_TIERS = frozenset({"", "default", "standard", "auto", "standard_only"})
+
+
+@dataclass(frozen=True, slots=True)
+class TierRates:
+    """The rates of one service tier: base, and above `long_above` prompt tokens the long ones."""
+
+    rates: Rates
+    long_above: int | None = None
+    long_rates: Rates | None = None
+
+    def for_input(self, input_tokens: int) -> Rates:
+        long = self.long_rates
+        if long is not None and self.long_above is not None and input_tokens > self.long_above:
+            return long
+        return self.rates
+
+    def all(self) -> list[Rates]:
+        return [self.rates] + ([self.long_rates] if self.long_rates is not None else [])
+
+
+@dataclass(frozen=True, slots=True)
+class PriceBook:
+    """Every rate a model can be billed at: standard and each service tier, each with its
+    long-context rates. Built once per model."""
+
+    standard: TierRates
+    tiers: Mapping[str, TierRates]
+
+    @classmethod
+    def of(cls, price: ModelPrice) -> PriceBook:
+        base = _overlay(price)  # the ModelPrice's own prices as a PriceSet
+        standard = cls._tier(base, price.long_context, None)
+        tiers = {
+            name.strip().lower(): cls._tier(
+                _overlay(base, tier), price.long_context, tier.long_context
+            )
+            for name, tier in price.service_tiers.items()
+        }
+        return cls(standard, tiers)
+
+    @staticmethod
+    def _tier(
+        prices: PriceSet, model_long: LongContextPrice | None, own_long: LongContextPrice | None
+    ) -> TierRates:
+        """Long-context prices of a tier: its prices, then the model's long-context prices, then
+        the tier's own long-context prices; the threshold is the tier's, else the model's."""
+        threshold = own_long or model_long
+        if threshold is None:
+            return TierRates(Rates.of(prices))
+        long_prices = _overlay(prices, model_long, own_long)
+        return TierRates(Rates.of(prices), threshold.above_input_tokens, Rates.of(long_prices))
+
+    def tier(self, service_tier: str | None) -> TierRates | None:
+        """The rates of a tier by the name the provider uses; None for a tier the table lacks."""
+        key = (service_tier or "").strip().lower()
+        if key in STANDARD_TIERS:
+            return self.standard
+        return self.tiers.get(key)
+
+    def billed(self, usage: Usage, service_tier: str | None = None) -> Rates:
+        """The rates a reported usage is billed at. A tier the table does not know is billed at
+        the highest rates of the model (never below what it could cost)."""
+        tier = self.tier(service_tier)
+        if tier is None:
+            return Rates.most(
+                t.for_input(usage.input_tokens) for t in (self.standard, *self.tiers.values())
+            )
+        return tier.for_input(usage.input_tokens)
+
+    def reachable(self, service_tier: str | None) -> list[TierRates]:
+        """The tiers a request naming `service_tier` can be billed at: standard always (a
+        provider may serve a tier request at standard), plus the named one; every tier when the
+        name is one the table does not know."""
+        tier = self.tier(service_tier)
+        if tier is None:
+            return [self.standard, *self.tiers.values()]
+        return [self.standard] if tier is self.standard else [self.standard, tier]
+
+    def worst_case(self, input_tokens: int, output_tokens: int, service_tier: str | None) -> int:
+        return max(
+            t.for_input(input_tokens).worst_case(input_tokens, output_tokens)
+            for t in self.reachable(service_tier)
+        )
 
 
 def _ratio(value: Decimal) -> tuple[int, int]:

@@ -1,20 +1,24 @@
-"""The price table: shipped defaults (prices.yaml) merged with `pricing.models` from the config.
+"""The price table: shipped defaults (genai-prices + prices.yaml) merged with `pricing.models`.
 
-Name resolution (`PriceTable.resolve`), case-insensitive, no prefix guessing:
+Shipped defaults: the models `prices.yaml` lists, with their limits from there and every price
+from the pinned, bundled `genai-prices` data (`pricing/genai.py`; never fetched at run time).
+
+Name resolution (`PriceTable.resolve`), case-insensitive, no prefix or suffix guessing:
   1. the exact model name;
-  2. an alias listed by a model;
-  3. the name without a dated-snapshot or `-latest` suffix (`-YYYY-MM-DD`, `-YYYYMMDD`,
-     `@YYYYMMDD`, `-latest`), looked up by name then alias: `gpt-4o-2024-08-06` -> `gpt-4o`,
-     `claude-sonnet-4-20250514` -> `claude-sonnet-4`,
-     `claude-3-5-haiku-latest` -> `claude-3-5-haiku`.
-     `gpt-4o-mini-2024-07-18` -> `gpt-4o-mini` (never `gpt-4o`: only whole suffixes are stripped);
-  4. otherwise `UnknownModel`, unless `pricing.unknown_model: default`, which prices the request as
+  2. an alias listed by a model (for shipped models: the exact names genai-prices lists for it,
+     e.g. `gpt-4o-2024-08-06` for `gpt-4o`, and the dated snapshots prices.yaml lists);
+  3. otherwise `UnknownModel`, unless `pricing.unknown_model: default`, which prices the request as
      `pricing.default_model` (the result says `defaulted`).
+A dated snapshot is never priced by stripping its date: `gpt-4o-2024-05-13` is its own model
+(its list price is higher than `gpt-4o`'s).
+
+Costs: `cost_micros(model, usage, service_tier)` bills the tier the provider reported and the
+long-context rates when the prompt is above the model's threshold; `worst_case_micros(model,
+input, output, service_tier)` is the most any tier the request can reach can cost.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -28,13 +32,25 @@ from pydantic import ValidationError
 
 from keeptrusts_authz.config.loader import ConfigError
 from keeptrusts_authz.config.models import Config, ModelPrice
-from keeptrusts_authz.pricing.cost import Rates, Usage, output_bound_for
+from keeptrusts_authz.pricing import genai
+from keeptrusts_authz.pricing.cost import PriceBook, Usage, output_bound_for
 
-_SNAPSHOT_SUFFIX = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest)$")
 _SHIPPED = "shipped default"
 DEFAULTS_CURRENCY = "USD"
+# Keys a prices.yaml entry may have: limits only, every price comes from genai-prices.
+_LIMIT_KEYS = frozenset(
+    {
+        "provider",
+        "genai_prices",
+        "max_output_tokens",
+        "beta_max_output_tokens",
+        "hidden_reasoning",
+        "image_input_tokens",
+        "aliases",
+    }
+)
 
-Via = Literal["exact", "alias", "snapshot", "default"]
+Via = Literal["exact", "alias", "default"]
 
 
 class UnknownModel(LookupError):
@@ -74,27 +90,78 @@ class ResolvedModel:
 
 @dataclass(frozen=True, slots=True)
 class DefaultPrices:
-    """The shipped table: when the prices were taken, their currency and the models."""
+    """The shipped table: the date of its price data, its currency, the models, and where each
+    model's prices come from."""
 
-    taken: date
+    taken: date  # the newest dated price change in the genai-prices data
     currency: str
     models: Mapping[str, ModelPrice]
+    sources: Mapping[str, str] = field(default_factory=dict)  # name -> "genai-prices 0.2.3 'id'"
+    genai_version: str = ""
+    limits_taken: date | None = None
 
 
 @lru_cache(maxsize=1)
 def load_default_prices() -> DefaultPrices:
-    """Parse the shipped `prices.yaml` (package data); cached, immutable."""
+    """The shipped models: limits from `prices.yaml` (package data), prices from the bundled
+    genai-prices data as in force today; cached, immutable. Raises RuntimeError on a packaging
+    bug (a shipped model genai-prices cannot price, an alias it prices as another model)."""
     text = resources.files("keeptrusts_authz.pricing").joinpath("prices.yaml").read_text("utf-8")
     data = yaml.safe_load(text)
-    taken = date.fromisoformat(str(data["prices_taken"]))
+    limits_taken = date.fromisoformat(str(data["limits_taken"]))
+    version = genai.genai_version()
+    shipped_names = {_key(str(n)) for n in data["models"]}
+    taken_aliases: set[str] = set()
     models: dict[str, ModelPrice] = {}
+    sources: dict[str, str] = {}
     for name, entry in data["models"].items():
+        name = str(name)
+        extra = set(entry) - _LIMIT_KEYS
+        if extra:
+            raise RuntimeError(
+                f"shipped prices.yaml: models.{name}: {sorted(extra)} not allowed: prices come "
+                "from genai-prices (override them under pricing.models)"
+            )
+        limits = dict(entry)
+        ref = str(limits.pop("genai_prices", name))
+        provider = str(limits["provider"])
         try:
-            models[str(name)] = ModelPrice.model_validate(entry)
+            found = genai.model_prices(provider, ref)
+        except genai.GenaiPricesError as exc:
+            raise RuntimeError(f"shipped prices.yaml: models.{name}: {exc}") from exc
+        aliases: list[str] = []
+        for alias in [*limits.pop("aliases", []), *found.names]:
+            akey = _key(str(alias))
+            if akey == _key(name) or akey in shipped_names or akey in taken_aliases:
+                continue
+            if not genai.matches_same(provider, ref, str(alias)):
+                raise RuntimeError(
+                    f"shipped prices.yaml: models.{name}: alias {alias!r} is not priced as "
+                    f"{found.model_id!r} by genai-prices {version}"
+                )
+            taken_aliases.add(akey)
+            aliases.append(str(alias))
+        try:
+            models[name] = ModelPrice.model_validate(
+                {
+                    **limits,
+                    **found.prices,
+                    "aliases": aliases,
+                    "context_window": found.context_window,
+                }
+            )
         except ValidationError as exc:  # a packaging bug, not a user error
             raise RuntimeError(f"shipped prices.yaml: models.{name}: {exc}") from exc
+        sources[name] = f"{genai.PACKAGE} {version} {found.model_id!r}"
     currency = str(data.get("currency", DEFAULTS_CURRENCY))
-    return DefaultPrices(taken, currency, MappingProxyType(models))
+    return DefaultPrices(
+        genai.data_date(),
+        currency,
+        MappingProxyType(models),
+        MappingProxyType(sources),
+        version,
+        limits_taken,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +169,7 @@ class _Entry:
     name: str
     price: ModelPrice
     origin: str  # "shipped default '<name>'" or "pricing.models.<name>"
-    rates: Rates = field(compare=False)
+    book: PriceBook = field(compare=False)
 
     @property
     def shipped(self) -> bool:
@@ -114,7 +181,7 @@ def _key(name: str) -> str:
 
 
 class PriceTable:
-    """Model prices with alias/snapshot resolution and exact integer-micro cost functions."""
+    """Model prices with name/alias resolution and exact integer-micro cost functions."""
 
     def __init__(
         self,
@@ -124,11 +191,15 @@ class PriceTable:
         default_model: str | None = None,
         origins: Mapping[str, str] | None = None,
         prices_taken: date | None = None,
+        sources: Mapping[str, str] | None = None,
+        genai_version: str | None = None,
     ) -> None:
         """Build and validate. `origins` names where each model came from, for error messages
         (default `pricing.models.<name>`). Raises `PricingError` listing every problem."""
         errors: list[str] = []
         self.prices_taken = prices_taken
+        self.genai_version = genai_version
+        self._sources = dict(sources or {})
         self._entries: dict[str, _Entry] = {}
         # lower-cased name or alias -> (canonical name, how it matched)
         self._index: dict[str, tuple[str, Literal["exact", "alias"]]] = {}
@@ -147,7 +218,7 @@ class PriceTable:
                     f"({self._entries[_key(other)].origin})"
                 )
                 continue
-            self._entries[key] = _Entry(name, price, origin, Rates.of(price))
+            self._entries[key] = _Entry(name, price, origin, PriceBook.of(price))
             self._index[key] = (name, "exact")
         for key, entry in list(self._entries.items()):
             for i, alias in enumerate(entry.price.aliases):
@@ -202,6 +273,8 @@ class PriceTable:
             shipped.models,
             origins={n: f"{_SHIPPED} {n!r}" for n in shipped.models},
             prices_taken=shipped.taken,
+            sources=shipped.sources,
+            genai_version=shipped.genai_version,
         )
 
     @classmethod
@@ -212,10 +285,13 @@ class PriceTable:
         models: dict[str, ModelPrice] = {}
         origins: dict[str, str] = {}
         taken: date | None = None
+        sources: dict[str, str] = {}
+        version: str | None = None
         errors: list[str] = []
         if pricing.include_defaults:
             shipped = load_default_prices()
             taken = shipped.taken
+            version = shipped.genai_version
             overridden = {_key(n) for n in pricing.models}
             currency = cfg.organization.currency
             if currency != shipped.currency:
@@ -228,9 +304,11 @@ class PriceTable:
                 if _key(name) not in overridden:
                     models[name] = price
                     origins[name] = f"{_SHIPPED} {name!r}"
+                    sources[name] = shipped.sources.get(name, origins[name])
         for name, price in pricing.models.items():
             models[name] = price
             origins[name] = f"pricing.models.{name}"
+            sources[name] = f"config override (pricing.models.{name})"
         if errors:
             raise PricingError(errors)
         return cls(
@@ -239,6 +317,8 @@ class PriceTable:
             default_model=pricing.default_model,
             origins=origins,
             prices_taken=taken,
+            sources=sources,
+            genai_version=version,
         )
 
     # -- lookup -------------------------------------------------------------------------------
@@ -265,19 +345,14 @@ class PriceTable:
         return list(self._index)
 
     def lookup(self, model: str) -> ResolvedModel | None:
-        """Resolve by name, alias or snapshot suffix; None when unknown (never defaults)."""
+        """Resolve by exact name or alias; None when unknown (never defaults, never strips a
+        snapshot date)."""
         if not isinstance(model, str):
             return None
-        key = _key(model)
-        hit = self._index.get(key)
-        if hit is not None:
-            return ResolvedModel(hit[0], self._entries[_key(hit[0])].price, model, hit[1])
-        stripped = _SNAPSHOT_SUFFIX.sub("", key)
-        if stripped != key and stripped:
-            hit = self._index.get(stripped)
-            if hit is not None:
-                return ResolvedModel(hit[0], self._entries[_key(hit[0])].price, model, "snapshot")
-        return None
+        hit = self._index.get(_key(model))
+        if hit is None:
+            return None
+        return ResolvedModel(hit[0], self._entries[_key(hit[0])].price, model, hit[1])
 
     def resolve(self, model: str) -> ResolvedModel:
         """The entry pricing `model`; raises `UnknownModel` unless unknown models are defaulted."""
@@ -290,14 +365,15 @@ class PriceTable:
 
     # -- cost ---------------------------------------------------------------------------------
 
-    def _rates(self, model: str | ResolvedModel) -> tuple[ResolvedModel, Rates]:
+    def _book(self, model: str | ResolvedModel) -> PriceBook:
         resolved = model if isinstance(model, ResolvedModel) else self.resolve(model)
         entry = self._entries.get(_key(resolved.name))
-        rates = entry.rates if entry is not None else Rates.of(resolved.price)
-        return resolved, rates
+        return entry.book if entry is not None else PriceBook.of(resolved.price)
 
     @overload
-    def cost_micros(self, model: str | ResolvedModel, input_tokens: Usage, /) -> int: ...
+    def cost_micros(
+        self, model: str | ResolvedModel, input_tokens: Usage, /, *, service_tier: str | None = None
+    ) -> int: ...
 
     @overload
     def cost_micros(
@@ -307,6 +383,8 @@ class PriceTable:
         output_tokens: int,
         cached_tokens: int = 0,
         cache_write_tokens: int = 0,
+        *,
+        service_tier: str | None = None,
     ) -> int: ...
 
     def cost_micros(
@@ -316,29 +394,44 @@ class PriceTable:
         output_tokens: int = 0,
         cached_tokens: int = 0,
         cache_write_tokens: int = 0,
+        *,
+        service_tier: str | None = None,
     ) -> int:
         """Real cost of a request in integer micros, rounded UP to 1 micro.
 
         `input_tokens` is the TOTAL prompt tokens INCLUDING cached ones (OpenAI's convention);
         `cached_tokens` of them are priced at `cached_input_per_1m` (the input price when the model
         has none), the rest at `input_per_1m`. Pass a `Usage` instead of the three counts if you
-        have one. Raises `UnknownModel` (see `resolve`), TypeError/ValueError on bad counts.
+        have one. `service_tier` is the tier the provider reported (None/`default`/`standard`:
+        the standard prices; a tier the table does not know: the model's highest prices); a
+        prompt above the long-context threshold is billed at the long-context rates.
+        Raises `UnknownModel` (see `resolve`), TypeError/ValueError on bad counts.
         """
         usage = (
             input_tokens
             if isinstance(input_tokens, Usage)
             else Usage(input_tokens, output_tokens, cached_tokens, cache_write_tokens)
         )
-        _, rates = self._rates(model)
-        return rates.cost(usage)
+        return self._book(model).billed(usage, service_tier).cost(usage)
 
     def worst_case_micros(
-        self, model: str | ResolvedModel, input_tokens: int, output_tokens: int
+        self,
+        model: str | ResolvedModel,
+        input_tokens: int,
+        output_tokens: int,
+        service_tier: str | None = None,
     ) -> int:
         """The most these token counts can cost: every prompt token at the model's highest prompt
-        price (a cache write can cost more than plain input), nothing from the cache."""
-        _, rates = self._rates(model)
-        top = max(rates.input, rates.cache_write, rates.cache_write_1h)
-        writes = input_tokens if top > rates.input else 0
-        writes_1h = writes if top == rates.cache_write_1h else 0
-        return rates.cost(Usage(input_tokens, output_tokens, 0, writes, writes_1h))
+        price (a cache write can cost more than plain input), nothing from the cache, over every
+        tier a request naming `service_tier` can be billed at, at the long-context rates when
+        `input_tokens` is above the threshold."""
+        return self._book(model).worst_case(input_tokens, output_tokens, service_tier)
+
+    def book(self, model: str | ResolvedModel) -> PriceBook:
+        """Every rate the model can be billed at (for `keeptrusts-authz prices`)."""
+        return self._book(model)
+
+    def source(self, name: str) -> str:
+        """Where a model's prices come from: `genai-prices <version> '<id>'` or the config."""
+        entry = self._entries[_key(name)]
+        return self._sources.get(entry.name, entry.origin)

@@ -52,4 +52,26 @@ def validate_pricing(cfg: Config) -> PricingReport:
                     f"{path}: unknown model {model!r} (not in the price table; add it under "
                     "pricing.models)"
                 )
+    _check_unbounded(cfg, table, report)
     return report
+
+
+def _check_unbounded(cfg: Config, table: PriceTable, report: PricingReport) -> None:
+    """unbounded_inputs cross-checks: an allowance that is never used, and models whose
+    server-side history nothing bounds (no context window, no server_history_tokens)."""
+    for i, group in enumerate(cfg.consumer_groups):
+        policy, _ = cfg.unbounded_for(group)
+        if policy == "refuse" and group.unbounded_allowance_tokens is not None:
+            report.warnings.append(
+                f"consumer_groups[{i}].unbounded_allowance_tokens: unused, the group's "
+                "unbounded_inputs policy is 'refuse'"
+            )
+    if cfg.enforcement.server_history_tokens is None:
+        for name in table:
+            if table.models[name].context_window is None:
+                report.warnings.append(
+                    f"{table.origin(name)}: no context_window and no "
+                    "enforcement.server_history_tokens: a chained Responses request "
+                    "(previous_response_id) on it is an unbounded input (refused unless the "
+                    "group's unbounded_inputs is 'allowance')"
+                )

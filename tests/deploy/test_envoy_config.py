@@ -17,6 +17,7 @@ import yaml
 from deploy import render as deploy_render
 from keeptrusts_authz.cli.main import main as cli_main
 from keeptrusts_authz.config import load_config
+from keeptrusts_authz.devcerts import generate
 from keeptrusts_authz.envoy_config.render import render_envoy_yaml
 from tests.deploy.conftest import DEPLOY, ENVOY_DIRS, ROOT, configmap
 
@@ -63,7 +64,21 @@ def test_configmap_envoy_yaml_passes_envoy_validate(
     (tmp_path / "creds").mkdir()
     for name in set(re.findall(re.escape(mounted) + r"(\w+)", text)):
         (tmp_path / "creds" / name).write_text("sk-dummy", encoding="utf-8")
-    path.write_text(text.replace(mounted, f"{tmp_path}/creds/"), encoding="utf-8")
+    text = text.replace(mounted, f"{tmp_path}/creds/")
+    # Envoy's client certificate for the authz service (Secret keeptrusts-gateway-tls, or the
+    # sidecar's): real certificates of a throwaway CA at the same file names.
+    tls_dir = "/etc/keeptrusts/gateway-tls/"
+    assert tls_dir in text, "the gateway does not reach the authz service over mTLS"
+    pki = generate(tmp_path / "tls")
+    (tmp_path / "gateway-tls").mkdir()
+    for src, name in [
+        (pki.client.cert_file, "tls.crt"),
+        (pki.client.key_file, "tls.key"),
+        (pki.ca_file, "ca.crt"),
+    ]:
+        (tmp_path / "gateway-tls" / name).write_bytes(src.read_bytes())
+    text = text.replace(tls_dir, f"{tmp_path}/gateway-tls/")
+    path.write_text(text, encoding="utf-8")
     out = subprocess.run(
         [
             _envoy_binary(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -79,13 +80,29 @@ def test_envoy_reaches_authz_and_providers(overlay: dict[str, Any]) -> None:
     assert not allowed(p, gateway, external("10.1.2.3"), 443)
 
 
-def test_sidecar_envoys_reach_authz(overlay: dict[str, Any]) -> None:
+def test_sidecar_envoys_reach_authz_only_from_opted_in_namespaces(
+    overlay: dict[str, Any],
+) -> None:
+    """The authz-client label alone used to be admitted from any namespace (and the sidecar's app
+    pod carries it). Now only from namespaces labelled keeptrusts.io/authz-clients=true; inside
+    such a pod, the client certificate (envoy container only) is what the port answers."""
     p, authz = overlay["policies"], overlay["pods"]["keeptrusts-authz"]
-    sidecar_app = pod(
-        "my-app", {"app.kubernetes.io/name": "my-app", "keeptrusts.io/authz-client": "true"}
+    labels = {"app.kubernetes.io/name": "my-app", "keeptrusts.io/authz-client": "true"}
+    sidecar_app = replace(
+        pod("my-app", labels),
+        namespace_labels={
+            "kubernetes.io/metadata.name": "my-app",
+            "keeptrusts.io/authz-clients": "true",
+        },
     )
     assert allowed(p, sidecar_app, authz, 9191)
     assert not allowed(p, sidecar_app, authz, 9464)
+    assert not allowed(p, sidecar_app, authz, 9192)
+    # The same label in a namespace nobody opted in: refused.
+    assert not allowed(p, pod("elsewhere", labels), authz, 9191)
+    # Nobody but the kubelet (not subject to NetworkPolicy) reaches the health-only port.
+    assert not allowed(p, overlay["pods"]["keeptrusts-gateway"], authz, 9192)
+    assert not allowed(p, PROMETHEUS, authz, 9192)
 
 
 def test_prometheus_scrapes_authz_and_envoy_admin(overlay: dict[str, Any]) -> None:

@@ -13,6 +13,30 @@ import pytest
 from tests.deploy.conftest import K8S_VERSION, KUSTOMIZATIONS, find
 
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+CERT_MANAGER_KINDS = {"Issuer", "Certificate"}
+# cert-manager.io/v1 fields this repository uses (a typo or an unknown field fails).
+CERTIFICATE_SPEC = {
+    "secretName",
+    "commonName",
+    "dnsNames",
+    "ipAddresses",
+    "usages",
+    "duration",
+    "renewBefore",
+    "isCA",
+    "privateKey",
+    "issuerRef",
+}
+# cert-manager's KeyUsage enum (the part a TLS leaf or CA uses).
+KEY_USAGES = {
+    "signing",
+    "digital signature",
+    "key encipherment",
+    "server auth",
+    "client auth",
+    "cert sign",
+    "crl sign",
+}
 DURATION = re.compile(r"^((\d+)(y|w|d|h|m|s|ms))+$")
 
 
@@ -24,6 +48,10 @@ def test_objects_validate_against_pinned_kubernetes_schemas(
     for obj in rendered[name]:
         if obj["apiVersion"].startswith("monitoring.coreos.com/"):
             assert obj["kind"] in CRD_KINDS
+            continue
+        if obj["apiVersion"].startswith("cert-manager.io/"):
+            # No schema in kubernetes-validate: checked structurally below.
+            assert obj["kind"] in CERT_MANAGER_KINDS, obj["kind"]
             continue
         ident = f"{name}: {obj['kind']}/{obj['metadata']['name']}"
         try:
@@ -130,3 +158,48 @@ def test_grafana_dashboards_configmap(rendered: dict[str, Any]) -> None:
         assert key.endswith(".json")
         dashboard = json.loads(text)
         assert dashboard.get("title") and isinstance(dashboard.get("panels"), list)
+
+
+@pytest.mark.parametrize("name", [k for k in KUSTOMIZATIONS if k.startswith("overlays/")])
+def test_cert_manager_objects_are_well_formed(name: str, rendered: dict[str, Any]) -> None:
+    """Issuers and Certificates (cert-manager.io/v1), structurally: known fields only, each
+    Certificate names an Issuer of the same overlay, durations parse, usages are known."""
+    objs = [o for o in rendered[name] if o["apiVersion"].startswith("cert-manager.io/")]
+    assert {o["kind"] for o in objs} == CERT_MANAGER_KINDS
+    issuers = {}
+    for o in objs:
+        assert o["apiVersion"] == "cert-manager.io/v1"
+        _only_keys(o, {"apiVersion", "kind", "metadata", "spec"}, o["kind"])
+        _only_keys(o["metadata"], {"name", "namespace", "labels", "annotations"}, "metadata")
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", o["metadata"]["name"])
+        if o["kind"] == "Issuer":
+            (kind,) = o["spec"]
+            assert kind in ("selfSigned", "ca"), kind
+            if kind == "ca":
+                _only_keys(o["spec"]["ca"], {"secretName"}, "ca")
+            issuers[o["metadata"]["name"]] = o
+    secrets = set()
+    for cert in (o for o in objs if o["kind"] == "Certificate"):
+        spec = cert["spec"]
+        _only_keys(spec, CERTIFICATE_SPEC, f"Certificate/{cert['metadata']['name']}")
+        ref = spec["issuerRef"]
+        _only_keys(ref, {"name", "kind", "group"}, "issuerRef")
+        assert (ref["kind"], ref["group"]) == ("Issuer", "cert-manager.io")
+        assert ref["name"] in issuers, f"no Issuer {ref['name']}"
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", spec["secretName"])
+        assert spec["secretName"] not in secrets
+        secrets.add(spec["secretName"])
+        for field in ("duration", "renewBefore"):
+            if field in spec:
+                assert DURATION.match(spec[field]), (field, spec[field])
+        assert set(spec.get("usages", [])) <= KEY_USAGES
+        key = spec.get("privateKey", {})
+        _only_keys(key, {"algorithm", "size", "encoding", "rotationPolicy"}, "privateKey")
+        assert key.get("algorithm", "RSA") in ("RSA", "ECDSA", "Ed25519")
+        if spec.get("isCA"):
+            assert issuers[ref["name"]]["spec"].get("selfSigned") == {}
+        else:
+            assert "ca" in issuers[ref["name"]]["spec"], "leaf certificates come from the CA"
+    # The CA Issuer signs with the CA Certificate's Secret.
+    ca_secrets = {i["spec"]["ca"]["secretName"] for i in issuers.values() if "ca" in i["spec"]}
+    assert ca_secrets and ca_secrets <= secrets

@@ -99,10 +99,15 @@ def test_authz_deployment(overlay: str, rendered: dict[str, list[Obj]]) -> None:
     spec = pod_spec(dep)
     (c,) = spec["containers"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"grpc": cfg["server"]["grpc_port"], "metrics": cfg["server"]["metrics_port"]}
-    # Native gRPC probes against grpc.health.v1 on the service port.
+    assert ports == {
+        "grpc": cfg["server"]["grpc_port"],
+        "metrics": cfg["server"]["metrics_port"],
+        "health": cfg["server"]["health_port"],
+    }
+    # Native gRPC probes against grpc.health.v1 on the health-only port: the service port
+    # requires a client certificate the kubelet does not have.
     for probe in ("readinessProbe", "livenessProbe"):
-        assert c[probe]["grpc"]["port"] == cfg["server"]["grpc_port"], probe
+        assert c[probe]["grpc"]["port"] == cfg["server"]["health_port"], probe
     # A held request may wait hold_timeout_seconds; then the server drains for its grace period.
     hold = cfg["enforcement"]["hold_timeout_seconds"]
     grace = cfg["server"].get("shutdown_grace_seconds", 10)
@@ -292,7 +297,61 @@ def test_sidecar_example(rendered: dict[str, list[Obj]]) -> None:
     )
     labels = find(objs, "Deployment", "my-app")["spec"]["template"]["metadata"]["labels"]
     assert labels["keeptrusts.io/authz-client"] == "true"
+    namespace = find(objs, "Namespace", "my-app")["metadata"]["labels"]
+    assert namespace["keeptrusts.io/authz-clients"] == "true"
+    # The client certificate is mounted into the envoy container only, never into the app.
+    secrets = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    mounted_by = {
+        c["name"]: {secrets[m["name"]] for m in c.get("volumeMounts", []) if m["name"] in secrets}
+        for c in spec["containers"] + spec["initContainers"]
+    }
+    assert mounted_by == {
+        "envoy": {"keeptrusts-sidecar-tls", "keeptrusts-provider-credentials"},
+        "app": set(),
+    }
     sidecar = yaml.safe_load((DEPLOY / "examples/sidecar/keeptrusts.yaml").read_text())
     production = yaml.safe_load((DEPLOY / "overlays/production/keeptrusts.yaml").read_text())
     assert sidecar["providers"] == production["providers"]
     assert sidecar["gateway"]["authz_host"] == production["gateway"]["authz_host"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_mtls_secrets_are_mounted_only_where_needed(
+    overlay: str, rendered: dict[str, list[Obj]]
+) -> None:
+    """The service's key only in the authz pods, Envoy's client key only in the gateway's Envoy,
+    at the paths keeptrusts.yaml names, issued by cert-manager Certificates of the overlay."""
+    objs = rendered[overlay]
+    cfg = yaml.safe_load((DEPLOY / overlay / "keeptrusts.yaml").read_text())
+    authz = pod_spec(find(objs, "Deployment", "keeptrusts-authz"))
+    gateway = pod_spec(find(objs, "Deployment", "keeptrusts-gateway"))
+
+    def secret_mounts(spec: Obj) -> dict[str, str]:
+        secrets = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+        return {
+            secrets[m["name"]]: m["mountPath"]
+            for c in spec["containers"] + spec.get("initContainers", [])
+            for m in c.get("volumeMounts", [])
+            if m["name"] in secrets
+        }
+
+    assert secret_mounts(authz) == {"keeptrusts-authz-tls": "/etc/keeptrusts-tls"}
+    assert secret_mounts(gateway) == {
+        "keeptrusts-provider-credentials": "/etc/keeptrusts/provider-credentials",
+        "keeptrusts-gateway-tls": "/etc/keeptrusts/gateway-tls",
+    }
+    server_tls, gateway_tls = cfg["server"]["tls"], cfg["gateway"]["authz_tls"]
+    assert {server_tls["cert_file"], server_tls["key_file"], server_tls["client_ca_file"]} == {
+        f"/etc/keeptrusts-tls/{n}" for n in ("tls.crt", "tls.key", "ca.crt")
+    }
+    assert {gateway_tls["cert_file"], gateway_tls["key_file"], gateway_tls["ca_file"]} == {
+        f"/etc/keeptrusts/gateway-tls/{n}" for n in ("tls.crt", "tls.key", "ca.crt")
+    }
+    certs = {o["spec"]["secretName"]: o["spec"] for o in objs if o["kind"] == "Certificate"}
+    assert certs["keeptrusts-authz-tls"]["usages"] == ["server auth"]
+    assert gateway_tls["server_name"] in certs["keeptrusts-authz-tls"]["dnsNames"]
+    assert certs["keeptrusts-gateway-tls"]["usages"] == ["client auth"]
+    # Both signed by the same CA issuer, whose CA is the one each side trusts (ca.crt).
+    assert {c["issuerRef"]["name"] for n, c in certs.items() if n != "keeptrusts-ca"} == {
+        "keeptrusts-ca"
+    }

@@ -104,12 +104,18 @@ class StubAls(als_pb2_grpc.AccessLogServiceServicer):
         return als_pb2.StreamAccessLogsResponse()
 
     def wait_for(self, reservation: str, timeout: float = 10.0) -> Any:
-        """The entry whose x-keeptrusts-reservation request header is `reservation`."""
+        """The entry whose Check metadata names `reservation` (the x-keeptrusts-reservation
+        header itself is removed before the request goes upstream, so the log may not show it)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
                 for e in self.entries:
-                    if e.request.request_headers.get("x-keeptrusts-reservation") == reservation:
+                    authz = e.common_properties.metadata.filter_metadata.get(
+                        "envoy.filters.http.ext_authz"
+                    )
+                    if authz is not None and authz.fields["reservation_id"].string_value == (
+                        reservation
+                    ):
                         return e
                 left = deadline - time.monotonic()
                 if left <= 0:

@@ -301,3 +301,87 @@ def test_an_unknown_lua_placeholder_is_refused() -> None:
 
     with pytest.raises(KeyError, match="@@NOT_IN_CONTRACT@@"):
         render._PLACEHOLDER.sub(render._fill_placeholder, "x = '@@NOT_IN_CONTRACT@@'")
+
+
+def _clusters_of(cfg_data: dict[str, Any]) -> dict[str, Any]:
+    boot = yaml.safe_load(render_envoy_yaml(parse_config(cfg_data, "t")))
+    return {c["name"]: c for c in boot["static_resources"]["clusters"]}
+
+
+def test_authz_clusters_carry_mtls_with_san_and_sni(tmp_path: Path) -> None:
+    """Both authz clusters (Check + wallet API, and the access-log copy) speak mTLS to the
+    service; their health checks use the same transport socket. Validated by the real Envoy."""
+    from keeptrusts_authz.devcerts import generate, tls_config
+
+    _, gateway_tls = tls_config(generate(tmp_path / "tls"))
+    clusters = _clusters_of(
+        {
+            "gateway": {
+                "authz_endpoints": [{"host": "127.0.0.1", "port": 9191}],
+                "access_log_to_two_replicas": True,
+                "authz_tls": gateway_tls,
+            }
+        }
+    )
+    for name in ("keeptrusts_authz", "keeptrusts_authz_access_log"):
+        tls = clusters[name]["transport_socket"]["typed_config"]
+        common = tls["common_tls_context"]
+        assert tls["sni"] == "keeptrusts-authz"
+        assert (
+            common["tls_certificates"][0]["certificate_chain"]["filename"]
+            == (gateway_tls["cert_file"])
+        )
+        assert common["validation_context"]["trusted_ca"]["filename"] == gateway_tls["ca_file"]
+        assert common["validation_context"]["match_typed_subject_alt_names"] == [
+            {"san_type": "DNS", "matcher": {"exact": "keeptrusts-authz"}}
+        ]
+        assert common["alpn_protocols"] == ["h2"]
+        assert clusters[name]["health_checks"][0]["grpc_health_check"]
+    envoy_validate(
+        render_envoy_yaml(
+            parse_config({"gateway": {"authz_tls": gateway_tls}}, "t"),
+        )
+    )
+
+
+def test_authz_cluster_over_a_unix_socket() -> None:
+    cluster = _clusters_of({"gateway": {"authz_uds_path": "/run/keeptrusts/authz.sock"}})[
+        "keeptrusts_authz"
+    ]
+    assert cluster["type"] == "STATIC"
+    assert "transport_socket" not in cluster
+    (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert endpoint["endpoint"]["address"] == {"pipe": {"path": "/run/keeptrusts/authz.sock"}}
+    envoy_validate(
+        render_envoy_yaml(parse_config({"gateway": {"authz_uds_path": "/tmp/kt.sock"}}, "t"))
+    )
+
+
+def test_provider_clusters_strip_gateway_and_account_headers() -> None:
+    data = {
+        "consumer_groups": [{"name": "g", "api_key": "kt_x", "user_header": "X-Team-User"}],
+        "providers": [
+            {"name": "openai", "url": "https://api.openai.com", "headers": {"OpenAI-Project": "p"}}
+        ],
+    }
+    cluster = _clusters_of(data)["provider_openai"]
+    filters = cluster["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]["http_filters"]
+    mutations = filters[0]["typed_config"]["mutations"]["request_mutations"]
+    assert mutations[0] == {"remove_on_match": {"key_matcher": {"prefix": "x-keeptrusts-"}}}
+    removed = {m["remove"] for m in mutations if "remove" in m}
+    assert removed == {"openai-organization", "openai-project", "x-team-user"}
+    assert mutations[-1]["append"]["header"] == {"key": "openai-project", "value": "p"}
+    envoy_validate(render_envoy_yaml(parse_config(data, "t")))
+
+
+@pytest.mark.parametrize(
+    "headers", [{"Authorization": "x"}, {"x-keeptrusts-team": "t"}, {"bad name": "v"}]
+)
+def test_provider_headers_cannot_set_what_the_gateway_owns(headers: dict[str, str]) -> None:
+    from keeptrusts_authz.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        parse_config({"providers": [{"name": "o", "url": "https://x", "headers": headers}]}, "t")
+    assert "providers[0].headers" in str(err.value.errors)

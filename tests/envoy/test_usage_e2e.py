@@ -133,7 +133,12 @@ def expect_usage(
     stream: bool,
     api: str,
     streamed: int | None = None,
+    service_tier: str | None = None,
 ) -> None:
+    """`service_tier`: what the fake provider reports (OpenAI `default`, Anthropic `standard`
+    unless given; embeddings report none)."""
+    if service_tier is None:
+        service_tier = "standard" if api == "anthropic" else "default"
     u = dict(usage_of(entry))
     streamed_bytes = u.pop("streamed_output_bytes")
     streamed_choices = u.pop("streamed_choices")
@@ -153,6 +158,7 @@ def expect_usage(
         "cached_tokens": cached,
         "cache_creation_tokens": cache_creation,
         "cache_creation_1h_tokens": cache_creation_1h,
+        "service_tier": service_tier,
     }
 
 
@@ -283,6 +289,7 @@ def test_legacy_completions_stream_injected(stack: Stack) -> None:
         model="gpt-3.5-turbo-instruct",
         stream=True,
         api="openai",
+        service_tier="",  # the legacy completions API reports no tier
     )
 
 
@@ -428,6 +435,7 @@ def test_embeddings(stack: Stack) -> None:
         model="text-embedding-3-small",
         stream=False,
         api="openai",
+        service_tier="",
     )
 
 
@@ -448,6 +456,7 @@ def test_large_json_response_streams_through(stack: Stack) -> None:
         model="text-embedding-3-small",
         stream=False,
         api="openai",
+        service_tier="",
     )
 
 

@@ -52,7 +52,19 @@ def test_server_history_is_reserved() -> None:
         api="openai_responses",
         model="gpt-4.1",
     )
-    assert chained - plain >= CFG.enforcement.server_history_tokens
+    # server_history_tokens unset: the model's context window (genai-prices: 1M for gpt-4.1),
+    # no longer a fixed 200k that a long chain could exceed.
+    assert CFG.enforcement.server_history_tokens is None
+    window = PRICES.resolve("gpt-4.1").price.context_window
+    assert window == 1_000_000
+    assert chained - plain >= window
+    configured = parse_config({"enforcement": {"server_history_tokens": 5000}})
+    parsed = parse_request(
+        "openai_responses",
+        json.dumps({"model": "gpt-4.1", "input": "x", "previous_response_id": "r"}).encode(),
+    )
+    fixed, _ = reservation_tokens(parsed, PRICES.resolve("gpt-4.1"), configured.enforcement)
+    assert fixed - plain == 5000 + len(', "previous_response_id": "r"')
 
 
 @settings(max_examples=200, deadline=None)
@@ -107,3 +119,39 @@ def test_an_output_beta_raises_the_output_bound() -> None:
         anthropic_beta="output-128k-2025-02-19",
     )
     assert reservation_tokens(small, priced, CFG.enforcement)[1] == 100
+
+
+def test_history_nothing_bounds_is_an_unbounded_input() -> None:
+    """A chained Responses request on a model with no context window (and no configured
+    server_history_tokens) is refused under the default policy, reserved with the allowance."""
+    from keeptrusts_authz.gateway.estimation import unbounded_refusal
+
+    cfg = parse_config(
+        {
+            "consumer_groups": [
+                {"name": "a", "api_key": "k1"},
+                {
+                    "name": "b",
+                    "api_key": "k2",
+                    "unbounded_inputs": "allowance",
+                    "unbounded_allowance_tokens": 777,
+                },
+            ],
+            "pricing": {
+                "models": {
+                    "mine": {"input_per_1m": "1", "output_per_1m": "1", "max_output_tokens": 5}
+                }
+            },
+        }
+    )
+    prices = PriceTable.from_config(cfg)
+    priced = prices.resolve("mine")
+    body = {"model": "mine", "input": "x", "previous_response_id": "r"}
+    parsed = parse_request("openai_responses", json.dumps(body).encode())
+    refusal = unbounded_refusal(cfg, cfg.consumer_groups[0], parsed, priced)
+    assert refusal is not None and refusal.status == 400 and "server_history" in refusal.message
+    assert unbounded_refusal(cfg, cfg.consumer_groups[1], parsed, priced) is None
+    plain = parse_request("openai_responses", json.dumps({"model": "mine", "input": "x"}).encode())
+    with_history, _ = reservation_tokens(parsed, priced, cfg.enforcement, 777)
+    without, _ = reservation_tokens(plain, priced, cfg.enforcement, 777)
+    assert with_history - without == 777 + len(', "previous_response_id": "r"')

@@ -148,3 +148,23 @@ def test_envoy_made_failure_after_the_upstream_got_the_request_is_charged(code: 
 def test_provider_error_reply_is_released() -> None:
     item = settlement_for(BOUNDED, {}, 504, PRICES, upstream_reached=True, envoy_failure=False)
     assert isinstance(item, Release)
+
+
+@pytest.mark.parametrize(
+    ("reported", "asked", "tier_prices"),
+    [
+        ("priority", "", "priority"),  # the provider's report decides
+        ("default", "priority", "default"),  # asked for priority, served (and billed) at default
+        ("", "priority", "priority"),  # no report: the tier asked for (what was reserved)
+        ("", "", "default"),
+    ],
+)
+def test_settle_reads_the_reported_service_tier(
+    reported: str, asked: str, tier_prices: str
+) -> None:
+    authz = {**AUTHZ, "service_tier": asked} if asked else AUTHZ
+    item = settlement_for(authz, {**USAGE, "service_tier": reported}, 200, PRICES)
+    assert isinstance(item, SettleRequest) and not item.estimated
+    expected = PRICES.cost_micros("gpt-4o", 1000, 100, 200, service_tier=tier_prices)
+    assert item.cost == expected
+    assert (item.cost > PRICES.cost_micros("gpt-4o", 1000, 100, 200)) == (tier_prices == "priority")

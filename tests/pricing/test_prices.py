@@ -36,6 +36,7 @@ PRICE_FIELDS = ("input_per_1m", "output_per_1m", "cached_input_per_1m")
 
 EXPECTED_MODELS = {
     "gpt-4o",
+    "gpt-4o-2024-05-13",
     "gpt-4o-mini",
     "gpt-4.1",
     "gpt-4.1-mini",
@@ -75,30 +76,30 @@ def table() -> PriceTable:
 # -- the shipped data file --------------------------------------------------------------------
 
 
-def test_shipped_file_is_dated_and_prices_are_strings() -> None:
+def test_shipped_file_holds_limits_only_and_is_dated() -> None:
+    """prices.yaml owns the limits; every shipped price comes from genai-prices (one owner)."""
     raw = yaml.safe_load(
         resources.files("keeptrusts_authz.pricing").joinpath("prices.yaml").read_text("utf-8")
     )
-    assert isinstance(raw["prices_taken"], str)
-    assert date.fromisoformat(raw["prices_taken"]) == load_default_prices().taken
+    assert isinstance(raw["limits_taken"], str)
+    assert date.fromisoformat(raw["limits_taken"]) == load_default_prices().limits_taken
     assert raw["currency"] == "USD"
     assert set(raw["models"]) == EXPECTED_MODELS
     for name, entry in raw["models"].items():
         assert entry["provider"] in ("openai", "anthropic"), name
         assert isinstance(entry["max_output_tokens"], int), name
         assert isinstance(entry["aliases"], list), name
-        for f in PRICE_FIELDS:
-            if f in entry:
-                # YAML strings, never floats: the Decimal must be exactly what is written.
-                assert isinstance(entry[f], str), f"{name}.{f} must be a quoted decimal string"
-                Decimal(entry[f])
+        for f in (*PRICE_FIELDS, "cache_write_per_1m", "cache_write_1h_per_1m"):
+            assert f not in entry, f"{name}.{f}: prices come from genai-prices"
 
 
 def test_shipped_table_loads(table: PriceTable) -> None:
     assert set(table) == EXPECTED_MODELS
     assert len(table) == len(EXPECTED_MODELS)
     assert table.prices_taken == load_default_prices().taken
+    assert table.genai_version == "0.2.3"
     for name, price in table.models.items():
+        assert table.source(name).startswith("genai-prices 0.2.3 "), name
         assert isinstance(price.input_per_1m, Decimal), name
         assert price.max_output_tokens > 0, name
     assert table.models["text-embedding-3-small"].output_per_1m == 0
@@ -124,19 +125,19 @@ def test_well_known_list_prices(table: PriceTable) -> None:
         ("gpt-4o", "gpt-4o", "exact"),
         ("GPT-4o", "gpt-4o", "exact"),
         ("gpt-4o-mini", "gpt-4o-mini", "exact"),
-        ("gpt-4o-2024-08-06", "gpt-4o", "snapshot"),
-        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini", "snapshot"),
-        ("gpt-4.1-nano-2025-04-14", "gpt-4.1-nano", "snapshot"),
-        ("o3-2025-04-16", "o3", "snapshot"),
-        ("o3-mini-2025-01-31", "o3-mini", "snapshot"),
-        ("gpt-5-mini-2025-08-07", "gpt-5-mini", "snapshot"),
+        ("gpt-4o-2024-08-06", "gpt-4o", "alias"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini", "alias"),
+        ("gpt-4.1-nano-2025-04-14", "gpt-4.1-nano", "alias"),
+        ("o3-2025-04-16", "o3", "alias"),
+        ("o3-mini-2025-01-31", "o3-mini", "alias"),
+        ("gpt-5-mini-2025-08-07", "gpt-5-mini", "alias"),
         ("gpt-5-chat-latest", "gpt-5", "alias"),
-        ("claude-sonnet-4-20250514", "claude-sonnet-4", "snapshot"),
-        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5", "snapshot"),
-        ("claude-opus-4-1-20250805", "claude-opus-4-1", "snapshot"),
-        ("claude-3-5-haiku-latest", "claude-3-5-haiku", "snapshot"),
-        ("claude-3-5-haiku-20241022", "claude-3-5-haiku", "snapshot"),
-        ("claude-3-7-sonnet@20250219", "claude-3-7-sonnet", "snapshot"),
+        ("claude-sonnet-4-20250514", "claude-sonnet-4", "alias"),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5", "alias"),
+        ("claude-opus-4-1-20250805", "claude-opus-4-1", "alias"),
+        ("claude-3-5-haiku-latest", "claude-3-5-haiku", "alias"),
+        ("claude-3-5-haiku-20241022", "claude-3-5-haiku", "alias"),
+        ("claude-3-7-sonnet@20250219", "claude-3-7-sonnet", "alias"),
         ("claude-4-sonnet", "claude-sonnet-4", "alias"),
         ("claude-opus-4-0", "claude-opus-4", "alias"),
     ],
@@ -374,7 +375,9 @@ def test_config_override_replaces_a_shipped_model() -> None:
     assert t.cost_micros("gpt-4o", 1000, 0, 1000) == 1000
     assert _reserve(t, "gpt-4o", 0) == 2000  # max_output_tokens 1000 * 2.00
     assert t.origin("gpt-4o") == "pricing.models.gpt-4o"
-    assert t.resolve("gpt-4o-2024-08-06").name == "gpt-4o"  # snapshots follow the override
+    # The override replaces the shipped entry with its aliases: the snapshot genai-prices names
+    # for gpt-4o is no longer priced (no date stripping), until the override lists it.
+    assert t.lookup("gpt-4o-2024-08-06") is None
     assert len(t) == len(EXPECTED_MODELS)
 
 
@@ -414,7 +417,7 @@ def test_config_extends_the_table_with_aliases() -> None:
     assert len(t) == len(EXPECTED_MODELS) + 1
     assert t.resolve("inhouse").name == "in-house-llm"
     assert t.resolve("inhouse-v2").via == "alias"
-    assert t.resolve("in-house-llm-2025-01-01").via == "snapshot"
+    assert t.lookup("in-house-llm-2025-01-01") is None  # no date-suffix stripping
     assert t.cost_micros("inhouse", 1000, 1000) == 1200
 
 

@@ -66,3 +66,59 @@ def test_service_and_metrics_bind_follows_server_host(redis_url: str) -> None:
                     time.sleep(0.1)
             with pytest.raises(OSError):
                 socket.create_connection((other, port), timeout=2).close()
+
+
+def test_non_loopback_bind_is_fine_with_tls() -> None:
+    tls = {"cert_file": "/c", "key_file": "/k", "client_ca_file": "/ca"}
+    cfg = parse_config({"server": {"host": "0.0.0.0", "tls": tls}}, "t")
+    assert cfg.server.tls is not None and not cfg.server.allow_plaintext_non_loopback
+    cfg = parse_config({"server": {"host": "0.0.0.0", "uds_path": "/run/kt/authz.sock"}}, "t")
+    assert cfg.server.uds_path == "/run/kt/authz.sock"
+    with pytest.raises(ConfigError) as err:
+        parse_config({"server": {"tls": tls, "uds_path": "/run/kt/authz.sock"}}, "t")
+    assert "uds_path" in str(err.value.errors)
+    with pytest.raises(ConfigError) as err:
+        parse_config({"server": {"tls": {"cert_file": "/c"}}}, "t")
+    assert "server.tls.key_file" in str(err.value.errors)
+
+
+def test_gateway_uds_excludes_tls_and_endpoints() -> None:
+    tls = {"cert_file": "/c", "key_file": "/k", "ca_file": "/ca", "server_name": "authz"}
+    with pytest.raises(ConfigError) as err:
+        parse_config({"gateway": {"authz_uds_path": "/s", "authz_tls": tls}}, "t")
+    assert "authz_uds_path" in str(err.value.errors)
+    with pytest.raises(ConfigError):
+        parse_config({"gateway": {"authz_uds_path": "/s", "authz_endpoints": [{"host": "a"}]}}, "t")
+
+
+def test_tls_service_bind_on_a_non_loopback_address_refuses_plaintext(redis_url: str) -> None:
+    """With server.tls a non-loopback bind is allowed: probed on the machine's own address, the
+    port completes no plaintext gRPC call and no TLS handshake without a client certificate."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    other = _non_loopback_ip()
+    if other is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to probe")
+    with FakeProvider() as fake:
+        cfg = stack_config(redis_url, fake.url)
+        cfg["server"]["host"] = other
+        cfg["gateway"]["authz_host"] = other
+        with Stack(cfg, transport="mtls") as stack:
+            port = stack.cfg.server.grpc_port
+            socket.create_connection((other, port), timeout=2).close()  # TCP is open...
+            assert stack.pki is not None
+            creds = grpc.ssl_channel_credentials(stack.pki.ca_file.read_bytes())
+            options = [("grpc.ssl_target_name_override", stack.pki.server_name)]
+            for channel in (
+                grpc.insecure_channel(f"{other}:{port}"),
+                grpc.secure_channel(f"{other}:{port}", creds, options),
+            ):
+                with channel, pytest.raises(grpc.RpcError) as err:  # ...but nothing answers
+                    health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=3
+                    )
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            # Envoy (its client certificate; it checks the name keeptrusts-authz) is served.
+            status, _, raw = stack.post("/v1/chat/completions", {"model": "gpt-4o-mini"}, key=None)
+            assert status == 401, raw

@@ -27,7 +27,8 @@ def provider() -> Iterator[FakeProvider]:
 
 @pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
-    with Stack(stack_config(redis_server.url, provider.url)) as s:
+    # As make run brings it up: Envoy reaches the service over mTLS.
+    with Stack(stack_config(redis_server.url, provider.url), transport="mtls") as s:
         yield s
 
 

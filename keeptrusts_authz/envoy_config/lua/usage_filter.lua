@@ -9,7 +9,8 @@
 --   * SSE bodies are scanned line by line as chunks arrive; a partial last line is carried over
 --     to the next chunk (bounded by MAX_LINE_BYTES).
 -- Keys written: input_tokens, output_tokens, cached_tokens (cache reads), cache_creation_tokens
--- (cache writes), cache_creation_1h_tokens (those of them with the one-hour TTL), model, api (openai | openai_responses | anthropic | ""), usage_found, stream,
+-- (cache writes), cache_creation_1h_tokens (those of them with the one-hour TTL), service_tier
+-- (the tier the provider reports it billed at, "" when none), model, api (openai | openai_responses | anthropic | ""), usage_found, stream,
 -- complete, streamed_output_bytes, streamed_choices. Token counts are as the provider reported them: for OpenAI (both APIs) input_tokens
 -- INCLUDES cached_tokens and cache_creation_tokens is 0; for Anthropic input_tokens EXCLUDES
 -- cache reads and writes (total prompt = input_tokens + cached_tokens + cache_creation_tokens).
@@ -257,7 +258,7 @@ end
 -- Usage extraction, shared by JSON bodies and SSE events.
 -- ---------------------------------------------------------------------------------------------
 
-local USAGE_HOLDER = { model = true, usage = true }
+local USAGE_HOLDER = { model = true, usage = true, service_tier = true }
 -- Chat/completions choices: the generated text of a stream chunk (a chat delta or a completions
 -- choice's text).
 local CHOICE = {
@@ -278,6 +279,7 @@ local SPEC = {
   object = true,
   model = true,
   usage = true,
+  service_tier = true,
   message = USAGE_HOLDER,
   response = USAGE_HOLDER,
   choices = CHOICE,
@@ -294,7 +296,7 @@ end
 
 local function new_state(stream)
   return {
-    stream = stream, found = false, complete = false, api = "", model = nil,
+    stream = stream, found = false, complete = false, api = "", model = nil, tier = "",
     input = 0, output = 0, cached = 0, cache_creation = 0, cache_creation_1h = 0,
     streamed = 0, choices = {}, nchoices = 0,
   }
@@ -366,6 +368,14 @@ local function apply_responses(st, u)
     "input_tokens_details")
 end
 
+-- The service tier the provider billed at (OpenAI `service_tier`, top level or in the Responses
+-- object; Anthropic `usage.service_tier`): the settle prices that tier.
+local function take_tier(st, t)
+  if type(t) == "string" and t ~= "" and #t <= 64 then
+    st.tier = t
+  end
+end
+
 -- Anthropic: input_tokens EXCLUDES cache reads/writes (published as reported).
 -- message_delta usage is cumulative, so any field it carries replaces the earlier value.
 local function apply_anthropic(st, u)
@@ -386,6 +396,7 @@ local function apply_anthropic(st, u)
   if v ~= nil then
     st.cache_creation, seen = v, true
   end
+  take_tier(st, u.service_tier)
   -- The writes by TTL: the 1h ones cost more than the 5-minute ones.
   local cc = u.cache_creation
   if type(cc) == "table" then
@@ -439,6 +450,7 @@ local function apply_object(st, o)
     local r = o.response
     if type(r) == "table" then
       take_model(st, r.model)
+      take_tier(st, r.service_tier)
       if (t == "response.completed" or t == "response.incomplete" or t == "response.failed")
           and type(r.usage) == "table" and apply_responses(st, r.usage) then
         st.complete = true
@@ -446,6 +458,7 @@ local function apply_object(st, o)
     end
   else
     take_model(st, o.model)
+    take_tier(st, o.service_tier)
     local u = o.usage
     if type(u) == "table" then
       local ok
@@ -497,6 +510,7 @@ local function publish(handle, st)
   md:set(NS, "@@USAGE_COMPLETE@@", st.complete)
   md:set(NS, "@@USAGE_API@@", st.api)
   md:set(NS, "@@USAGE_MODEL@@", st.model or "")
+  md:set(NS, "@@USAGE_SERVICE_TIER@@", st.tier)
   md:set(NS, "@@USAGE_INPUT_TOKENS@@", st.input)
   md:set(NS, "@@USAGE_OUTPUT_TOKENS@@", st.output)
   md:set(NS, "@@USAGE_CACHED_TOKENS@@", st.cached)
@@ -504,7 +518,122 @@ local function publish(handle, st)
   md:set(NS, "@@USAGE_CACHE_CREATION_HOUR_TOKENS@@", st.cache_creation_1h)
 end
 
+-- ---------------------------------------------------------------------------------------------
+-- GET /v1/models of a group with allowed_models: the Check wrote @@AUTHZ_MODELS_FILTER@@ (one
+-- anchored Lua pattern a line) to its metadata; keep only the `data` entries whose `id` matches.
+-- The other members of the answer are kept as the provider wrote them. A 200 body that cannot
+-- be read becomes an empty list (fail closed: never list models the group may not use).
+-- ---------------------------------------------------------------------------------------------
+
+local EMPTY_MODEL_LIST = '{"object":"list","data":[]}'
+
+local function model_entry_id(s, i)
+  if byte(s, i) ~= 123 then
+    return nil
+  end
+  local j = skip_ws(s, i + 1)
+  if byte(s, j) == 125 then
+    return nil
+  end
+  while true do
+    local key
+    key, j = read_key(s, j)
+    if key == "id" and byte(s, j) == 34 then
+      local id = decode_string(s, j)
+      return id
+    end
+    j = skip_ws(s, skip_value(s, j))
+    local c = byte(s, j)
+    if c == 125 then
+      return nil
+    elseif c ~= 44 then
+      error("expected , or }")
+    end
+    j = skip_ws(s, j + 1)
+  end
+end
+
+local function allowed_model(id, patterns)
+  for _, p in ipairs(patterns) do
+    if find(id, p) ~= nil then
+      return true
+    end
+  end
+  return false
+end
+
+local function filtered_model_list(s, patterns)
+  local i = skip_ws(s, 1)
+  if byte(s, i) ~= 123 then
+    error("expected an object")
+  end
+  local j = skip_ws(s, i + 1)
+  while true do
+    local key
+    key, j = read_key(s, j)
+    if key == "data" then
+      if byte(s, j) ~= 91 then
+        error("data is not an array")
+      end
+      local data_end = skip_value(s, j)
+      local kept, n = {}, 0
+      local k = skip_ws(s, j + 1)
+      if byte(s, k) ~= 93 then
+        while true do
+          local e = skip_value(s, k)
+          local id = model_entry_id(s, k)
+          if id ~= nil and allowed_model(id, patterns) then
+            n = n + 1
+            kept[n] = sub(s, k, e - 1)
+          end
+          k = skip_ws(s, e)
+          local c = byte(s, k)
+          if c == 93 then
+            break
+          elseif c ~= 44 then
+            error("expected , or ]")
+          end
+          k = skip_ws(s, k + 1)
+        end
+      end
+      return sub(s, 1, j - 1) .. "[" .. concat(kept, ",", 1, n) .. "]" .. sub(s, data_end)
+    end
+    j = skip_ws(s, skip_value(s, j))
+    if byte(s, j) ~= 44 then
+      error("no data member")
+    end
+    j = skip_ws(s, j + 1)
+  end
+end
+
+local function filter_model_list(handle, spec)
+  if handle:headers():get(":status") ~= "200" then
+    return -- an error answer lists no models
+  end
+  local patterns, n = {}, 0
+  for line in string.gmatch(spec, "[^\n]+") do
+    n = n + 1
+    patterns[n] = line
+  end
+  local body = handle:body()
+  if body == nil then
+    return
+  end
+  local len = body:length()
+  local ok, out = pcall(filtered_model_list, body:getBytes(0, len), patterns)
+  if not ok then
+    out = EMPTY_MODEL_LIST
+  end
+  body:setBytes(out)
+  handle:headers():replace("content-length", tostring(#out))
+end
+
 function envoy_on_response(handle)
+  local authz = handle:streamInfo():dynamicMetadata():get("@@AUTHZ_NAMESPACE@@")
+  if type(authz) == "table" and type(authz["@@AUTHZ_MODELS_FILTER@@"]) == "string" then
+    filter_model_list(handle, authz["@@AUTHZ_MODELS_FILTER@@"])
+    return
+  end
   local headers = handle:headers()
   local ctype = string.lower(headers:get("content-type") or "")
   local encoding = string.lower(headers:get("content-encoding") or "identity")
