@@ -55,6 +55,13 @@ class InsufficientFunds(_FixedError):
     HTTP_STATUS = 409
 
 
+class UserNotInTeam(_FixedError):
+    """A user wallet named for a team it does not belong to (users belong to one team)."""
+
+    CODE = "user_not_in_team"
+    HTTP_STATUS = 409
+
+
 class Conflict(_FixedError):
     CODE = "conflict"
     HTTP_STATUS = 409
@@ -98,4 +105,5 @@ __all__ = [
     "StoreRegressed",
     "StoreUnavailable",
     "UnknownWallet",
+    "UserNotInTeam",
 ]

@@ -58,8 +58,10 @@ from keeptrusts_authz.store.observability import (
 )
 from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.store.tickets import RedisTicketStore
+from keeptrusts_authz.store.topups import RedisTopUpStore
 from keeptrusts_authz.wallets.holds import Holds
 from keeptrusts_authz.wallets.service import WalletService
+from keeptrusts_authz.wallets.topups import TopUps
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +166,10 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         cfg.budget_calendar.run_interval_seconds,
     )
     admission = Admission(cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds)
+    # Team leads' top-up requests (they share the main client; nothing of their own to close).
+    topups = TopUps(RedisTopUpStore(redis.main, org), cfg.team_ids(), cfg.organization.currency)
     wallet_api = WalletApiServicer(
-        wallets, cfg, AdminAuth(cfg.admin.tokens), tickets, periods=periods.runner
+        wallets, cfg, AdminAuth(cfg.admin.tokens), tickets, periods=periods.runner, topups=topups
     )
     observability = build_observability(cfg, prices, snapshots, registry=registry)
     archiver = None

@@ -9,8 +9,9 @@ Roles:
 - `billing`: money moves (credit, allocate, reclaim, transfer) and ticket approve/deny; it also
   reads everything (whoever moves money must see the balances it moves).
 - `viewer`: reads everything.
-- `team:<team_id>`: reads its own team wallet, the user wallets seen spending for that team, the
-  team's transactions and tickets.
+- `team:<team_id>`: reads its own team wallet, the wallets of the team's users (membership from
+  the wallet records and the config, never from the ledger), their transactions, the team's
+  tickets; re-splits the team's budget among its users and requests top-ups (team_moves).
 """
 
 from __future__ import annotations
@@ -65,16 +66,22 @@ class Principal:
     def may_read_team(self, team_id: str) -> bool:
         return self.reads_all or team_id in self.teams
 
-    def may_read_wallet(self, wallet_id: str, user_teams: Mapping[str, Iterable[str]]) -> bool:
-        """`user_teams`: user id -> teams it spent for (only consulted for team roles)."""
+    def may_read_wallet(self, wallet_id: str, user_teams: Mapping[str, str]) -> bool:
+        """`user_teams`: user id -> the team it belongs to (wallet records and config; only
+        consulted for team roles)."""
         if self.reads_all:
             return True
         scope, _, owner = wallet_id.partition(":")
         if scope == "team":
             return owner in self.teams
         if scope == "user":
-            return any(t in self.teams for t in user_teams.get(owner, ()))
+            return user_teams.get(owner, "") in self.teams
         return False
+
+    def require_team_lead(self, team_id: str, action: str) -> None:
+        """Team moves (re-split, top-up request): the team's own token, or billing."""
+        if not (self.billing or team_id in self.teams):
+            raise PermissionDenied(f"{action} for team {team_id} needs the team:{team_id} role")
 
 
 class AdminAuth:

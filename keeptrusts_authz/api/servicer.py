@@ -22,18 +22,25 @@ from keeptrusts_authz.api.auth import AdminAuth, PermissionDenied, Principal
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2 as pb
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2_grpc as pb_grpc
 from keeptrusts_authz.api.status import abort
-from keeptrusts_authz.api.views import LedgerWindow, scan_window
 from keeptrusts_authz.config.models import Config
-from keeptrusts_authz.errors import Conflict, InvalidInput, KeeptrustsError, UnknownWallet
+from keeptrusts_authz.errors import (
+    Conflict,
+    InvalidInput,
+    KeeptrustsError,
+    UnknownWallet,
+    UserNotInTeam,
+)
 from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calendar_of
 from keeptrusts_authz.periods.calendar import BudgetCalendar
 from keeptrusts_authz.reports.chargeback import GROUP_BYS, parse_period
 from keeptrusts_authz.reports.render import FORMATS, chargeback_report
 from keeptrusts_authz.wallets.burn import BurnWindow
 from keeptrusts_authz.wallets.holds import TICKET_ID
-from keeptrusts_authz.wallets.models import OpResult, Wallet
+from keeptrusts_authz.wallets.models import OpResult, TopUpRecord, Wallet
 from keeptrusts_authz.wallets.ports import TicketConflict, TicketNotFound, TicketStore
 from keeptrusts_authz.wallets.service import WalletService
+from keeptrusts_authz.wallets.topups import STATUSES as TOPUP_STATUSES
+from keeptrusts_authz.wallets.topups import TopUps
 from keeptrusts_authz.wallets.views import (
     CascadeFigures,
     Doc,
@@ -45,6 +52,8 @@ from keeptrusts_authz.wallets.views import (
     period_figures,
     ticket_doc,
     ticket_list_doc,
+    topup_doc,
+    topup_list_doc,
     wallet_doc,
     wallet_list_doc,
 )
@@ -81,6 +90,15 @@ _TRANSFER_SPEC: dict[str, rq.Kind] = {
     "request_id": "str",
 }
 _APPROVE_SPEC: dict[str, rq.Kind] = {"funding": "str", "reason": "str"}
+_TEAM_MOVE_SPEC: dict[str, rq.Kind] = {
+    "user_id": "str",
+    "amount": _AMOUNT,
+    "currency": "str",
+    "description": "str",
+    "request_id": "str",
+}
+_TOPUP_SPEC: dict[str, rq.Kind] = {"amount": _AMOUNT, "currency": "str", "description": "str"}
+_DECIDE_TOPUP_SPEC: dict[str, rq.Kind] = {"reason": "str"}
 _DENY_SPEC: dict[str, rq.Kind] = {"reason": "str"}
 _SCOPES = ("", "org", "team", "user")
 _TICKET_STATUSES = ("", "pending", "approved", "denied", "funded", "used")
@@ -119,8 +137,10 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         auth: AdminAuth,
         tickets: TicketStore | None,
         periods: PeriodRunner | None = None,
+        topups: TopUps | None = None,
     ) -> None:
         self._wallets = wallets
+        self._topups = topups
         self._periods = periods
         self._config = config
         self._auth = auth
@@ -210,9 +230,13 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         """Allocate and reclaim: org pool <-> the one team or user wallet the body names."""
         who.require_billing(op)
         f = rq.fields_of(request, _TARGET_SPEC)
-        wallet = rq.one_wallet(f, "team_id", "user_id")
+        team = rq.text(f, "team_id")
+        user = rq.text(f, "user_id")
+        # team_id + user_id: that team's user wallet (users belong to teams); one of them: as
+        # before, a user alone only where its team is unambiguous (WalletService.user_team_for).
+        wallet = f"user:{user}" if team and user else rq.one_wallet(f, "team_id", "user_id")
         amount = rq.amount_micros(f)
-        result = await move(
+        args = (
             wallet,
             amount,
             rq.text(f, "currency", required=True),
@@ -220,6 +244,17 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
+        if op == "allocate":
+            result = await self._wallets.allocate(*args, team=team if user else None)
+        else:
+            if team and user:
+                owner = (await self._wallets.user_teams()).get(user, "")
+                if owner != team:
+                    raise UserNotInTeam(
+                        f"{wallet} does not belong to team {team}",
+                        {"wallet": wallet, "team_id": team},
+                    )
+            result = await move(*args)
         return self._move_response(result, amount, who.name)
 
     async def Transfer(self, request: pb.TransferRequest, context: Context) -> Body:
@@ -254,12 +289,12 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     ) -> Body:
         if request.scope not in _SCOPES:
             raise InvalidInput("scope: must be org, team or user", {"field": "scope"})
-        window = await scan_window(self._wallets)
+        user_teams = {} if who.reads_all else await self._wallets.user_teams()
         burn = await self._wallets.burn_window()
         visible = [
             w
             for w in await self._wallets.wallets()
-            if who.may_read_wallet(w.id, window.user_teams)
+            if who.may_read_wallet(w.id, user_teams)
             and (not request.scope or w.scope == request.scope)
         ]
         periods = await self._period_statuses()
@@ -275,8 +310,8 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     ) -> Body:
         f = {"team_id": request.team_id, "user_id": request.user_id}
         wallet_id = rq.one_wallet(f, "team_id", "user_id")
-        window = await scan_window(self._wallets)
-        if not who.may_read_wallet(wallet_id, window.user_teams):
+        user_teams = await self._wallets.user_teams()
+        if not who.may_read_wallet(wallet_id, user_teams):
             raise PermissionDenied(f"this token may not read {wallet_id}")
         records = {w.id: w for w in await self._wallets.wallets()}
         burn = await self._wallets.burn_window()
@@ -289,15 +324,24 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 self._currency,
                 self._wallet_doc(wallet, burn, await self._period_statuses()),
                 self._wallet_doc(org, burn) if org is not None else None,
-                self._cascade(request.team_id, request.user_id, records, window),
+                self._cascade(who, request.team_id, request.user_id, records, user_teams),
             )
         )
 
     def _cascade(
-        self, team_id: str, user_id: str, records: Mapping[str, Wallet], window: LedgerWindow
+        self,
+        who: Principal,
+        team_id: str,
+        user_id: str,
+        records: Mapping[str, Wallet],
+        user_teams: Mapping[str, str],
     ) -> list[CascadeFigures]:
-        user_teams = window.user_teams.get(user_id, set()) if user_id else set()
-        return cascade_summary(self._config, team_id, user_id, records, user_teams)
+        """The groups that can spend from the wallet asked for: a user's own team's groups only
+        (a group's cascade reaches no user of another team), and for a team token only groups
+        of its own teams (no other team's wallets or balances)."""
+        user_team = user_teams.get(user_id, "") if user_id else ""
+        teams = None if who.reads_all else who.teams
+        return cascade_summary(self._config, team_id, user_id, records, user_team, teams)
 
     async def ListTransactions(self, request: pb.ListTransactionsRequest, context: Context) -> Body:
         return await self._call(request, context, self._transactions)
@@ -306,10 +350,10 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         self, who: Principal, request: pb.ListTransactionsRequest, md: Mapping[str, str]
     ) -> Body:
         wallet_id = rq.wallet_id(request.wallet_id)
-        if not who.reads_all:
-            window = await scan_window(self._wallets)
-            if not who.may_read_wallet(wallet_id, window.user_teams):
-                raise PermissionDenied(f"this token may not read {wallet_id}")
+        if not who.reads_all and not who.may_read_wallet(
+            wallet_id, await self._wallets.user_teams()
+        ):
+            raise PermissionDenied(f"this token may not read {wallet_id}")
         size = request.page_size or 50
         if not 1 <= size <= 500:
             raise InvalidInput("page_size: must be between 1 and 500", {"field": "page_size"})
@@ -400,6 +444,112 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 {"ticket_id": ticket_id, "status": exc.current},
             ) from None
         return json_body(ticket_doc(ticket, self._currency))
+
+    # -- team leads: re-split and top-ups ----------
+
+    async def TeamAllocate(self, request: pb.TeamMoveRequest, context: Context) -> Body:
+        return await self._call(request, context, self._team_allocate)
+
+    async def _team_allocate(
+        self, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
+    ) -> Body:
+        return await self._team_move("team_allocate", who, request, md)
+
+    async def TeamReclaim(self, request: pb.TeamMoveRequest, context: Context) -> Body:
+        return await self._call(request, context, self._team_reclaim)
+
+    async def _team_reclaim(
+        self, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
+    ) -> Body:
+        return await self._team_move("team_reclaim", who, request, md)
+
+    async def _team_move(
+        self, op: str, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
+    ) -> Body:
+        """team wallet <-> one of the team's user wallets, by the team's token (or billing)."""
+        team_id = rq.wallet_id(f"team:{request.team_id}", "team_id")[5:]
+        who.require_team_lead(team_id, "re-splitting the budget")
+        f = rq.fields_of(request, _TEAM_MOVE_SPEC)
+        user_id = rq.wallet_id(f"user:{rq.text(f, 'user_id', required=True)}", "user_id")[5:]
+        amount = rq.amount_micros(f)
+        move = self._wallets.team_allocate if op == "team_allocate" else self._wallets.team_reclaim
+        result = await move(
+            team_id,
+            user_id,
+            amount,
+            rq.text(f, "currency", required=True),
+            rq.text(f, "description"),
+            who.name,
+            rq.idempotency_key(md, f),
+        )
+        return self._move_response(result, amount, who.name)
+
+    def _topup_service(self) -> TopUps:
+        if self._topups is None:
+            raise KeeptrustsError("unavailable", "top-ups are not available", 503)
+        return self._topups
+
+    def _topup_doc(self, t: TopUpRecord) -> Body:
+        return json_body(topup_doc(t, self._currency))
+
+    async def RequestTopUp(self, request: pb.TopUpRequest, context: Context) -> Body:
+        return await self._call(request, context, self._request_topup)
+
+    async def _request_topup(
+        self, who: Principal, request: pb.TopUpRequest, md: Mapping[str, str]
+    ) -> Body:
+        team_id = rq.wallet_id(f"team:{request.team_id}", "team_id")[5:]
+        who.require_team_lead(team_id, "requesting a top-up")
+        f = rq.fields_of(request, _TOPUP_SPEC)
+        amount = rq.amount_micros(f)
+        self._wallets.check_currency(rq.text(f, "currency", required=True))
+        record = await self._topup_service().request(
+            team_id, amount, rq.text(f, "description"), who.name
+        )
+        return self._topup_doc(record)
+
+    async def ListTopUps(self, request: pb.ListTopUpsRequest, context: Context) -> Body:
+        return await self._call(request, context, self._list_topups)
+
+    async def _list_topups(
+        self, who: Principal, request: pb.ListTopUpsRequest, md: Mapping[str, str]
+    ) -> Body:
+        if request.status and request.status not in TOPUP_STATUSES:
+            raise InvalidInput("status: must be pending, approved or denied", {"field": "status"})
+        if request.team_id and not who.may_read_team(request.team_id):
+            raise PermissionDenied(f"this token may not read team {request.team_id}")
+        topups = [
+            t
+            for t in await self._topup_service().list()
+            if who.may_read_team(t.team)
+            and (not request.status or t.status == request.status)
+            and (not request.team_id or t.team == request.team_id)
+        ]
+        return json_body(topup_list_doc(self._currency, topups))
+
+    async def ApproveTopUp(self, request: pb.DecideTopUpRequest, context: Context) -> Body:
+        return await self._call(request, context, self._approve_topup)
+
+    async def _approve_topup(
+        self, who: Principal, request: pb.DecideTopUpRequest, md: Mapping[str, str]
+    ) -> Body:
+        who.require_billing("approving a top-up")
+        f = rq.fields_of(request, _DECIDE_TOPUP_SPEC)
+        record, _ = await self._topup_service().approve(
+            request.topup_id, who.name, rq.text(f, "reason")
+        )
+        return self._topup_doc(record)
+
+    async def DenyTopUp(self, request: pb.DecideTopUpRequest, context: Context) -> Body:
+        return await self._call(request, context, self._deny_topup)
+
+    async def _deny_topup(
+        self, who: Principal, request: pb.DecideTopUpRequest, md: Mapping[str, str]
+    ) -> Body:
+        who.require_billing("denying a top-up")
+        f = rq.fields_of(request, _DECIDE_TOPUP_SPEC)
+        record = await self._topup_service().deny(request.topup_id, who.name, rq.text(f, "reason"))
+        return self._topup_doc(record)
 
     # -- reports ----------
 

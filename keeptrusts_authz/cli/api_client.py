@@ -174,13 +174,15 @@ def _move(client: ApiClient, args: argparse.Namespace) -> int:
     body = _move_body(client, args)
     if op == "allocate" or op == "reclaim":
         body.update(_target(args, "team", "user"))
+        if getattr(args, "user_team", None) and body.get("user_id"):
+            body["team_id"] = args.user_team.removeprefix("team:")
     elif op == "transfer":
         body.update(_target(args, "from_team", "from_user", "from_"))
         body.update(_target(args, "to_team", "to_user", "to_"))
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     res = client.request("POST", f"/v1/wallets/{op}", body, headers)
     moved = f"{res.get('amount', args.amount)} {res.get('currency', '')}"
-    wallet = _wallet_id(body.get("team_id"), body.get("user_id"))
+    wallet = _wallet_id(None if body.get("user_id") else body.get("team_id"), body.get("user_id"))
     summary = {
         "credit": f"credited {moved} to org",
         "allocate": f"allocated {moved} from org to {wallet}",

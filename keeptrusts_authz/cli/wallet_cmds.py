@@ -20,7 +20,6 @@ from typing import Any
 
 import psycopg
 
-from keeptrusts_authz.api.views import scan_window
 from keeptrusts_authz.cli import api_client, output
 from keeptrusts_authz.config.loader import ConfigError, load_config
 from keeptrusts_authz.config.models import Config
@@ -106,6 +105,12 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("allocate", help="fund a team or user wallet from the org pool")
     _target(p)
+    p.add_argument(
+        "--user-team",
+        metavar="TEAM_ID",
+        help="with --user: the team the user belongs to (needed on its first allocation when "
+        "several teams are configured)",
+    )
     _move(p, "Allocation")
     p.set_defaults(func=lambda a: _run(a, _allocate))
 
@@ -271,8 +276,17 @@ async def _allocate(svc: WalletService, cfg: Config, args: argparse.Namespace) -
     wallet = _wallet_arg(args.team, args.user)
     assert wallet is not None
     amount, currency = _amount(args), _currency(args, cfg)
+    user_team = getattr(args, "user_team", None)
+    if user_team is not None and args.user is None:
+        raise _BadInput("--user-team: only with --user")
     res = await svc.allocate(
-        wallet, amount, currency, args.description, _actor(), args.idempotency_key
+        wallet,
+        amount,
+        currency,
+        args.description,
+        _actor(),
+        args.idempotency_key,
+        team=user_team.removeprefix("team:") if user_team else None,
     )
     summary = f"allocated {_money(amount, svc.currency)} from org to {wallet}"
     return _print_op(args, res, amount, svc.currency, summary)
@@ -330,14 +344,13 @@ async def _balance(svc: WalletService, cfg: Config, args: argparse.Namespace) ->
     if wallet is None:
         raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
     team, user = (args.team or "").removeprefix("team:"), (args.user or "").removeprefix("user:")
-    window = await scan_window(svc) if user else None
-    user_teams = window.user_teams.get(user, set()) if window else set()
+    user_team = (await svc.user_teams()).get(user, "") if user else ""
     org = records.get("org")
     answer = balance_doc(
         cur,
         doc(wallet),
         doc(org) if org is not None else None,
-        cascade_summary(cfg, team, user, records, user_teams),
+        cascade_summary(cfg, team, user, records, user_team),
     )
     output.print_json(answer) if args.json else output.print_balance(answer)
     return EXIT_OK

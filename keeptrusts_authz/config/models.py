@@ -89,6 +89,52 @@ class Enforcement(StrictModel):
         return self
 
 
+_HEADER = r"^[a-z0-9][a-z0-9-]{0,99}$"
+
+
+class JwtIssuer(StrictModel):
+    """An issuer whose JWTs Envoy's jwt_authn filter verifies for `user_source: jwt` groups: the
+    signature against its JWKS (one of jwks_file / jwks_inline for tests and air-gapped setups,
+    jwks_uri in production), `iss`, `aud` and expiry. Envoy copies `user_claim` into the
+    issuer's claim header (`claim_header`) after removing any client-sent copy of it."""
+
+    name: IdStr
+    issuer: str = Field(min_length=1)
+    audiences: list[str] = Field(default_factory=list)
+    jwks_file: str | None = None
+    jwks_inline: str | None = None
+    jwks_uri: str | None = None
+    jwks_cache_seconds: int = Field(default=300, ge=1, le=86_400)
+    # Where the client sends its user token (`Bearer <jwt>` or the bare token): not
+    # `authorization`, which carries the consumer key.
+    token_header: Annotated[str, Field(pattern=_HEADER)] = "x-keeptrusts-user-token"
+    user_claim: str = Field(default="sub", min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _one_jwks(self) -> JwtIssuer:
+        given = [
+            n for n in ("jwks_file", "jwks_inline", "jwks_uri") if getattr(self, n) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "exactly one of jwks_file, jwks_inline, jwks_uri is required"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.jwks_uri is not None:
+            parsed = urlparse(self.jwks_uri)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError("jwks_uri: must be an http:// or https:// URL with a host")
+        if self.token_header in ("authorization", "x-api-key"):
+            raise ValueError("token_header: must not be the consumer key's header")
+        return self
+
+    @property
+    def claim_header(self) -> str:
+        """The header Envoy writes the verified user claim into (never trusted from a client:
+        the gateway removes it before jwt_authn)."""
+        return f"x-keeptrusts-jwt-user-{self.name.lower().replace('_', '-').replace('.', '-')}"
+
+
 class ConsumerGroup(StrictModel):
     name: IdStr
     api_key: SecretStr | None = None
@@ -102,6 +148,19 @@ class ConsumerGroup(StrictModel):
     # None: enforcement.unbounded_inputs / enforcement.unbounded_allowance_tokens.
     unbounded_inputs: UnboundedPolicy | None = None
     unbounded_allowance_tokens: int | None = Field(default=None, gt=0)
+    # Where the user id of a request comes from. `header` (default): the user header, set by a
+    # trusted upstream; the key holder may act as any user of its own team. `jwt`: the
+    # `user_claim` of a JWT that Envoy verified against `jwt_issuer` (jwt_issuers[].name).
+    user_source: Literal["header", "jwt"] = "header"
+    jwt_issuer: IdStr | None = None
+
+    @model_validator(mode="after")
+    def _jwt_needs_issuer(self) -> ConsumerGroup:
+        if self.user_source == "jwt" and self.jwt_issuer is None:
+            raise ValueError("jwt_issuer: required when user_source is jwt")
+        if self.user_source != "jwt" and self.jwt_issuer is not None:
+            raise ValueError("jwt_issuer: only with user_source: jwt")
+        return self
 
     @field_validator("api_key_sha256")
     @classmethod
@@ -537,6 +596,31 @@ class Config(StrictModel):
     alerts: Alerts = Field(default_factory=Alerts)
     budget_calendar: BudgetCalendarSettings = Field(default_factory=BudgetCalendarSettings)
     budgets: list[Budget] = Field(default_factory=list)
+    jwt_issuers: list[JwtIssuer] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _jwt_issuers_named(self) -> Config:
+        names: dict[str, int] = {}
+        for i, issuer in enumerate(self.jwt_issuers):
+            if issuer.name in names:
+                raise ValueError(
+                    f"jwt_issuers[{i}].name: duplicate issuer name {issuer.name!r} "
+                    f"(also jwt_issuers[{names[issuer.name]}])"
+                )
+            names[issuer.name] = i
+        for i, g in enumerate(self.consumer_groups):
+            if g.jwt_issuer is not None and g.jwt_issuer not in names:
+                raise ValueError(
+                    f"consumer_groups[{i}].jwt_issuer: {g.jwt_issuer!r} is not in jwt_issuers "
+                    f"({', '.join(sorted(names)) or 'none configured'})"
+                )
+        return self
+
+    def jwt_issuer(self, name: str) -> JwtIssuer:
+        for issuer in self.jwt_issuers:
+            if issuer.name == name:
+                return issuer
+        raise KeyError(name)
 
     @model_validator(mode="after")
     def _budgets_name_configured_teams(self) -> Config:
@@ -661,4 +745,8 @@ class Config(StrictModel):
         return out
 
     def user_header_for(self, group: ConsumerGroup) -> str:
+        """The header the group's user id is read from: the configured user header, or for
+        `user_source: jwt` the header Envoy's jwt_authn writes the verified claim into."""
+        if group.user_source == "jwt" and group.jwt_issuer is not None:
+            return self.jwt_issuer(group.jwt_issuer).claim_header
         return (group.user_header or self.enforcement.user_header).lower()

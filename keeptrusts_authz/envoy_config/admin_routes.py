@@ -87,6 +87,12 @@ REST_METHODS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("GET", None, r"^/v1/wallets/[^/]+/transactions$", "transactions"),
     ("POST", None, r"^/v1/wallets/tickets/[^/:]+:approve$", "approve_ticket"),
     ("POST", None, r"^/v1/wallets/tickets/[^/:]+:deny$", "deny_ticket"),
+    ("POST", None, r"^/v1/wallets/teams/[^/]+/allocate$", "team_allocate"),
+    ("POST", None, r"^/v1/wallets/teams/[^/]+/reclaim$", "team_reclaim"),
+    ("POST", None, r"^/v1/wallets/teams/[^/]+/topups$", "request_topup"),
+    ("GET", "/v1/wallets/topups", None, "list_topups"),
+    ("POST", None, r"^/v1/wallets/topups/[^/:]+:approve$", "approve_topup"),
+    ("POST", None, r"^/v1/wallets/topups/[^/:]+:deny$", "deny_topup"),
     ("GET", "/v1/reports/chargeback", None, "chargeback_report"),
 )
 

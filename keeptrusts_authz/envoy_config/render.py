@@ -25,7 +25,7 @@ import yaml
 
 from keeptrusts_authz import envoy_contract
 from keeptrusts_authz.config.models import Config, Provider
-from keeptrusts_authz.envoy_config import admin_routes
+from keeptrusts_authz.envoy_config import admin_routes, jwt
 from keeptrusts_authz.envoy_contract import (
     ACCESS_LOG_COPY_NAME,
     ACCESS_LOG_NAME,
@@ -404,7 +404,8 @@ def build_clusters(cfg: Config) -> list[Node]:
     authz = [authz_cluster(cfg)]
     if cfg.gateway.duplicates_access_log():
         authz.append(authz_cluster(cfg, AUTHZ_ACCESS_LOG_CLUSTER))
-    return authz + [provider_cluster(cfg, p) for p in cfg.providers]
+    providers = [provider_cluster(cfg, p) for p in cfg.providers]
+    return authz + providers + jwt.jwks_clusters(cfg, lambda host: upstream_tls(cfg, host))
 
 
 # --------------------------------------------------------------------------- routes
@@ -588,6 +589,9 @@ def router_filter() -> Node:
 
 def build_http_filters(cfg: Config) -> list[Node]:
     return [
+        # User tokens (user_source: jwt): client copies of the claim headers removed, then
+        # jwt_authn verifies and writes them (envoy_config/jwt.py); nothing without jwt_issuers.
+        *jwt.jwt_filters(cfg),
         ext_authz_filter(cfg),
         lua_filter(cfg),
         # /v1/wallets: the strip filter precedes the transcoder so it runs after it on responses.

@@ -58,7 +58,7 @@ from keeptrusts_authz.gateway.request_parsing import (
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.pricing import PriceTable, ResolvedModel, UnknownModel
-from keeptrusts_authz.wallets.cascade import cascade_for
+from keeptrusts_authz.wallets.cascade import cascade_for, member_team
 from keeptrusts_authz.wallets.holds import Holds
 from keeptrusts_authz.wallets.models import ReserveRequest, ReserveResult
 from keeptrusts_authz.wallets.service import WalletService
@@ -109,6 +109,19 @@ def _store_regressed() -> Decision:
     )
 
 
+def _user_not_in_team(user: str, team: str) -> Decision:
+    # Never says which team the user does belong to: the caller holds another team's key.
+    return _deny(
+        403,
+        "user_not_in_team",
+        f"user {user!r} is not a user of team {team or '(none)'}: this key may act only for "
+        "users of its own team; nothing was reserved",
+        reason="user_not_in_team",
+        team=team or None,
+        user=user,
+    )
+
+
 class Admission:
     def __init__(
         self,
@@ -128,6 +141,11 @@ class Admission:
         # Answer before Envoy's ext_authz timeout, so the client gets our JSON 503, not Envoy's.
         self._reserve_deadline = cfg.gateway.check_timeout_seconds * 0.75
         self._compensations: set[asyncio.Task[None]] = set()
+        # The caller's key, and the user tokens and verified claims of jwt_authn: none of them
+        # is the provider's business.
+        self._remove_headers = CALLER_KEY_HEADERS + tuple(
+            h for i in cfg.jwt_issuers for h in (i.token_header, i.claim_header)
+        )
 
     def _compensate(self, reservation_id: str) -> None:
         """Release a reservation whose Check gave up, in the background (never on the Check)."""
@@ -214,6 +232,16 @@ class Admission:
         if refusal is not None:
             return _deny(refusal.status, refusal.code, refusal.message)
         user = headers.get(self._cfg.user_header_for(group))
+        if group.user_source == "jwt" and not user:
+            # jwt_authn verified no token for this group's issuer (missing, expired, wrong
+            # issuer/audience or signature) or its claim was empty: no user, no spending.
+            issuer = self._cfg.jwt_issuer(group.jwt_issuer or "")
+            return _deny(
+                401,
+                "invalid_user_token",
+                f"this key's requests need a user token: a JWT from {issuer.issuer} in the "
+                f"{issuer.token_header} header (missing, expired or not verified)",
+            )
         if user is not None and not _USER_ID.match(user):
             return _deny(
                 400, "invalid_user", "the user header must be 1-128 characters [A-Za-z0-9_.@-]"
@@ -285,7 +313,7 @@ class Admission:
         priced: ResolvedModel,
         ticket: str | None = None,
     ) -> Decision:
-        team = group.wallet_team_id or ""
+        team = member_team(group)  # the reservation's team: the only team whose users it reaches
         headers = {
             PROVIDER_HEADER: provider.name,
             TEAM_HEADER: team or "org",
@@ -306,7 +334,7 @@ class Admission:
             upstream_headers=headers,
             # The caller's key never goes upstream; Envoy injects the provider's own credential
             # on the provider cluster (render-envoy), so the Check never carries it.
-            remove_headers=CALLER_KEY_HEADERS,
+            remove_headers=self._remove_headers,
             metadata=meta,
         )
         if not self._cfg.cost_tracking.enabled:
@@ -358,6 +386,8 @@ class Admission:
         except asyncio.CancelledError:  # Envoy gave up on this Check
             self._compensate(request.reservation_id)
             raise
+        if result.outcome == "foreign_user":
+            return _user_not_in_team(request.user, team)
         if result.outcome == "hold" and self._holds is not None:
             return await self._hold(self._holds, allow, request, team, ticket)
         return self._after_reserve(allow, result, request, team)

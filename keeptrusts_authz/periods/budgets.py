@@ -161,6 +161,7 @@ class PeriodRunner:
                 period_start_ms=span.start_ms,
                 actor=ACTOR,
                 description=f"{rule.kind} budget {span.id} ({rule.rollover})",
+                team=rule.team_id if rule.user_id else "",
             )
             PERIOD_BOUNDARIES.labels(res.status).inc()
             out.append(

@@ -20,6 +20,7 @@ class PeriodStore(Protocol):
         period_start_ms: int,
         actor: str,
         description: str,
+        team: str = "",
     ) -> RolloverOutcome: ...
 
     async def period_states(self, wallet_ids: Sequence[str]) -> dict[str, PeriodState]: ...

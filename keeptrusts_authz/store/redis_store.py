@@ -207,6 +207,8 @@ class RedisWalletStore:
             raise StoreRefused("unknown_wallet", str(res[1]))
         if status == "insufficient":
             raise StoreRefused("insufficient", str(res[1]), _int(res[2]))
+        if status == "wrong_team":
+            raise StoreRefused("wrong_team", str(res[1]), team=str(res[2]))
         raise StoreDataError(f"{op}.lua returned {status!r}")
 
     async def credit(
@@ -236,6 +238,7 @@ class RedisWalletStore:
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
+        team: str = "",
     ) -> OpResult:
         return await self._admin(
             "allocate",
@@ -247,6 +250,7 @@ class RedisWalletStore:
                 target,
                 "1" if create else "0",
                 self.keys.events_channel,
+                team,
             ],
             idempotency_key,
             fingerprint,
@@ -281,6 +285,8 @@ class RedisWalletStore:
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
+        source_team: str = "",
+        team: str = "",
     ) -> OpResult:
         return await self._admin(
             "transfer",
@@ -293,6 +299,8 @@ class RedisWalletStore:
                 destination,
                 "1" if create else "0",
                 self.keys.events_channel,
+                source_team,
+                team,
             ],
             idempotency_key,
             fingerprint,
@@ -342,6 +350,10 @@ class RedisWalletStore:
                 + ("missing" if not found else "replaced")
                 + "); Checks are refused until `keeptrusts-authz restore`",
                 {"expected_epoch": epoch, "found_epoch": found},
+            )
+        if outcome == "foreign_user":
+            return ReserveResult(
+                "foreign_user", str(res[1]), req.amount, {}, owner_team=str(res[2])
             )
         if outcome not in _RESERVE_OUTCOMES:
             raise StoreDataError(f"reserve.lua returned {outcome!r}")
@@ -479,6 +491,7 @@ class RedisWalletStore:
         period_start_ms: int,
         actor: str,
         description: str,
+        team: str = "",
     ) -> RolloverOutcome:
         """One boundary of one wallet (period_rollover.lua): applied, replayed, stale or refused."""
         res = await self._run(
@@ -500,6 +513,7 @@ class RedisWalletStore:
                 description,
                 self.keys.events_channel,
                 period_start_ms,
+                team,
             ],
         )
         status = str(res[0])
@@ -625,6 +639,23 @@ class RedisWalletStore:
                 pipe.hgetall(self.keys.wallet(wid))
             raws = await self._io(pipe.execute())
         return {wid: _wallet_record(raw) for wid, raw in zip(ids, raws, strict=True) if raw}
+
+    async def wallet_team(self, wallet_id: str) -> str:
+        raw = await self._io(
+            cast(Awaitable[str | None], self._client.hget(self.keys.wallet(wallet_id), "team"))
+        )
+        return str(raw or "")
+
+    async def wallet_teams(self) -> dict[str, str]:
+        """User wallet id -> the team it belongs to ('' when it has none), one pipeline."""
+        ids = sorted(w for w in await self.wallet_ids() if w.startswith("user:"))
+        if not ids:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for wid in ids:
+                pipe.hget(self.keys.wallet(wid), "team")
+            raws = await self._io(pipe.execute())
+        return {wid: str(raw or "") for wid, raw in zip(ids, raws, strict=True)}
 
     async def reservation(self, reservation_id: str) -> Reservation | None:
         raw = await self._io(

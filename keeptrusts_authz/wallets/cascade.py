@@ -1,6 +1,11 @@
 """The wallet cascade: which wallets fund a consumer group's request, in which order, and which
 wallet takes a warn/showback overdraft. The gateway's admission and the wallet API's balance view
-both read it from here."""
+both read it from here.
+
+Users belong to teams: the user step names `user:<user>` whatever the user header says, and the
+reservation carries the group's team (`member_team`); reserve.lua refuses the whole request when
+that user wallet exists for another team (or none), in the same script that would fund it, so a
+cascade never reaches another team's user and never falls through to its own wallets instead."""
 
 from __future__ import annotations
 
@@ -27,6 +32,12 @@ class Cascade:
     overdraft: str
 
 
+def member_team(group: ConsumerGroup) -> str:
+    """The team whose users this group's cascade may reach ('' for a group without a team,
+    whose cascade is the org pool only)."""
+    return group.wallet_team_id or ""
+
+
 def overdraft_wallet(group: ConsumerGroup) -> str:
     return f"team:{group.wallet_team_id}" if group.wallet_team_id else "org"
 
@@ -47,4 +58,4 @@ def cascade_for(config: Config, group: ConsumerGroup, user: str | None) -> Casca
     return Cascade(steps, candidates or (overdraft,), overdraft)
 
 
-__all__ = ["Cascade", "CascadeStep", "cascade_for", "overdraft_wallet"]
+__all__ = ["Cascade", "CascadeStep", "cascade_for", "member_team", "overdraft_wallet"]

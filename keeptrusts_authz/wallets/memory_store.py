@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from keeptrusts_authz.errors import StoreDataError, StoreRegressed
+from keeptrusts_authz.periods.models import PeriodState, RolloverOutcome
 from keeptrusts_authz.wallets.models import (
     WALLET_FIELDS,
     AuditSnapshot,
@@ -41,6 +42,7 @@ from keeptrusts_authz.wallets.ports import StoreRefused, TicketConflict, TicketN
 IDEM_TTL_MS = 86_400_000
 CLOSED_TTL_MS = 6 * 3_600_000  # enforcement.closed_reservation_ttl_seconds' default
 TICKET_TTL_MS = 7 * 86_400_000
+MAX_ROLLOVER = 10**15  # period_rollover.lua's MAX
 
 
 def _now_ms() -> int:
@@ -65,6 +67,10 @@ class _State:
     burn: dict[str, dict[str, int]] = field(default_factory=dict)
     last_id: tuple[int, int] = (0, 0)
     epoch: dict[str, str] | None = None
+    # The `team` field of user wallets (a string; the wallet records hold integers only).
+    teams: dict[str, str] = field(default_factory=dict)
+    # The period state hashes (`kt:{org}:pw:<wallet>`) of period_rollover.lua.
+    periods: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class MemoryEvents:
@@ -221,8 +227,12 @@ class MemoryWalletStore:
         description: str,
         fingerprint: str,
         idempotency_key: str | None,
+        team: str = "",
+        source_team: str = "",
     ) -> OpResult:
-        """allocate (org -> member), reclaim (member -> org), transfer (member -> member)."""
+        """allocate (org -> member), reclaim (member -> org), transfer (member -> member).
+        `team`: a user destination must belong to it (one without a team adopts it);
+        `source_team`: a user source must belong to it (allocate.lua / transfer.lua)."""
         async with self._lock:
             self._check_amount(amount)
             if op == "transfer" and source == destination:
@@ -243,8 +253,17 @@ class MemoryWalletStore:
                 if op == "transfer" and not dst_exists and not create:
                     raise StoreRefused("unknown_wallet", destination)
                 available = src["balance"]
+            source_owner = self._s.teams.get(source, "")
+            if source_team and source.startswith("user:") and source_owner != source_team:
+                raise StoreRefused("wrong_team", source, team=source_owner)
+            if team and destination.startswith("user:") and dst_exists:
+                stored = self._s.teams.get(destination)
+                if stored and stored != team:
+                    raise StoreRefused("wrong_team", destination, team=stored)
             if available < amount:
                 raise StoreRefused("insufficient", source, available)
+            if team and destination.startswith("user:"):
+                self._s.teams[destination] = team
             src = self._create_wallet(source)
             dst = self._create_wallet(destination)
             src["balance"] -= amount
@@ -254,6 +273,7 @@ class MemoryWalletStore:
             if op != "reclaim":
                 dst["allocated_total"] += amount
             member = destination if op == "allocate" else source
+            extra = {"user_team": team} if team and destination.startswith("user:") else {}
             entry_id = self._xadd(
                 now,
                 op=op,
@@ -264,6 +284,7 @@ class MemoryWalletStore:
                 description=description,
                 **{"from": source, "to": destination},
                 balance_after=str(self._s.wallets[member]["balance"]),
+                **extra,
             )
             self.events.publish(f"funds:{destination}")
             balances = {source: src["balance"], destination: dst["balance"]}
@@ -280,6 +301,7 @@ class MemoryWalletStore:
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
+        team: str = "",
     ) -> OpResult:
         return await self._move(
             "allocate",
@@ -291,6 +313,7 @@ class MemoryWalletStore:
             description=description,
             fingerprint=fingerprint,
             idempotency_key=idempotency_key,
+            team=team,
         )
 
     async def reclaim(
@@ -326,6 +349,8 @@ class MemoryWalletStore:
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
+        source_team: str = "",
+        team: str = "",
     ) -> OpResult:
         return await self._move(
             "transfer",
@@ -337,6 +362,8 @@ class MemoryWalletStore:
             description=description,
             fingerprint=fingerprint,
             idempotency_key=idempotency_key,
+            team=team,
+            source_team=source_team,
         )
 
     # -- reservation lifecycle --------------------------------------------------------------------
@@ -386,6 +413,13 @@ class MemoryWalletStore:
                 raise StoreDataError("Redis refused the command: invalid amount")
             if req.ttl_ms <= 0:
                 raise StoreDataError("Redis refused the command: invalid ttl")
+            for wid in req.candidates:
+                if wid.startswith("user:") and wid in self._s.wallets:
+                    owner = self._s.teams.get(wid)
+                    if owner is None or owner != req.team:
+                        return ReserveResult(
+                            "foreign_user", wid, req.amount, {}, owner_team=owner or ""
+                        )
             now = self._clock()
             prev = self._live(self._s.reservations, req.reservation_id, now)
             if prev is not None and "wallet" in prev.fields:
@@ -698,6 +732,133 @@ class MemoryWalletStore:
     async def wallets(self) -> dict[str, dict[str, int]]:
         async with self._lock:
             return {wid: dict(self._s.wallets[wid]) for wid in sorted(self._s.wallets)}
+
+    async def wallet_team(self, wallet_id: str) -> str:
+        async with self._lock:
+            return self._s.teams.get(wallet_id, "") if wallet_id in self._s.wallets else ""
+
+    async def wallet_teams(self) -> dict[str, str]:
+        async with self._lock:
+            return {
+                wid: self._s.teams.get(wid, "")
+                for wid in sorted(self._s.wallets)
+                if wid.startswith("user:")
+            }
+
+    # -- budget periods (period_rollover.lua) ---------------------------------------------------
+
+    async def apply_period_boundary(
+        self,
+        wallet_id: str,
+        period_id: str,
+        *,
+        rollover: str,
+        amount: int,
+        carry_cap: int,
+        period_start_ms: int,
+        actor: str,
+        description: str,
+        team: str = "",
+    ) -> RolloverOutcome:
+        """One boundary of one wallet, at most once per (wallet, period id): the semantics of
+        period_rollover.lua (the same policy table, refusals and ledger fields)."""
+        async with self._lock:
+            if not 0 < amount <= MAX_ROLLOVER:
+                raise StoreDataError("Redis refused the command: invalid amount")
+            if not 0 <= carry_cap <= MAX_ROLLOVER:
+                raise StoreDataError("Redis refused the command: invalid carry cap")
+            state = self._s.periods.get(wallet_id)
+            if state is not None:
+                if state["period"] == period_id:
+                    return RolloverOutcome("replayed", entry_id=state["entry"])
+                if state["period"] > period_id:
+                    return RolloverOutcome("stale", applied_period=state["period"])
+            w = self._s.wallets.get(wallet_id)
+            b = w["balance"] if w is not None else 0
+            spent = w["spent_total"] if w is not None else 0
+            pos, debt = max(b, 0), max(-b, 0)
+            if rollover == "reset":
+                carried, returned, forgiven = 0, pos, debt
+            elif rollover == "carry":
+                carried, returned, forgiven = pos, 0, debt
+            elif rollover == "carry_capped":
+                carried = min(pos, carry_cap)
+                returned, forgiven = pos - carried, debt
+            elif rollover == "carry_debt":
+                carried, returned, forgiven = b, 0, 0
+            else:
+                raise StoreDataError("Redis refused the command: invalid rollover")
+            delta = amount - returned + forgiven
+            org = self._s.wallets.get("org")
+            org_bal = org["balance"] if org is not None else 0
+            if delta > org_bal:
+                return RolloverOutcome("insufficient", org_balance=org_bal, delta=delta)
+            now = self._clock()
+            org = self._create_wallet("org")
+            target = self._create_wallet(wallet_id)
+            if team and wallet_id.startswith("user:"):
+                self._s.teams.setdefault(wallet_id, team)
+            org["balance"] -= delta
+            target["balance"] += delta
+            target["allocated_total"] += delta
+            entry_id = self._xadd(
+                now,
+                op="period_rollover",
+                wallet=wallet_id,
+                amount=str(amount),
+                ts_ms=str(now),
+                actor=actor,
+                description=description,
+                **{"from": "org", "to": wallet_id},
+                period=period_id,
+                period_start_ms=str(period_start_ms),
+                rollover=rollover,
+                delta=str(delta),
+                carried_in=str(carried),
+                returned=str(returned),
+                forgiven=str(forgiven),
+                balance_after=str(target["balance"]),
+            )
+            self._s.periods[wallet_id] = {
+                "period": period_id,
+                "entry": entry_id,
+                "allocation": str(amount),
+                "carried_in": str(carried),
+                "returned": str(returned),
+                "forgiven": str(forgiven),
+                "applied_ms": str(now),
+                "spent_at_start": str(spent),
+                "rollover": rollover,
+            }
+            if delta > 0:
+                self.events.publish(f"funds:{wallet_id}")
+            return RolloverOutcome(
+                "applied",
+                entry_id=entry_id,
+                delta=delta,
+                balance_after=target["balance"],
+                org_balance=org["balance"],
+            )
+
+    async def period_states(self, wallet_ids: Sequence[str]) -> dict[str, PeriodState]:
+        async with self._lock:
+            out: dict[str, PeriodState] = {}
+            for wid in wallet_ids:
+                raw = self._s.periods.get(wid)
+                if raw:
+                    out[wid] = PeriodState(
+                        wallet_id=wid,
+                        period_id=raw["period"],
+                        entry_id=raw["entry"],
+                        rollover=raw["rollover"],
+                        allocation=int(raw["allocation"]),
+                        carried_in=int(raw["carried_in"]),
+                        returned=int(raw["returned"]),
+                        forgiven=int(raw["forgiven"]),
+                        applied_ms=int(raw["applied_ms"]),
+                        spent_at_start=int(raw["spent_at_start"]),
+                    )
+            return out
 
     async def reservation(self, reservation_id: str) -> Reservation | None:
         async with self._lock:

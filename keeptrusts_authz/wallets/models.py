@@ -17,7 +17,7 @@ from keeptrusts_authz.errors import InvalidInput
 Scope = Literal["org", "team", "user"]
 Status = Literal["healthy", "low", "depleted"]
 Policy = Literal["block", "warn", "hold", "showback"]
-ReserveOutcome = Literal["reserved", "overdraft", "blocked", "hold", "duplicate"]
+ReserveOutcome = Literal["reserved", "overdraft", "blocked", "hold", "duplicate", "foreign_user"]
 SettleOutcome = Literal["settled", "corrected", "released", "already_closed", "unknown"]
 
 _TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -135,6 +135,9 @@ class ReserveResult:
     wallet: str | None
     amount: int
     seen: dict[str, int]
+    #: foreign_user: the team the named user's wallet belongs to ('' = none); never shown to
+    #: the caller (it names another team).
+    owner_team: str = ""
 
     @property
     def allowed(self) -> bool:
@@ -236,6 +239,25 @@ class TicketRecord:
 
 
 @dataclass(frozen=True)
+class TopUpRecord:
+    """A team lead's request for more budget (wallets.topups): pending until billing approves
+    (allocated from the org pool to `wallet` in the same script) or denies it."""
+
+    id: str
+    status: str
+    team: str
+    wallet: str
+    amount: int
+    description: str
+    requested_by: str
+    created_ms: int
+    decided_by: str
+    decided_ms: int
+    reason: str
+    entry_id: str
+
+
+@dataclass(frozen=True)
 class LedgerCheckpoint:
     """Every wallet and open reservation of one org as replayed up to and including `upto` (an
     archived stream id), kept with the archived ledger so an audit replays only what follows."""
@@ -309,6 +331,7 @@ __all__ = [
     "Status",
     "StoreMarker",
     "TicketRecord",
+    "TopUpRecord",
     "Wallet",
     "new_epoch_id",
     "parse_wallet_id",

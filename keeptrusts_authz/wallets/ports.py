@@ -28,17 +28,20 @@ from keeptrusts_authz.wallets.models import (
     SettleResult,
     StoreMarker,
     TicketRecord,
+    TopUpRecord,
 )
 
 
 class StoreRefused(Exception):
-    """A store refused an admin move; `reason` is unknown_wallet, insufficient or conflict."""
+    """A store refused an admin move; `reason` is unknown_wallet, insufficient, conflict or
+    wrong_team (a user wallet of another team, or of none: `team` is the one it belongs to)."""
 
-    def __init__(self, reason: str, wallet: str = "", available: int = 0) -> None:
+    def __init__(self, reason: str, wallet: str = "", available: int = 0, team: str = "") -> None:
         super().__init__(f"{reason}: {wallet}" if wallet else reason)
         self.reason = reason
         self.wallet = wallet
         self.available = available
+        self.team = team
 
 
 class WalletStore(Protocol):
@@ -66,7 +69,10 @@ class WalletStore(Protocol):
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
-    ) -> OpResult: ...
+        team: str = "",
+    ) -> OpResult:
+        """`team`: a user target must belong to it (a user wallet without a team adopts it)."""
+        ...
 
     async def reclaim(
         self,
@@ -90,7 +96,12 @@ class WalletStore(Protocol):
         description: str,
         fingerprint: str,
         idempotency_key: str | None = None,
-    ) -> OpResult: ...
+        source_team: str = "",
+        team: str = "",
+    ) -> OpResult:
+        """`source_team`: a user source must belong to it ('' = no constraint); `team`: a user
+        destination must belong to it (one without a team, or created here, adopts it)."""
+        ...
 
     async def reserve(
         self, req: ReserveRequest, *, actor: str = "gateway", epoch: str = ""
@@ -121,6 +132,14 @@ class WalletStore(Protocol):
     async def wallet(self, wallet_id: str) -> dict[str, int] | None: ...
 
     async def wallets(self) -> dict[str, dict[str, int]]: ...
+
+    async def wallet_team(self, wallet_id: str) -> str:
+        """The team a user wallet belongs to ('' when it has none or does not exist)."""
+        ...
+
+    async def wallet_teams(self) -> dict[str, str]:
+        """User wallet id -> the team it belongs to ('' when it has none)."""
+        ...
 
     async def reservation(self, reservation_id: str) -> Reservation | None: ...
 
@@ -195,12 +214,34 @@ class TicketStore(Protocol):
     async def set_waiting(self, ticket_id: str, waiting: bool) -> None: ...
 
 
+class TopUpStore(Protocol):
+    """Top-up requests of ONE organization (team leads ask, billing decides)."""
+
+    async def create(
+        self, *, team: str, wallet: str, amount: int, description: str, requested_by: str
+    ) -> TopUpRecord: ...
+
+    async def get(self, topup_id: str) -> TopUpRecord | None: ...
+
+    async def list(self, limit: int = 500) -> list[TopUpRecord]: ...
+
+    async def approve(
+        self, topup_id: str, wallet: str, *, actor: str, reason: str
+    ) -> tuple[TopUpRecord, OpResult]:
+        """Allocate the top-up from the org pool and mark it approved, atomically. Raises
+        TicketNotFound, TicketConflict (not pending) or StoreRefused('insufficient')."""
+        ...
+
+    async def deny(self, topup_id: str, *, actor: str, reason: str) -> TopUpRecord: ...
+
+
 __all__ = [
     "EventWatcher",
     "StoreRefused",
     "TicketConflict",
     "TicketNotFound",
     "TicketStore",
+    "TopUpStore",
     "WalletStore",
 ]
 

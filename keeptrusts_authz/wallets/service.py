@@ -22,6 +22,7 @@ from keeptrusts_authz.errors import (
     InvalidInput,
     StoreRegressed,
     UnknownWallet,
+    UserNotInTeam,
 )
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.wallets.archived_audit import audit_with_archive
@@ -111,12 +112,18 @@ class WalletService:
         self.currency = config.organization.currency
         self._low_ratio = config.enforcement.low_balance_ratio
         self._teams = {g.wallet_team_id for g in config.consumer_groups if g.wallet_team_id}
+        # Users the configuration places in a team (a user budget names its team).
+        self._configured_user_teams = {b.user_id: b.team_id for b in config.budgets if b.user_id}
 
     @property
     def store(self) -> WalletStore:
         return self._store
 
     # -- validation helpers ---------------------------------------------------------------------
+
+    def check_currency(self, currency: str) -> None:
+        """CurrencyMismatch unless `currency` is the organization's (no conversion is done)."""
+        self._check_currency(currency)
 
     def _check_currency(self, currency: str) -> None:
         if not isinstance(currency, str) or currency.strip().upper() != self.currency:
@@ -155,7 +162,7 @@ class WalletService:
             )
         return wallet_id
 
-    def _refused(self, exc: StoreRefused, requested: int) -> NoReturn:
+    def _refused(self, exc: StoreRefused, requested: int, team: str = "") -> NoReturn:
         if exc.reason == "unknown_wallet":
             raise UnknownWallet(f"unknown wallet {exc.wallet}", {"wallet": exc.wallet}) from None
         if exc.reason == "insufficient":
@@ -170,6 +177,12 @@ class WalletService:
                     "requested_micros": requested,
                     "currency": self.currency,
                 },
+            ) from None
+        if exc.reason == "wrong_team":
+            # Never names the team the wallet does belong to: the caller may be another team's.
+            raise UserNotInTeam(
+                f"{exc.wallet} does not belong to " + (f"team {team}" if team else "this team"),
+                {"wallet": exc.wallet, "team_id": team},
             ) from None
         if exc.reason == "conflict":
             raise Conflict(
@@ -230,9 +243,11 @@ class WalletService:
         description: str,
         actor: str,
         idempotency_key: str | None = None,
+        team: str | None = None,
     ) -> OpResult:
         """Org pool -> team or user wallet. A team wallet is created on first allocation when the
-        team is a configured `wallet_team_id`; user wallets are created on first allocation."""
+        team is a configured `wallet_team_id`; a user wallet on its first allocation, in the team
+        `team` names or, without it, the one team it can only be (user_team_for)."""
         wallet_id = self._member_wallet(wallet_id, "wallet_id")
         common = self._move(
             "allocate",
@@ -243,12 +258,63 @@ class WalletService:
             idempotency_key,
             wallet=wallet_id,
         )
+        owner = await self.user_team_for(wallet_id, team)
         try:
             return await self._store.allocate(
-                wallet_id, amount_micros, create=self._may_create(wallet_id), **common
+                wallet_id, amount_micros, create=self._may_create(wallet_id), team=owner, **common
             )
         except StoreRefused as exc:
-            self._refused(exc, amount_micros)
+            self._refused(exc, amount_micros, owner)
+
+    async def user_team_for(self, wallet_id: str, team: str | None) -> str:
+        """The team a USER wallet is funded for ('' for team and org wallets). A user belongs to
+        one team: the one its wallet record carries (set when first funded), else the one the
+        config places it in (a user budget), else the only configured team. `team` names it
+        explicitly (a configured team; it must agree with the config and the record, which the
+        store checks in the same script as the move). Anything else is ambiguous: 400."""
+        scope, user = parse_wallet_id(wallet_id)
+        if scope != "user":
+            if team:
+                raise InvalidInput(
+                    "team_id: names the team of a user wallet; give user_id too",
+                    {"field": "team_id"},
+                )
+            return ""
+        configured = self._configured_user_teams.get(user)
+        if team:
+            if team not in self._teams:
+                raise InvalidInput(
+                    f"team_id: {team!r} is not a configured team", {"field": "team_id"}
+                )
+            if configured and configured != team:
+                raise UserNotInTeam(
+                    f"{wallet_id} does not belong to team {team} (the config places it in "
+                    "another team)",
+                    {"wallet": wallet_id, "team_id": team},
+                )
+            return team
+        if configured:
+            return configured
+        recorded = await self._store.wallet_team(wallet_id)
+        if recorded:
+            return recorded
+        if len(self._teams) == 1:
+            return next(iter(self._teams))
+        raise InvalidInput(
+            f"{wallet_id} belongs to no team yet: name its team (team_id with user_id); "
+            f"configured teams: {', '.join(sorted(self._teams)) or 'none'}",
+            {"field": "team_id", "reason": "team_required", "wallet": wallet_id},
+        )
+
+    async def user_teams(self) -> dict[str, str]:
+        """User id -> the team it belongs to: its wallet record's team, else the config's (a
+        user budget). Never from the ledger: the user/team fields of reserve entries come from
+        request headers, which a key holder chooses."""
+        out = dict(self._configured_user_teams)
+        for wallet_id, team in (await self._store.wallet_teams()).items():
+            if team:
+                out[wallet_id[5:]] = team
+        return out
 
     async def reclaim(
         self,
@@ -284,12 +350,109 @@ class WalletService:
         description: str,
         actor: str,
         idempotency_key: str | None = None,
+        team: str | None = None,
     ) -> OpResult:
-        """Atomic reallocation between two team/user wallets (available balance only)."""
+        """Atomic reallocation between two team/user wallets (available balance only). A user
+        destination is (or becomes) a user of `team`, or of its one team (user_team_for)."""
         source = self._member_wallet(source, "from")
         destination = self._member_wallet(destination, "to")
         if source == destination:
             raise InvalidInput("cannot transfer a wallet to itself", {"wallet": source})
+        return await self._transfer(
+            source,
+            destination,
+            amount_micros,
+            currency,
+            description,
+            actor,
+            idempotency_key,
+            source_team="",
+            team=await self.user_team_for(destination, team),
+        )
+
+    async def team_allocate(
+        self,
+        team_id: str,
+        user_id: str,
+        amount_micros: int,
+        currency: str,
+        description: str,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult:
+        """A team lead re-splits its budget: team wallet -> one of ITS users' wallets (created
+        in the team on first use). Never beyond the team's available balance, never to a user
+        of another team (transfer.lua checks the user's record in the same script)."""
+        team, user = self._team_and_user(team_id, user_id)
+        return await self._transfer(
+            team,
+            user,
+            amount_micros,
+            currency,
+            description,
+            actor,
+            idempotency_key,
+            source_team="",
+            team=await self._lead_user_team(user, team_id),
+        )
+
+    async def team_reclaim(
+        self,
+        team_id: str,
+        user_id: str,
+        amount_micros: int,
+        currency: str,
+        description: str,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> OpResult:
+        """A team lead takes budget back: one of its users' wallets -> the team wallet
+        (available balance only; a user of another team is refused)."""
+        team, user = self._team_and_user(team_id, user_id)
+        return await self._transfer(
+            user,
+            team,
+            amount_micros,
+            currency,
+            description,
+            actor,
+            idempotency_key,
+            source_team=team_id,
+            team="",
+        )
+
+    def _team_and_user(self, team_id: str, user_id: str) -> tuple[str, str]:
+        team = f"team:{team_id}"
+        user = f"user:{user_id}"
+        parse_wallet_id(team)
+        parse_wallet_id(user)
+        if team_id not in self._teams:
+            raise InvalidInput(
+                f"team_id: {team_id!r} is not a configured team", {"field": "team_id"}
+            )
+        return team, user
+
+    async def _lead_user_team(self, user: str, team_id: str) -> str:
+        configured = self._configured_user_teams.get(parse_wallet_id(user)[1])
+        if configured and configured != team_id:
+            raise UserNotInTeam(
+                f"{user} does not belong to team {team_id}", {"wallet": user, "team_id": team_id}
+            )
+        return team_id
+
+    async def _transfer(
+        self,
+        source: str,
+        destination: str,
+        amount_micros: int,
+        currency: str,
+        description: str,
+        actor: str,
+        idempotency_key: str | None,
+        *,
+        source_team: str,
+        team: str,
+    ) -> OpResult:
         common = self._move(
             "transfer",
             amount_micros,
@@ -302,10 +465,16 @@ class WalletService:
         )
         try:
             return await self._store.transfer(
-                source, destination, amount_micros, create=self._may_create(destination), **common
+                source,
+                destination,
+                amount_micros,
+                create=self._may_create(destination),
+                source_team=source_team,
+                team=team,
+                **common,
             )
         except StoreRefused as exc:
-            self._refused(exc, amount_micros)
+            self._refused(exc, amount_micros, source_team or team)
 
     # -- reservation lifecycle ------------------------------------------------------------------
 

@@ -22,7 +22,13 @@ from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.wallets.burn import depletion_date
 from keeptrusts_authz.wallets.cascade import cascade_for
-from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, TicketRecord, Wallet
+from keeptrusts_authz.wallets.models import (
+    LedgerEntry,
+    OpResult,
+    TicketRecord,
+    TopUpRecord,
+    Wallet,
+)
 
 Doc = dict[str, Any]
 
@@ -153,16 +159,20 @@ def cascade_summary(
     team_id: str,
     user_id: str,
     records: Mapping[str, Wallet],
-    user_teams: Collection[str],
+    user_team: str,
+    teams: Collection[str] | None = None,
 ) -> list[CascadeFigures]:
-    """How each consumer group funded by this team (or used by this user) is funded right now:
-    the effective wallet is the first in its cascade that exists with a positive balance."""
+    """How each consumer group funded by this team (or used by this user, of `user_team`) is
+    funded right now: the effective wallet is the first in its cascade that exists with a
+    positive balance. `teams`: only groups of these teams (a team token's), None for all."""
     steps: list[CascadeFigures] = []
     for group in cfg.consumer_groups:
         scopes = cfg.cascade_for(group)
         if team_id and group.wallet_team_id != team_id:
             continue
-        if user_id and ("user" not in scopes or group.wallet_team_id not in user_teams):
+        if user_id and ("user" not in scopes or group.wallet_team_id != user_team):
+            continue
+        if teams is not None and group.wallet_team_id not in teams:
             continue
         wallets: list[str] = []
         effective: Wallet | None = None
@@ -271,6 +281,28 @@ def ticket_list_doc(currency: str, tickets: Sequence[TicketRecord]) -> Doc:
     return {"currency": currency, "tickets": [ticket_doc(t, currency) for t in tickets]}
 
 
+def topup_doc(topup: TopUpRecord, currency: str) -> Doc:
+    return {
+        "id": topup.id,
+        "status": topup.status,
+        "team_id": topup.team,
+        "wallet": topup.wallet,
+        **money_pair("amount", topup.amount),
+        "currency": currency,
+        "description": topup.description,
+        "requested_by": topup.requested_by,
+        "created": rfc3339(topup.created_ms),
+        "decided_by": topup.decided_by or None,
+        "decided_at": rfc3339(topup.decided_ms),
+        "reason": topup.reason or None,
+        "entry_id": topup.entry_id or None,
+    }
+
+
+def topup_list_doc(currency: str, topups: Sequence[TopUpRecord]) -> Doc:
+    return {"currency": currency, "topups": [topup_doc(t, currency) for t in topups]}
+
+
 def move_doc(result: OpResult, amount: int, currency: str, actor: str) -> Doc:
     return {
         "op": result.op,
@@ -311,6 +343,8 @@ __all__ = [
     "rfc3339",
     "ticket_doc",
     "ticket_list_doc",
+    "topup_doc",
+    "topup_list_doc",
     "wallet_doc",
     "wallet_list_doc",
     "wallet_status",

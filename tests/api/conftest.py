@@ -24,8 +24,15 @@ TOKENS = {
     "viewer": "kt_admin_viewer_91ab",
     "team": "kt_admin_eng_lead_22d0",
     "multi": "kt_admin_multi_5e5e",
+    "support": "kt_admin_support_lead_9c1d",
 }
-TOKEN_NAMES = {"billing": "finance", "viewer": "auditor", "team": "eng-lead", "multi": "ops"}
+TOKEN_NAMES = {
+    "billing": "finance",
+    "viewer": "auditor",
+    "team": "eng-lead",
+    "multi": "ops",
+    "support": "support-lead",
+}
 HOLD_TIMEOUT = 3.0
 HOLD_KEY = "kt_cg_research_prod"
 
@@ -36,6 +43,7 @@ def _admin_tokens() -> list[dict[str, Any]]:
         "viewer": ["viewer"],
         "team": ["team:team_engineering"],
         "multi": ["viewer", "team:team_support"],
+        "support": ["team:team_support"],
     }
     return [
         {

@@ -92,7 +92,9 @@ def test_every_route(api: Api) -> None:
         {"team_id": "team_support", "amount": "100", "currency": "USD"},
     )
     moved = api.ok(
-        "POST", "/v1/wallets/allocate", {"user_id": "alice", "amount": 25.5, "currency": "USD"}
+        "POST",
+        "/v1/wallets/allocate",
+        {"team_id": "team_engineering", "user_id": "alice", "amount": 25.5, "currency": "USD"},
     )
     assert moved["balances"]["user:alice"] == "25.50"
     moved = api.ok(
@@ -279,7 +281,8 @@ BAD: list[tuple[str, str, str, Any, int, str | None]] = [
     ("currency_other", "POST", "/v1/wallets/allocate", {**_ALLOC, "currency": "EUR"}, 400, "currency"),
     ("currency_missing", "POST", "/v1/wallets/allocate", {"team_id": "team_engineering", "amount": "5"}, 400, "currency"),
     ("unknown_team", "POST", "/v1/wallets/allocate", {**_ALLOC, "team_id": "team_nope"}, 404, None),
-    ("both_targets", "POST", "/v1/wallets/allocate", {**_ALLOC, "user_id": "bob"}, 400, "team_id"),
+    ("user_of_unknown_team", "POST", "/v1/wallets/allocate", {**_ALLOC, "team_id": "team_nope", "user_id": "bob"}, 400, "team_id"),
+    ("user_without_team", "POST", "/v1/wallets/allocate", {"user_id": "bob", "amount": "5", "currency": "USD"}, 400, "team_id"),
     ("no_target", "POST", "/v1/wallets/allocate", {"amount": "5", "currency": "USD"}, 400, "team_id"),
     ("bad_team_id", "POST", "/v1/wallets/allocate", {**_ALLOC, "team_id": "a/b"}, 400, "team_id"),
     ("transfer_self", "POST", "/v1/wallets/transfer",

@@ -123,7 +123,14 @@ def test_a_report_over_a_mebibyte_comes_through_whole(api: Api) -> None:
 
     async def allocate(w: Any) -> None:
         for i in range(6000):
-            await w.allocate(f"user:user_{i:05d}_of_a_large_org", 1_000_000, "USD", "", "test")
+            await w.allocate(
+                f"user:user_{i:05d}_of_a_large_org",
+                1_000_000,
+                "USD",
+                "",
+                "test",
+                team="team_engineering",
+            )
 
     api.stack.wallets(allocate)
     res = api.call("GET", f"{PATH}?period={_period()}&format=html&group_by=user", role="viewer")

@@ -105,12 +105,32 @@ def test_transfer_reclaim_and_idempotency_key(
         "team:team_support": "10.00",
         "org": "40.50",
     }
-    args = ["allocate", "--user", "bob", "--amount", "1", "--idempotency-key", "req-1", "--json"]
+    args = [
+        "allocate",
+        "--user",
+        "bob",
+        "--user-team",
+        "team_engineering",
+        "--amount",
+        "1",
+        "--idempotency-key",
+        "req-1",
+        "--json",
+    ]
     first = json.loads(cli(capsys, *args)[1])
     second = json.loads(cli(capsys, *args)[1])
     assert not first["replayed"] and second["replayed"] and first["entry_id"] == second["entry_id"]
     code, _, err = cli(
-        capsys, "allocate", "--user", "bob", "--amount", "2", "--idempotency-key", "req-1"
+        capsys,
+        "allocate",
+        "--user",
+        "bob",
+        "--user-team",
+        "team_engineering",
+        "--amount",
+        "2",
+        "--idempotency-key",
+        "req-1",
     )
     assert code == 4 and "idempotency key" in err
     assert cli(capsys, "audit")[0] == 0

@@ -59,8 +59,10 @@ async def _history(cfg: Any) -> None:
         await svc.credit(10_000 * USD, "USD", "seed", "test")
         await svc.allocate("team:team_eng", 1_000 * USD, "USD", "seed", "test")
         await svc.allocate("team:team_support", 100 * USD, "USD", "seed", "test")
-        await svc.allocate("user:bob", 5 * USD, "USD", "seed", "test")
-        await svc.allocate("user:carol", 2 * USD, "USD", "seed", "test")  # never spends
+        await svc.allocate("user:bob", 5 * USD, "USD", "seed", "test", team="team_eng")
+        await svc.allocate(
+            "user:carol", 2 * USD, "USD", "seed", "test", team="team_eng"
+        )  # never spends
         await spend(svc, 2 * USD, 1_234_567)
         await spend(svc, 3 * USD, 2_000_001, model="claude-3-5-sonnet")
         await spend(svc, 95 * USD, 90 * USD, wallet="team:team_support", team="team_support")

@@ -1,4 +1,5 @@
-"""period_rollover.lua + PeriodRunner against the real Redis, with an injected clock."""
+"""period_rollover.lua + PeriodRunner with an injected clock, on both backends: the real Redis
+(the Lua script) and the in-memory twin (wallets.memory_store, the same semantics)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from keeptrusts_authz.periods.budgets import BudgetRule, PeriodRunner
 from keeptrusts_authz.periods.calendar import BudgetCalendar
 from keeptrusts_authz.store.observability import ObservabilityStore
 from keeptrusts_authz.store.redis_store import RedisWalletStore
+from keeptrusts_authz.wallets.memory_store import MemoryWalletStore
 from keeptrusts_authz.wallets.models import SettleRequest
 from keeptrusts_authz.wallets.service import WalletService
-from tests.wallets.support import USD, make_config, reserve_req, run
+from tests.wallets.support import USD, Backend, reserve_req, run
 
 NY = BudgetCalendar.of("America/New_York", 2)
 TEAM = "team:team_eng"
@@ -28,11 +30,38 @@ def ny(y: int, m: int, d: int, h: int = 0, minute: int = 0, s: int = 5) -> datet
     return datetime(y, m, d, h, minute, s, tzinfo=NY.tz)
 
 
+class MemoryEventSink:
+    """The alert events of ObservabilityStore, deduplicated by (period, dedupe), in memory."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+        self._rows: list[tuple[str, dict[str, str]]] = []
+
+    async def record_event(self, period: str, dedupe: str, fields: Mapping[str, str]) -> str | None:
+        if (period, dedupe) in self._seen:
+            return None
+        self._seen.add((period, dedupe))
+        self._rows.insert(0, (f"{len(self._rows) + 1}-0", dict(fields)))
+        return self._rows[0][0]
+
+    async def events(self, count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        return self._rows[:count]
+
+    async def close(self) -> None:
+        return None
+
+
 class Env:
-    def __init__(self, url: str) -> None:
-        self.cfg = make_config(url)
-        self.store = RedisWalletStore.from_settings(self.cfg.redis, self.cfg.organization.id)
-        self.obs = ObservabilityStore.from_settings(self.cfg.redis, self.cfg.organization.id)
+    def __init__(self, backend: Backend) -> None:
+        self.cfg = backend.config()
+        self.store: RedisWalletStore | MemoryWalletStore
+        self.obs: ObservabilityStore | MemoryEventSink
+        if backend.url is not None:
+            self.store = RedisWalletStore.from_settings(self.cfg.redis, self.cfg.organization.id)
+            self.obs = ObservabilityStore.from_settings(self.cfg.redis, self.cfg.organization.id)
+        else:
+            self.store = MemoryWalletStore(self.cfg.organization.id)
+            self.obs = MemoryEventSink()
         self.svc = WalletService(self.store, self.cfg)
 
     def runner(self, *rules: BudgetRule) -> PeriodRunner:
@@ -59,8 +88,8 @@ class Env:
         await self.obs.close()
 
 
-async def with_env(url: str, body: object) -> None:
-    env = Env(url)
+async def with_env(backend: Backend, body: object) -> None:
+    env = Env(backend)
     try:
         await body(env)  # type: ignore[operator]
     finally:
@@ -80,7 +109,7 @@ async def with_env(url: str, body: object) -> None:
     ],
 )
 def test_each_rollover_policy(
-    redis_url: str,
+    backend: Backend,
     rollover: str,
     cap: int,
     spent: int,
@@ -107,10 +136,10 @@ def test_each_rollover_policy(
         assert pool_before - pool_after == int(jan["delta"])
         await env.audit_ok()
 
-    run(with_env(redis_url, body))
+    run(with_env(backend, body))
 
 
-def test_run_twice_and_racing_runners_apply_once(redis_url: str) -> None:
+def test_run_twice_and_racing_runners_apply_once(backend: Backend) -> None:
     async def body(env: Env) -> None:
         await env.svc.credit(10_000 * USD, "USD", "seed", "test")
         runners = [env.runner(rule()) for _ in range(8)]
@@ -124,10 +153,10 @@ def test_run_twice_and_racing_runners_apply_once(redis_url: str) -> None:
         assert len(await env.rollovers()) == 1
         await env.audit_ok()
 
-    run(with_env(redis_url, body))
+    run(with_env(backend, body))
 
 
-def test_catch_up_over_three_missed_boundaries_in_order(redis_url: str) -> None:
+def test_catch_up_over_three_missed_boundaries_in_order(backend: Backend) -> None:
     async def body(env: Env) -> None:
         await env.svc.credit(10_000 * USD, "USD", "seed", "test")
         runner = env.runner(rule("carry"))
@@ -159,10 +188,10 @@ def test_catch_up_over_three_missed_boundaries_in_order(redis_url: str) -> None:
         assert out.status == "stale" and out.applied_period == "2026-12"
         await env.audit_ok()
 
-    run(with_env(redis_url, body))
+    run(with_env(backend, body))
 
 
-def test_insufficient_pool_is_refused_alerted_and_retried(redis_url: str) -> None:
+def test_insufficient_pool_is_refused_alerted_and_retried(backend: Backend) -> None:
     async def body(env: Env) -> None:
         await env.svc.credit(1000 * USD, "USD", "seed", "test")
         runner = env.runner(rule())
@@ -180,10 +209,10 @@ def test_insufficient_pool_is_refused_alerted_and_retried(redis_url: str) -> Non
         assert (await env.store.wallet("org") or {})["balance"] == 800 * USD
         await env.audit_ok()
 
-    run(with_env(redis_url, body))
+    run(with_env(backend, body))
 
 
-def test_reservation_straddling_a_boundary(redis_url: str) -> None:
+def test_reservation_straddling_a_boundary(backend: Backend) -> None:
     async def body(env: Env) -> None:
         await env.svc.credit(10_000 * USD, "USD", "seed", "test")
         runner = env.runner(rule("reset"))
@@ -200,10 +229,10 @@ def test_reservation_straddling_a_boundary(redis_url: str) -> None:
         assert w["reserved"] == 0
         await env.audit_ok()
 
-    run(with_env(redis_url, body))
+    run(with_env(backend, body))
 
 
-def test_forecast_marks_at_risk_and_alerts_once_per_period(redis_url: str) -> None:
+def test_forecast_marks_at_risk_and_alerts_once_per_period(backend: Backend) -> None:
     async def body(env: Env) -> None:
         await env.svc.credit(10_000 * USD, "USD", "seed", "test")
         runner = env.runner(rule())
@@ -220,10 +249,10 @@ def test_forecast_marks_at_risk_and_alerts_once_per_period(redis_url: str) -> No
         events = [f for _, f in await env.obs.events()]
         assert [(e["kind"], e["period"]) for e in events] == [("period_at_risk", "2026-12")]
 
-    run(with_env(redis_url, body))
+    run(with_env(backend, body))
 
 
-def test_budget_period_kinds_use_their_ids(redis_url: str) -> None:
+def test_budget_period_kinds_use_their_ids(backend: Backend) -> None:
     async def body(env: Env) -> None:
         await env.svc.credit(10_000 * USD, "USD", "seed", "test")
         rules = [
@@ -239,10 +268,10 @@ def test_budget_period_kinds_use_their_ids(redis_url: str) -> None:
         ]
         await env.audit_ok()
 
-    run(with_env(redis_url, body))
+    run(with_env(backend, body))
 
 
-def test_service_workers_on_two_replicas_apply_each_boundary_once(redis_url: str) -> None:
+def test_service_workers_on_two_replicas_apply_each_boundary_once(backend: Backend) -> None:
     from keeptrusts_authz.periods.worker import PeriodWorker
 
     async def body(env: Env) -> None:
@@ -265,10 +294,11 @@ def test_service_workers_on_two_replicas_apply_each_boundary_once(redis_url: str
         assert await env.balance() == 2400 * USD
         await env.audit_ok()
 
-    run(with_env(redis_url, body))
+    run(with_env(backend, body))
 
 
 def test_late_settlement_is_charged_to_the_period_of_its_reservation(redis_url: str) -> None:
+    # Redis only: it rewrites the reservation's created_ms behind the store's back.
     from keeptrusts_authz.reports.chargeback import build_report, parse_period
     from keeptrusts_authz.store.keys import Keys
     from tests.wallets.support import sync_client
@@ -296,10 +326,10 @@ def test_late_settlement_is_charged_to_the_period_of_its_reservation(redis_url: 
         assert not prev.check() and not cur.check()
         await env.audit_ok()
 
-    run(with_env(redis_url, body))
+    run(with_env(Backend("redis", redis_url), body))
 
 
-def test_a_short_pool_funds_budgets_in_config_order(redis_url: str) -> None:
+def test_a_short_pool_funds_budgets_in_config_order(backend: Backend) -> None:
     async def body(env: Env) -> None:
         await env.svc.credit(1500 * USD, "USD", "seed", "test")
         second = BudgetRule("team:team_ops", "team_ops", None, "monthly", "reset", 1000 * USD, 0)
@@ -311,4 +341,4 @@ def test_a_short_pool_funds_budgets_in_config_order(redis_url: str) -> None:
         assert (await env.store.wallet("org") or {})["balance"] == 300 * USD
         await env.audit_ok()
 
-    run(with_env(redis_url, body))
+    run(with_env(backend, body))

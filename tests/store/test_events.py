@@ -72,7 +72,9 @@ def test_each_admin_move_publishes_once_naming_the_receiving_wallet(redis_url: s
                 assert drain_events(pubsub) == ["funds:team:team_eng"]  # created on the way
                 await svc.allocate("team:team_eng", 1 * USD, "USD", "", "a")
                 assert drain_events(pubsub) == ["funds:team:team_eng"]
-                await svc.transfer("team:team_eng", "user:bob", 5 * USD, "USD", "", "a")
+                await svc.transfer(
+                    "team:team_eng", "user:bob", 5 * USD, "USD", "", "a", team="team_eng"
+                )
                 assert drain_events(pubsub) == ["funds:user:bob"]
                 await svc.transfer("user:bob", "team:team_support", 2 * USD, "USD", "", "a")
                 assert drain_events(pubsub) == ["funds:team:team_support"]

@@ -136,7 +136,7 @@ def test_allocate_reclaim_transfer_entries(redis_url: str) -> None:
             eng, sup = await svc.wallet("team:team_eng"), await svc.wallet("team:team_support")
             assert eng.allocated_total == 1000 * USD and sup.allocated_total == 150 * USD
             # users are created on first allocation; unconfigured teams are not
-            await svc.allocate("user:bob@example.com", 5 * USD, "USD", "", "alice")
+            await svc.allocate("user:bob@example.com", 5 * USD, "USD", "", "alice", team="team_eng")
             with pytest.raises(UnknownWallet):
                 await svc.allocate("team:team_ghost", 5 * USD, "USD", "", "alice")
             assert (await svc.audit()).ok
@@ -171,7 +171,7 @@ def test_reserve_cascade_first_wallet_that_can_pay_all(redis_url: str) -> None:
     async def go() -> None:
         async with wallet_service(redis_url) as svc:
             await funded(svc, team_eng=1000 * USD)
-            await svc.allocate("user:alice", 50 * USD, "USD", "", "a")
+            await svc.allocate("user:alice", 50 * USD, "USD", "", "a", team="team_eng")
             cands = ("user:ghost", "user:alice", "team:team_eng")
             # alice can pay 40 -> alice; the missing user wallet is skipped
             r1 = await svc.reserve(reserve_req(40 * USD, cands))

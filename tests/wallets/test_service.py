@@ -178,7 +178,7 @@ def test_wallets_listing_and_status_from_config_ratio(backend: Backend) -> None:
     async def go() -> None:
         async with backend.service(low_balance_ratio="0.5") as svc:
             await funded(svc, team_eng=100 * USD, team_support=10 * USD)
-            await svc.allocate("user:bob", 1 * USD, "USD", "", "t")
+            await svc.allocate("user:bob", 1 * USD, "USD", "", "t", team="team_eng")
             await svc.reserve(reserve_req(60 * USD))
             wallets = await svc.wallets()
             assert [w.id for w in wallets] == [

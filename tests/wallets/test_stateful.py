@@ -27,6 +27,13 @@ from tests.wallets.support import USD, Backend, reserve_req
 
 T = TypeVar("T")
 MEMBERS = ["team:team_eng", "team:team_support", "user:alice", "team:ghost"]
+
+
+def _team_of(wallet: str) -> str | None:
+    """alice is a user of team_eng (users belong to teams; the reserves below are team_eng's)."""
+    return "team_eng" if wallet.startswith("user:") else None
+
+
 CANDIDATES = [
     ("user:alice", "team:team_eng"),
     ("team:team_eng",),
@@ -80,12 +87,12 @@ class WalletMachine(RuleBasedStateMachine):
         creatable = wallet != "team:ghost"
         if (wallet not in self.balance and not creatable) or self.balance.get("org", 0) < amount:
             self._refused_untouched(
-                self.svc.allocate(wallet, amount, "USD", "", "prop"),
+                self.svc.allocate(wallet, amount, "USD", "", "prop", team=_team_of(wallet)),
                 InsufficientFunds,
                 UnknownWallet,
             )
             return
-        self.run(self.svc.allocate(wallet, amount, "USD", "", "prop"))
+        self.run(self.svc.allocate(wallet, amount, "USD", "", "prop", team=_team_of(wallet)))
         self._create(wallet)
         self.balance["org"] -= amount
         self.balance[wallet] += amount
@@ -106,7 +113,7 @@ class WalletMachine(RuleBasedStateMachine):
 
     @rule(src=st.sampled_from(MEMBERS), dst=st.sampled_from(MEMBERS), amount=amounts)
     def transfer(self, src: str, dst: str, amount: int) -> None:
-        call = self.svc.transfer(src, dst, amount, "USD", "", "prop")
+        call = self.svc.transfer(src, dst, amount, "USD", "", "prop", team=_team_of(dst))
         if src == dst:
             self._refused_untouched(call, InvalidInput)
             return

@@ -14,6 +14,7 @@
 -- ARGV[4] amount (micros, > 0)   ARGV[5] carry cap (micros, >= 0; carry_capped only)
 -- ARGV[6] actor   ARGV[7] description   ARGV[8] events channel kt:{org}:events
 -- ARGV[9] period start (Unix ms; reports place the entry in its period by it, not by ts_ms)
+-- ARGV[10] the budget's team: a user wallet without a `team` field (or created here) gets it
 -- Policy, with b the wallet's available balance at the boundary and A the amount:
 --   reset        carried 0;             returned max(b,0); forgiven max(-b,0)
 --   carry        carried max(b,0);      returned 0;        forgiven max(-b,0)
@@ -33,6 +34,7 @@ local actor = ARGV[6]
 local description = ARGV[7]
 local channel = ARGV[8]
 local period_start_ms = ARGV[9]
+local team = ARGV[10] or ''
 local MAX = 1000000000000000
 
 if not amount or amount <= 0 or amount > MAX then return redis.error_reply('invalid amount') end
@@ -67,6 +69,9 @@ if delta > org_bal then return {'insufficient', s(org_bal), s(delta)} end
 
 local now_ms = redis_now_ms()
 if not w[1] then create_wallet(KEYS[4], KEYS[2], wallet, now_ms) end
+if team ~= '' and string.sub(wallet, 1, 5) == 'user:' then
+  redis.call('HSETNX', KEYS[4], 'team', team)
+end
 org_bal = redis.call('HINCRBY', KEYS[3], 'balance', s(-delta))
 local bal = redis.call('HINCRBY', KEYS[4], 'balance', s(delta))
 redis.call('HINCRBY', KEYS[4], 'allocated_total', s(delta))

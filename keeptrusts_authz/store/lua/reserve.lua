@@ -20,6 +20,10 @@
 -- ARGV[9] overdraft wallet id or ''   ARGV[10] n (number of candidates)
 -- ARGV[11 .. 10+n] candidate wallet ids   ARGV[11+n] actor
 -- ARGV[12+n] expected epoch id or '' (the caller has not seen one: a missing marker is a new org)
+-- Users belong to teams: a USER candidate that exists must carry `team` == ARGV[5] (its `team`
+-- field, written when it was funded for that team); otherwise nothing is reserved and the
+-- request is refused as {'foreign_user', wallet, its team or ''} (a key of one team naming a
+-- user of another never reaches that user's wallet, nor falls through to its own).
 -- Returns {outcome, wallet or '', amount, id_1, available_1, id_2, available_2, ...} where outcome
 -- is reserved|overdraft|blocked|hold|duplicate|regressed and the id/available pairs are the candidates that
 -- exist, as seen (a duplicate returns the original wallet and amount, no pairs; an id released
@@ -43,6 +47,14 @@ if not ttl_ms or ttl_ms <= 0 then return redis.error_reply('invalid ttl') end
 local epoch = redis.call('HGET', KEYS[6], 'id')
 if expected_epoch ~= '' and epoch ~= expected_epoch then
   return {'regressed', epoch or ''}
+end
+
+for i = 1, n do
+  local id = ARGV[10 + i]
+  if string.sub(id, 1, 5) == 'user:' then
+    local w = redis.call('HMGET', KEYS[6 + i], 'balance', 'team')
+    if w[1] and w[2] ~= team then return {'foreign_user', id, w[2] or ''} end
+  end
 end
 
 local prev = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'tombstone')

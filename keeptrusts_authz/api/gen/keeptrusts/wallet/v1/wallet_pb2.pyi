@@ -146,3 +146,53 @@ class GetChargebackReportRequest(_message.Message):
     group_by: str
     to: str
     def __init__(self, period: _Optional[str] = ..., format: _Optional[str] = ..., group_by: _Optional[str] = ..., to: _Optional[str] = ..., **kwargs) -> None: ...
+
+class TeamMoveRequest(_message.Message):
+    __slots__ = ("team_id", "user_id", "amount", "currency", "description", "request_id", "body")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    user_id: str
+    amount: _struct_pb2.Value
+    currency: str
+    description: str
+    request_id: str
+    body: _struct_pb2.Struct
+    def __init__(self, team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., amount: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., request_id: _Optional[str] = ..., body: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class TopUpRequest(_message.Message):
+    __slots__ = ("team_id", "amount", "currency", "description", "body")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    amount: _struct_pb2.Value
+    currency: str
+    description: str
+    body: _struct_pb2.Struct
+    def __init__(self, team_id: _Optional[str] = ..., amount: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., body: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ListTopUpsRequest(_message.Message):
+    __slots__ = ("status", "team_id")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    team_id: str
+    def __init__(self, status: _Optional[str] = ..., team_id: _Optional[str] = ...) -> None: ...
+
+class DecideTopUpRequest(_message.Message):
+    __slots__ = ("topup_id", "reason", "body")
+    TOPUP_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    topup_id: str
+    reason: str
+    body: _struct_pb2.Struct
+    def __init__(self, topup_id: _Optional[str] = ..., reason: _Optional[str] = ..., body: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...

@@ -85,6 +85,36 @@ class WalletServiceStub:
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.TeamAllocate = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/TeamAllocate',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.TeamReclaim = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/TeamReclaim',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.RequestTopUp = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/RequestTopUp',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUpRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.ListTopUps = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/ListTopUps',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.ApproveTopUp = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/ApproveTopUp',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.DenyTopUp = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/DenyTopUp',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.GetChargebackReport = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/GetChargebackReport',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetChargebackReportRequest.SerializeToString,
@@ -165,6 +195,52 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TeamAllocate(self, request, context):
+        """A team lead re-splits its budget: team wallet -> one of the team's user wallets (created in
+        the team on first use; never beyond the team's available balance, never a user of another
+        team). Roles: team:<team_id>, billing. The ledger entry (op transfer) names the token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TeamReclaim(self, request, context):
+        """A team lead takes budget back: one of the team's user wallets -> the team wallet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestTopUp(self, request, context):
+        """A team lead asks for more budget: a pending top-up that billing approves (the amount is
+        allocated from the org pool to the team wallet, once) or denies. Roles: team:<team_id>.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTopUps(self, request, context):
+        """Top-ups: a team token sees its own team's, billing and viewer every team's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveTopUp(self, request, context):
+        """Approve a pending top-up: allocates it from the org pool in the same script that marks it
+        approved (a second approval allocates nothing: 409). Role: billing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DenyTopUp(self, request, context):
+        """Deny a pending top-up. Role: billing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetChargebackReport(self, request, context):
         """Chargeback/showback report of a period from the ledger: the CSV, JSON or HTML document with
         its own content type (text/csv, application/json, text/html). Roles: billing, viewer (the
@@ -225,6 +301,36 @@ def add_WalletServiceServicer_to_server(servicer, server):
             'DenyTicket': grpc.unary_unary_rpc_method_handler(
                     servicer.DenyTicket,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'TeamAllocate': grpc.unary_unary_rpc_method_handler(
+                    servicer.TeamAllocate,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'TeamReclaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.TeamReclaim,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'RequestTopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestTopUp,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUpRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'ListTopUps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTopUps,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'ApproveTopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveTopUp,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'DenyTopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DenyTopUp,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetChargebackReport': grpc.unary_unary_rpc_method_handler(
@@ -502,6 +608,168 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/DenyTicket',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TeamAllocate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/TeamAllocate',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TeamReclaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/TeamReclaim',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestTopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/RequestTopUp',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUpRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTopUps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/ListTopUps',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveTopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/ApproveTopUp',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DenyTopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/DenyTopUp',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
