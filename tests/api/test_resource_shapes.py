@@ -83,7 +83,8 @@ def scenario(api: Api) -> Iterator[Api]:
            {"from_team_id": "team_engineering", "to_team_id": "team_support", "amount": "50",
             "currency": "USD"})  # fmt: skip
     api.ok("POST", "/v1/wallets/allocate",
-           {"user_id": "alice", "amount": "5", "currency": "USD"})  # fmt: skip
+           {"team_id": "team_engineering", "user_id": "alice", "amount": "5",
+            "currency": "USD"})  # fmt: skip
     for user in ("alice", "bob"):  # alice's own wallet pays; bob falls through to the team
         status, _, _ = api.stack.post("/v1/chat/completions", CHAT, headers={"x-user-id": user})
         assert status == 200

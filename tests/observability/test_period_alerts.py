@@ -12,7 +12,7 @@ from keeptrusts_authz.alerts.engine import AlertEngine
 from keeptrusts_authz.periods.budgets import BudgetRule
 from tests.observability.test_alerts import schema_errors
 from tests.periods.test_rollover import TEAM, Env, ny, with_env
-from tests.wallets.support import USD, run
+from tests.wallets.support import USD, Backend, run
 
 WEEKLY = BudgetRule(TEAM, "team_eng", None, "weekly", "reset", 100 * USD, 0)
 
@@ -62,7 +62,7 @@ def test_a_new_budget_period_re_arms_the_thresholds(redis_url: str) -> None:
         await env.spend(30 * USD)
         assert _thresholds(await engine.evaluate([TEAM])) == [("2026-W50", 80)]
 
-    run(with_env(redis_url, body))
+    run(with_env(Backend("redis", redis_url), body))
 
 
 def test_a_reclaim_fires_no_period_threshold(redis_url: str) -> None:
@@ -77,7 +77,7 @@ def test_a_reclaim_fires_no_period_threshold(redis_url: str) -> None:
         await env.svc.transfer(TEAM, "team:team_support", 4 * USD, "USD", "move", "test")
         assert _thresholds(await engine.evaluate([TEAM])) == []
 
-    run(with_env(redis_url, body))
+    run(with_env(Backend("redis", redis_url), body))
 
 
 def test_no_period_threshold_before_the_period_is_applied(redis_url: str) -> None:
@@ -89,4 +89,4 @@ def test_no_period_threshold_before_the_period_is_applied(redis_url: str) -> Non
         await env.spend(90 * USD)  # 90 % of the lifetime funding, but no period applied yet
         assert _thresholds(await engine.evaluate([TEAM])) == []
 
-    run(with_env(redis_url, body))
+    run(with_env(Backend("redis", redis_url), body))
