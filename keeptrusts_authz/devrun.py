@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             "<your kt_ key>",
         )
         print(f"envoy      : listener {gw}, admin http://127.0.0.1:{cfg.gateway.admin_port}")
+        print(f"console    : {gw}/console (sign in with an admin token, e.g. kt_admin_dev_token)")
         print(
             f"""
 Try it (logs in {RUN_DIR}/):

@@ -23,6 +23,7 @@ from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2 as pb
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2_grpc as pb_grpc
 from keeptrusts_authz.api.status import abort
 from keeptrusts_authz.config.models import Config
+from keeptrusts_authz.console import asset as console_asset
 from keeptrusts_authz.errors import (
     Conflict,
     InvalidInput,
@@ -585,6 +586,44 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             calendar=calendar,
         )
         return Body(content_type=content_type, data=body)
+
+    # -- console ----------
+
+    async def WhoAmI(self, request: pb.WhoAmIRequest, context: Context) -> pb.WhoAmIResponse:
+        return await self._call(request, context, self._whoami)
+
+    async def _whoami(
+        self, who: Principal, request: pb.WhoAmIRequest, md: Mapping[str, str]
+    ) -> pb.WhoAmIResponse:
+        calendar = calendar_of(self._config)
+        now = datetime.now(UTC)
+        teams = sorted(self._teams) if who.reads_all else sorted(who.teams)
+        return pb.WhoAmIResponse(
+            name=who.name,
+            roles=sorted(who.roles),
+            billing=who.billing,
+            reads_all=who.reads_all,
+            teams=teams,
+            organization=self._config.organization.id,
+            currency=self._currency,
+            current_month=calendar.period_at("monthly", now).id,
+            current_quarter=calendar.period_at("quarterly", now).id,
+        )
+
+    async def GetConsoleAsset(
+        self, request: pb.GetConsoleAssetRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        # No token: the console's files are public; the API calls the page makes carry one.
+        found = console_asset(request.asset)
+        if found is None:
+            await abort(
+                context,
+                KeeptrustsError(
+                    "not_found", f"no console file {request.asset[:64]!r}", 404, {"field": "asset"}
+                ),
+            )
+        assert found is not None
+        return httpbody_pb2.HttpBody(content_type=found[0], data=found[1])
 
 
 def _report_window(

@@ -1,7 +1,10 @@
 """`keeptrusts-authz report`: the chargeback/showback report of a period, from the ledger.
 
     keeptrusts-authz report --period 2026-11 [--from 2026-11-01 --to 2026-11-15]
-        --format csv|json|html|focus [--group-by team|consumer_group|model|user] [--output FILE]
+        --format csv|json|html|focus|focus-parquet [--output FILE]
+        [--group-by team|consumer_group|model|user]
+
+`--format focus --output x.parquet` writes the FOCUS rows as Parquet (the `parquet` extra).
 
 Exit codes: 0 ok, 1 the rows do not reconcile with the ledger (report still written), 2 bad input,
 3 store unreachable.
@@ -59,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.format == "focus" and args.output and args.output.endswith(".parquet"):
+        args.format = "focus-parquet"  # the FOCUS rows, as Parquet (the `parquet` extra)
     try:
         period = parse_period(args.period, args.date_from, args.date_to, calendar=calendar_of(cfg))
     except InvalidInput as exc:

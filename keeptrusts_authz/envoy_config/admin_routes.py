@@ -94,7 +94,22 @@ REST_METHODS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("POST", None, r"^/v1/wallets/topups/[^/:]+:approve$", "approve_topup"),
     ("POST", None, r"^/v1/wallets/topups/[^/:]+:deny$", "deny_topup"),
     ("GET", "/v1/reports/chargeback", None, "chargeback_report"),
+    ("GET", "/v1/wallets/whoami", None, "whoami"),
+    ("GET", "/console", None, "console"),
+    ("GET", None, r"^/console/[^/]+$", "console_asset"),
 )
+CONSOLE_PREFIX = "/console"
+# The console's files (served by GetConsoleAsset): no inline script or style, nothing from
+# another origin, no framing, no referrer, never cached with a stale API contract.
+CONSOLE_HEADERS = {
+    "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
 
 
 @cache
@@ -122,8 +137,13 @@ def accepted_query_parameters() -> dict[str, dict[str, str]]:
     messages = {m.name: m for m in wallet.message_type}
     (service,) = [s for s in wallet.service if s.name == WALLET_SERVICE.rpartition(".")[2]]
     out: dict[str, dict[str, str]] = {}
-    for method in service.method:
-        rule = method.options.Extensions[annotations_pb2.http]
+    rules = [
+        (method, rule)
+        for method in service.method
+        for top in [method.options.Extensions[annotations_pb2.http]]
+        for rule in [top, *top.additional_bindings]
+    ]
+    for method, rule in rules:
         verb = rule.WhichOneof("pattern")
         assert verb is not None, method.name
         template = getattr(rule, verb)
@@ -255,14 +275,18 @@ def wallet_routes(cfg: Config, cluster: str) -> list[Node]:
     for method, path, regex, name in REST_METHODS:
         match = _path_match(path, regex)
         match["headers"] = [{"name": ":method", "string_match": {"exact": method}}]
-        routes.append(
-            {
-                "name": f"wallet_api_{name}",
-                "match": match,
-                "route": {"cluster": cluster, "timeout": ROUTE_TIMEOUTS.get(name, API_TIMEOUT)},
-                "typed_per_filter_config": _admin_filter_overrides(name),
-            }
-        )
+        route: Node = {
+            "name": f"wallet_api_{name}",
+            "match": match,
+            "route": {"cluster": cluster, "timeout": ROUTE_TIMEOUTS.get(name, API_TIMEOUT)},
+            "typed_per_filter_config": _admin_filter_overrides(name),
+        }
+        if name.startswith("console"):
+            route["response_headers_to_add"] = [
+                {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                for k, v in CONSOLE_HEADERS.items()
+            ]
+        routes.append(route)
     for method, path, regex, name in REST_METHODS:
         routes.append(
             _direct(
@@ -278,6 +302,22 @@ def wallet_routes(cfg: Config, cluster: str) -> list[Node]:
             {"path_separated_prefix": API_PREFIX},
             404,
             "no wallet API route for this path",
+        )
+    )
+    routes.append(
+        {
+            "name": "wallet_api_console_slash",
+            "match": {"path": CONSOLE_PREFIX + "/"},
+            "redirect": {"path_redirect": CONSOLE_PREFIX},
+            "typed_per_filter_config": _admin_filter_overrides(),
+        }
+    )
+    routes.append(
+        _direct(
+            "wallet_api_console_not_found",
+            {"path_separated_prefix": CONSOLE_PREFIX},
+            404,
+            "no console file at this path",
         )
     )
     routes.append(
@@ -431,6 +471,8 @@ __all__ = [
     "API_PREFIXES",
     "AUTHZ_DENIED_DETAILS",
     "AUTHZ_ERROR_DETAILS",
+    "CONSOLE_HEADERS",
+    "CONSOLE_PREFIX",
     "REPORTS_PREFIX",
     "REST_METHODS",
     "WALLET_SERVICE",

@@ -27,13 +27,14 @@ from keeptrusts_authz.reports.chargeback import (
     build_report,
     parse_period,
 )
-from keeptrusts_authz.reports.focus import to_focus_csv
+from keeptrusts_authz.reports.focus import to_focus_csv, to_focus_parquet
 
-Format = Literal["csv", "json", "html", "focus"]
-FORMATS: tuple[Format, ...] = ("csv", "json", "html", "focus")
+Format = Literal["csv", "json", "html", "focus", "focus-parquet"]
+FORMATS: tuple[Format, ...] = ("csv", "json", "html", "focus", "focus-parquet")
 CONTENT_TYPES: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
     "focus": "text/csv; charset=utf-8",
+    "focus-parquet": "application/vnd.apache.parquet",
     "json": "application/json",
     "html": "text/html; charset=utf-8",
 }
@@ -116,27 +117,116 @@ _CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
 margin:24px;color:#1f2328;background:#fff}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}
-.meta{color:#57606a;margin:0 0 16px}
-table{border-collapse:collapse;font-variant-numeric:tabular-nums}
+.meta{color:#4b535d;margin:0 0 16px}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-variant-numeric:tabular-nums;font-size:13px}
+caption{text-align:left;color:#4b535d;padding:0 0 4px}
 th,td{border-bottom:1px solid #d0d7de;padding:4px 8px;text-align:right;white-space:nowrap}
-th:first-child,td:first-child{text-align:left}
-thead th{background:#f6f8fa;position:sticky;top:0}
+th{white-space:normal;vertical-align:bottom}
+th:first-child,td:first-child{text-align:left;position:sticky;left:0;background:#fff}
+thead th,thead th:first-child{background:#f6f8fa}
 tr.total td{font-weight:600;border-top:2px solid #1f2328}
-.bar{display:inline-block;height:8px;background:#4e79a7;vertical-align:middle}
-.over{background:#e15759}
-.notes{color:#57606a;font-size:12px}
+.bar{display:inline-block;width:60px;height:8px;background:#eaeef2;vertical-align:middle;margin-right:6px}
+.bar i{display:block;height:8px;background:#4e79a7}.bar i.over{background:#e15759}
+.notes{color:#4b535d;font-size:12px}
 svg text{font:11px system-ui,sans-serif;fill:#1f2328}
 """
+# Column order: what finance reads first (remaining, % used) leads, each table fits 1400 px.
+_BUDGET_COLUMNS = (
+    "remaining",
+    "used",
+    "spent",
+    "allocated",
+    "transferred_in",
+    "transferred_out",
+    "reclaimed",
+    "carried_in",
+    "returned",
+    "forgiven",
+)
+_USAGE_COLUMNS = (
+    "spent",
+    "spent_real",
+    "spent_estimated",
+    "org_backstop_spent",
+    "requests",
+    "blocked",
+    "held",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+)
+_UNIT = 1_000_000
+
+
+def report_decimals(report: Report) -> int:
+    """One number of decimals for the whole HTML document: 2 when every amount in it is whole
+    cents, else 6 (every amount exact either way, and all of them aligned)."""
+    values = [
+        getattr(row, c)
+        for row in [*report.rows, report.totals]
+        for c in report.columns
+        if c in MONEY_COLUMNS
+    ]
+    values += [v for per_day in report.daily_spend.values() for v in per_day.values()]
+    return 2 if all(v % 10_000 == 0 for v in values) else 6
+
+
+def fixed(micros: int, dp: int) -> str:
+    """`micros` with exactly `dp` decimals (0..6, half away from zero) and thousands commas."""
+    unit = 10 ** (6 - dp)
+    sign = "-" if micros < 0 else ""
+    a = abs(micros)
+    a = (a + unit // 2) // unit * unit
+    whole, frac = divmod(a, _UNIT)
+    text = f"{whole:,}"
+    if dp:
+        text += "." + f"{frac:06d}"[:dp]
+    return ("-" if sign and a else "") + text
+
+
+def nice_ticks(peak: int, intervals: int = 4) -> tuple[int, list[int]]:
+    """Axis ticks for 0..peak micros at a round step (1, 2 or 5 x 10^k micros): (step, ticks)."""
+    if peak <= 0:
+        return 0, [0]
+    raw = -(-peak // intervals)
+    mag = 1
+    while mag * 10 <= raw:
+        mag *= 10
+    step = next(f * mag for f in (1, 2, 5, 10) if f * mag >= raw)
+    top = -(-peak // step) * step
+    return step, list(range(0, top + 1, step))
+
+
+def tick_label(value: int, step: int) -> str:
+    """A tick with the decimals its step needs (step 50_000 micros -> 0.05, 0.10, ...)."""
+    dp = 0
+    while dp < 6 and step % 10 ** (6 - dp):
+        dp += 1
+    return fixed(value, dp)
+
+
+def _funded(row: Row) -> int:
+    return row.allocated + row.carried_in + row.transferred_in - row.transferred_out - row.reclaimed
+
+
+def used_tenths(row: Row) -> int | None:
+    """Spent as tenths of a percent of net funding; None when nothing was funded."""
+    funded = _funded(row)
+    if funded <= 0:
+        return None
+    return (row.spent * 1000 + funded // 2) // funded
 
 
 def _svg_chart(report: Report, width: int = 960, height: int = 320) -> str:
-    """Stacked bars of daily spend per row key; inline SVG, no script."""
+    """Stacked bars of daily spend per row key; inline SVG, no script; rounded axis ticks."""
     days = report.period.days()
     keys = [r.key for r in report.rows if r.spent > 0]
-    left, right, top, bottom = 70, 180, 16, 40
+    left, right, top, bottom = 80, 180, 16, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum(report.daily_spend.get(d, {}).values()) for d in days]
-    peak = max(totals, default=0)
+    step, ticks = nice_ticks(max(totals, default=0))
+    scale = ticks[-1]
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" id="daily-spend" role="img" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
@@ -144,15 +234,14 @@ def _svg_chart(report: Report, width: int = 960, height: int = 320) -> str:
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
         'stroke="#57606a"/>',
     ]
-    if peak > 0:
-        for i in range(5):
-            value = peak * i // 4
-            y = top + plot_h - plot_h * value / peak
+    if scale > 0:
+        for value in ticks:
+            y = top + plot_h - plot_h * value / scale
             parts.append(
                 f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" '
                 'stroke="#d0d7de" stroke-dasharray="2,3"/>'
-                f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                f"{escape(format_micros(value))}</text>"
+                f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
+                f"{escape(tick_label(value, step))}</text>"
             )
     n = max(1, len(days))
     slot = plot_w / n
@@ -163,9 +252,9 @@ def _svg_chart(report: Report, width: int = 960, height: int = 320) -> str:
         y = float(top + plot_h)
         for key in keys:
             micros = report.daily_spend.get(day, {}).get(key, 0)
-            if micros <= 0 or peak <= 0:
+            if micros <= 0 or scale <= 0:
                 continue
-            h = plot_h * micros / peak
+            h = plot_h * micros / scale
             y -= h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
@@ -193,28 +282,50 @@ def _svg_chart(report: Report, width: int = 960, height: int = 320) -> str:
     return "".join(parts)
 
 
-def to_html(report: Report) -> str:
-    cols = report.columns
-    head = "".join(f"<th>{escape(c.replace('_', ' '))}</th>" for c in cols)
-    show_bar = "allocated" in cols
+def _html_table(report: Report, table_id: str, caption: str, cols: list[str], dp: int) -> str:
+    def label(c: str) -> str:
+        return "% used" if c == "used" else c.replace("_", " ")
+
+    def cell(row: Row, c: str) -> str:
+        if c == "used":
+            tenths = used_tenths(row)
+            if tenths is None:
+                return "<td>—</td>"
+            over = ' class="over"' if tenths > 1000 else ""
+            return (
+                f'<td><span class="bar"><i{over} style="width:{min(tenths, 1000) // 10}%">'
+                f"</i></span>{tenths // 10}.{tenths % 10}%</td>"
+            )
+        value: int = getattr(row, c)
+        text = fixed(value, dp) if c in MONEY_COLUMNS else f"{value:,}"
+        return f"<td>{escape(text)}</td>"
 
     def tr(row: Row, css: str = "") -> str:
-        cells = "".join(f"<td>{escape(_cell(report, row, c))}</td>" for c in cols)
-        bar = ""
-        if show_bar:
-            funded = row.allocated + row.transferred_in - row.transferred_out - row.reclaimed
-            ratio = row.spent / funded if funded > 0 else (1.0 if row.spent else 0.0)
-            width = int(min(ratio, 1.0) * 100)
-            over = " over" if ratio > 1 else ""
-            bar = (
-                f'<td><span class="bar{over}" style="width:{width}px"></span> '
-                f"{ratio * 100:.0f}%</td>"
-            )
         cls = f' class="{css}"' if css else ""
-        return f"<tr{cls}><td>{escape(row.key)}</td>{cells}{bar}</tr>"
+        cells = "".join(cell(row, c) for c in cols)
+        return f"<tr{cls}><td>{escape(row.key)}</td>{cells}</tr>"
 
-    body_rows = "".join(tr(r) for r in report.rows)
-    extra_head = "<th>spent / net funding</th>" if show_bar else ""
+    head = "".join(f"<th>{escape(label(c))}</th>" for c in cols)
+    body = "".join(tr(r) for r in report.rows) + tr(report.totals, "total")
+    return (
+        f'<div class="scroll"><table id="{table_id}"><caption>{escape(caption)}</caption>'
+        f"<thead><tr><th>{escape(report.group_by.replace('_', ' '))}</th>{head}</tr></thead>"
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def to_html(report: Report) -> str:
+    present = set(report.columns) | {"used"}
+    funding = "allocated" in report.columns
+    dp = report_decimals(report)
+    cur = report.currency
+    tables = []
+    if funding:
+        budget = [c for c in _BUDGET_COLUMNS if c in present]
+        tables.append(_html_table(report, "chargeback", f"Budget ({cur})", budget, dp))
+    usage = [c for c in _USAGE_COLUMNS if c in present]
+    usage_id = "chargeback-usage" if funding else "chargeback"
+    tables.append(_html_table(report, usage_id, f"Usage ({cur}; tokens)", usage, dp))
     problems = report.check()
     status = (
         "reconciled with the ledger" if not problems else "NOT reconciled: " + "; ".join(problems)
@@ -227,20 +338,18 @@ def to_html(report: Report) -> str:
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{escape(title)}</h1>"
-        f'<p class="meta">Organization {escape(report.org)} · {escape(report.currency)} · '
+        f'<p class="meta">Organization {escape(report.org)} · {escape(cur)}, {dp} decimals · '
         f"{escape(report.period.start.date().isoformat())} to "
         f"{escape(report.period.end.date().isoformat())} (exclusive, UTC) · "
         f"by {escape(report.group_by.replace('_', ' '))} · totals {escape(status)} · "
         f"generated {escape(report.generated_at.strftime('%Y-%m-%d %H:%M UTC'))}</p>"
-        f"<h2>Daily spend per {escape(report.group_by.replace('_', ' '))}</h2>"
+        f"<h2>Allocation vs spent</h2>{''.join(tables)}"
+        f"<h2>Daily spend per {escape(report.group_by.replace('_', ' '))} ({escape(cur)})</h2>"
         f"{_svg_chart(report)}"
-        "<h2>Allocation vs spent</h2>"
-        f'<table id="chargeback"><thead><tr><th>{escape(report.group_by.replace("_", " "))}'
-        f"</th>{head}{extra_head}</tr></thead><tbody>{body_rows}"
-        f"{tr(report.totals, 'total')}</tbody></table>"
-        f'<p class="notes">Amounts in {escape(report.currency)}. Spent = settled real cost + '
-        "estimated (no usage reported, or reservation expired). Remaining = balance + reserved "
-        "at the end of the period. Org backstop = spend charged to the org wallet."
+        f'<p class="notes">Amounts in {escape(cur)}. Remaining = balance + reserved at the end '
+        "of the period. % used = spent / (allocated + carried in + transferred in - "
+        "transferred out - reclaimed). Spent = settled real cost + estimated (no usage "
+        "reported, or reservation expired). Org backstop = spend charged to the org wallet."
         f"</p><ul class=notes>{notes}</ul></body></html>\n"
     )
 
@@ -254,6 +363,8 @@ def render(report: Report, fmt: str) -> tuple[str, bytes]:
         return CONTENT_TYPES["html"], to_html(report).encode()
     if fmt == "focus":
         return CONTENT_TYPES["focus"], to_focus_csv(report).encode()
+    if fmt == "focus-parquet":
+        return CONTENT_TYPES["focus-parquet"], to_focus_parquet(report)
     raise InvalidInput(f"format: one of {', '.join(FORMATS)}", {"field": "format"})
 
 

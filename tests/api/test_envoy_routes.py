@@ -32,16 +32,17 @@ def _cfg(**enforcement: Any) -> Any:
 def _rules() -> set[tuple[str, str]]:
     out = set()
     for method in wallet_pb2.DESCRIPTOR.services_by_name["WalletService"].methods:
-        rule: http_pb2.HttpRule = method.GetOptions().Extensions[annotations_pb2.http]
-        verb = rule.WhichOneof("pattern")
-        assert verb is not None
-        out.add((verb.upper(), getattr(rule, verb)))
+        top: http_pb2.HttpRule = method.GetOptions().Extensions[annotations_pb2.http]
+        for rule in (top, *top.additional_bindings):
+            verb = rule.WhichOneof("pattern")
+            assert verb is not None
+            out.add((verb.upper(), getattr(rule, verb)))
     return out
 
 
 def test_every_http_rule_has_a_route() -> None:
     rules = _rules()
-    assert len(rules) == 17
+    assert len(rules) == 20
     for verb, template in rules:
         concrete = re.sub(r"\{[a-z_]+\}", "x_1", template)
         hits = [

@@ -263,7 +263,8 @@ def test_html_is_self_contained_with_chart_and_table(redis_url: str) -> None:
     p.feed(page)
     p.close()
     assert "svg" in p.tags and "rect" in p.tags and "table" in p.tags
-    assert p.tags.count("tr") == len(report.rows) + 2  # header + rows + totals
+    # two tables (budget, usage), each: header + rows + totals
+    assert p.tags.count("tr") == 2 * (len(report.rows) + 2)
     for forbidden in ("script", "link", "img", "iframe", "object"):
         assert forbidden not in p.tags
     assert not [v for k, v in p.attrs if k in ("src", "href") and v]

@@ -1,9 +1,10 @@
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -196,3 +197,35 @@ class DecideTopUpRequest(_message.Message):
     reason: str
     body: _struct_pb2.Struct
     def __init__(self, topup_id: _Optional[str] = ..., reason: _Optional[str] = ..., body: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("name", "roles", "billing", "reads_all", "teams", "organization", "currency", "current_month", "current_quarter")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    BILLING_FIELD_NUMBER: _ClassVar[int]
+    READS_ALL_FIELD_NUMBER: _ClassVar[int]
+    TEAMS_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_MONTH_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_QUARTER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    billing: bool
+    reads_all: bool
+    teams: _containers.RepeatedScalarFieldContainer[str]
+    organization: str
+    currency: str
+    current_month: str
+    current_quarter: str
+    def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., billing: _Optional[bool] = ..., reads_all: _Optional[bool] = ..., teams: _Optional[_Iterable[str]] = ..., organization: _Optional[str] = ..., currency: _Optional[str] = ..., current_month: _Optional[str] = ..., current_quarter: _Optional[str] = ...) -> None: ...
+
+class GetConsoleAssetRequest(_message.Message):
+    __slots__ = ("asset",)
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    asset: str
+    def __init__(self, asset: _Optional[str] = ...) -> None: ...

@@ -120,6 +120,16 @@ class WalletServiceStub:
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetChargebackReportRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/WhoAmI',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
+        self.GetConsoleAsset = channel.unary_unary(
+                '/keeptrusts.wallet.v1.WalletService/GetConsoleAsset',
+                request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetConsoleAssetRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class WalletServiceServicer:
@@ -250,6 +260,22 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """Who the presented admin token is: its name, roles and the teams it may read (the web
+        console shows and offers what these allow; the other methods enforce them). Any valid token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsoleAsset(self, request, context):
+        """The web console's static files (/console, /console/console.js, ...): no token, since the page
+        signs in itself and every API call it makes carries the token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -336,6 +362,16 @@ def add_WalletServiceServicer_to_server(servicer, server):
             'GetChargebackReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetChargebackReport,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetChargebackReportRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIRequest.FromString,
+                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'GetConsoleAsset': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleAsset,
+                    request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetConsoleAssetRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
@@ -797,6 +833,60 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/GetChargebackReport',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetChargebackReportRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/WhoAmI',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIRequest.SerializeToString,
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsoleAsset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/keeptrusts.wallet.v1.WalletService/GetConsoleAsset',
+            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetConsoleAssetRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
