@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -610,9 +611,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             current_quarter=calendar.period_at("quarterly", now).id,
         )
 
-    async def GetConsoleAsset(
-        self, request: pb.GetConsoleAssetRequest, context: Context
-    ) -> httpbody_pb2.HttpBody:
+    async def GetConsoleAsset(self, request: pb.GetConsoleAssetRequest, context: Context) -> Body:
         # No token: the console's files are public; the API calls the page makes carry one.
         found = console_asset(request.asset)
         if found is None:
@@ -623,7 +622,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 ),
             )
         assert found is not None
-        return httpbody_pb2.HttpBody(content_type=found[0], data=found[1])
+        return Body(content_type=found[0], data=found[1])
 
 
 def _report_window(
