@@ -149,6 +149,7 @@ _USAGE_COLUMNS = (
     "spent_real",
     "spent_estimated",
     "org_backstop_spent",
+    "ticket_funded_spent",
     "requests",
     "blocked",
     "held",
@@ -349,7 +350,8 @@ def to_html(report: Report) -> str:
         f'<p class="notes">Amounts in {escape(cur)}. Remaining = balance + reserved at the end '
         "of the period. % used = spent / (allocated + carried in + transferred in - "
         "transferred out - reclaimed). Spent = settled real cost + estimated (no usage "
-        "reported, or reservation expired). Org backstop = spend charged to the org wallet."
+        "reported, or reservation expired). Org backstop = spend charged to the org wallet. "
+        "Ticket funded = spend of requests an approved cost ticket funded."
         f"</p><ul class=notes>{notes}</ul></body></html>\n"
     )
 
