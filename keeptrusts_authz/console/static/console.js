@@ -514,7 +514,7 @@
 
   const BUDGET_COLUMNS = ["remaining", "used_pct", "spent", "allocated", "transferred_in", "transferred_out",
     "reclaimed", "carried_in", "returned", "forgiven"];
-  const USAGE_COLUMNS = ["spent", "spent_real", "spent_estimated", "org_backstop_spent", "ticket_funded_spent", "requests", "blocked", "held",
+  const USAGE_COLUMNS = ["spent", "spent_real", "spent_estimated", "org_backstop_spent", "requests", "blocked", "held",
     "input_tokens", "output_tokens", "cached_tokens"];
   async function chargebackPage() {
     const me = state.me;
