@@ -16,7 +16,7 @@ DESCRIPTION ?=
 PERIOD      ?= $(shell date -u +%Y-%m)
 
 .PHONY: help venv run test lint typecheck unit integration e2e k8s-validate protos \
-        credit allocate reclaim transfer balance ledger audit periods report bench soak render-envoy clean
+        credit allocate reclaim transfer balance ledger audit restore periods report bench soak render-envoy clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "keeptrusts-authz targets:\n"} /^[a-zA-Z0-9_-]+:.*##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -85,6 +85,9 @@ ledger: $(STAMP) ## Show the latest ledger entries
 
 audit: $(STAMP) ## Replay the ledger and compare it with every wallet
 	$(CLI) audit
+
+restore: $(STAMP) ## After a store loss: rebuild Redis's wallets from PostgreSQL's ledger, re-arm, audit: make restore [FORCE=1]
+	$(CLI) restore $(if $(FORCE),--force)
 
 periods: $(STAMP) ## Apply every due budget boundary (idempotent), then show each budget's period: make periods [NOW=ISO8601]
 	$(CLI) periods run $(if $(NOW),--now "$(NOW)")

@@ -9,6 +9,12 @@ Lua filters and the access log removed. The load generator is a Python asyncio H
 the same machine (2 cores shared by load generator, both Envoys, the authz service and Redis), so
 absolute figures are lower bounds; the ratio and the added latency are what to compare.
 
+Load generator: `wrk` (Debian package, installed with apt-get when missing and running as root)
+for the saturation runs, so the generator does not share the Python interpreter's costs; the
+Python asyncio client is the fallback (`--client python`). The fixed-rate latency run stays the
+Python open-loop client (wrk has no fixed rate; 300 req/s is far below what it can send).
+The full path is measured with `serve --workers 1` and `--workers 2` (the 1 -> 2 worker scaling).
+
 Prints: requests/s at saturation (closed loop, N keep-alive connections), p50/p99 latency at a
 fixed rate (open loop, latency measured from the scheduled send time), CPU per request of the
 authz process, the full-path Envoy and Redis during the saturation run (/proc; the load generator
@@ -23,8 +29,11 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -200,6 +209,76 @@ def lag_from_metrics(port: int) -> tuple[float, float]:
     return (total / count if count else 0.0), p99
 
 
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["content-type"] = "application/json"
+wrk.headers["authorization"] = "Bearer kt_cg_engineering_prod"
+"""
+
+
+def find_wrk() -> str | None:
+    """`wrk`, installed from Debian's packages when missing (as root); None: use Python."""
+    found = shutil.which("wrk")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk (apt-get install wrk) ...", flush=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "wrk"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        found = shutil.which("wrk")
+    return found
+
+
+def saturate_wrk(
+    wrk: str, port: int, connections: int, seconds: float
+) -> tuple[float, dict[int, int]]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT.format(body=json.dumps(BODY.decode())))
+        script = f.name
+    try:
+        out = subprocess.run(
+            [
+                wrk,
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds:g}s",
+                "-s",
+                script,
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad_match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    bad = int(bad_match.group(1)) if bad_match else 0
+    codes = {200: total - bad}
+    if bad:
+        codes[0] = bad  # wrk does not say which statuses
+    return rps, codes
+
+
+def process_tree(pid: int | None) -> list[int]:
+    """`pid` and its descendants (a `serve --workers N` supervisor and its workers)."""
+    if pid is None:
+        return []
+    out = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            for child in children:
+                out += process_tree(int(child))
+    except OSError:
+        pass
+    return out
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User + system CPU a process has used so far (Linux /proc), 0 when unknown."""
     if pid is None:
@@ -211,82 +290,138 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def full_path_run(
+    rs: RedisServer,
+    up_port: int,
+    args: argparse.Namespace,
+    wrk: str | None,
+    workers: int,
+    with_direct: bool,
+) -> dict[str, Any]:
+    """One Stack with `serve --workers N`: saturation (and Envoy-direct, fixed-rate latency,
+    commands and lag when `with_direct`)."""
+    out: dict[str, Any] = {}
+
+    def sat(port: int) -> tuple[float, dict[int, int]]:
+        if wrk is not None:
+            return saturate_wrk(wrk, port, args.connections, args.seconds)
+        return asyncio.run(saturate(port, args.connections, args.seconds))
+
+    cfg = stack_config(rs.url, f"http://127.0.0.1:{up_port}")
+    with Stack(cfg, workers=workers, transport=args.transport) as stack:
+        stack.fund("team_engineering", 1_000_000 * USD)
+        direct_port = free_port()
+        with EnvoyProcess(direct_yaml(stack.envoy.config_yaml, direct_port, free_port())):
+            r = redis.Redis.from_url(rs.url)
+            asyncio.run(saturate(direct_port, 4, 1.0))  # warm-up both paths
+            asyncio.run(saturate(stack.cfg.gateway.listen_port, 4, 1.0))
+            stack.wait_settled("team:team_engineering", timeout=15)
+            if with_direct:
+                out["direct"] = sat(direct_port)
+            before = commandstats(r)
+            assert stack.service is not None
+            authz_pids = process_tree(stack.service.pid)
+            pids: dict[str, list[int]] = {
+                "authz": authz_pids,
+                "envoy": [stack.envoy.pid or 0],
+                "redis": [rs.pid or 0],
+            }
+            cpu_before = {n: sum(cpu_seconds(p) for p in ps) for n, ps in pids.items()}
+            out["full"] = sat(stack.cfg.gateway.listen_port)
+            out["cpu"] = {
+                n: sum(cpu_seconds(p) for p in ps) - cpu_before[n] for n, ps in pids.items()
+            }
+            out["authz_processes"] = len(authz_pids)
+            out["settled"] = stack.wait_settled("team:team_engineering", timeout=15)
+            after = commandstats(r)
+            out["calls"] = {
+                k: after.get(k, 0) - before.get(k, 0)
+                for k in after
+                if after.get(k, 0) - before.get(k, 0) and k != "info"
+            }
+            if with_direct:
+                out["direct_lat"] = asyncio.run(fixed_rate(direct_port, args.rate, args.seconds))
+                out["full_lat"] = asyncio.run(
+                    fixed_rate(stack.cfg.gateway.listen_port, args.rate, args.seconds)
+                )
+                stack.wait_settled("team:team_engineering", timeout=15)
+                out["lag"] = lag_from_metrics(stack.cfg.server.metrics_port)
+            out["audit"] = stack.wallets(lambda w: w.audit())
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rate", type=float, default=300.0)
+    ap.add_argument("--client", choices=["wrk", "python"], default="wrk")
+    ap.add_argument("--workers", type=int, default=2, help="the scaling run's worker count")
     # How Envoy reaches the service: plaintext loopback, mTLS (server.tls, as make run) or UDS.
     ap.add_argument("--transport", choices=["plaintext", "mtls", "uds"], default="plaintext")
     args = ap.parse_args()
+    wrk = find_wrk() if args.client == "wrk" else None
 
     with RedisServer() as rs:
         up_port = free_port()
         with EnvoyProcess(upstream_yaml(up_port, free_port())):
-            cfg = stack_config(rs.url, f"http://127.0.0.1:{up_port}")
-            with Stack(cfg, transport=args.transport) as stack:
-                stack.fund("team_engineering", 1_000_000 * USD)
-                direct_port = free_port()
-                with EnvoyProcess(direct_yaml(stack.envoy.config_yaml, direct_port, free_port())):
-                    r = redis.Redis.from_url(rs.url)
-                    # warm-up both paths
-                    asyncio.run(saturate(direct_port, 4, 1.0))
-                    asyncio.run(saturate(stack.cfg.gateway.listen_port, 4, 1.0))
+            one = full_path_run(rs, up_port, args, wrk, 1, with_direct=True)
+            many = (
+                full_path_run(rs, up_port, args, wrk, args.workers, with_direct=False)
+                if args.workers > 1
+                else None
+            )
 
-                    direct_rps, direct_codes = asyncio.run(
-                        saturate(direct_port, args.connections, args.seconds)
-                    )
-                    before = commandstats(r)
-                    assert stack.service is not None
-                    pids = {"authz": stack.service.pid, "envoy": stack.envoy.pid, "redis": rs.pid}
-                    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-                    full_rps, full_codes = asyncio.run(
-                        saturate(stack.cfg.gateway.listen_port, args.connections, args.seconds)
-                    )
-                    cpu_used = {n: cpu_seconds(pid) - cpu_before[n] for n, pid in pids.items()}
-                    settled = stack.wait_settled("team:team_engineering", timeout=60)
-                    after = commandstats(r)
-                    requests = sum(full_codes.values())
-
-                    direct_lat = asyncio.run(fixed_rate(direct_port, args.rate, args.seconds))
-                    full_lat = asyncio.run(
-                        fixed_rate(stack.cfg.gateway.listen_port, args.rate, args.seconds)
-                    )
-                    stack.wait_settled("team:team_engineering", timeout=60)
-                    lag_mean, lag_p99 = lag_from_metrics(stack.cfg.server.metrics_port)
-                    audit = stack.wallets(lambda w: w.audit())
-
-    calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    calls = {k: v for k, v in calls.items() if v and k not in ("info",)}
+    direct_rps, direct_codes = one["direct"]
+    full_rps, full_codes = one["full"]
+    requests = sum(full_codes.values())
     print(f"== Envoy direct vs full keeptrusts path (Envoy -> authz: {args.transport}) ==")
+    print(f"load generator: {wrk or 'python asyncio client'}")
     print(f"saturation ({args.connections} connections, {args.seconds:.0f}s):")
     print(f"  envoy direct : {direct_rps:8.0f} req/s  statuses {direct_codes}")
     print(
         f"  full path    : {full_rps:8.0f} req/s  statuses {full_codes}  "
-        f"({100 * full_rps / direct_rps:.0f}% of direct)"
+        f"({100 * full_rps / direct_rps:.0f}% of direct)  [serve --workers 1]"
     )
+    if many is not None:
+        many_rps, many_codes = many["full"]
+        print(
+            f"  full path    : {many_rps:8.0f} req/s  statuses {many_codes}  "
+            f"({100 * many_rps / direct_rps:.0f}% of direct)  [serve --workers {args.workers}]"
+            f"  scaling 1 -> {args.workers}: x{many_rps / full_rps:.2f}"
+        )
+    direct_lat, full_lat = one["direct_lat"], one["full_lat"]
     dp50, dp99 = pct(direct_lat, 0.50), pct(direct_lat, 0.99)
     fp50, fp99 = pct(full_lat, 0.50), pct(full_lat, 0.99)
-    print(f"latency at {args.rate:.0f} req/s (open loop, {len(full_lat)} requests):")
+    print(f"latency at {args.rate:.0f} req/s (open loop, {len(full_lat)} requests, 1 worker):")
     print(f"  envoy direct : p50 {dp50 * 1000:6.2f} ms  p99 {dp99 * 1000:6.2f} ms")
     print(f"  full path    : p50 {fp50 * 1000:6.2f} ms  p99 {fp99 * 1000:6.2f} ms")
     print(
         f"  added        : p50 {(fp50 - dp50) * 1000:6.2f} ms  p99 {(fp99 - dp99) * 1000:6.2f} ms"
     )
-    print(f"CPU per request (saturation run, /proc utime+stime, {requests} requests):")
-    for name, seconds in cpu_used.items():
-        print(f"  {name:10s} {1e6 * seconds / requests:6.0f} us")
+    for label, run in (("1 worker", one), (f"{args.workers} workers", many)):
+        if run is None:
+            continue
+        n = sum(run["full"][1].values())
+        print(f"CPU per request ({label}, saturation run, /proc utime+stime, {n} requests):")
+        for name, seconds in run["cpu"].items():
+            extra = f" ({run['authz_processes']} processes)" if name == "authz" else ""
+            print(f"  {name:10s} {1e6 * seconds / n:6.0f} us{extra}")
     print(f"redis commands per request (saturation run, {requests} requests):")
-    for name, n in sorted(calls.items()):
-        print(f"  {name:10s} {n / requests:6.3f}")
+    for name, calls in sorted(one["calls"].items()):
+        print(f"  {name:10s} {calls / requests:6.3f}")
+    lag_mean, lag_p99 = one["lag"]
     print(
         f"reconciliation lag: mean {lag_mean * 1000:.1f} ms, "
         f"p99 <= {lag_p99 * 1000:.0f} ms (histogram bucket)"
     )
-    print(
-        f"after the runs: reserved {settled.reserved} micros left; "
-        f"audit ok={audit.ok} over {audit.entries} entries"
-    )
+    for label, run in (("1 worker", one), (f"{args.workers} workers", many)):
+        if run is None:
+            continue
+        print(
+            f"after the runs ({label}): reserved {run['settled'].reserved} micros left; "
+            f"audit ok={run['audit'].ok} over {run['audit'].entries} entries"
+        )
     print(
         f"mean latency direct {statistics.mean(direct_lat) * 1000:.2f} ms, "
         f"full {statistics.mean(full_lat) * 1000:.2f} ms"

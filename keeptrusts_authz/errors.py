@@ -40,6 +40,13 @@ class InvalidInput(_FixedError):
     HTTP_STATUS = 400
 
 
+class BalanceLimit(InvalidInput):
+    """A move would take a wallet balance or total past 2^53 - 1 micros (refused, nothing
+    written)."""
+
+    CODE = "balance_limit"
+
+
 class CurrencyMismatch(_FixedError):
     CODE = "currency_mismatch"
     HTTP_STATUS = 400
@@ -94,12 +101,20 @@ class StoreRegressed(_FixedError):
     HTTP_STATUS = 503
 
 
+class RestoreRefused(_FixedError):
+    """`restore` refused to run: the store is not regressed, or the archive cannot be used."""
+
+    CODE = "restore_refused"
+    HTTP_STATUS = 409
+
+
 __all__ = [
     "Conflict",
     "CurrencyMismatch",
     "InsufficientFunds",
     "InvalidInput",
     "KeeptrustsError",
+    "RestoreRefused",
     "StoreDataError",
     "StoreError",
     "StoreRegressed",

@@ -20,6 +20,7 @@ import contextlib
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from keeptrusts_authz.gateway.admission import Admission
 from keeptrusts_authz.gateway.api_keys import KeyRing
 from keeptrusts_authz.gateway.authz_servicer import AuthorizationServicer
 from keeptrusts_authz.gateway.settler import Settler, Sweeper
+from keeptrusts_authz.gateway.signing import ReservationSigner, signer_from_config
 from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.ledger.archiver import Archiver
 from keeptrusts_authz.metrics.http import Observability, build_observability
@@ -107,6 +109,7 @@ class App:
     settler: Settler
     sweeper: Sweeper
     periods: PeriodWorker
+    signer: ReservationSigner
     admission: Admission
     wallet_api: WalletApiServicer
     observability: Observability
@@ -165,7 +168,11 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         PeriodRunner(store, calendar_of(cfg), rules_of(cfg), events=observability_store),
         cfg.budget_calendar.run_interval_seconds,
     )
-    admission = Admission(cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds)
+    # One signer for the Check (signs) and the access log (verifies); the key is every replica's.
+    signer = signer_from_config(cfg)
+    admission = Admission(
+        cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds, signer=signer
+    )
     # Team leads' top-up requests (they share the main client; nothing of their own to close).
     topups = TopUps(RedisTopUpStore(redis.main, org), cfg.team_ids(), cfg.organization.currency)
     wallet_api = WalletApiServicer(
@@ -195,6 +202,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         settler,
         sweeper,
         periods,
+        signer,
         admission,
         wallet_api,
         observability,
@@ -210,6 +218,7 @@ class RunningServer:
     port: int
     # server.health_port: grpc.health.v1 alone, plaintext, for kubelet probes (None: not set).
     health_server: grpc.aio.Server | None = None
+    access_log: AccessLogServicer | None = None
 
     async def stop(self, grace: float | None = None, *, drain: float = 0.0) -> None:
         """Graceful: report NOT_SERVING and keep serving for `drain` seconds (the gateway moves
@@ -218,7 +227,14 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         if drain > 0:
             await asyncio.sleep(drain)
-        await self.server.stop(self.app.config.shutdown_grace_seconds() if grace is None else grace)
+        grace = self.app.config.shutdown_grace_seconds() if grace is None else grace
+        # stop() sends GOAWAY at once (Envoy opens new streams elsewhere); then the access-log
+        # streams end after their next flush instead of being cancelled at the end of the grace.
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        await asyncio.sleep(0.05)
+        if self.access_log is not None:
+            self.access_log.close_streams()
+        await stopping
         if self.health_server is not None:
             await self.health_server.stop(0)
         await self.app.close()
@@ -277,9 +293,10 @@ async def start_server(
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
         AuthorizationServicer(app.admission), server
     )
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(
-        AccessLogServicer(app.prices, app.settler), server
+    access_log = AccessLogServicer(
+        app.prices, app.settler, app.signer, cfg.gateway.access_log_flush_ms / 1000
     )
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(access_log, server)
     wallet_pb2_grpc.add_WalletServiceServicer_to_server(app.wallet_api, server)  # type: ignore[no-untyped-call]
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -318,17 +335,27 @@ async def start_server(
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("keeptrusts-authz serving gRPC on %s", address)
-    return RunningServer(app, server, health, bound, health_server)
+    return RunningServer(app, server, health, bound, health_server, access_log)
 
 
 async def serve_forever(
-    cfg: Config, *, port: int | None = None, metrics_port: int | None = None
+    cfg: Config,
+    *,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
+    """One service process until SIGTERM/SIGINT. A `serve --workers N` worker passes `on_ready`
+    (called once it serves gRPC) and serves no metrics endpoint: its supervisor serves the
+    metrics of every worker (cli/serve_cmd.py, `build_supervisor_metrics`)."""
     app = build_app(cfg)
     running = await start_server(app, port=port)
-    app.observability.start(
-        cfg.server.metrics_port if metrics_port is None else metrics_port, cfg.server.host
-    )
+    if on_ready is None:
+        app.observability.start(
+            cfg.server.metrics_port if metrics_port is None else metrics_port, cfg.server.host
+        )
+    else:
+        on_ready()
     # Start-up objects (config, generated protobuf modules, scripts) live as long as the process:
     # keep them out of the collector's way so full collections do not stall the event loop.
     gc.collect()
@@ -343,4 +370,28 @@ async def serve_forever(
     await running.stop(drain=cfg.server.drain_seconds)
 
 
-__all__ = ["App", "RedisClients", "RunningServer", "build_app", "open_redis", "start_server"]
+def build_supervisor_metrics(cfg: Config, multiproc_dir: str) -> Observability:
+    """The /metrics of `serve --workers N`, served by the supervisor: the workers' process metrics
+    merged from their prometheus-client multiprocess files (counters and histograms summed, gauges
+    per their multiprocess_mode, metrics/registry.py) plus the scrape-time collector that reads
+    the org's wallets and usage from Redis, registered ONCE here (each worker reading it too
+    would export the same org-wide totals N times)."""
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
+    reader = WalletSnapshotReader(
+        connect_sync(cfg.redis), cfg.organization.id, endpoint=describe(cfg.redis)
+    )
+    return build_observability(cfg, PriceTable.from_config(cfg), reader, registry=registry)
+
+
+__all__ = [
+    "App",
+    "RedisClients",
+    "RunningServer",
+    "build_app",
+    "build_supervisor_metrics",
+    "open_redis",
+    "start_server",
+]

@@ -64,6 +64,24 @@ class RedisServer:
         self.stop()
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
+    def save(self) -> None:
+        """SAVE: write dump.rdb now (the server starts from it again after `kill` + `start`)."""
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        try:
+            client.save()
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """kill -9, keeping the data directory: `start()` again comes back empty, or from the
+        last `save()` (a stale snapshot)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.terminate()

@@ -225,6 +225,15 @@ class ClusterTopology:
                 return False
             if self.replicas and len(self.replicas_of_masters()) < 3:
                 return False
+        if self.replicas:
+            # Synced, not just assigned: a replica that never completed its first sync (the
+            # diskless sync waits repl-diskless-sync-delay, 5 s) is never promoted, so a master
+            # killed before then stays failed for good (the cluster kill test that hung).
+            for replica in self.replicas_of_masters().values():
+                node = next(n for n in self.nodes if n.port == replica)
+                info = node.client().info("replication")
+                if info.get("master_link_status") != "up" or not info.get("slave_repl_offset"):
+                    return False
         return True
 
     def replicas_of_masters(self) -> dict[int, int]:

@@ -112,6 +112,20 @@ def write_provider_credentials(
         provider["credential_file"] = str(path)
 
 
+def write_signing_key(cfg_dict: dict[str, Any], directory: Path) -> None:
+    """One reservation signing key for every replica the stack starts (as `make run` and the k8s
+    overlays give one), unless the config names its own."""
+    server = cfg_dict.setdefault("server", {})
+    signing = server.setdefault("signing", {})
+    if signing.get("key_file"):
+        return
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / "signing-key"
+    path.write_text(os.urandom(32).hex(), encoding="utf-8")
+    path.chmod(0o600)
+    signing["key_file"] = str(path)
+
+
 class Stack:
     PROVIDER_ENV = {
         "KT_TEST_OPENAI_KEY": "sk-test-openai-secret",
@@ -124,9 +138,11 @@ class Stack:
         start_service: bool = True,
         *,
         transport: Literal["plaintext", "mtls", "uds"] = "plaintext",
+        workers: int = 1,
     ) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="kt-stack-"))
         write_provider_credentials(cfg_dict, self.PROVIDER_ENV, self._dir / "secrets")
+        write_signing_key(cfg_dict, self._dir / "secrets")
         self.pki: DevPki | None = None
         if transport == "mtls":
             # As `make run`: a throwaway CA, the service's certificate and Envoy's client one.
@@ -142,6 +158,7 @@ class Stack:
         self.config_path.write_text(yaml.safe_dump(cfg_dict), encoding="utf-8")
         self.cfg: Config = load_config(self.config_path)
         self.start_service = start_service
+        self.workers = workers  # `serve --workers N` (1: one process, no supervisor)
         self.service: subprocess.Popen[bytes] | None = None
         self.envoy = EnvoyProcess(render_envoy_yaml(self.cfg))
         self.url = f"http://127.0.0.1:{self.cfg.gateway.listen_port}"
@@ -180,6 +197,8 @@ class Stack:
                 str(port),
                 "--metrics-port",
                 str(metrics_port),
+                "--workers",
+                str(self.workers),
                 "--log-level",
                 "warning",
             ],

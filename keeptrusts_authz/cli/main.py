@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "keeptrusts_authz.cli.report_cmd",  # report
     "keeptrusts_authz.cli.periods_cmd",  # periods status/run
     "keeptrusts_authz.cli.db_cmds",  # db migrate
+    "keeptrusts_authz.cli.restore_cmd",  # restore
     "keeptrusts_authz.cli.team_cmds",  # team-allocate team-reclaim topup-* topups
     "keeptrusts_authz.cli.prices_cmd",  # prices
 )

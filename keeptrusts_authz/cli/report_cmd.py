@@ -20,10 +20,17 @@ from typing import Any
 from keeptrusts_authz.cli import api_client, output
 from keeptrusts_authz.config.loader import ConfigError, load_config
 from keeptrusts_authz.errors import InvalidInput, StoreUnavailable
+from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.periods.budgets import calendar_of
-from keeptrusts_authz.reports.chargeback import GROUP_BYS, build_report, parse_period
+from keeptrusts_authz.reports.chargeback import (
+    GROUP_BYS,
+    LedgerSource,
+    build_report,
+    parse_period,
+)
 from keeptrusts_authz.reports.render import FORMATS, render
 from keeptrusts_authz.store.redis_store import RedisWalletStore
+from keeptrusts_authz.wallets.history import MergedHistory
 
 EXIT_OK = 0
 EXIT_UNRECONCILED = 1
@@ -72,9 +79,12 @@ def run(args: argparse.Namespace) -> int:
 
     async def go() -> tuple[str, bytes, list[str]]:
         store = RedisWalletStore.from_settings(cfg.redis, cfg.organization.id)
+        url = cfg.ledger.postgres_url
+        # With archiving on, history is PostgreSQL merged with the (trimmed) Redis tail.
+        source: LedgerSource = MergedHistory(store, ArchiveStore(url)) if url else store
         try:
             report = await build_report(
-                store,
+                source,
                 period,
                 args.group_by,
                 currency=cfg.organization.currency,

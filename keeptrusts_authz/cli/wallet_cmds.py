@@ -192,7 +192,10 @@ def _run(args: argparse.Namespace, action: Action) -> int:
     async def go() -> int:
         store = RedisWalletStore.from_settings(cfg.redis, cfg.organization.id)
         try:
-            return await action(WalletService(store, cfg), cfg, args)
+            url = cfg.ledger.postgres_url
+            # With archiving on, listings read PostgreSQL merged with the Redis tail.
+            archive = ArchiveStore(url) if url is not None else None
+            return await action(WalletService(store, cfg, archive=archive), cfg, args)
         finally:
             await store.close()
 

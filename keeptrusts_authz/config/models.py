@@ -51,6 +51,10 @@ class Enforcement(StrictModel):
     on_insufficient: Policy = "block"
     user_header: str = "x-keeptrusts-user"
     hold_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # `block`: a request the wallet cannot fund now, but could once in-flight reservations
+    # settle (available + reserved >= its reservation), waits up to this long for their refunds
+    # before its 402 (0: refuse at once). Envoy's Check timeout grows by it.
+    wait_for_reserved_seconds: float = Field(default=2.0, ge=0, le=60)
     reservation_ttl_seconds: int = Field(default=600, ge=1, le=7 * 24 * 3600)
     # How long a closed reservation record (and a release tombstone) stays in Redis: what makes a
     # late duplicate settle or a retried Check of the same id a no-op. Hours, not days: each
@@ -302,6 +306,11 @@ class Provider(StrictModel):
     # OpenAI-Project: the org's account selection). What clients send under these names, and
     # any x-keeptrusts-* header, never reaches the provider (render-envoy: header_mutation).
     headers: dict[str, str] = Field(default_factory=dict)
+    # The service tier this provider account applies to a request that names none (or `auto`),
+    # e.g. `default` (OpenAI) or `standard` (Anthropic) when the project is not set to priority.
+    # Unset: unknown, so such a request is reserved at the worst case over every tier of the
+    # model (it may be billed at priority); settlement always bills the tier the provider reports.
+    default_service_tier: str | None = Field(default=None, min_length=1, pattern=r"^[a-z_]+$")
 
     @field_validator("headers")
     @classmethod
@@ -375,6 +384,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class Signing(StrictModel):
+    """The key the Check signs each reservation with (HMAC-SHA256) and the access-log consumer
+    verifies before it settles or releases one. Every replica must read the same key file (the
+    two access loggers send each entry to two replicas). Each file holds one key of at least 32
+    bytes (e.g. `openssl rand -hex 32`); surrounding whitespace is ignored.
+
+    Rotation: put the new key in `key_file` and the old one in `previous_key_file` on every
+    replica; entries signed with either verify (the signature names its key id), new Checks are
+    signed with `key_file`. Drop `previous_key_file` once the reservations of the old key are
+    closed (reservation TTL + closed-record TTL).
+
+    Without `key_file` a service on loopback or a Unix socket signs with a random per-process
+    key and says so at start-up (fine for one replica on a laptop; replicas would refuse each
+    other's entries); a service on a non-loopback TCP bind refuses to start without one.
+    $KEEPTRUSTS_SIGNING_KEY_FILE and $KEEPTRUSTS_SIGNING_PREVIOUS_KEY_FILE override the paths."""
+
+    key_file: str | None = None
+    previous_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _previous_needs_current(self) -> Signing:
+        if self.previous_key_file is not None and self.key_file is None:
+            raise ValueError("previous_key_file: only with key_file (the key that signs now)")
+        return self
+
+
 class ServerTls(StrictModel):
     """mTLS on the gRPC port (Check, access log, wallet API, health): the service presents
     `cert_file`/`key_file` and accepts only clients whose certificate `client_ca_file` signed
@@ -401,6 +436,8 @@ class Server(StrictModel):
     # A plaintext bind beyond loopback must be acknowledged: say so only where a NetworkPolicy
     # (deploy/base/networkpolicies.yaml) admits nothing but the gateway pods and Prometheus.
     allow_plaintext_non_loopback: bool = False
+    signing: Signing = Field(default_factory=Signing)
+
     # Client certificates required on the gRPC port (the proxy's): any bind is then fine.
     tls: ServerTls | None = None
     # Sidecar mode: serve gRPC on this Unix socket only (no TCP port), in a volume shared only by
@@ -421,6 +458,16 @@ class Server(StrictModel):
                 "are plaintext; bind 127.0.0.1, configure server.tls (client certificates "
                 "required), or set server.allow_plaintext_non_loopback: true "
                 "where a network policy admits only the gateway and Prometheus"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shared_key_beyond_loopback(self) -> Server:
+        if self.uds_path is None and not is_loopback(self.host) and self.signing.key_file is None:
+            raise ValueError(
+                f"signing.key_file: required when host is {self.host!r} (not loopback): replicas "
+                "must share one reservation signing key, or the access log of one is refused by "
+                "the others (set it, or $KEEPTRUSTS_SIGNING_KEY_FILE)"
             )
         return self
 
@@ -710,12 +757,26 @@ class Config(StrictModel):
         """Whether any consumer group waits on cost tickets."""
         return any(self.policy_for(g) == "hold" for g in self.consumer_groups)
 
+    def blocks(self) -> bool:
+        """Whether any consumer group refuses (`block`) and so may wait for reserved money."""
+        return any(self.policy_for(g) == "block" for g in self.consumer_groups)
+
+    def check_wait_seconds(self) -> float:
+        """The longest a Check may wait inside the service on top of the store call: a hold's
+        cost ticket or a block's wait for reserved money (one request waits for one of them)."""
+        waits = [0.0]
+        if self.holds():
+            waits.append(self.enforcement.hold_timeout_seconds)
+        if self.blocks() and self.cost_tracking.enabled and self.cost_tracking.wallet_enforcement:
+            waits.append(self.enforcement.wait_for_reserved_seconds)
+        return max(waits)
+
     def shutdown_grace_seconds(self) -> float:
         """How long a stopping server lets in-flight Checks finish: never shorter than a held
         request can wait, or a rollout would cut held requests off."""
         grace = self.server.shutdown_grace_seconds
-        if self.holds():
-            held = self.enforcement.hold_timeout_seconds + self.gateway.check_timeout_seconds
+        if self.check_wait_seconds() > 0:
+            held = self.check_wait_seconds() + self.gateway.check_timeout_seconds
             grace = max(grace, held)
         return grace
 
@@ -723,9 +784,7 @@ class Config(StrictModel):
         """Timeouts that contradict each other (valid, but surprising in production)."""
         out: list[str] = []
         longest = max((p.timeout_seconds for p in self.providers), default=0.0)
-        needed = longest + self.gateway.check_timeout_seconds
-        if self.holds():
-            needed += self.enforcement.hold_timeout_seconds
+        needed = longest + self.gateway.check_timeout_seconds + self.check_wait_seconds()
         if self.enforcement.reservation_ttl_seconds <= needed:
             out.append(
                 f"enforcement.reservation_ttl_seconds: {self.enforcement.reservation_ttl_seconds}"

@@ -498,16 +498,10 @@ def build_route_config(cfg: Config) -> Node:
 # --------------------------------------------------------------------------- HTTP filters
 
 
-def _uses_hold(cfg: Config) -> bool:
-    return any(cfg.policy_for(g) == "hold" for g in cfg.consumer_groups)
-
-
 def check_timeout_seconds(cfg: Config) -> float:
-    """The Check deadline; a Check that may wait for a hold gets hold_timeout on top."""
-    timeout = cfg.gateway.check_timeout_seconds
-    if _uses_hold(cfg):
-        timeout += cfg.enforcement.hold_timeout_seconds
-    return timeout
+    """The Check deadline; a Check that may wait (a hold's ticket, a block's wait for reserved
+    money) gets that wait on top."""
+    return cfg.gateway.check_timeout_seconds + cfg.check_wait_seconds()
 
 
 def _check_retry_policy() -> Node:
@@ -606,6 +600,9 @@ def build_http_filters(cfg: Config) -> list[Node]:
 # --------------------------------------------------------------------------- listener
 
 
+ACCESS_LOG_BUFFER_BYTES = 4 * 1024 * 1024
+
+
 def grpc_access_log(cfg: Config, log_name: str = ACCESS_LOG_NAME) -> Node:
     """Every request's entry, with all dynamic metadata, streamed to the service (settle)."""
     cluster = AUTHZ_ACCESS_LOG_CLUSTER if cfg.gateway.duplicates_access_log() else AUTHZ_CLUSTER
@@ -618,6 +615,10 @@ def grpc_access_log(cfg: Config, log_name: str = ACCESS_LOG_NAME) -> Node:
                 "transport_api_version": "V3",
                 "grpc_service": _authz_grpc_service(cluster=cluster),
                 "buffer_flush_interval": _duration(cfg.gateway.access_log_flush_ms / 1000),
+                # Flush by time, not by size (Envoy's default 16 KiB flushes every few dozen
+                # entries under load): a restarting service ends its streams right after a
+                # flush, when nothing is in flight (gateway/accesslog_servicer.py).
+                "buffer_size_bytes": ACCESS_LOG_BUFFER_BYTES,
             },
             "additional_request_headers_to_log": [RESERVATION_HEADER],
         },

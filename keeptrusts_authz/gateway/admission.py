@@ -12,7 +12,7 @@ import fnmatch
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from keeptrusts_authz.config.models import Config, ConsumerGroup, Provider
@@ -26,6 +26,7 @@ from keeptrusts_authz.envoy_contract import (
     AUTHZ_PRICED_MODEL,
     AUTHZ_RESERVATION_ID,
     AUTHZ_SERVICE_TIER,
+    AUTHZ_WALLET,
     CALLER_KEY_HEADERS,
     PROVIDER_HEADER,
     RESERVATION_HEADER,
@@ -36,6 +37,7 @@ from keeptrusts_authz.envoy_contract import (
 from keeptrusts_authz.errors import StoreRegressed, StoreUnavailable
 from keeptrusts_authz.gateway.api_keys import KeyRing, presented_key
 from keeptrusts_authz.gateway.estimation import (
+    requested_tier,
     reservation_micros,
     reservation_tokens,
     unbounded_refusal,
@@ -55,6 +57,7 @@ from keeptrusts_authz.gateway.request_parsing import (
     api_kind,
     parse_request,
 )
+from keeptrusts_authz.gateway.signing import ReservationSigner, signer_from_config
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.pricing import PriceTable, ResolvedModel, UnknownModel
@@ -130,8 +133,12 @@ class Admission:
         prices: PriceTable,
         wallets: WalletService,
         holds: Holds | None = None,
+        signer: ReservationSigner | None = None,
     ) -> None:
         self._cfg = cfg
+        # Signs every reservation the Check hands out; the access-log consumer verifies it
+        # with the same signer (build_app gives both the same one).
+        self._signer = signer or signer_from_config(cfg)
         self._keys = keyring
         self._prices = prices
         self._wallets = wallets
@@ -141,6 +148,7 @@ class Admission:
         # Answer before Envoy's ext_authz timeout, so the client gets our JSON 503, not Envoy's.
         self._reserve_deadline = cfg.gateway.check_timeout_seconds * 0.75
         self._compensations: set[asyncio.Task[None]] = set()
+        self._reserved_wait = cfg.enforcement.wait_for_reserved_seconds
         # The caller's key, and the user tokens and verified claims of jwt_authn: none of them
         # is the provider's business.
         self._remove_headers = CALLER_KEY_HEADERS + tuple(
@@ -203,7 +211,10 @@ class Admission:
         try:
             parsed = parse_request(api, body, headers.get(ANTHROPIC_BETA_HEADER, ""))
         except RequestError as exc:
-            return _deny(exc.status, exc.code, exc.message)
+            bad_body = _deny(exc.status, exc.code, exc.message)
+            if bad_body.body is not None:
+                bad_body.body["error"].update(exc.extra)  # e.g. the key named twice
+            return bad_body
         # Routing before pricing: a model no provider serves is refused for that, not for a
         # missing price (which only matters once a provider would be called).
         provider = self._provider_for(api, parsed.model)
@@ -246,9 +257,13 @@ class Admission:
             return _deny(
                 400, "invalid_user", "the user header must be 1-128 characters [A-Za-z0-9_.@-]"
             )
-        return await self._reserve(
+        decision = await self._reserve(
             group, user, provider, parsed, priced, headers.get(TICKET_HEADER)
         )
+        if decision.allowed and AUTHZ_RESERVATION_ID in decision.metadata:
+            # Without this signature the access log can neither settle nor release it.
+            self._signer.sign(decision.metadata)
+        return decision
 
     def _free_endpoint(
         self,
@@ -341,6 +356,9 @@ class Admission:
             return allow
         _, allowance = self._cfg.unbounded_for(group)
         enforcement = self._cfg.enforcement
+        tier = requested_tier(parsed.service_tier, provider)
+        if tier != parsed.service_tier:
+            parsed = replace(parsed, service_tier=tier)
         estimate = reservation_micros(parsed, priced, self._prices, enforcement, allowance)
         input_bound, _ = reservation_tokens(parsed, priced, enforcement, allowance)
         if parsed.service_tier is not None:
@@ -363,6 +381,7 @@ class Admission:
             user=user or "",
             model=priced.name,
         )
+        started = asyncio.get_running_loop().time()
         try:
             result = await asyncio.wait_for(self._wallets.reserve(request), self._reserve_deadline)
         except StoreRegressed:
@@ -390,7 +409,62 @@ class Admission:
             return _user_not_in_team(request.user, team)
         if result.outcome == "hold" and self._holds is not None:
             return await self._hold(self._holds, allow, request, team, ticket)
+        if self._may_wait_for_reserved(result, request):
+            assert self._holds is not None
+            return await self._wait_for_reserved(self._holds, allow, result, request, team, started)
         return self._after_reserve(allow, result, request, team)
+
+    # ---------------------------------------------- block: wait for reserved money (issue 11/6)
+
+    def _may_wait_for_reserved(self, result: ReserveResult, req: ReserveRequest) -> bool:
+        """A `block` refusal where money is still reserved in a cascade wallet: worth a wait.
+        (`seen` holds only what is available; Holds.wait_for_reserved reads the reserved part.)"""
+        return (
+            result.outcome == "blocked"
+            and req.policy == "block"
+            and self._reserved_wait > 0
+            and self._holds is not None
+            and bool(result.seen)
+        )
+
+    async def _wait_for_reserved(
+        self,
+        holds: Holds,
+        allow: Decision,
+        first: ReserveResult,
+        req: ReserveRequest,
+        team: str,
+        started: float,
+    ) -> Decision:
+        """Wait (wallets.holds, on the settle wake-ups) for in-flight reservations to refund the
+        wallet, then reserve; 402 once the money is really spent or the wait runs out. Bounded so
+        the Check answers inside Envoy's timeout (check timeout + this wait, render-envoy); the
+        wait itself stays out of the Check-latency histogram (Decision.hold_wait_seconds)."""
+        loop = asyncio.get_running_loop()
+        budget = started + self._reserve_deadline + self._reserved_wait - loop.time()
+        waited_from = loop.time()
+        try:
+            outcome = await asyncio.wait_for(
+                holds.wait_for_reserved(req, self._reserved_wait), max(budget, 0.001)
+            )
+        except StoreRegressed:
+            return _store_regressed()
+        except (StoreUnavailable, TimeoutError):
+            # A reserve inside the wait may have landed without its answer: undo it.
+            self._compensate(req.reservation_id)
+            decision = self._after_reserve(allow, first, req, team)
+            decision.hold_wait_seconds = loop.time() - waited_from
+            m.RESERVED_WAIT.labels("reserved_wait_timeout").observe(decision.hold_wait_seconds)
+            return decision
+        except asyncio.CancelledError:  # Envoy gave up on this Check
+            self._compensate(req.reservation_id)
+            raise
+        m.RESERVED_WAIT.labels(outcome.reason).observe(outcome.waited)
+        decision = self._after_reserve(allow, outcome.result or first, req, team)
+        if outcome.proceeds:
+            decision.reason = outcome.reason
+        decision.hold_wait_seconds = outcome.waited
+        return decision
 
     async def _hold(
         self, holds: Holds, allow: Decision, req: ReserveRequest, team: str, ticket: str | None
@@ -445,7 +519,7 @@ class Admission:
             allow.metadata.update(
                 {
                     AUTHZ_RESERVATION_ID: req.reservation_id,
-                    "wallet": result.wallet or "",
+                    AUTHZ_WALLET: result.wallet or "",
                     AUTHZ_ESTIMATE_MICROS: str(req.amount),
                 }
             )

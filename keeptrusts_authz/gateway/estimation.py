@@ -2,9 +2,10 @@
 
 All input at the highest prompt price (cache hits are only known afterwards), every choice at its
 output limit (the largest a beta the request names unlocks), over every price tier the request
-can reach: the service tier it names (standard always), and the long-context rates when its
-input bound is above the model's threshold. So a request's real cost never exceeds its
-reservation (see request_parsing for why the token bounds are strict).
+can reach: the service tier it names (standard always; every tier when it names none or `auto`
+and the provider config does not declare its `default_service_tier`), and the long-context
+rates when its input bound is above the model's threshold. So a request's real cost never
+exceeds its reservation (see request_parsing for why the token bounds are strict).
 
 What the body does not show is added as allowances: images, the server-side history a chained
 Responses request pulls in (`enforcement.server_history_tokens`, by default the model's context
@@ -14,10 +15,19 @@ window), and the group's `unbounded_allowance_tokens` per unbounded input when i
 
 from __future__ import annotations
 
-from keeptrusts_authz.config.models import Config, ConsumerGroup, Enforcement
+from keeptrusts_authz.config.models import Config, ConsumerGroup, Enforcement, Provider
 from keeptrusts_authz.gateway.request_parsing import ParsedRequest, RequestError
 from keeptrusts_authz.gateway.unbounded_inputs import describe
-from keeptrusts_authz.pricing import PriceTable, ResolvedModel
+from keeptrusts_authz.pricing import PROVIDER_DEFAULT_TIERS, PriceTable, ResolvedModel
+
+
+def requested_tier(asked: str | None, provider: Provider) -> str | None:
+    """The service tier a request can be billed at by default: the one it names, or, when it
+    leaves the choice to the account (none, `auto`), the provider's declared
+    `default_service_tier`; still None/`auto` (every tier) when the config declares none."""
+    if (asked or "").strip().lower() in PROVIDER_DEFAULT_TIERS and provider.default_service_tier:
+        return provider.default_service_tier
+    return asked
 
 
 def history_tokens(priced: ResolvedModel, enforcement: Enforcement) -> int | None:

@@ -173,8 +173,9 @@ def _cut_off(
             )
             cost = prices.cost_micros(model, priced, service_tier=_billed_tier(authz, usage))
         else:
-            tier = str(authz.get(ec.AUTHZ_SERVICE_TIER) or "") or None
-            cost = prices.worst_case_micros(model, input_bound, output, tier)
+            # The tier the stream's chunks already reported (OpenAI sends it on each one), else
+            # the one asked for: none/`auto` bounds the cut-off over every tier (review #5).
+            cost = prices.worst_case_micros(model, input_bound, output, _billed_tier(authz, usage))
     except UnknownModel:
         return None
     # No token counts: bounds are not usage (counters and reports hold what providers reported),

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from keeptrusts_authz.background import stop_task
-from keeptrusts_authz.errors import StoreUnavailable
+from keeptrusts_authz.errors import StoreRegressed, StoreUnavailable
 from keeptrusts_authz.gateway.reconcile import Release
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.wallets.models import SettleRequest
@@ -92,6 +92,13 @@ class Settler:
                 log.warning("wallet store unreachable; retrying %d settlements", len(batch))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except StoreRegressed:
+                # The store lost its books: keep these settlements (never drop a charge) until
+                # `keeptrusts-authz restore` brings their reservations back.
+                m.STORE_ERRORS.labels("settle_regressed").inc()
+                log.warning("wallet store regressed; holding %d settlements", len(batch))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
         now = time.time()
         charged: set[str] = set()
         for pending, result in zip(batch, results, strict=True):

@@ -2,7 +2,8 @@
 
 A file or PDF part (its pages become text and images upstream; base64 compresses nothing but a
 file id or URL is a few bytes for any number of tokens), a document by URL, a stored prompt
-(`prompt.id`), a server-side tool (web search, file search, code execution: the provider feeds
+(`prompt.id`), a stored input item (`item_reference`, or an input item type not known here), a
+server-side tool (web search, file search, code execution: the provider feeds
 their results back into the prompt) or an MCP server (the same, from a remote server). The
 gateway cannot bound what these cost before the provider bills them, so each consumer group
 chooses (`unbounded_inputs`): refuse the request (400 naming the feature) or reserve a fixed
@@ -24,6 +25,8 @@ FEATURES: Final = {
     "stored_prompt": "a stored prompt (prompt.id)",
     "server_tool": "a server-side tool",
     "mcp_server": "an MCP server",
+    "stored_item": "a stored input item by reference (item_reference)",
+    "unknown_input_item": "an input item of a type the gateway does not know",
     # Added by gateway/estimation when neither server_history_tokens nor the model's context
     # window bounds a chained Responses request (previous_response_id / conversation).
     "server_history": "server-side history no context window bounds",
@@ -35,6 +38,37 @@ _OPENAI_CLIENT_TOOLS: Final = frozenset(
 )
 # Anthropic-defined tools the client executes (the type carries a version suffix).
 _ANTHROPIC_CLIENT_TOOL_PREFIXES: Final = ("bash_", "text_editor_", "computer_", "memory_")
+# Responses input item types whose content is in the body itself (a message, a tool call or
+# its output the client sends back, reasoning/compaction it carries encrypted). An
+# `item_reference` pulls a stored item of any size by its id; any other type may be a reference
+# too, so it is counted as one (review #6).
+_RESPONSES_BODY_ITEMS: Final = frozenset(
+    {
+        "message",
+        "reasoning",
+        "compaction",
+        "function_call",
+        "function_call_output",
+        "custom_tool_call",
+        "custom_tool_call_output",
+        "computer_call",
+        "computer_call_output",
+        "local_shell_call",
+        "local_shell_call_output",
+        "shell_call",
+        "shell_call_output",
+        "apply_patch_call",
+        "apply_patch_call_output",
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "image_generation_call",
+        "mcp_list_tools",
+        "mcp_call",
+        "mcp_approval_request",
+        "mcp_approval_response",
+    }
+)
 # Anthropic document sources whose content is in the body itself.
 _INLINE_DOCUMENT_SOURCES: Final = frozenset({"text", "content"})
 
@@ -65,6 +99,22 @@ def _walk_parts(value: Any, found: Counter[str]) -> None:
     for v in value.values():
         if isinstance(v, list | dict):
             _walk_parts(v, found)
+
+
+def _responses_items(items: Any, found: Counter[str]) -> None:
+    """The top-level Responses `input` items: references and unknown types."""
+    if not isinstance(items, list):
+        return
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind is None and "role" in item:
+            continue  # an easy input message
+        if kind == "item_reference":
+            found["stored_item"] += 1
+        elif kind not in _RESPONSES_BODY_ITEMS:
+            found["unknown_input_item"] += 1
 
 
 def _openai_tools(tools: Any, found: Counter[str]) -> None:
@@ -112,6 +162,8 @@ def unbounded_inputs(api: str, body: dict[str, Any]) -> tuple[tuple[str, int], .
         prompt = body.get("prompt")
         if api == "openai_responses" and isinstance(prompt, dict) and prompt.get("id"):
             found["stored_prompt"] += 1
+        if api == "openai_responses":
+            _responses_items(body.get("input"), found)
     return tuple(sorted(found.items()))
 
 

@@ -102,6 +102,75 @@ class ArchiveStore:
                     return
                 ms, seq = rows[-1][0], rows[-1][1]
 
+    async def record_restore(
+        self,
+        org: str,
+        *,
+        epoch: str,
+        high_water: str,
+        reason: str,
+        actor: str,
+        report: dict[str, Any],
+    ) -> None:
+        """Keep the record of one restore run (migration 003)."""
+        ms, seq = split_id(high_water)
+        async with await self.connect() as conn:
+            await conn.execute(
+                "INSERT INTO restores (org, epoch, high_ms, high_seq, reason, report, actor)"
+                " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s)",
+                (org, epoch, ms, seq, reason, json.dumps(report), actor),
+            )
+
+    async def restores(self, org: str) -> list[dict[str, Any]]:
+        async with await self.connect() as conn:
+            cur = await conn.execute(
+                "SELECT epoch, high_ms, high_seq, reason, report, actor FROM restores"
+                " WHERE org = %s ORDER BY id",
+                (org,),
+            )
+            rows = await cur.fetchall()
+        return [
+            {
+                "epoch": r[0],
+                "high_water": join_id(r[1], r[2]),
+                "reason": r[3],
+                "report": r[4],
+                "actor": r[5],
+            }
+            for r in rows
+        ]
+
+    async def page(
+        self, org: str, count: int, *, before: str | None = None, wallet: str | None = None
+    ) -> list[LedgerEntry]:
+        """Newest first: up to `count` archived entries older than `before`, optionally only
+        those touching `wallet` (as `wallet`, `from` or `to`, the Redis listing's rule)."""
+        ms, seq = split_id(before) if before else (2**62, 0)
+        sql = (
+            "SELECT id_ms, id_seq, ts_ms, op, wallet, amount, fields FROM ledger_entries"
+            " WHERE org = %s AND (id_ms, id_seq) < (%s, %s)"
+        )
+        params: list[Any] = [org, ms, seq]
+        if wallet is not None:
+            sql += " AND (wallet = %s OR fields->>'from' = %s OR fields->>'to' = %s)"
+            params += [wallet, wallet, wallet]
+        sql += " ORDER BY id_ms DESC, id_seq DESC LIMIT %s"
+        params.append(count)
+        async with await self.connect() as conn:
+            cur = await conn.execute(sql, params)
+            rows = await cur.fetchall()
+        return [
+            LedgerEntry(
+                id=join_id(r[0], r[1]),
+                ts_ms=r[2],
+                op=r[3],
+                wallet=r[4],
+                amount=r[5],
+                fields={str(k): str(v) for k, v in r[6].items()},
+            )
+            for r in rows
+        ]
+
     async def save_snapshot(self, snap: Snapshot) -> None:
         ms, seq = split_id(snap.upto)
         async with await self.connect() as conn:

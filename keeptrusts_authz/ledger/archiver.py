@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
+from redis.exceptions import ResponseError
 
 from keeptrusts_authz.background import stop_task
 from keeptrusts_authz.ledger.archive_store import ArchiveStore, join_id, split_id
@@ -45,6 +46,10 @@ class ArchivePass:
     archived: int = 0
     trimmed: int = 0
     high_water: str | None = None
+    # The archived high-water entry is gone from Redis although the trim always keeps it: Redis
+    # was rolled back or lost (its entries after that point are on books PostgreSQL does not
+    # hold), so nothing is copied until `keeptrusts-authz restore` rebuilds the stream.
+    gap: str = ""
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> LedgerEntry:
@@ -96,6 +101,10 @@ class Archiver:
 
     async def _copy_and_trim(self, conn: psycopg.AsyncConnection[Any]) -> ArchivePass:
         high = await self._archive.last_archived_id(self._org)
+        gap = await self._continuity(high)
+        if gap:
+            log.error("ledger archive paused for org %s: %s", self._org, gap)
+            return ArchivePass(acted=True, high_water=high, gap=gap)
         lower = f"({high}" if high else "-"
         archived = 0
         first_lag = True
@@ -119,6 +128,30 @@ class Archiver:
         LEDGER_ARCHIVED_ENTRIES.inc(archived)
         trimmed = await self._trim(high) if high else 0
         return ArchivePass(acted=True, archived=archived, trimmed=trimmed, high_water=high)
+
+    async def _continuity(self, high: str | None) -> str:
+        """'' when Redis still holds the archived high-water entry, or trimmed it (the stream's
+        max-deleted-entry-id, Redis 7, is at or past it); else what is wrong. A stream that came
+        back empty or from an older snapshot has neither."""
+        if high is None:
+            return ""
+        found = await cast(
+            Awaitable[list[object]],
+            self._redis.xrange(self._keys.ledger, min=high, max=high, count=1),
+        )
+        if found:
+            return ""
+        try:
+            info: dict[str, Any] = await self._redis.xinfo_stream(self._keys.ledger)
+        except ResponseError:  # no stream at all
+            info = {}
+        deleted = str(info.get("max-deleted-entry-id") or "0-0")
+        if split_id(deleted) >= split_id(high):
+            return ""
+        return (
+            f"Redis's ledger no longer holds the archived high-water entry {high}: "
+            "the store was lost or rolled back (run `keeptrusts-authz restore`)"
+        )
 
     async def _record_lag(self, first: list[tuple[str, dict[str, str]]], high: str | None) -> None:
         if not first:

@@ -18,13 +18,23 @@ AUTHZ_DECISIONS = Counter(
 CHECK_LATENCY = Histogram(
     "keeptrusts_check_duration_seconds",
     "Time to answer one ext_authz Check, without the time a held Check waited on its cost "
-    "ticket (that wait is keeptrusts_hold_wait_seconds).",
+    "ticket (that wait is keeptrusts_hold_wait_seconds) or a block Check waited for reserved "
+    "money to settle (keeptrusts_reserved_wait_seconds).",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0),
 )
 HELD_REQUESTS = Gauge(
     "keeptrusts_held_requests",
     "Checks of this replica held now on a cost ticket (hold policy), waiting for funds or a "
     "decision.",
+    multiprocess_mode="livesum",
+)
+RESERVED_WAIT = Histogram(
+    "keeptrusts_reserved_wait_seconds",
+    "Time a `block` Check waited for in-flight reservations to settle "
+    "(enforcement.wait_for_reserved_seconds), by outcome (reserved_wait_funded: admitted, "
+    "reserved_wait_spent: the money was really spent, reserved_wait_timeout).",
+    ["outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
 )
 HOLD_WAIT = Histogram(
     "keeptrusts_hold_wait_seconds",
@@ -43,6 +53,7 @@ STORE_REGRESSED = Gauge(
     "1 while the wallet store is known to have lost or rolled back its books (Checks answer 503 "
     "store_regressed until `keeptrusts-authz restore`), by organization.",
     ["org"],
+    multiprocess_mode="livemax",
 )
 
 
@@ -63,6 +74,7 @@ RECONCILIATION_LAG = Histogram(
 SETTLE_QUEUE = Gauge(
     "keeptrusts_settle_queue_depth",
     "Access-log settlements waiting to be written to Redis.",
+    multiprocess_mode="livesum",
 )
 EXPIRED_RESERVATIONS = Counter(
     "keeptrusts_expired_reservations",
@@ -72,6 +84,18 @@ ACCESS_LOG_ENTRIES = Counter(
     "keeptrusts_access_log_entries",
     "Access-log entries received, by what was done with them.",
     ["action"],
+)
+ACCESS_LOG_REJECTED = Counter(
+    "keeptrusts_accesslog_rejected",
+    "Access-log entries naming a reservation that were refused without settling or releasing "
+    "anything, by reason (missing_signature, bad_signature, unknown_key, field_mismatch, "
+    "expired). Anything but a key rotation gone wrong means someone else is writing entries.",
+    ["reason"],
+)
+SETTLE_BOUND_VIOLATIONS = Counter(
+    "keeptrusts_settle_bound_violations",
+    "Settlements whose cost exceeded the reservation's signed estimate (charged in full: the "
+    "money was spent, but the reservation was meant to be an upper bound).",
 )
 PERIOD_BOUNDARIES = Counter(
     "keeptrusts_period_boundaries",
@@ -83,19 +107,23 @@ WALLET_PROJECTED_PERIOD_SPEND = Gauge(
     "keeptrusts_wallet_projected_period_spend",
     "Projected spend at the end of the current budget period from its burn so far (currency).",
     ["wallet"],
+    multiprocess_mode="mostrecent",
 )
 WALLET_PERIOD_ALLOCATION = Gauge(
     "keeptrusts_wallet_period_allocation",
     "What the current budget period started with: carried in + its allocation (currency units).",
     ["wallet"],
+    multiprocess_mode="mostrecent",
 )
 LEDGER_ARCHIVE_LAG_ENTRIES = Gauge(
     "keeptrusts_ledger_archive_lag_entries",
     "Redis ledger entries not yet archived to PostgreSQL when the last archive pass started.",
+    multiprocess_mode="mostrecent",
 )
 LEDGER_ARCHIVE_LAG_SECONDS = Gauge(
     "keeptrusts_ledger_archive_lag_seconds",
     "Age of the oldest Redis ledger entry not yet archived when the last archive pass started.",
+    multiprocess_mode="mostrecent",
 )
 LEDGER_ARCHIVED_ENTRIES = Counter(
     "keeptrusts_ledger_archived_entries",

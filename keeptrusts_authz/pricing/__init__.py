@@ -7,6 +7,7 @@ exact costs rounded up to 1 micro.
 """
 
 from keeptrusts_authz.pricing.cost import (
+    PROVIDER_DEFAULT_TIERS,
     Usage,
     cost_micros_for,
     output_bound_for,
@@ -22,6 +23,7 @@ from keeptrusts_authz.pricing.table import (
 from keeptrusts_authz.pricing.validate import PricingReport, validate_pricing
 
 __all__ = [
+    "PROVIDER_DEFAULT_TIERS",
     "DefaultPrices",
     "PriceTable",
     "PricingError",

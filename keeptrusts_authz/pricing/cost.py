@@ -189,6 +189,11 @@ def _overlay(base: PriceSet | ModelPrice, *over: PriceSet | ModelPrice | None) -
 # The service tier a provider reports for its standard prices (OpenAI `default`, Anthropic
 # `standard`), or that a request names without choosing a priced tier.
 STANDARD_TIERS = frozenset({"", "default", "standard", "auto", "standard_only"})
+# What a request names when it leaves the tier to the provider's account (none, or `auto`):
+# the account's default tier, which may be priority (an OpenAI project set to priority, an
+# Anthropic organisation with Priority Tier capacity). Unless the provider config declares that
+# default (`providers[].default_service_tier`), it can be any tier of the model.
+PROVIDER_DEFAULT_TIERS = frozenset({"", "auto"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +266,10 @@ class PriceBook:
     def reachable(self, service_tier: str | None) -> list[TierRates]:
         """The tiers a request naming `service_tier` can be billed at: standard always (a
         provider may serve a tier request at standard), plus the named one; every tier when the
-        name is one the table does not know."""
+        name is one the table does not know, or when it names none (None, "", `auto`: the
+        account's default tier, unknown here; see PROVIDER_DEFAULT_TIERS)."""
+        if (service_tier or "").strip().lower() in PROVIDER_DEFAULT_TIERS:
+            return [self.standard, *self.tiers.values()]
         tier = self.tier(service_tier)
         if tier is None:
             return [self.standard, *self.tiers.values()]

@@ -98,6 +98,11 @@ def _find(provider_id: str, ref: str) -> Any:
     raise GenaiPricesError(f"{PACKAGE}: no provider {provider_id!r}")
 
 
+def _embedding_kind(model_id: str) -> bool:
+    """An embedding model (text-embedding-*, gemini-embedding-*, embed-*): no output tokens."""
+    return "embed" in model_id.lower()
+
+
 def _equals_names(match: Any) -> list[str]:
     equals = getattr(match, "equals", None)
     if isinstance(equals, str):
@@ -137,10 +142,14 @@ def model_prices(provider_id: str, ref: str, at: datetime | None = None) -> Gena
     long: dict[str, Any] = {}
     for key, value in _price_dict(standard).items():
         _split(key, value, flat, long)
-    if "input_per_1m" not in flat or "output_per_1m" not in flat:
-        flat.setdefault("output_per_1m", Decimal(0))  # embeddings: no output price
-        if "input_per_1m" not in flat:
-            raise GenaiPricesError(f"{PACKAGE}: {model.id} has no input price")
+    if "input_per_1m" not in flat:
+        raise GenaiPricesError(f"{PACKAGE}: {model.id} has no input price")
+    if "output_per_1m" not in flat:
+        # Only an embedding model has no output to bill; any other model missing its output
+        # price would be billed 0 for output, so the table refuses to load (review #10).
+        if not _embedding_kind(model.id):
+            raise GenaiPricesError(f"{PACKAGE}: {model.id} has no output price")
+        flat["output_per_1m"] = Decimal(0)
     out: dict[str, Any] = dict(flat)
     if long:
         out["long_context"] = LongContextPrice(**long)

@@ -372,7 +372,7 @@ def render(report: Report, fmt: str) -> tuple[str, bytes]:
 
 class _HasStore(Protocol):
     @property
-    def store(self) -> LedgerSource: ...
+    def history(self) -> LedgerSource: ...
 
     @property
     def org_id(self) -> str: ...
@@ -405,7 +405,7 @@ def chargeback_report(
 
     async def go() -> tuple[str, bytes]:
         report = await build_report(
-            wallets_service.store,
+            wallets_service.history,
             p,
             gb,
             currency=wallets_service.currency,

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 #: Connections per process. Callers beyond it wait (up to the socket timeout) for a free one
 #: instead of failing, so a burst of concurrent Checks queues rather than erroring.
 MAX_CONNECTIONS = 128
+#: Connections per cluster node (redis-py's async cluster refuses beyond it, never waits).
+CLUSTER_NODE_CONNECTIONS = 8 * MAX_CONNECTIONS
 
 
 def describe(settings: RedisSettings) -> str:
@@ -68,12 +70,49 @@ def _sentinel_hosts(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return hosts, extra
 
 
+class ClusterGate:
+    """At most MAX_CONNECTIONS calls in flight for one organization on a cluster client; the
+    rest wait (up to
+    the socket timeout, then StoreUnavailable like the blocking pool).
+
+    redis-py's async RedisCluster has no blocking pool: a call beyond `max_connections` on a
+    node raises MaxConnectionsError at once (redis/redis-py#3135; the BlockingConnectionPool
+    answer of #3359 is for the sync client only), so a burst of 200 concurrent Checks got about
+    half refused. Gating below the per-node limit turns the burst into a queue."""
+
+    def __init__(self, limit: int, timeout: float) -> None:
+        self._sem = asyncio.Semaphore(limit)
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        try:
+            await asyncio.wait_for(self._sem.acquire(), self._timeout)
+        except TimeoutError:
+            raise RedisConnectionError(
+                f"no free cluster connection within {self._timeout:.1f}s"
+            ) from None
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._sem.release()
+
+
+def cluster_gate(client: AsyncClient, timeout: float) -> ClusterGate | None:
+    """A gate for one organization's store on a cluster client (None for a standalone or
+    Sentinel client: their blocking pool already waits). Per organization, not per client: an
+    org's keys share one slot, hence one node, so a node that is down (its calls hanging until
+    the socket timeout) fills only its own orgs' gates, never another org's."""
+    return ClusterGate(MAX_CONNECTIONS, timeout) if isinstance(client, RedisCluster) else None
+
+
 def connect(settings: RedisSettings) -> AsyncClient:
     """A client for `settings` (no I/O happens until the first command)."""
     kwargs = _common_kwargs(settings)
     if settings.mode == "cluster":
         kwargs.pop("retry_on_error")
-        return RedisCluster.from_url(settings.url, **kwargs)
+        # Per node: room for several organizations' gates (MAX_CONNECTIONS each) on one node.
+        return RedisCluster.from_url(
+            settings.url, max_connections=CLUSTER_NODE_CONNECTIONS, **kwargs
+        )
     if settings.mode == "sentinel":
         assert settings.sentinel_master is not None
         hosts, extra = _sentinel_hosts(settings.url)

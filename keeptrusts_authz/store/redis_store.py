@@ -22,10 +22,17 @@ from redis.exceptions import ReadOnlyError, WatchError
 from keeptrusts_authz.config.models import RedisSettings
 from keeptrusts_authz.errors import StoreDataError, StoreRegressed, StoreUnavailable
 from keeptrusts_authz.periods.models import PeriodState, RolloverOutcome
-from keeptrusts_authz.store.connection import AsyncClient, MasterWatch, connect, describe
+from keeptrusts_authz.store.connection import (
+    AsyncClient,
+    MasterWatch,
+    cluster_gate,
+    connect,
+    describe,
+)
 from keeptrusts_authz.store.errors import is_transient, translate, translated, unavailable
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.models import (
+    BURN_TTL_MS,
     WALLET_FIELDS,
     AuditSnapshot,
     ExpiredReservation,
@@ -35,6 +42,7 @@ from keeptrusts_authz.wallets.models import (
     Reservation,
     ReserveRequest,
     ReserveResult,
+    RestorePlan,
     SettleRequest,
     SettleResult,
     StoreMarker,
@@ -59,6 +67,13 @@ SCRIPT_NAMES = (
 #: Default of `enforcement.closed_reservation_ttl_seconds`.
 DEFAULT_CLOSED_TTL_SECONDS = 6 * 3600
 log = logging.getLogger(__name__)
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    """A stream id `ms-seq` as a sortable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or "0")
+
 
 _RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
 _SETTLE_OUTCOMES = ("settled", "corrected", "released", "already_closed", "unknown")
@@ -125,8 +140,10 @@ class RedisWalletStore:
         endpoint: str | None = None,
         closed_ttl_seconds: int = DEFAULT_CLOSED_TTL_SECONDS,
         master_watch: MasterWatch | None = None,
+        gate_timeout: float = 1.0,
     ) -> None:
         self._client = client
+        self._gate = cluster_gate(client, gate_timeout)
         # Told about every write a master refused for want of replicas or for being a replica:
         # the master may have moved (sentinel failover), so ask the Sentinels now.
         self._master_watch = master_watch
@@ -145,10 +162,14 @@ class RedisWalletStore:
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _io(self, awaitable: Awaitable[T]) -> T:
-        """Await a Redis call with its exceptions translated (store.errors)."""
+        """Await a Redis call with its exceptions translated (store.errors); through a cluster
+        client, behind its gate (a burst waits for a connection instead of being refused)."""
         try:
             with translated(self._endpoint):
-                return await awaitable
+                if self._gate is None:
+                    return await awaitable
+                async with self._gate:
+                    return await awaitable
         except StoreUnavailable as exc:
             self._refused_write(exc.__cause__)
             raise
@@ -207,6 +228,8 @@ class RedisWalletStore:
             raise StoreRefused("unknown_wallet", str(res[1]))
         if status == "insufficient":
             raise StoreRefused("insufficient", str(res[1]), _int(res[2]))
+        if status == "bound":
+            raise StoreRefused("bound", str(res[1]), field=str(res[2]))
         if status == "wrong_team":
             raise StoreRefused("wrong_team", str(res[1]), team=str(res[2]))
         raise StoreDataError(f"{op}.lua returned {status!r}")
@@ -560,16 +583,24 @@ class RedisWalletStore:
 
     # -- store continuity ------------------------------------------------------------------------
 
-    async def marker(self) -> StoreMarker:
+    async def marker(self, probe: str | None = None) -> StoreMarker:
         """The epoch marker, the stream's last generated id (kept by Redis even when the stream
-        is trimmed) and whether any wallet or entry exists, in one pipeline."""
+        is trimmed) and whether any wallet or entry exists, in one pipeline; with `probe`, whether
+        that entry is gone while the stream still starts at or before it (rolled back)."""
         k = self.keys
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.hgetall(k.epoch)
             pipe.xinfo_stream(k.ledger)
             pipe.scard(k.wallets)
+            if probe:
+                pipe.xrange(k.ledger, min=probe, max=probe, count=1)
             res = await self._io(pipe.execute(raise_on_error=False))
-        raw, info, n_wallets = res
+        raw, info, n_wallets = res[:3]
+        probe_missing = False
+        if probe and isinstance(info, dict) and isinstance(res[3], list) and not res[3]:
+            first = info.get("first-entry")
+            if first:
+                probe_missing = _id_key(str(first[0])) <= _id_key(probe)
         for part in (raw, n_wallets):
             if isinstance(part, BaseException):
                 raise translate(part, self._endpoint) or StoreDataError(str(part)[:200]) from part
@@ -587,6 +618,7 @@ class RedisWalletStore:
             hwm_floor=raw.get("hwm_floor", "0-0"),
             last_id=last_id,
             has_data=length > 0 or wallets > 0,
+            probe_missing=probe_missing,
         )
 
     async def arm(self, *, origin: str, hwm_floor: str = "0-0", replace: bool = False) -> str:
@@ -613,6 +645,69 @@ class RedisWalletStore:
             return current or epoch
         del mapping["id"]
         await self._io(self._client.hset(k.epoch, mapping=mapping))
+        return epoch
+
+    # -- restore -------------------------------------------------------------------------------
+
+    #: Key families of an org that a restore rebuilds from the ledger (everything else, e.g.
+    #: cost tickets, denial counters and idempotency records, is left as it is).
+    _RESTORED = ("ledger", "wallets", "usage", "epoch", "w:", "r:", "burn:", "pw:")
+
+    async def _restored_keys(self) -> list[str]:
+        prefix = self.keys.prefix
+        found: list[str] = []
+        async for key in self._client.scan_iter(match=prefix + "*", count=1000):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            rest = name[len(prefix) :]
+            if any(rest == f or (f.endswith(":") and rest.startswith(f)) for f in self._RESTORED):
+                found.append(name)
+        return found
+
+    async def restore_books(self, plan: RestorePlan) -> str:
+        """Replace the org's wallets, open reservations, deadline index, usage counters, daily
+        burn, period states and ledger stream by `plan` and write a new epoch marker (origin
+        `restore`, `hwm_floor` the archived high-water mark), all in one MULTI/EXEC: every key
+        shares the org's hash tag, so a concurrent settle sees the old books or the new ones,
+        never a mix. Returns the new epoch id."""
+        k = self.keys
+        old = await self._io(self._restored_keys())
+        now_ms = time.time_ns() // 1_000_000
+        epoch = new_epoch_id()
+        async with self._client.pipeline(transaction=True) as pipe:
+            for i in range(0, len(old), 500):
+                pipe.delete(*old[i : i + 500])
+            for wid, rec in plan.wallets.items():
+                mapping: dict[Any, Any] = {f: str(v) for f, v in rec.items()}
+                mapping["created_ms"] = str(plan.created_ms.get(wid, now_ms))
+                if wid in plan.user_teams:
+                    mapping["team"] = plan.user_teams[wid]
+                pipe.hset(k.wallet(wid), mapping=mapping)
+            if plan.wallets:
+                pipe.sadd(k.wallets, *plan.wallets)
+            for rid, fields in plan.reservations.items():
+                pipe.hset(k.reservation(rid), mapping=cast(dict[Any, Any], fields))
+            if plan.deadlines:
+                pipe.zadd(k.deadlines, dict(plan.deadlines))
+            if plan.usage:
+                pipe.hset(k.usage, mapping={f: str(v) for f, v in plan.usage.items()})
+            for day, per in plan.burn.items():
+                if per:
+                    pipe.hset(k.burn(day), mapping={w: str(v) for w, v in per.items()})
+                    pipe.pexpire(k.burn(day), BURN_TTL_MS)
+            for wid, state in plan.period_state.items():
+                pipe.hset(k.period_state(wid), mapping=cast(dict[Any, Any], state))
+            for entry_id, fields in plan.tail:
+                pipe.xadd(k.ledger, cast(dict[Any, Any], fields), id=entry_id)
+            pipe.hset(
+                k.epoch,
+                mapping={
+                    "id": epoch,
+                    "created_ms": str(now_ms),
+                    "origin": "restore",
+                    "hwm_floor": plan.high_water,
+                },
+            )
+            await self._io(pipe.execute())
         return epoch
 
     # -- reads ---------------------------------------------------------------------------------

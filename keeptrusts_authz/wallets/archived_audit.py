@@ -36,6 +36,12 @@ async def audit_with_archive(
                 f"ledger gap: Redis's ledger ends at {ends} but PostgreSQL has archived up to "
                 f"{high}: Redis lost or rolled back entries (run `keeptrusts-authz restore`)"
             )
+        elif (await store.marker(probe=high)).probe_missing:
+            gaps.append(
+                f"ledger gap: PostgreSQL has archived up to {high} but that entry is gone from "
+                f"Redis, whose ledger now continues to {snap.last_entry_id} from older entries: "
+                "Redis was rolled back and served on stale books (run `keeptrusts-authz restore`)"
+            )
         if not snap.wallets:
             gaps.append(
                 f"wallets missing: Redis holds no wallet but PostgreSQL has ledger history up to "

@@ -15,6 +15,13 @@ Flow (called by gateway.admission when the reservation came back `hold`):
 3. Funds arrived -> reserve again (ticket `funded`); approved -> reserve per the approval (ticket
    `used`); denied or timed out -> refused: 402 with the ticket id and Retry-After. A timed-out
    ticket stays `pending` so it can still be approved and the client can retry with its id.
+
+Waiting for reserved money (`enforcement.wait_for_reserved_seconds`, the `block` policy; called by
+gateway.admission after a `blocked` reserve): when a cascade wallet cannot pay now but could once
+its in-flight reservations settle (available + reserved >= the amount), the Check waits on the
+same `funds:<wallet>` wake-ups (no ticket) and reserves again; it gives up as soon as no wallet
+can pay even with every reservation refunded (the money is really spent) or the wait runs out.
+The reserve script stays the only place that decides: a retry never overspends.
 """
 
 from __future__ import annotations
@@ -60,6 +67,19 @@ class HoldOutcome:
         return self.result is not None and self.result.allowed
 
 
+@dataclass(frozen=True)
+class ReservedWait:
+    """What a wait for reserved money resolved to."""
+
+    reason: str  # reserved_wait_funded | reserved_wait_spent | reserved_wait_timeout
+    result: ReserveResult | None = None
+    waited: float = 0.0
+
+    @property
+    def proceeds(self) -> bool:
+        return self.result is not None and self.result.allowed
+
+
 class Holds:
     def __init__(
         self,
@@ -67,11 +87,13 @@ class Holds:
         tickets: TicketStore,
         timeout_seconds: float,
         resync_seconds: float = 5.0,
+        reserved_resync_seconds: float = 0.25,
     ) -> None:
         self._wallets = wallets
         self._tickets = tickets
         self._timeout = timeout_seconds
         self._resync = resync_seconds
+        self._reserved_resync = reserved_resync_seconds
 
     @property
     def timeout_retry_after(self) -> int:
@@ -129,6 +151,42 @@ class Holds:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), min(remaining, self._resync))
 
+    async def wait_for_reserved(self, req: ReserveRequest, timeout: float) -> ReservedWait:
+        """`block` with money in flight: wait (at most `timeout` s) for settles to refund a cascade
+        wallet enough to pay `req`, and reserve it then (module docstring)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + timeout
+        hub = self._tickets.events
+        await hub.ready(timeout=min(timeout, 2.0))
+        with hub.watch(f"funds:{w}" for w in req.candidates) as event:
+            while True:
+                event.clear()  # before looking, so a settle during the look is not lost
+                payable = False
+                for wallet_id in req.candidates:
+                    record = await self._wallets.store.wallet(wallet_id)
+                    if record is None:
+                        continue
+                    if record["balance"] >= req.amount:
+                        result = await self._wallets.reserve(req)
+                        if result.allowed:
+                            return ReservedWait(
+                                "reserved_wait_funded", result, loop.time() - started
+                            )
+                        payable = True  # another waiter took it first: look again
+                        break
+                    if record["balance"] + record["reserved"] >= req.amount:
+                        payable = True
+                if not payable:
+                    return ReservedWait("reserved_wait_spent", waited=loop.time() - started)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return ReservedWait("reserved_wait_timeout", waited=loop.time() - started)
+                # A settle at its full reservation (or an expiry) refunds nothing and publishes
+                # nothing: the short re-check sees that the money is spent.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(remaining, self._reserved_resync))
+
     async def _try_funds(self, req: ReserveRequest) -> ReserveResult | None:
         """Reserve again only when a cascade wallet now looks able to pay (a refused hold
         reservation would count as another `held` denial)."""
@@ -183,4 +241,4 @@ class Holds:
         return await self._fund_approved(req, ticket, "hold_ticket_used")
 
 
-__all__ = ["TICKET_ID", "HoldOutcome", "Holds"]
+__all__ = ["TICKET_ID", "HoldOutcome", "Holds", "ReservedWait"]

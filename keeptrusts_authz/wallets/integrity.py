@@ -112,9 +112,12 @@ class StoreIntegrity:
     async def check(self, *, arm: bool = True) -> Integrity:
         """Look at the store once; may raise StoreUnavailable (then nothing is decided).
         `arm=False` (the audit): never write a marker; a missing one with data is a gap."""
-        marker = await self._store.marker()
         archived = await self._archived()
-        verdict = self._judge(marker, archived)
+        probe = self._high_water
+        if archived is not None and stream_id_key(archived) > stream_id_key(probe):
+            probe = archived
+        marker = await self._store.marker(probe if probe != "0-0" else None)
+        verdict = self._judge(marker, archived, probe)
         if verdict.ok and verdict.epoch is None and not arm:
             if marker.has_data:
                 return Integrity(False, "epoch marker missing while wallets or ledger exist")
@@ -126,6 +129,9 @@ class StoreIntegrity:
         if verdict.ok:
             if self._regressed is not None:
                 log.warning("wallet store re-armed for org %s", self._store.org_id)
+            if marker.origin == "restore" and marker.epoch != self._epoch:
+                # Restored books: the stream was rebuilt; what this process saw before is moot.
+                self._high_water = "0-0"
             self._regressed = None
             self._epoch = verdict.epoch
             if stream_id_key(marker.last_id) > stream_id_key(self._high_water):
@@ -135,7 +141,7 @@ class StoreIntegrity:
             self.mark_regressed(verdict.reason)
         return verdict
 
-    def _judge(self, marker: StoreMarker, archived: str | None) -> Integrity:
+    def _judge(self, marker: StoreMarker, archived: str | None, probe: str = "0-0") -> Integrity:
         reached = max(stream_id_key(marker.last_id), stream_id_key(marker.hwm_floor))
         if marker.epoch is None:
             if self._epoch is not None:
@@ -148,6 +154,13 @@ class StoreIntegrity:
             return Integrity(False, f"epoch marker replaced ({self._epoch} -> {marker.epoch})")
         if self._regressed is not None and not (restored and marker.epoch != self._epoch):
             return Integrity(False, self._regressed)
+        fresh_restore = restored and marker.epoch != self._epoch
+        if marker.probe_missing and not fresh_restore:
+            # Writes after a rollback move the last id on; the entry seen before is still gone.
+            return Integrity(
+                False,
+                f"ledger rolled back: entry {probe} is gone (stream now ends at {marker.last_id})",
+            )
         if not restored and reached < stream_id_key(self._high_water):
             return Integrity(
                 False, f"ledger rolled back: ends at {marker.last_id}, was {self._high_water}"

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from keeptrusts_authz.errors import StoreDataError, StoreRegressed
 from keeptrusts_authz.periods.models import PeriodState, RolloverOutcome
 from keeptrusts_authz.wallets.models import (
+    MAX_WALLET_MICROS,
     WALLET_FIELDS,
     AuditSnapshot,
     ExpiredReservation,
@@ -31,6 +32,7 @@ from keeptrusts_authz.wallets.models import (
     Reservation,
     ReserveRequest,
     ReserveResult,
+    RestorePlan,
     SettleRequest,
     SettleResult,
     StoreMarker,
@@ -55,6 +57,11 @@ class _Expiring:
     expires_ms: int | None = None
 
 
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or "0")
+
+
 @dataclass
 class _State:
     wallets: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -67,6 +74,8 @@ class _State:
     burn: dict[str, dict[str, int]] = field(default_factory=dict)
     last_id: tuple[int, int] = (0, 0)
     epoch: dict[str, str] | None = None
+    # Money ever put into each wallet (FUNDED_FIELD in Redis): kept only for the 2^53 bound.
+    funded: dict[str, int] = field(default_factory=dict)
     # The `team` field of user wallets (a string; the wallet records hold integers only).
     teams: dict[str, str] = field(default_factory=dict)
     # The period state hashes (`kt:{org}:pw:<wallet>`) of period_rollover.lua.
@@ -176,6 +185,14 @@ class MemoryWalletStore:
             )
         return result
 
+    def _check_bound(self, wallet_id: str, fields: tuple[str, ...], delta: int) -> None:
+        """store/lua/prelude.lua `over_bound`: a field that would leave +/-MAX_WALLET_MICROS."""
+        record = {**self._s.wallets.get(wallet_id, {}), "funded_total": 0}
+        record["funded_total"] = self._s.funded.get(wallet_id, 0)
+        for name in fields:
+            if abs(record.get(name, 0) + delta) > MAX_WALLET_MICROS:
+                raise StoreRefused("bound", wallet_id, field=name)
+
     @staticmethod
     def _check_amount(amount: int) -> None:
         if amount <= 0:
@@ -196,11 +213,13 @@ class MemoryWalletStore:
             replay = self._replay(idempotency_key, fingerprint, now)
             if replay is not None:
                 return replay
+            self._check_bound("org", ("balance", "allocated_total", "funded_total"), amount)
             if self._s.epoch is None:
                 self._s.epoch = {"id": new_epoch_id(), "created_ms": str(now), "origin": "credit"}
             org = self._create_wallet("org")
             org["balance"] += amount
             org["allocated_total"] += amount
+            self._s.funded["org"] = self._s.funded.get("org", 0) + amount
             entry_id = self._xadd(
                 now,
                 op="credit",
@@ -262,6 +281,13 @@ class MemoryWalletStore:
                     raise StoreRefused("wrong_team", destination, team=stored)
             if available < amount:
                 raise StoreRefused("insufficient", source, available)
+            # Bounds of both sides before any change, as the Lua scripts do.
+            if op != "allocate":
+                self._check_bound(source, ("allocated_total",), -amount)
+            into = (
+                ("balance",) if op == "reclaim" else ("balance", "allocated_total", "funded_total")
+            )
+            self._check_bound(destination, into, amount)
             if team and destination.startswith("user:"):
                 self._s.teams[destination] = team
             src = self._create_wallet(source)
@@ -272,6 +298,7 @@ class MemoryWalletStore:
                 src["allocated_total"] -= amount
             if op != "reclaim":
                 dst["allocated_total"] += amount
+                self._s.funded[destination] = self._s.funded.get(destination, 0) + amount
             member = destination if op == "allocate" else source
             extra = {"user_team": team} if team and destination.startswith("user:") else {}
             entry_id = self._xadd(
@@ -372,11 +399,17 @@ class MemoryWalletStore:
         """What a Redis restarted without persistence looks like (store-loss tests)."""
         self._s = _State(last_id=(0, 0))
 
-    async def marker(self) -> StoreMarker:
+    async def marker(self, probe: str | None = None) -> StoreMarker:
         async with self._lock:
             e = self._s.epoch or {}
             ms, seq = self._s.last_id
+            missing = False
+            if probe and self._s.ledger:
+                key = _id_key(probe)
+                first = _id_key(self._s.ledger[0][0])
+                missing = first <= key and all(_id_key(i) != key for i, _ in self._s.ledger)
             return StoreMarker(
+                probe_missing=missing,
                 epoch=e.get("id") or None,
                 origin=e.get("origin", ""),
                 hwm_floor=e.get("hwm_floor", "0-0"),
@@ -394,6 +427,29 @@ class MemoryWalletStore:
                 "created_ms": str(self._clock()),
                 "origin": origin,
                 "hwm_floor": hwm_floor,
+            }
+            return epoch
+
+    async def restore_books(self, plan: RestorePlan) -> str:
+        """restore_books of the Redis store: the plan replaces the books, one critical section."""
+        async with self._lock:
+            epoch = new_epoch_id()
+            s = self._s
+            s.wallets = {
+                w: {f: rec.get(f, 0) for f in WALLET_FIELDS} for w, rec in plan.wallets.items()
+            }
+            s.reservations = {r: _Expiring(dict(f)) for r, f in plan.reservations.items()}
+            s.deadlines = dict(plan.deadlines)
+            s.usage = dict(plan.usage)
+            s.burn = {d: dict(per) for d, per in plan.burn.items()}
+            s.ledger = [(i, dict(f)) for i, f in plan.tail]
+            if plan.tail:
+                s.last_id = _id_key(plan.tail[-1][0])
+            s.epoch = {
+                "id": epoch,
+                "created_ms": str(self._clock()),
+                "origin": "restore",
+                "hwm_floor": plan.high_water,
             }
             return epoch
 
@@ -552,6 +608,7 @@ class MemoryWalletStore:
             cached_tokens=str(req.cached_tokens),
             balance_after=str(w["balance"]),
             reserved_ms=f.get("created_ms", ""),
+            label=label,
         )
         self._count_usage(f["team"], f["group"], estimated, label, cost)
         self._count_tokens(f, label, req)
@@ -603,6 +660,7 @@ class MemoryWalletStore:
             output_tokens=str(req.output_tokens),
             cached_tokens=str(req.cached_tokens),
             balance_after=str(w["balance"]),
+            label=label,
         )
         u = self._s.usage
         who = f"{f['team']}|{f['group']}|"

@@ -36,6 +36,10 @@ FUNDED_FIELD = "funded_total"
 
 #: Largest single amount accepted (1e9 currency units): keeps every sum exact in Lua's doubles.
 MAX_AMOUNT_MICROS = 10**15
+#: Largest magnitude a wallet balance or total may reach (2^53 - 1 micros, about 9.007 billion
+#: units): Lua numbers are doubles, exact only below 2^53. A move that would pass it is refused
+#: before anything is written (store/lua/prelude.lua `over_bound`, the memory twin alike).
+MAX_WALLET_MICROS = 2**53 - 1
 
 
 def parse_wallet_id(wallet_id: str) -> tuple[Scope, str]:
@@ -297,6 +301,37 @@ class StoreMarker:
     hwm_floor: str
     last_id: str
     has_data: bool
+    # The probed entry (a ledger id this process or the archive saw) is gone although the stream
+    # still holds older entries: the store was rolled back, even if new writes have since moved
+    # the stream's last id past it (a stale snapshot serving writes before the next check).
+    probe_missing: bool = False
+
+
+#: How long settle.lua keeps a day's burn hash (8 days + 1 h); a restore writes the same.
+BURN_TTL_MS = 694_800_000
+
+
+@dataclass
+class RestorePlan:
+    """Everything the store writes for a restore (replacing what it holds for the org)."""
+
+    org: str
+    high_water: str  # the archived high-water mark (the new marker's hwm_floor); "0-0": none
+    wallets: dict[str, dict[str, int]] = field(default_factory=dict)
+    created_ms: dict[str, int] = field(default_factory=dict)
+    user_teams: dict[str, str] = field(default_factory=dict)  # user wallet -> its team (`team`)
+    reservations: dict[str, dict[str, str]] = field(default_factory=dict)  # open ones: hash
+    deadlines: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)
+    burn: dict[str, dict[str, int]] = field(default_factory=dict)  # day -> wallet -> micros
+    period_state: dict[str, dict[str, str]] = field(default_factory=dict)
+    tail: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (id, fields) in order
+    entries: int = 0  # ledger entries replayed
+    archived_entries: int = 0
+    carried: int = 0  # store entries after the high-water mark, kept
+    rewritten: int = 0  # of those, with a corrected balance_after
+    dropped: list[str] = field(default_factory=list)  # why each dropped entry was dropped
+    errors: list[str] = field(default_factory=list)  # the archive itself does not add up
 
 
 def new_epoch_id() -> str:
@@ -305,9 +340,11 @@ def new_epoch_id() -> str:
 
 
 __all__ = [
+    "BURN_TTL_MS",
     "FUNDED_FIELD",
     "IDEMPOTENCY_KEY",
     "MAX_AMOUNT_MICROS",
+    "MAX_WALLET_MICROS",
     "RESERVATION_ID",
     "TICKET_ACTOR",
     "WALLET_FIELDS",
@@ -324,6 +361,7 @@ __all__ = [
     "ReserveOutcome",
     "ReserveRequest",
     "ReserveResult",
+    "RestorePlan",
     "Scope",
     "SettleOutcome",
     "SettleRequest",

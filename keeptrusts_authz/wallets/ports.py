@@ -24,6 +24,7 @@ from keeptrusts_authz.wallets.models import (
     Reservation,
     ReserveRequest,
     ReserveResult,
+    RestorePlan,
     SettleRequest,
     SettleResult,
     StoreMarker,
@@ -34,13 +35,17 @@ from keeptrusts_authz.wallets.models import (
 
 class StoreRefused(Exception):
     """A store refused an admin move; `reason` is unknown_wallet, insufficient, conflict or
-    wrong_team (a user wallet of another team, or of none: `team` is the one it belongs to)."""
+    bound (`field` of `wallet` would pass MAX_WALLET_MICROS) or wrong_team (a user wallet of
+    another team, or of none: `team` is the one it belongs to)."""
 
-    def __init__(self, reason: str, wallet: str = "", available: int = 0, team: str = "") -> None:
+    def __init__(
+        self, reason: str, wallet: str = "", available: int = 0, team: str = "", *, field: str = ""
+    ) -> None:
         super().__init__(f"{reason}: {wallet}" if wallet else reason)
         self.reason = reason
         self.wallet = wallet
         self.available = available
+        self.field = field
         self.team = team
 
 
@@ -111,12 +116,18 @@ class WalletStore(Protocol):
         nothing (warn needs the overdraft wallet; showback opens one only in an armed store)."""
         ...
 
-    async def marker(self) -> StoreMarker:
-        """The epoch marker, the ledger's last generated id and whether any data exists."""
+    async def marker(self, probe: str | None = None) -> StoreMarker:
+        """The epoch marker, the ledger's last generated id and whether any data exists; with
+        `probe`, whether that entry is missing while the stream still holds older ones."""
         ...
 
     async def arm(self, *, origin: str, hwm_floor: str = "0-0", replace: bool = False) -> str:
         """Write the epoch marker (new id); without `replace` an existing one is kept."""
+        ...
+
+    async def restore_books(self, plan: RestorePlan) -> str:
+        """Replace the org's books by a restore plan (wallets/restore.py) and re-arm the store
+        with a new epoch marker of origin `restore`, atomically; returns the new epoch id."""
         ...
 
     async def settle(self, req: SettleRequest, *, actor: str = "gateway") -> SettleResult: ...

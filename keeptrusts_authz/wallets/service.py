@@ -16,10 +16,12 @@ from typing import Any, NoReturn
 
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import (
+    BalanceLimit,
     Conflict,
     CurrencyMismatch,
     InsufficientFunds,
     InvalidInput,
+    RestoreRefused,
     StoreRegressed,
     UnknownWallet,
     UserNotInTeam,
@@ -28,10 +30,12 @@ from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.wallets.archived_audit import audit_with_archive
 from keeptrusts_authz.wallets.audit import LedgerReplay, compare
 from keeptrusts_authz.wallets.burn import BurnWindow, burn_days
+from keeptrusts_authz.wallets.history import ArchivedHistory, LedgerHistory, MergedHistory
 from keeptrusts_authz.wallets.integrity import ArchiveWatermark, StoreIntegrity
 from keeptrusts_authz.wallets.models import (
     IDEMPOTENCY_KEY,
     MAX_AMOUNT_MICROS,
+    MAX_WALLET_MICROS,
     RESERVATION_ID,
     AuditReport,
     ExpiredReservation,
@@ -48,6 +52,7 @@ from keeptrusts_authz.wallets.models import (
     parse_wallet_id,
 )
 from keeptrusts_authz.wallets.ports import LedgerArchive, StoreRefused, WalletStore
+from keeptrusts_authz.wallets.restore import RestoreReport, plan_restore
 
 _POLICIES = ("block", "warn", "hold", "showback")
 _MAX_TEXT = 500
@@ -107,6 +112,10 @@ class WalletService:
     ) -> None:
         self._store = store
         self.integrity = StoreIntegrity(store, archive, on_integrity)
+        # Ledger history: PostgreSQL merged with the Redis tail when archiving, else Redis.
+        self.history: LedgerHistory = (
+            MergedHistory(store, archive) if isinstance(archive, ArchivedHistory) else store
+        )
         self._config = config
         self.org_id = config.organization.id
         self.currency = config.organization.currency
@@ -175,6 +184,20 @@ class WalletService:
                     "available_micros": exc.available,
                     "requested": format_micros(requested),
                     "requested_micros": requested,
+                    "currency": self.currency,
+                },
+            ) from None
+        if exc.reason == "bound":
+            raise BalanceLimit(
+                f"refused: {exc.wallet} {exc.field} would exceed "
+                f"{format_micros(MAX_WALLET_MICROS)} {self.currency} (2^53 - 1 micros, the most a "
+                "wallet balance or total may hold); nothing was changed",
+                {
+                    "wallet": exc.wallet,
+                    "field": exc.field,
+                    "limit": format_micros(MAX_WALLET_MICROS),
+                    "limit_micros": MAX_WALLET_MICROS,
+                    "requested": format_micros(requested),
                     "currency": self.currency,
                 },
             ) from None
@@ -554,7 +577,15 @@ class WalletService:
                 continue
             results.append(None)
             valid.append(item)
-        sent = iter(await self._store.settle_batch(valid))
+        stored = await self._store.settle_batch(valid)
+        if any(r.outcome == "unknown" for r in stored):
+            # A reservation the store does not know: a late duplicate, or a store that lost its
+            # books. In the latter case nothing may be dropped: raise, so the settler keeps the
+            # batch and retries it after `restore` brings the reservation back (what it did
+            # settle is idempotent: a repeat answers already_closed).
+            await self.integrity.check_quietly()
+            self.integrity.refuse()
+        sent = iter(stored)
         return [r if r is not None else next(sent) for r in results]
 
     async def expire_due(self, limit: int = 500) -> list[ExpiredReservation]:
@@ -606,7 +637,62 @@ class WalletService:
             raise InvalidInput("before: must be a ledger entry id", {"field": "before"})
         if wallet is not None:
             parse_wallet_id(wallet)
-        return await self._store.ledger(count, before=before, wallet=wallet)
+        return await self.history.ledger(count, before=before, wallet=wallet)
+
+    async def restore(
+        self, archive: LedgerArchive, *, force: bool = False, now_ms: int | None = None
+    ) -> RestoreReport:
+        """Rebuild the store's books from the archive (wallets/restore.py) and re-arm it.
+        Refuses (RestoreRefused) a store that is not regressed unless `force`, an archive with
+        no history, and an archive whose own replay does not add up."""
+        started = time.perf_counter()
+        org = self.org_id
+        verdict = await StoreIntegrity(self._store, archive).check(arm=False)
+        if verdict.ok and not force:
+            raise RestoreRefused(
+                "the wallet store is not regressed (its books continue the archived ledger); "
+                "nothing restored (--force restores anyway)",
+                {"reason": "not_regressed"},
+            )
+        high = await archive.last_archived_id(org)
+        if high is None:
+            raise RestoreRefused(
+                f"PostgreSQL holds no archived ledger for organization {org}: nothing to "
+                "restore from",
+                {"reason": "no_archive"},
+            )
+        plan = await plan_restore(
+            org,
+            archive.iter_entries(org, upto=high),
+            self._store.iter_ledger(),
+            high_water=high,
+            tail_entries=self._config.ledger.redis_tail_entries,
+            reservation_ttl_ms=self._config.enforcement.reservation_ttl_seconds * 1000,
+            now_ms=now_ms,
+        )
+        if plan.errors:
+            raise RestoreRefused(
+                f"the archived ledger does not add up ({len(plan.errors)} error(s)); nothing "
+                f"restored: {plan.errors[0]}",
+                {"reason": "archive_inconsistent", "errors": plan.errors[:20]},
+            )
+        epoch = await self._store.restore_books(plan)
+        # This process's own watch accepts the restored books at once (others within a round).
+        await self.integrity.check_quietly()
+        return RestoreReport(
+            epoch=epoch,
+            high_water=high,
+            reason=verdict.reason or "forced",
+            wallets=len(plan.wallets),
+            open_reservations=len(plan.reservations),
+            entries=plan.entries,
+            archived_entries=plan.archived_entries,
+            carried=plan.carried,
+            rewritten=plan.rewritten,
+            dropped=plan.dropped,
+            tail=len(plan.tail),
+            seconds=time.perf_counter() - started,
+        )
 
     async def audit(
         self, archive: LedgerArchive | None = None, *, full: bool = False

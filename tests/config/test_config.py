@@ -239,3 +239,15 @@ def test_allowed_model_globs_and_default_policy() -> None:
         "consumer_groups[0].allowed_models[0]: model 'gpt-7' is not in the price table; it will "
         "be charged as 'gpt-4o-mini' (pricing.default_model)"
     ]
+
+
+def test_provider_default_service_tier() -> None:
+    """Review #5: unset by default (untiered requests reserve every tier); a tier name is
+    accepted; anything else is refused with its path."""
+    base = {"name": "openai", "url": "https://api.openai.com"}
+    assert parse_config({"providers": [base]}).providers[0].default_service_tier is None
+    cfg = parse_config({"providers": [{**base, "default_service_tier": "default"}]})
+    assert cfg.providers[0].default_service_tier == "default"
+    with pytest.raises(ConfigError) as info:
+        parse_config({"providers": [{**base, "default_service_tier": "Priority tier"}]})
+    assert [e.split(":")[0] for e in info.value.errors] == ["providers[0].default_service_tier"]

@@ -11,6 +11,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -116,14 +117,24 @@ def test_each_role_sees_exactly_what_it_may(page: Any, seeded: Api, role: str) -
         assert set(options) >= {"team_engineering", *OTHER_TEAMS}
     _goto(page, seeded, "actions")
     forms = page.locator("#actions-page form").count()
+    unlabelled = page.evaluate(
+        "() => [...document.querySelectorAll('input, select')]"
+        ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))"
+        ".map(e => e.id || e.name)"
+    )
+    assert not unlabelled, unlabelled
     if role == "billing":
         assert (
             page.locator("#credit-form, #allocate-form, #reclaim-form, #transfer-form").count() == 4
         )
         assert page.locator("form[data-ticket]").count() == 1  # the pending ticket's decision
-    elif role in ("team", "multi"):  # team leads: what their role allows, refusals shown
-        assert page.locator("#allocate-form, #reclaim-form").count() == 2
-        assert page.locator("form[data-ticket]").count() == 0
+        assert page.locator("#pending-topups").is_visible()
+    elif role in ("team", "multi"):  # team leads: re-split and top-up requests, no decisions
+        assert page.locator("#team-allocate-form, #team-reclaim-form, #topup-form").count() == 3
+        assert page.locator("#allocate-form, #credit-form, #transfer-form").count() == 0
+        assert page.locator("form[data-ticket], form[data-topup]").count() == 0
+        lead = "team_engineering" if role == "team" else "team_support"
+        assert page.locator("#topup-form").get_attribute("data-team") == lead
     else:
         assert forms == 0 and page.locator("#no-actions").is_visible()
     page.get_by_role("button", name="Sign out").click()
@@ -237,24 +248,155 @@ def test_double_click_moves_money_once(page: Any, seeded: Api) -> None:
     form.get_by_label("Description").fill("second, on purpose")
     assert form.get_attribute("data-idempotency-key") != key
     form.get_by_role("button", name="Allocate").click()
+    # ("Already applied" also says "applied": wait for the new move's own answer.)
     page.wait_for_function(
-        "() => document.querySelector('#allocate-form-result').textContent.includes('applied')"
+        "() => { const t = document.querySelector('#allocate-form-result').textContent;"
+        " return t.includes('applied') && !t.startsWith('Already') }"
     )
     assert allocations() == 2
 
 
-def test_team_lead_move_shows_the_api_refusal(page: Any, seeded: Api) -> None:
-    before = len(seeded.ledger())
+def _available(api: Api, **wallet: str) -> int:
+    return _micros(api.ok("GET", "/v1/wallets/balance?" + urlencode(wallet))["wallet"]["balance"])
+
+
+def _user_row(page: Any, user: str) -> list[str]:
+    row = page.locator("#team-page section", has_text="Users' wallets").locator(
+        "tr", has=page.locator("td", has_text=re.compile(f"^{user}$"))
+    )
+    return row.locator("td").all_inner_texts()
+
+
+def test_team_lead_moves_money_within_its_own_team(page: Any, seeded: Api) -> None:
+    # dave belongs to team_support: the engineering lead may not reach his wallet.
+    seeded.ok(
+        "POST",
+        "/v1/wallets/allocate",
+        {"team_id": "team_support", "user_id": "dave", "amount": "5", "currency": "USD"},
+    )
+    team0 = _available(seeded, team_id="team_engineering")
+    alice0 = _available(seeded, user_id="alice")
     sign_in(page, seeded.stack, "team")
     _goto(page, seeded, "actions")
-    form = page.locator("#allocate-form")
-    form.get_by_label("Amount (USD)").fill("1")
-    form.get_by_role("button", name="Allocate to a user of my team").click()
-    page.wait_for_selector("#allocate-form-result .error")
-    message = page.locator("#allocate-form-result").inner_text()
-    assert message.startswith("403") and "billing" in message, message
+    form = page.locator("#team-allocate-form")
+    assert page.locator("#team-allocate-form-user_id-list option").evaluate_all(
+        "os => os.map(o => o.value)"
+    ) == ["alice"]  # the team's own users only
+    form.get_by_label("User").fill("alice")
+    form.get_by_label("Amount (USD)").fill("3")
+    form.get_by_label("Description").fill("sprint budget")
+    form.get_by_role("button", name="Allocate to a user").dblclick()
+    page.wait_for_selector("#team-allocate-form-result .ok")
+    page.wait_for_timeout(300)  # a second request, had one been sent, has landed by now
+    assert "user:alice" in page.locator("#team-allocate-form-result").inner_text()
+    assert _available(seeded, user_id="alice") == alice0 + 3_000_000
+    assert _available(seeded, team_id="team_engineering") == team0 - 3_000_000
+    moves = [e for e in seeded.ledger() if e.get("description") == "sprint budget"]
+    assert len(moves) == 1 and moves[0]["actor"] == "eng-lead", moves
+
+    reclaim = page.locator("#team-reclaim-form")
+    reclaim.get_by_label("User").fill("alice")
+    reclaim.get_by_label("Amount (USD)").fill("1.5")
+    reclaim.get_by_role("button", name="Reclaim from a user").click()
+    page.wait_for_selector("#team-reclaim-form-result .ok")
+    assert _available(seeded, user_id="alice") == alice0 + 1_500_000
+    assert _available(seeded, team_id="team_engineering") == team0 - 1_500_000
+    shot(page, "actions-team-resplit-1280.png")
+
+    # Another team's user: the API refuses, the page shows its answer, nothing moves.
+    before = len(seeded.ledger())
+    form.get_by_label("User").fill("dave")
+    form.get_by_role("button", name="Allocate to a user").click()
+    page.wait_for_selector("#team-allocate-form-result .error")
+    message = page.locator("#team-allocate-form-result").inner_text()
+    assert message.startswith("409") and "team_engineering" in message, message
     assert len(seeded.ledger()) == before
+    assert _available(seeded, user_id="dave") == 5_000_000
     shot(page, "actions-team-refused-1280.png")
+    no_horizontal_overflow(page)
+
+    # The team page shows the wallets after the moves.
+    _goto(page, seeded, "team")
+    cells = _user_row(page, "alice")
+    assert _micros(cells[2]) == alice0 + 1_500_000, cells
+    available = page.locator("#kpi-available .value").inner_text().removesuffix("USD").strip()
+    assert _micros(available) == team0 - 1_500_000
+    ledger = page.locator("#ledger").inner_text()
+    assert "sprint budget" in ledger and "team:team_engineering → user:alice" in ledger
+    assert "user:alice → team:team_engineering" in ledger
+    assert "dave" not in page.locator("main").inner_text()
+    shot(page, "team-team-after-resplit-1280.png")
+
+
+def test_team_lead_topup_is_approved_once_by_billing(page: Any, seeded: Api) -> None:
+    team0 = _available(seeded, team_id="team_engineering")
+    sign_in(page, seeded.stack, "team")
+    _goto(page, seeded, "actions")
+    form = page.locator("#topup-form")
+    form.get_by_label("Amount (USD)").fill("50")
+    form.get_by_label("Reason").fill("load test next week")
+    form.get_by_role("button", name="Request a top-up").dblclick()
+    page.wait_for_selector("#topup-form-result .ok")
+    page.wait_for_timeout(300)
+    # The API takes no Idempotency-Key for top-up requests: the console files exactly one.
+    (topup,) = seeded.ok("GET", "/v1/wallets/topups")["topups"]
+    assert topup["status"] == "pending" and topup["amount"] == "50.00"
+    assert topup["description"] == "load test next week" and topup["requested_by"] == "eng-lead"
+    assert form.get_by_label("Amount (USD)").input_value() == ""  # cleared: no accidental resend
+    shot(page, "actions-team-topup-1280.png")
+    _goto(page, seeded, "team")
+    row = page.locator(f"#team-topups tr[data-topup='{topup['id']}']")
+    assert "pending" in row.inner_text() and row.locator("form").count() == 0
+    shot(page, "team-team-topup-pending-1280.png")
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, seeded.stack, "billing")
+    _goto(page, seeded, "actions")
+    decision = page.locator(f"#pending-topups form[data-topup='{topup['id']}']")
+    assert "load test next week" in page.locator("#pending-topups").inner_text()
+    shot(page, "actions-billing-topups-1280.png")
+    no_horizontal_overflow(page)
+    decision.get_by_label("Reason").fill("planned in Q1")
+    decision.get_by_role("button", name="Approve").dblclick()
+    page.wait_for_selector(f"#pending-topups form[data-topup='{topup['id']}'] .ok")
+    page.wait_for_timeout(300)
+    entries = [e for e in seeded.ledger() if e.get("topup") == topup["id"]]
+    assert len(entries) == 1, entries  # the team wallet grows exactly once
+    assert _available(seeded, team_id="team_engineering") == team0 + 50_000_000
+    (after,) = seeded.ok("GET", "/v1/wallets/topups")["topups"]
+    assert after["status"] == "approved" and after["decided_by"] == "finance"
+    assert after["reason"] == "planned in Q1"
+
+    # A second request, denied with a reason, moves nothing.
+    second = seeded.ok(
+        "POST",
+        "/v1/wallets/teams/team_engineering/topups",
+        {"amount": "10", "currency": "USD", "description": "nice to have"},
+        role="team",
+    )
+    _goto(page, seeded, "team/team_engineering")
+    deny = page.locator(f"#team-topups form[data-topup='{second['id']}']")
+    deny.get_by_label("Reason").fill("not this month")
+    deny.get_by_role("button", name="Deny").click()
+    page.wait_for_selector(f"#team-topups form[data-topup='{second['id']}'] .ok")
+    assert _available(seeded, team_id="team_engineering") == team0 + 50_000_000
+    page.wait_for_selector(
+        f"#team-topups tr[data-topup='{second['id']}'] td:has-text('not this month')"
+    )
+    past = page.locator("#team-topups").inner_text()
+    assert "planned in Q1" in past and "not this month" in past
+    available = page.locator("#kpi-available .value").inner_text().removesuffix("USD").strip()
+    assert _micros(available) == team0 + 50_000_000
+    shot(page, "team-billing-topups-1280.png")
+    no_horizontal_overflow(page)
+
+    # The team lead sees both decisions on its team page.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, seeded.stack, "team")
+    _goto(page, seeded, "team")
+    past = page.locator("#team-topups").inner_text()
+    assert "approved" in past and "denied" in past and "not this month" in past
+    shot(page, "team-team-topups-1280.png")
 
 
 # -- chargeback -----------------------------------------------------------------------------------

@@ -293,6 +293,8 @@ def test_check_timeout_is_503_authz_unavailable(
         redis_server.url,
         provider.url,
         gateway=loopback_gateway(access_log_flush_ms=50, check_timeout_seconds=0.3),
+        # No block wait for reserved money: Envoy's Check timeout is then the 0.3 s alone.
+        enforcement={"wait_for_reserved_seconds": 0},
     )
     with Stack(cfg, start_service=False) as s:
         slow = _sleeping_authz(s.cfg.gateway.authz_port, 2.0)

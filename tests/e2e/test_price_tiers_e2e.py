@@ -123,6 +123,45 @@ def test_priority_tier_cannot_overspend_a_block_wallet(stack: Stack, prices: Pri
     assert wallet.balance == funded - 2 * billed >= 0
 
 
+def test_no_tier_asked_reported_priority_cannot_overspend_a_block_wallet(
+    stack: Stack, prices: PriceTable
+) -> None:
+    """Review #5/#18: a request naming no `service_tier` runs at the account's default tier,
+    which may be priority (an OpenAI project set to priority). Reserved at standard, three such
+    requests billed at priority took a block wallet below zero; the reservation now covers every
+    tier the provider can apply by default, and the settle charges the reported priority."""
+    body = _chat("gpt-4o", 1000)
+    reserve = prices.worst_case_micros(
+        "gpt-4o", len(json.dumps(body)) + 8 + 64, 1000, service_tier="priority"
+    )
+    funded = reserve * 5 // 2
+    stack.fund("team_engineering", funded)
+
+    def one(_: int) -> int:
+        status, _, _ = stack.post(
+            CHAT,
+            body,
+            headers={
+                "x-fake-usage": "10,1000,0",
+                "x-fake-delay": "0.5",
+                "x-fake-service-tier": "priority",
+            },
+        )
+        return status
+
+    with ThreadPoolExecutor(3) as pool:
+        statuses = sorted(pool.map(one, range(3)))
+    assert statuses == [200, 200, 402]
+    settles = [s for s in _settles(stack, 2) if s.op == "settle"]
+    billed = prices.cost_micros("gpt-4o", 10, 1000, service_tier="priority")
+    assert billed > prices.cost_micros("gpt-4o", 10, 1000)
+    assert [int(s.fields["cost"]) for s in settles] == [billed, billed]
+    assert all(int(s.fields["reserved"]) >= billed for s in settles)
+    wallet = stack.wallet(TEAM)
+    assert wallet.spent_total == 2 * billed <= funded
+    assert wallet.balance == funded - 2 * billed >= 0
+
+
 def test_long_context_prompt_settles_at_the_long_context_rate(
     stack: Stack, prices: PriceTable
 ) -> None:

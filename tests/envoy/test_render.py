@@ -167,7 +167,8 @@ def test_filters_order_and_ext_authz_settings() -> None:
     authz = hcm["http_filters"][0]["typed_config"]
     service = authz["grpc_service"]
     assert service["envoy_grpc"] == {"cluster_name": "keeptrusts_authz"}
-    assert service["timeout"] == "1.5s"
+    # check timeout + the default 2 s a block Check may wait for reserved money to settle
+    assert service["timeout"] == "3.5s"
     # a Check that cannot reach one replica is retried on another
     retry_on = set(service["retry_policy"]["retry_on"].split(","))
     assert retry_on >= {"connect-failure", "refused-stream"}
@@ -252,6 +253,16 @@ def test_hold_policy_extends_check_timeout() -> None:
     cfg = _cfg(enforcement={"on_insufficient": "hold", "hold_timeout_seconds": 5})
     authz = _hcm(_bootstrap(render_envoy_yaml(cfg)))["http_filters"][0]["typed_config"]
     assert authz["grpc_service"]["timeout"] == "7s"
+
+
+def test_block_wait_for_reserved_extends_check_timeout() -> None:
+    """A block Check may wait for in-flight reservations: Envoy must not time it out first."""
+    cfg = _cfg(enforcement={"wait_for_reserved_seconds": 5})
+    authz = _hcm(_bootstrap(render_envoy_yaml(cfg)))["http_filters"][0]["typed_config"]
+    assert authz["grpc_service"]["timeout"] == "7s"
+    cfg = _cfg(enforcement={"wait_for_reserved_seconds": 0})
+    authz = _hcm(_bootstrap(render_envoy_yaml(cfg)))["http_filters"][0]["typed_config"]
+    assert authz["grpc_service"]["timeout"] == "2s"
 
 
 def test_lua_is_inlined_verbatim_and_request_step_is_optional() -> None:

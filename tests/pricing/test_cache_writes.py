@@ -27,7 +27,9 @@ def test_worst_case_covers_a_prompt_written_to_the_cache() -> None:
     worst = PRICES.worst_case_micros("claude-sonnet-4", 1000, 10)
     assert worst >= PRICES.cost_micros("claude-sonnet-4", 1000, 10, 0, 1000)
     assert worst > PRICES.cost_micros("claude-sonnet-4", 1000, 10)
-    assert PRICES.worst_case_micros("gpt-4o", 1000, 10) == PRICES.cost_micros("gpt-4o", 1000, 10)
+    assert PRICES.worst_case_micros("gpt-4o", 1000, 10, "default") == PRICES.cost_micros(
+        "gpt-4o", 1000, 10
+    )
 
 
 def test_reads_and_writes_cannot_exceed_the_prompt() -> None:

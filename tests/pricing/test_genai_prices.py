@@ -3,13 +3,16 @@ exactly: tiers, service tiers, cache TTLs, dated snapshots (issue 11 item 4)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import socket
 import threading
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import genai_prices
+import genai_prices.data
 import pytest
 from genai_prices import data_snapshot
 
@@ -122,12 +125,16 @@ def test_service_tiers(table: PriceTable) -> None:
 
 
 def test_reservation_covers_every_reachable_tier(table: PriceTable) -> None:
-    standard = table.worst_case_micros("gpt-4o", 1000, 1000)
+    standard = table.worst_case_micros("gpt-4o", 1000, 1000, "default")
     assert table.worst_case_micros("gpt-4o", 1000, 1000, "priority") == 21_250 > standard
     # Asking for flex can still be served (and billed) at standard.
     assert table.worst_case_micros("o4-mini", 1000, 1000, "flex") == table.worst_case_micros(
-        "o4-mini", 1000, 1000
+        "o4-mini", 1000, 1000, "default"
     )
+    # Asking for none (or `auto`) leaves it to the account's default, which may be priority
+    # (review #5): every tier is reachable.
+    assert table.worst_case_micros("gpt-4o", 1000, 1000) == 21_250
+    assert table.worst_case_micros("gpt-4o", 1000, 1000, "auto") == 21_250
     assert table.worst_case_micros("gpt-4o", 1000, 1000, "no-such-tier") == 21_250
     for name in table:
         for tier in (None, *table.models[name].service_tiers):
@@ -194,3 +201,49 @@ def test_config_prices_tiers_of_its_own() -> None:
     # flex keeps the model's long-context input price above the threshold.
     assert t.cost_micros("in-house", 1001, 10, service_tier="flex") == 3003 + 10
     assert t.worst_case_micros("in-house", 1001, 10, "priority") == 30_030 + 20
+
+
+_REAL_FIND = genai_source._find
+
+
+def _without_output_price(model_id: str) -> Any:
+    """gpt-4o's genai-prices entry renamed `model_id`, with an input price and no output price."""
+    from genai_prices.types import ModelPrice as GenaiModelPrice
+
+    real = _REAL_FIND("openai", "gpt-4o")
+    return dataclasses.replace(
+        real, id=model_id, prices=GenaiModelPrice(input_mtok=Decimal(1)), price_variants=[]
+    )
+
+
+def test_a_missing_output_price_is_a_load_error_except_for_embeddings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review #10: a chat model whose data lost its output price was billed 0 for output."""
+    monkeypatch.setattr(genai_source, "_find", lambda provider, ref: _without_output_price(ref))
+    with pytest.raises(genai_source.GenaiPricesError, match="no output price"):
+        genai_source.model_prices("openai", "gpt-4o")
+    embedding = genai_source.model_prices("openai", "text-embedding-3-small")
+    assert embedding.prices["output_per_1m"] == Decimal(0)
+
+
+def test_every_shipped_chat_model_has_an_output_price_in_the_data(table: PriceTable) -> None:
+    """Independent of the conversion and of calc_price (which also takes a missing output price
+    as 0): genai-prices' raw entry of each shipped non-embedding model names an output price."""
+    checked = 0
+    for name in table:
+        provider = table.models[name].provider
+        model_id = table.source(name).split("'")[1]
+        (raw,) = [
+            m
+            for p in genai_prices.data.providers
+            if p.id == provider
+            for m in p.models
+            if m.id == model_id
+        ]
+        if "embedding" in model_id:
+            continue
+        assert raw.get_prices(datetime.now(tz=UTC)).output_mtok is not None, name
+        assert table.models[name].output_per_1m > 0, name
+        checked += 1
+    assert checked > 10

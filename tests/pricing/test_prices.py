@@ -27,9 +27,10 @@ from keeptrusts_authz.pricing import (
 def _reserve(
     table: PriceTable, model: str | ResolvedModel, input_tokens: int, bound: int | None = None
 ) -> int:
-    """The reservation rule admission uses: worst-case prompt price, output capped by the model."""
+    """The reservation rule admission uses: worst-case prompt price, output capped by the model
+    (at the standard tier, named: no tier reaches every tier, see test_genai_prices)."""
     resolved = model if isinstance(model, ResolvedModel) else table.resolve(model)
-    return table.worst_case_micros(resolved, input_tokens, resolved.output_bound(bound))
+    return table.worst_case_micros(resolved, input_tokens, resolved.output_bound(bound), "default")
 
 
 PRICE_FIELDS = ("input_per_1m", "output_per_1m", "cached_input_per_1m")

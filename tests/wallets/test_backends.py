@@ -24,7 +24,7 @@ FIELDS = {
     "settle": [
         *CLOSE,
         *("estimated", "team", "group", "user", "model", "input_tokens", "output_tokens"),
-        *("cached_tokens", "balance_after", "reserved_ms"),
+        *("cached_tokens", "balance_after", "reserved_ms", "label"),
     ],
     "release": [*CLOSE, "team", "group", "user", "model", "balance_after"],
     "expire": [

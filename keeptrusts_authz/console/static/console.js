@@ -208,7 +208,16 @@
       h("a", { href: "#/" + id, "aria-current": id === current ? "page" : null }, label)));
     nav.hidden = false;
   }
+  // Redraw the current page shortly after a decision, unless the user has moved on meanwhile
+  // (a late redraw of another page would replace the form being filled in there).
+  let refreshTimer = null;
+  function refreshSoon() {
+    clearTimeout(refreshTimer);
+    const at = location.hash;
+    refreshTimer = setTimeout(() => { if (location.hash === at) route(); }, 600);
+  }
   async function route() {
+    clearTimeout(refreshTimer);
     if (!state.me) return;
     const [, name = "", arg = ""] = location.hash.split("/");
     const allowed = pages().map((p) => p[0]);
@@ -380,10 +389,11 @@
   async function teamPage(arg) {
     const me = state.me;
     const team = me.teams.includes(arg) ? arg : me.teams[0];
-    const [bal, users, tickets, entries] = await Promise.all([
+    const [bal, users, tickets, topups, entries] = await Promise.all([
       get("/v1/wallets/balance" + qs({ team_id: team })),
       get("/v1/wallets" + qs({ scope: "user" })),
       get("/v1/wallets/tickets" + qs({ team_id: team })),
+      topupsOf({ team_id: team }),
       ledgerOf("team:" + team, 1000).catch((e) => { if (e.status === 404) return []; throw e; }),
     ]);
     // The team's users: for a team token, the user wallets the API lets it read (users seen
@@ -438,6 +448,11 @@
             groupRows.length ? groupRows : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No spend this month"))], "compact"))),
       h("section", { class: "card", "aria-labelledby": "tickets-h" }, h("h2", { id: "tickets-h" }, "Cost tickets"),
         ticketTable("Open", open, true), ticketTable("Past", past, false)),
+      h("section", { class: "card", "aria-labelledby": "topups-h", id: "team-topups" }, h("h2", { id: "topups-h" }, "Top-up requests"),
+        me.roles.includes("team:" + team) ? h("p", { class: "muted" }, "Re-split this budget or ask for more on the ", h("a", { href: "#/actions" }, "Actions"), " page.") : null,
+        topups === null ? h("p", { class: "muted" }, "Top-ups are not available on this service.") : [
+          topupTable("Open", topups.filter((t) => t.status === "pending"), true, me.billing),
+          topupTable("Past", topups.filter((t) => t.status !== "pending"), false, false)]),
       ledgerCard);
   }
   function ledgerTable(all) {
@@ -457,7 +472,8 @@
         (!f["f-model"] || e.attributes.model === f["f-model"]) &&
         (!f["f-user"] || e.attributes.user === f["f-user"]));
       body.replaceChildren(...rows.slice(0, 200).map((e) => h("tr", {},
-        h("td", { class: "time" }, e.time.replace("T", " ").slice(0, 19)), h("td", {}, e.op), h("td", {}, e.wallet),
+        h("td", { class: "time" }, e.time.replace("T", " ").slice(0, 19)), h("td", {}, e.op),
+        h("td", {}, e.op === "transfer" && e.attributes.to ? `${e.attributes.from || e.wallet} → ${e.attributes.to}` : e.wallet),
         h("td", {}, e.attributes.group || ""), h("td", {}, e.attributes.model || ""), h("td", {}, e.attributes.user || ""),
         money(SPEND_OPS.has(e.op) ? costOf(e) : e.amount, 6), h("td", {}, e.actor || ""), h("td", {}, e.description || ""))));
       count.textContent = ` ${rows.length} entr${rows.length === 1 ? "y" : "ies"}${rows.length > 200 ? ", newest 200 shown" : ""}`;
@@ -501,7 +517,7 @@
         const done = await call("POST", `/v1/wallets/tickets/${encodeURIComponent(t.id)}:${action}`, { reason: reason.value });
         result.replaceChildren(h("span", { class: "ok" }, `${done.status} by ${done.decided_by}`));
         status(`Ticket ${t.id} ${done.status}.`);
-        setTimeout(route, 600);
+        refreshSoon();
       } catch (err) {
         result.replaceChildren(h("span", { class: "error", role: "alert" }, err instanceof ApiError ? err.describe() : String(err)));
         for (const b of form.querySelectorAll("button")) b.disabled = false;
@@ -657,9 +673,11 @@
       if (kind === "select") el = h("select", { id: fid, name, required: true }, options.map((o, i) =>
         h("option", { value: o, selected: name === "to" && i === 1 }, o)));
       else if (kind === "amount") el = h("input", { id: fid, name, class: "amount", inputmode: "decimal", required: true, pattern: "[0-9]+(\\.[0-9]{1,6})?", placeholder: "0.00" });
+      else if (kind === "user") el = h("input", { id: fid, name, size: 16, required: true, list: fid + "-list", autocomplete: "off", pattern: "[A-Za-z0-9_.@:-]{1,128}" });
       else el = h("input", { id: fid, name, size: kind === "long" ? 28 : 16, required: kind !== "long" });
       inputs[name] = el;
-      return h("div", { class: "field" }, h("label", { for: fid }, label + (kind === "amount" ? ` (${cur()})` : "")), el);
+      const list = kind === "user" ? h("datalist", { id: fid + "-list" }, (options || []).map((o) => h("option", { value: o }))) : null;
+      return h("div", { class: "field" }, h("label", { for: fid }, label + (kind === "amount" ? ` (${cur()})` : "")), el, list);
     });
     const button = h("button", { type: "submit" }, title);
     const form = h("form", { class: "inline", id, "data-idempotency-key": key }, parts, button);
@@ -687,6 +705,7 @@
         status(`${done.operation} ${done.replayed ? "replayed" : "applied"}.`);
       } catch (err) {
         if (err instanceof ApiError) completed = true;
+        status(`${title}: refused.`, true);
         result.replaceChildren(h("span", { class: "error", role: "alert" }, err instanceof ApiError ? err.describe() : String(err)));
       } finally {
         button.disabled = false;
@@ -694,6 +713,107 @@
     });
     return h("section", { class: "card", "aria-labelledby": id + "-h" }, h("h2", { id: id + "-h" }, title),
       note ? h("p", { class: "muted" }, note) : null, form, result);
+  }
+  // A team lead's moves (issue 12 item 5): team wallet <-> one of the team's user wallets through
+  // TeamAllocate / TeamReclaim, which honour the Idempotency-Key like the billing moves.
+  function leadForms(team, users, suffix) {
+    const desc = ["description", "Description", "long"];
+    const base = `/v1/wallets/teams/${encodeURIComponent(team)}`;
+    return [
+      moveForm("team-allocate-form" + suffix, "Allocate to a user", base + "/allocate",
+        [["user_id", "User", "user", users], ["amount", "Amount", "amount"], desc],
+        (v) => ({ user_id: v.user_id }), `Team wallet team:${team} → one of its users' wallets (within the team's available balance).`),
+      moveForm("team-reclaim-form" + suffix, "Reclaim from a user", base + "/reclaim",
+        [["user_id", "User", "user", users], ["amount", "Amount", "amount"], desc],
+        (v) => ({ user_id: v.user_id }), `One of its users' wallets → team wallet team:${team} (available balance only).`),
+      topupForm(team, suffix),
+    ];
+  }
+  // Request a top-up (RequestTopUp). The API takes no Idempotency-Key for it (each call is a new
+  // request), so the console sends none: the button is disabled while the call runs and the form
+  // is cleared once it is accepted, so a double click or a resend cannot file a second request.
+  function topupForm(team, suffix) {
+    const id = "topup-form" + suffix;
+    const result = h("div", { class: "result", role: "status", id: id + "-result" });
+    const amount = h("input", { id: id + "-amount", name: "amount", class: "amount", inputmode: "decimal", required: true, pattern: "[0-9]+(\\.[0-9]{1,6})?", placeholder: "0.00" });
+    const reason = h("input", { id: id + "-reason", name: "description", size: 28, required: true, maxlength: 500 });
+    const button = h("button", { type: "submit" }, "Request a top-up");
+    const form = h("form", { class: "inline", id, "data-team": team },
+      h("div", { class: "field" }, h("label", { for: amount.id }, `Amount (${cur()})`), amount),
+      h("div", { class: "field" }, h("label", { for: reason.id }, "Reason"), reason), button);
+    let busy = false;
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (busy) return;
+      busy = true;
+      button.disabled = true;
+      try {
+        const done = await call("POST", `/v1/wallets/teams/${encodeURIComponent(team)}/topups`,
+          { amount: amount.value.trim(), currency: cur(), description: reason.value.trim() });
+        form.reset();
+        result.replaceChildren(h("span", { class: "ok" },
+          `Top-up ${done.id} for ${fmt(done.amount, viewDp([done.amount]))} ${done.currency} requested: ${done.status}, billing decides.`));
+        status(`Top-up ${done.id} requested.`);
+      } catch (err) {
+        result.replaceChildren(h("span", { class: "error", role: "alert" }, err instanceof ApiError ? err.describe() : String(err)));
+      } finally {
+        busy = false;
+        button.disabled = false;
+      }
+    });
+    return h("section", { class: "card", "aria-labelledby": id + "-h" }, h("h2", { id: id + "-h" }, "Request a top-up"),
+      h("p", { class: "muted" }, `From the org pool to team:${team}; billing approves or denies it.`), form, result);
+  }
+  function topupTable(caption, topups, open, decide) {
+    const head = [th("Top-up"), th("Status"), th("Team"), moneyTh("Amount"), th("Reason given"), th("Requested by"), th("Created (UTC)", true)];
+    if (open && decide) head.push(th("Decision"));
+    else if (!open) head.push(th("Decided by"), th("Decision reason"));
+    const dp = viewDp(topups.map((t) => t.amount));
+    const rows = topups.map((t) => {
+      const cells = [h("td", {}, h("code", {}, t.id)), h("td", {}, statusBadge(t.status)), h("td", {}, t.team_id), money(t.amount, dp),
+        h("td", {}, t.description), h("td", {}, t.requested_by), h("td", { class: "num" }, t.created.replace("T", " ").slice(0, 19))];
+      if (open && decide) cells.push(h("td", {}, topupDecision(t)));
+      else if (!open) cells.push(h("td", {}, t.decided_by), h("td", {}, t.reason));
+      return h("tr", { "data-topup": t.id }, cells);
+    });
+    return table(caption + " top-ups", head, rows.length ? rows : [h("tr", {}, h("td", { colspan: head.length, class: "muted" }, "None"))], "compact");
+  }
+  // Approve (allocates from the org pool once: a second approval is a 409) or deny, with a reason.
+  function topupDecision(t) {
+    const reasonId = "topup-reason-" + t.id;
+    const result = h("div", { class: "result", role: "status" });
+    const reason = h("input", { id: reasonId, name: "reason", maxlength: 500, size: 14 });
+    const form = h("form", { class: "inline", "data-topup": t.id },
+      h("div", { class: "field" }, h("label", { for: reasonId }, "Reason"), reason),
+      h("button", { type: "submit", value: "approve" }, "Approve"),
+      h("button", { type: "submit", value: "deny", class: "danger" }, "Deny"), result);
+    let busy = false;
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (busy) return;
+      busy = true;
+      const action = ev.submitter ? ev.submitter.value : "approve";
+      for (const b of form.querySelectorAll("button")) b.disabled = true;
+      try {
+        const done = await call("POST", `/v1/wallets/topups/${encodeURIComponent(t.id)}:${action}`, { reason: reason.value });
+        result.replaceChildren(h("span", { class: "ok" }, `${done.status} by ${done.decided_by}`));
+        status(`Top-up ${t.id} ${done.status}.`);
+        refreshSoon();
+      } catch (err) {
+        result.replaceChildren(h("span", { class: "error", role: "alert" }, err instanceof ApiError ? err.describe() : String(err)));
+        busy = false;
+        for (const b of form.querySelectorAll("button")) b.disabled = false;
+      }
+    });
+    return form;
+  }
+  async function topupsOf(params) {
+    try {
+      return (await get("/v1/wallets/topups" + qs(params))).topups;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 503) return null;
+      throw err;
+    }
   }
   async function actionsPage() {
     const me = state.me;
@@ -719,14 +839,18 @@
           [["from", "From wallet", "select", targets], ["to", "To wallet", "select", targets], ["amount", "Amount", "amount"], desc],
           (v) => Object.assign(target(v.from, "from"), target(v.to, "to")), "Between two team (or user) wallets, atomically."));
     } else if (leads.length) {
-      const own = users.length ? users.map((u) => "user:" + u) : ["user:"];
-      sections.push(
-        h("section", { class: "card" }, h("h2", {}, "Your role"), h("p", { class: "muted" }, `Team lead for ${leads.join(", ")}: moving money between your team's wallet and its users' wallets needs the API to grant it to your role; a refusal shows the API's answer.`)),
-        moveForm("allocate-form", "Allocate to a user of my team", "/v1/wallets/allocate", [["target", "To wallet", "select", own], ["amount", "Amount", "amount"], desc],
-          (v) => target(v.target), null),
-        moveForm("reclaim-form", "Reclaim from a user of my team", "/v1/wallets/reclaim", [["target", "From wallet", "select", own], ["amount", "Amount", "amount"], desc],
-          (v) => target(v.target), null));
-    } else {
+      // A team token lists its own team's user wallets only; a token that reads all gets no
+      // suggestions (the API refuses users of other teams either way).
+      const own = me.reads_all ? [] : users;
+      for (const [i, team] of leads.entries()) {
+        sections.push(h("section", { class: "card", id: "lead-role" + (i ? "-" + team : "") }, h("h2", {}, `Team lead: ${team}`),
+          h("p", { class: "muted" }, `This token re-splits team:${team}'s budget between the team wallet and its users' wallets, and asks billing for top-ups. ` +
+            "Moves never exceed the team's available balance and never reach another team's user: the API refuses them and the answer is shown."),
+          h("p", {}, h("a", { href: "#/team/" + encodeURIComponent(team) }, "See the team's wallet and top-ups"))),
+        ...leadForms(team, own, i ? "-" + team : ""));
+      }
+    }
+    if (!me.billing && !leads.length) {
       sections.push(h("p", { class: "muted", id: "no-actions" }, "This token reads only: it has no money moves or ticket decisions (billing role needed)."));
     }
     const wide = [];
@@ -734,6 +858,9 @@
       const pending = await get("/v1/wallets/tickets" + qs({ status: "pending" }));
       wide.push(h("section", { class: "card", "aria-labelledby": "decide-h" }, h("h2", { id: "decide-h" }, "Pending cost tickets"),
         ticketTable("Open", pending.tickets, true)));
+      const topups = await topupsOf({ status: "pending" });
+      wide.push(h("section", { class: "card", "aria-labelledby": "decide-topups-h", id: "pending-topups" }, h("h2", { id: "decide-topups-h" }, "Pending top-up requests"),
+        topups === null ? h("p", { class: "muted" }, "Top-ups are not available on this service.") : topupTable("Open", topups, true, true)));
     }
     return h("div", { id: "actions-page" }, h("h1", {}, "Actions"), h("div", { class: "grid two" }, sections), wide);
   }

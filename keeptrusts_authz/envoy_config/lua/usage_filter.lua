@@ -370,9 +370,12 @@ end
 
 -- The service tier the provider billed at (OpenAI `service_tier`, top level or in the Responses
 -- object; Anthropic `usage.service_tier`): the settle prices that tier.
+-- Published as soon as it changes: OpenAI reports it on every stream chunk, so a stream cut
+-- off before its usage still tells the settle its tier (its bound is then that tier's).
 local function take_tier(st, t)
-  if type(t) == "string" and t ~= "" and #t <= 64 then
+  if type(t) == "string" and t ~= "" and #t <= 64 and t ~= st.tier then
     st.tier = t
+    st.changed = true
   end
 end
 

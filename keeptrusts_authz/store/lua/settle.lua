@@ -34,6 +34,8 @@
 -- the real cost (estimated 0, so a repeat is already_closed), one 'correct' ledger entry
 -- (previous_cost, cost, delta, tokens), the usage counters move the spend from estimated to
 -- real and add the tokens, the day's burn moves by delta.
+-- Both ledger entries carry `label` (the usage counters' model label), so a restore from the
+-- ledger rebuilds the counters exactly.
 -- Returns {outcome, wallet, reserved, cost}: outcome settled | corrected | already_closed |
 -- unknown.
 local rid = ARGV[1]
@@ -103,7 +105,7 @@ if correcting then
     'reservation', rid, 'reserved', s(reserved), 'previous_cost', s(previous), 'cost', s(cost),
     'delta', s(delta), 'estimated', '0', 'team', team, 'group', group, 'user', r[7],
     'model', model, 'input_tokens', input_tokens, 'output_tokens', output_tokens,
-    'cached_tokens', cached_tokens, 'balance_after', s(bal))
+    'cached_tokens', cached_tokens, 'balance_after', s(bal), 'label', label)
   redis.call('HINCRBY', usage_key, 'spend|' .. who .. '1|' .. label, s(-previous))
   redis.call('HINCRBY', usage_key, 'spend|' .. who .. '0|' .. label, s(cost))
   count_tokens()
@@ -124,7 +126,7 @@ redis.call('XADD', KEYS[1], '*', 'op', 'settle', 'wallet', wallet, 'amount', s(c
   'reserved', s(reserved), 'cost', s(cost), 'estimated', estimated, 'team', team,
   'group', group, 'user', r[7], 'model', model, 'input_tokens', input_tokens,
   'output_tokens', output_tokens, 'cached_tokens', cached_tokens, 'balance_after', s(bal),
-  'reserved_ms', r[10] or '')
+  'reserved_ms', r[10] or '', 'label', label)
 redis.call('HINCRBY', usage_key, 'spend|' .. who .. estimated .. '|' .. label, s(cost))
 redis.call('HINCRBY', usage_key, 'requests|' .. who .. label, 1)
 count_tokens()
