@@ -154,7 +154,13 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
     wallets = WalletService(store, cfg, archive=archive, on_integrity=set_store_regressed)
     holds = Holds(wallets, tickets, cfg.enforcement.hold_timeout_seconds)
     webhook = WebhookDelivery(cfg.alerts.webhook_url) if cfg.alerts.webhook_url else None
-    alerts = AlertEngine(observability_store, cfg, webhook)
+    # Budget wallets' spend thresholds are per budget period (alerts/engine.py).
+    alerts = AlertEngine(
+        observability_store,
+        cfg,
+        webhook,
+        periods=PeriodRunner(store, calendar_of(cfg), rules_of(cfg)),
+    )
     # Each settle batch tells the alert engine the wallets it charged (it only schedules).
     settler = Settler(wallets, after_settle=alerts.after_settle)
     sweeper = Sweeper(wallets, cfg.enforcement.sweep_interval_seconds)

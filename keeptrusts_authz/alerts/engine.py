@@ -7,6 +7,12 @@ Two kinds of alert, each saying which one it is (`alert` in the payload, docs/al
   money ever put in, wallets.models.FUNDED_FIELD). Only spending raises that ratio: a reclaim or a
   transfer out lowers the balance and the net allocation but neither spent_total nor funded_total,
   so it never fires a spend alert;
+- period spend threshold (`type` threshold, measure `period_spent / period_allocation`): for a
+  wallet with a budget (config `budgets[]`), the thresholds are on what it spent in its current
+  budget period against what the period started with (carried in + allocation, the period
+  state applied by periods/budgets.py), deduplicated in that period's id (periods/calendar.py,
+  e.g. `2026-W49`, `2027-Q1`): a new period re-arms them, and a reclaim or transfer changes
+  neither figure. Until the current period's boundary is applied no period threshold fires;
 - balance (`type` status, `alert` low_balance / depleted): the wallet's status (the one rule of
   wallets.models.wallet_status: balance under `low_balance_ratio` of allocated_total, or <= 0)
   becomes `low` or `depleted`, whatever lowered the balance (spend, reclaim, transfer).
@@ -46,6 +52,7 @@ from keeptrusts_authz.background import stop_task
 from keeptrusts_authz.errors import InvalidInput, StoreUnavailable
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import format_micros
+from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner
 from keeptrusts_authz.store.observability import ObservabilityStore
 from keeptrusts_authz.wallets.models import FUNDED_FIELD, parse_wallet_id, wallet_status
 
@@ -79,6 +86,9 @@ class AlertEvent:
     ts_ms: int
     reserved: int = 0
     funded_total: int = 0
+    # Budget wallets' period thresholds: spend in the period and what the period started with.
+    period_spent: int | None = None
+    period_allocation: int | None = None
 
     @property
     def alert(self) -> str:
@@ -92,8 +102,21 @@ class AlertEvent:
     def payload(self, org: str, currency: str, low_balance_ratio: Decimal) -> dict[str, object]:
         """JSON body of the webhook (amounts as exact decimal strings; docs/alert-webhook.md)."""
         funding = funding_of(self.allocated_total, self.funded_total)
-        if self.type == "threshold":
-            crossed: dict[str, object] = {
+        if self.type == "threshold" and self.period_allocation is not None:
+            spent = self.period_spent or 0
+            crossed = {
+                "measure": "period_spent / period_allocation",
+                "limit_percent": f"{self.threshold}.00",
+                "value_percent": _percent(spent, self.period_allocation),
+            }
+            summary = (
+                f"{self.wallet} has spent {format_micros(spent)} {currency} in budget period "
+                f"{self.period}, {crossed['value_percent']}% of the "
+                f"{format_micros(self.period_allocation)} {currency} the period started with "
+                f"(alert at {self.threshold}%)"
+            )
+        elif self.type == "threshold":
+            crossed = {
                 "measure": "spent_total / funded_total",
                 "limit_percent": f"{self.threshold}.00",
                 "value_percent": _percent(self.spent_total, funding),
@@ -138,6 +161,10 @@ class AlertEvent:
             "allocated_total": format_micros(self.allocated_total),
             "funded_total": format_micros(funding),
             "spent_total": format_micros(self.spent_total),
+            "period_spent": None if self.period_spent is None else format_micros(self.period_spent),
+            "period_allocation": None
+            if self.period_allocation is None
+            else format_micros(self.period_allocation),
             "currency": currency,
             "ts_ms": self.ts_ms,
             "summary": summary,
@@ -172,12 +199,14 @@ class AlertEngine:
         config: Config,
         webhook: WebhookDelivery | None = None,
         *,
+        periods: PeriodRunner | None = None,
         clock: Callable[[], float] = time.time,
         sweep_interval: float | None = None,
         min_interval: float = 1.0,
         sweep_chunk: int = 500,
     ) -> None:
         self._store = store
+        self._periods = periods if periods is not None and periods.rules else None
         self._config = config
         self._webhook = webhook
         self._clock = clock
@@ -270,14 +299,21 @@ class AlertEngine:
 
     # -- evaluation -------------------------------------------------------------------------------
 
-    def crossings(self, wallet_id: str, w: dict[str, int]) -> list[tuple[str, int | None, str]]:
-        """(type, threshold, status) of every condition that currently holds for the wallet."""
+    def crossings(
+        self, wallet_id: str, w: dict[str, int], budget: BudgetStatus | None = None
+    ) -> list[tuple[str, int | None, str]]:
+        """(type, threshold, status) of every condition that currently holds for the wallet; a
+        budget wallet's spend thresholds are its current period's (module docstring)."""
         out: list[tuple[str, int | None, str]] = []
         status = wallet_status(w["balance"], w["allocated_total"], self._ratio)
-        funding = funding_of(w["allocated_total"], w.get(FUNDED_FIELD, 0))
+        if budget is not None:
+            funding, spent = budget.funded, budget.spent  # 0 until the period is applied
+        else:
+            funding = funding_of(w["allocated_total"], w.get(FUNDED_FIELD, 0))
+            spent = w["spent_total"]
         if funding > 0:
             for t in self._thresholds:
-                if w["spent_total"] * 100 >= t * funding:
+                if spent * 100 >= t * funding:
                     out.append(("threshold", t, status))
         if status in ("low", "depleted"):
             out.append(("status", None, status))
@@ -291,6 +327,10 @@ class AlertEngine:
         ts_ms = int(now * 1000)
         if period != self._period or len(self._recorded) > MAX_REMEMBERED:
             self._period, self._recorded = period, set()
+        budgets: dict[str, BudgetStatus] = {}
+        if self._periods is not None and any(r.wallet_id in wallets for r in self._periods.rules):
+            at = datetime.fromtimestamp(now, UTC)
+            budgets = {st.rule.wallet_id: st for st in await self._periods.status(at)}
         events: list[AlertEvent] = []
         for wid, w in sorted(wallets.items()):
             try:
@@ -300,15 +340,21 @@ class AlertEngine:
                 continue
             if scope == "org" and w["allocated_total"] <= 0:
                 continue  # an org pool that was never credited is not news
-            for kind, threshold, status in self.crossings(wid, w):
+            budget = budgets.get(wid)
+            for kind, threshold, status in self.crossings(wid, w, budget):
                 dedupe = f"{wid}|{kind}|{threshold if kind == 'threshold' else status}"
-                if dedupe in self._recorded:
+                # A budget wallet's spend thresholds live in its budget period (re-armed by the
+                # next one); everything else in the UTC month.
+                in_budget = budget is not None and kind == "threshold"
+                event_period = budget.current.id if budget is not None and in_budget else period
+                remembered = f"{event_period}|{dedupe}"
+                if remembered in self._recorded:
                     continue  # already an event this period (ours or another replica's)
                 fields = {
                     "type": kind,
                     "wallet": wid,
                     "scope": scope,
-                    "period": period,
+                    "period": event_period,
                     "threshold": "" if threshold is None else str(threshold),
                     "status": status,
                     "balance": str(w["balance"]),
@@ -318,8 +364,11 @@ class AlertEngine:
                     FUNDED_FIELD: str(w.get(FUNDED_FIELD, 0)),
                     "ts_ms": str(ts_ms),
                 }
-                event_id = await self._store.record_event(period, dedupe, fields)
-                self._recorded.add(dedupe)
+                if budget is not None and in_budget:
+                    fields["period_spent"] = str(budget.spent)
+                    fields["period_allocation"] = str(budget.funded)
+                event_id = await self._store.record_event(event_period, dedupe, fields)
+                self._recorded.add(remembered)
                 if event_id is None:
                     continue
                 event = AlertEvent(
@@ -327,7 +376,7 @@ class AlertEngine:
                     type=kind,
                     wallet=wid,
                     scope=scope,
-                    period=period,
+                    period=event_period,
                     threshold=threshold,
                     status=status,
                     balance=w["balance"],
@@ -336,6 +385,8 @@ class AlertEngine:
                     ts_ms=ts_ms,
                     reserved=w["reserved"],
                     funded_total=w.get(FUNDED_FIELD, 0),
+                    period_spent=budget.spent if budget is not None and in_budget else None,
+                    period_allocation=budget.funded if budget is not None and in_budget else None,
                 )
                 events.append(event)
                 ALERT_EVENTS.labels(kind).inc()

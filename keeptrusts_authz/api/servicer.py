@@ -7,6 +7,7 @@ naming the field), then call WalletService / the ticket store. Domain errors bec
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -15,14 +16,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
-from google.api import httpbody_pb2
+from google.api.httpbody_pb2 import HttpBody as Body
 
 from keeptrusts_authz.api import requests as rq
 from keeptrusts_authz.api.auth import AdminAuth, PermissionDenied, Principal
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2 as pb
 from keeptrusts_authz.api.gen.keeptrusts.wallet.v1 import wallet_pb2_grpc as pb_grpc
 from keeptrusts_authz.api.status import abort
-from keeptrusts_authz.api.views import money
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.console import asset as console_asset
 from keeptrusts_authz.errors import (
@@ -35,20 +35,29 @@ from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calenda
 from keeptrusts_authz.periods.calendar import BudgetCalendar
 from keeptrusts_authz.reports.chargeback import GROUP_BYS, parse_period
 from keeptrusts_authz.reports.render import FORMATS, chargeback_report
-from keeptrusts_authz.wallets.burn import BurnWindow, depletion_date
-from keeptrusts_authz.wallets.cascade import cascade_for
+from keeptrusts_authz.wallets.burn import BurnWindow
 from keeptrusts_authz.wallets.holds import TICKET_ID
-from keeptrusts_authz.wallets.models import (
-    LedgerEntry,
-    OpResult,
-    TicketRecord,
-    TopUpRecord,
-    Wallet,
-)
+from keeptrusts_authz.wallets.models import OpResult, TopUpRecord, Wallet
 from keeptrusts_authz.wallets.ports import TicketConflict, TicketNotFound, TicketStore
 from keeptrusts_authz.wallets.service import WalletService
 from keeptrusts_authz.wallets.topups import STATUSES as TOPUP_STATUSES
 from keeptrusts_authz.wallets.topups import TopUps
+from keeptrusts_authz.wallets.views import (
+    CascadeFigures,
+    Doc,
+    balance_doc,
+    cascade_summary,
+    known_or_empty,
+    ledger_page_doc,
+    move_doc,
+    period_figures,
+    ticket_doc,
+    ticket_list_doc,
+    topup_doc,
+    topup_list_doc,
+    wallet_doc,
+    wallet_list_doc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +105,6 @@ _SCOPES = ("", "org", "team", "user")
 _TICKET_STATUSES = ("", "pending", "approved", "denied", "funded", "used")
 _FUNDING = ("org", "overdraft")
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-_CORE_FIELDS = ("op", "wallet", "amount", "ts_ms", "actor", "description", "balance_after")
-_MICROS_FIELDS = ("reserved", "cost")
 _MAX_REASON = 500
 
 
@@ -108,13 +115,10 @@ class UnknownTicket(KeeptrustsError):
         )
 
 
-def _rfc3339(ms: int) -> str:
-    if ms <= 0:
-        return ""
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
+def json_body(doc: Doc) -> Body:
+    """A resource document (wallets/views.py) as the answer: the transcoder sends these bytes."""
+    return Body(
+        content_type="application/json", data=json.dumps(doc, separators=(",", ":")).encode()
     )
 
 
@@ -163,69 +167,31 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             log.exception("wallet API call failed unexpectedly")
             await abort(context, KeeptrustsError("internal", "internal error", 500))
 
-    def _move_response(self, op: str, result: OpResult, amount: int, actor: str) -> pb.MoveResponse:
-        return pb.MoveResponse(
-            operation=op,
-            entry_id=result.entry_id,
-            replayed=result.replayed,
-            amount=money(amount),
-            currency=self._currency,
-            balances={w: money(b) for w, b in result.balances.items()},
-            actor=actor,
-        )
+    def _move_response(self, result: OpResult, amount: int, actor: str) -> Body:
+        return json_body(move_doc(result, amount, self._currency, actor))
 
     async def _period_statuses(self) -> dict[str, BudgetStatus]:
         if self._periods is None or not self._periods.rules:
             return {}
         return {s.rule.wallet_id: s for s in await self._periods.status()}
 
-    def _wallet_pb(
+    def _wallet_doc(
         self,
         wallet: Wallet,
         window: BurnWindow,
         periods: Mapping[str, BudgetStatus] | None = None,
-    ) -> pb.Wallet:
-        burn = window.per_day(wallet.id)
-        period = (periods or {}).get(wallet.id)
-        status: str = wallet.status
-        if period is not None and status == "healthy" and period.status == "at_risk":
-            status = "at_risk"
-        return pb.Wallet(
-            id=wallet.id,
-            scope=wallet.scope,
-            owner=wallet.owner,
-            balance=money(wallet.balance),
-            reserved=money(wallet.reserved),
-            allocated=money(wallet.allocated_total),
-            spent=money(wallet.spent_total),
-            status=status,
-            burn_rate_per_day=money(burn),
-            projected_depletion_date=depletion_date(wallet.balance, wallet.allocated_total, burn),
-            currency=self._currency,
-            period=period.current.id if period else "",
-            period_allocation=money(period.funded) if period else "",
-            projected_period_spend=money(period.projected_spend) if period else "",
-        )
-
-    def _empty_wallet(self, wallet_id: str) -> Wallet:
-        return Wallet.build(
-            wallet_id,
-            balance=0,
-            reserved=0,
-            allocated_total=0,
-            spent_total=0,
-            low_balance_ratio=self._config.enforcement.low_balance_ratio,
-            org_id=self._config.organization.id,
-        )
+    ) -> Doc:
+        period = period_figures((periods or {}).get(wallet.id))
+        return wallet_doc(wallet, self._currency, window.per_day(wallet.id), period)
 
     # -- money moves ----------
 
-    async def Credit(self, request: pb.CreditRequest, context: Context) -> pb.MoveResponse:
+    async def Credit(self, request: pb.CreditRequest, context: Context) -> Body:
         return await self._call(request, context, self._credit)
 
     async def _credit(
         self, who: Principal, request: pb.CreditRequest, md: Mapping[str, str]
-    ) -> pb.MoveResponse:
+    ) -> Body:
         who.require_billing("credit")
         f = rq.fields_of(request, _CREDIT_SPEC)
         amount = rq.amount_micros(f)
@@ -236,22 +202,22 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
-        return self._move_response("credit", result, amount, who.name)
+        return self._move_response(result, amount, who.name)
 
-    async def Allocate(self, request: pb.AllocateRequest, context: Context) -> pb.MoveResponse:
+    async def Allocate(self, request: pb.AllocateRequest, context: Context) -> Body:
         return await self._call(request, context, self._allocate)
 
     async def _allocate(
         self, who: Principal, request: pb.AllocateRequest, md: Mapping[str, str]
-    ) -> pb.MoveResponse:
+    ) -> Body:
         return await self._one_wallet_move("allocate", who, request, md)
 
-    async def Reclaim(self, request: pb.ReclaimRequest, context: Context) -> pb.MoveResponse:
+    async def Reclaim(self, request: pb.ReclaimRequest, context: Context) -> Body:
         return await self._call(request, context, self._reclaim)
 
     async def _reclaim(
         self, who: Principal, request: pb.ReclaimRequest, md: Mapping[str, str]
-    ) -> pb.MoveResponse:
+    ) -> Body:
         return await self._one_wallet_move("reclaim", who, request, md)
 
     async def _one_wallet_move(
@@ -260,7 +226,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         who: Principal,
         request: pb.AllocateRequest | pb.ReclaimRequest,
         md: Mapping[str, str],
-    ) -> pb.MoveResponse:
+    ) -> Body:
         """Allocate and reclaim: org pool <-> the one team or user wallet the body names."""
         who.require_billing(op)
         f = rq.fields_of(request, _TARGET_SPEC)
@@ -283,14 +249,14 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         else:
             # team_id + user_id: reclaim.lua checks the user's team in the same script.
             result = await self._wallets.reclaim(*args, team=team if user else None)
-        return self._move_response(op, result, amount, who.name)
+        return self._move_response(result, amount, who.name)
 
-    async def Transfer(self, request: pb.TransferRequest, context: Context) -> pb.MoveResponse:
+    async def Transfer(self, request: pb.TransferRequest, context: Context) -> Body:
         return await self._call(request, context, self._transfer)
 
     async def _transfer(
         self, who: Principal, request: pb.TransferRequest, md: Mapping[str, str]
-    ) -> pb.MoveResponse:
+    ) -> Body:
         who.require_billing("transfer")
         f = rq.fields_of(request, _TRANSFER_SPEC)
         source = rq.one_wallet(f, "from_team_id", "from_user_id")
@@ -305,18 +271,16 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
-        return self._move_response("transfer", result, amount, who.name)
+        return self._move_response(result, amount, who.name)
 
     # -- reads ----------
 
-    async def ListWallets(
-        self, request: pb.ListWalletsRequest, context: Context
-    ) -> pb.ListWalletsResponse:
+    async def ListWallets(self, request: pb.ListWalletsRequest, context: Context) -> Body:
         return await self._call(request, context, self._list_wallets)
 
     async def _list_wallets(
         self, who: Principal, request: pb.ListWalletsRequest, md: Mapping[str, str]
-    ) -> pb.ListWalletsResponse:
+    ) -> Body:
         if request.scope not in _SCOPES:
             raise InvalidInput("scope: must be org, team or user", {"field": "scope"})
         user_teams = {} if who.reads_all else await self._wallets.user_teams()
@@ -328,19 +292,16 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             and (not request.scope or w.scope == request.scope)
         ]
         periods = await self._period_statuses()
-        return pb.ListWalletsResponse(
-            wallets=[self._wallet_pb(w, burn, periods) for w in visible],
-            currency=self._currency,
+        return json_body(
+            wallet_list_doc(self._currency, [self._wallet_doc(w, burn, periods) for w in visible])
         )
 
-    async def GetBalance(
-        self, request: pb.GetBalanceRequest, context: Context
-    ) -> pb.BalanceResponse:
+    async def GetBalance(self, request: pb.GetBalanceRequest, context: Context) -> Body:
         return await self._call(request, context, self._balance)
 
     async def _balance(
         self, who: Principal, request: pb.GetBalanceRequest, md: Mapping[str, str]
-    ) -> pb.BalanceResponse:
+    ) -> Body:
         f = {"team_id": request.team_id, "user_id": request.user_id}
         wallet_id = rq.one_wallet(f, "team_id", "user_id")
         user_teams = await self._wallets.user_teams()
@@ -348,19 +309,18 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             raise PermissionDenied(f"this token may not read {wallet_id}")
         records = {w.id: w for w in await self._wallets.wallets()}
         burn = await self._wallets.burn_window()
-        wallet = records.get(wallet_id)
+        wallet = known_or_empty(self._config, wallet_id, records.get(wallet_id))
         if wallet is None:
-            if not (request.team_id and request.team_id in self._teams):
-                raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
-            wallet = self._empty_wallet(wallet_id)
-        response = pb.BalanceResponse(
-            wallet=self._wallet_pb(wallet, burn, await self._period_statuses()),
-            cascade=self._cascade(who, request.team_id, request.user_id, records, user_teams),
-            currency=self._currency,
+            raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
+        org = records.get("org") if who.reads_all else None
+        return json_body(
+            balance_doc(
+                self._currency,
+                self._wallet_doc(wallet, burn, await self._period_statuses()),
+                self._wallet_doc(org, burn) if org is not None else None,
+                self._cascade(who, request.team_id, request.user_id, records, user_teams),
+            )
         )
-        if who.reads_all and "org" in records:
-            response.org.CopyFrom(self._wallet_pb(records["org"], burn))
-        return response
 
     def _cascade(
         self,
@@ -369,54 +329,20 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         user_id: str,
         records: Mapping[str, Wallet],
         user_teams: Mapping[str, str],
-    ) -> list[pb.CascadeStep]:
+    ) -> list[CascadeFigures]:
         """The groups that can spend from the wallet asked for: a user's own team's groups only
         (a group's cascade reaches no user of another team), and for a team token only groups
         of its own teams (no other team's wallets or balances)."""
-        cfg = self._config
         user_team = user_teams.get(user_id, "") if user_id else ""
-        steps: list[pb.CascadeStep] = []
-        for group in cfg.consumer_groups:
-            scopes = cfg.cascade_for(group)
-            if team_id and group.wallet_team_id != team_id:
-                continue
-            if user_id and ("user" not in scopes or group.wallet_team_id != user_team):
-                continue
-            if not who.reads_all and group.wallet_team_id not in who.teams:
-                continue
-            wallets: list[str] = []
-            effective: Wallet | None = None
-            for step in cascade_for(cfg, group, user_id or None).steps:
-                wid = step.wallet
-                if wid is not None:
-                    wallets.append(wid)
-                elif step.scope == "user":
-                    wallets.append(f"user:<{cfg.user_header_for(group)}>")
-                found = records.get(wid) if wid else None
-                if effective is None and found is not None and found.balance > 0:
-                    effective = found
-            policy = cfg.policy_for(group) if cfg.cost_tracking.wallet_enforcement else "showback"
-            steps.append(
-                pb.CascadeStep(
-                    consumer_group=group.name,
-                    cascade=list(scopes),
-                    wallets=wallets,
-                    on_insufficient=policy,
-                    effective_wallet=effective.id if effective else "",
-                    effective_scope=effective.scope if effective else "",
-                    effective_available=money(effective.balance) if effective else money(0),
-                )
-            )
-        return steps
+        teams = None if who.reads_all else who.teams
+        return cascade_summary(self._config, team_id, user_id, records, user_team, teams)
 
-    async def ListTransactions(
-        self, request: pb.ListTransactionsRequest, context: Context
-    ) -> pb.ListTransactionsResponse:
+    async def ListTransactions(self, request: pb.ListTransactionsRequest, context: Context) -> Body:
         return await self._call(request, context, self._transactions)
 
     async def _transactions(
         self, who: Principal, request: pb.ListTransactionsRequest, md: Mapping[str, str]
-    ) -> pb.ListTransactionsResponse:
+    ) -> Body:
         wallet_id = rq.wallet_id(request.wallet_id)
         if not who.reads_all and not who.may_read_wallet(
             wallet_id, await self._wallets.user_teams()
@@ -430,34 +356,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             raise InvalidInput("page_token: not a page token", {"field": "page_token"})
         await self._wallets.wallet(wallet_id)  # UnknownWallet -> 404
         entries = await self._wallets.ledger(size, before=token, wallet=wallet_id)
-        return pb.ListTransactionsResponse(
-            transactions=[self._transaction(e) for e in entries],
-            next_page_token=entries[-1].id if len(entries) == size else "",
-            currency=self._currency,
-        )
-
-    @staticmethod
-    def _transaction(entry: LedgerEntry) -> pb.Transaction:
-        f = entry.fields
-        attributes = {}
-        for key, value in f.items():
-            if key in _CORE_FIELDS:
-                continue
-            if key in _MICROS_FIELDS and value.lstrip("-").isdigit():
-                value = money(int(value))
-            attributes[key] = value
-        balance_after = f.get("balance_after", "")
-        return pb.Transaction(
-            id=entry.id,
-            op=entry.op,
-            wallet=entry.wallet,
-            amount=money(entry.amount),
-            time=_rfc3339(entry.ts_ms),
-            actor=f.get("actor", ""),
-            description=f.get("description", ""),
-            balance_after=money(int(balance_after)) if balance_after.lstrip("-").isdigit() else "",
-            attributes=attributes,
-        )
+        return json_body(ledger_page_doc(self._currency, entries, size))
 
     # -- tickets ----------
 
@@ -466,32 +365,12 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             raise KeeptrustsError("unavailable", "cost tickets are not available", 503)
         return self._tickets
 
-    def _ticket_pb(self, t: TicketRecord) -> pb.Ticket:
-        return pb.Ticket(
-            id=t.id,
-            status=t.status,
-            team_id=t.team,
-            consumer_group=t.group,
-            model=t.model,
-            user_id=t.user,
-            amount=money(t.amount),
-            currency=self._currency,
-            created=_rfc3339(t.created_ms),
-            waiting=t.waiting,
-            decided_by=t.decided_by,
-            decided_at=_rfc3339(t.decided_ms),
-            reason=t.reason,
-            funding=t.funding,
-        )
-
-    async def ListTickets(
-        self, request: pb.ListTicketsRequest, context: Context
-    ) -> pb.ListTicketsResponse:
+    async def ListTickets(self, request: pb.ListTicketsRequest, context: Context) -> Body:
         return await self._call(request, context, self._list_tickets)
 
     async def _list_tickets(
         self, who: Principal, request: pb.ListTicketsRequest, md: Mapping[str, str]
-    ) -> pb.ListTicketsResponse:
+    ) -> Body:
         if request.status not in _TICKET_STATUSES:
             raise InvalidInput(
                 "status: must be pending, approved, denied, funded or used", {"field": "status"}
@@ -505,14 +384,14 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             and (not request.status or t.status == request.status)
             and (not request.team_id or t.team == request.team_id)
         ]
-        return pb.ListTicketsResponse(tickets=[self._ticket_pb(t) for t in tickets])
+        return json_body(ticket_list_doc(self._currency, tickets))
 
-    async def ApproveTicket(self, request: pb.ApproveTicketRequest, context: Context) -> pb.Ticket:
+    async def ApproveTicket(self, request: pb.ApproveTicketRequest, context: Context) -> Body:
         return await self._call(request, context, self._approve)
 
     async def _approve(
         self, who: Principal, request: pb.ApproveTicketRequest, md: Mapping[str, str]
-    ) -> pb.Ticket:
+    ) -> Body:
         who.require_billing("approving a ticket")
         f = rq.fields_of(request, _APPROVE_SPEC)
         funding = rq.text(f, "funding") or "org"
@@ -520,19 +399,19 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             raise InvalidInput("funding: must be org or overdraft", {"field": "funding"})
         return await self._decide(who, request.ticket_id, "approved", funding, rq.text(f, "reason"))
 
-    async def DenyTicket(self, request: pb.DenyTicketRequest, context: Context) -> pb.Ticket:
+    async def DenyTicket(self, request: pb.DenyTicketRequest, context: Context) -> Body:
         return await self._call(request, context, self._deny)
 
     async def _deny(
         self, who: Principal, request: pb.DenyTicketRequest, md: Mapping[str, str]
-    ) -> pb.Ticket:
+    ) -> Body:
         who.require_billing("denying a ticket")
         f = rq.fields_of(request, _DENY_SPEC)
         return await self._decide(who, request.ticket_id, "denied", "", rq.text(f, "reason"))
 
     async def _decide(
         self, who: Principal, ticket_id: str, status: str, funding: str, reason: str
-    ) -> pb.Ticket:
+    ) -> Body:
         if not TICKET_ID.match(ticket_id):
             raise InvalidInput("ticket_id: not a ticket id (tk_ + 24 hex)", {"field": "ticket_id"})
         if len(reason) > _MAX_REASON or any(ord(c) < 32 for c in reason):
@@ -558,29 +437,29 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 f"ticket {ticket_id} is already {exc.current}",
                 {"ticket_id": ticket_id, "status": exc.current},
             ) from None
-        return self._ticket_pb(ticket)
+        return json_body(ticket_doc(ticket, self._currency))
 
     # -- team leads: re-split and top-ups ----------
 
-    async def TeamAllocate(self, request: pb.TeamMoveRequest, context: Context) -> pb.MoveResponse:
+    async def TeamAllocate(self, request: pb.TeamMoveRequest, context: Context) -> Body:
         return await self._call(request, context, self._team_allocate)
 
     async def _team_allocate(
         self, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
-    ) -> pb.MoveResponse:
+    ) -> Body:
         return await self._team_move("team_allocate", who, request, md)
 
-    async def TeamReclaim(self, request: pb.TeamMoveRequest, context: Context) -> pb.MoveResponse:
+    async def TeamReclaim(self, request: pb.TeamMoveRequest, context: Context) -> Body:
         return await self._call(request, context, self._team_reclaim)
 
     async def _team_reclaim(
         self, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
-    ) -> pb.MoveResponse:
+    ) -> Body:
         return await self._team_move("team_reclaim", who, request, md)
 
     async def _team_move(
         self, op: str, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
-    ) -> pb.MoveResponse:
+    ) -> Body:
         """team wallet <-> one of the team's user wallets, by the team's token (or billing)."""
         team_id = rq.wallet_id(f"team:{request.team_id}", "team_id")[5:]
         who.require_team_lead(team_id, "re-splitting the budget")
@@ -597,35 +476,22 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             who.name,
             rq.idempotency_key(md, f),
         )
-        return self._move_response("transfer", result, amount, who.name)
+        return self._move_response(result, amount, who.name)
 
     def _topup_service(self) -> TopUps:
         if self._topups is None:
             raise KeeptrustsError("unavailable", "top-ups are not available", 503)
         return self._topups
 
-    def _topup_pb(self, t: TopUpRecord) -> pb.TopUp:
-        return pb.TopUp(
-            id=t.id,
-            status=t.status,
-            team_id=t.team,
-            amount=money(t.amount),
-            currency=self._currency,
-            description=t.description,
-            requested_by=t.requested_by,
-            created=_rfc3339(t.created_ms),
-            decided_by=t.decided_by,
-            decided_at=_rfc3339(t.decided_ms),
-            reason=t.reason,
-            entry_id=t.entry_id,
-        )
+    def _topup_doc(self, t: TopUpRecord) -> Body:
+        return json_body(topup_doc(t, self._currency))
 
-    async def RequestTopUp(self, request: pb.TopUpRequest, context: Context) -> pb.TopUp:
+    async def RequestTopUp(self, request: pb.TopUpRequest, context: Context) -> Body:
         return await self._call(request, context, self._request_topup)
 
     async def _request_topup(
         self, who: Principal, request: pb.TopUpRequest, md: Mapping[str, str]
-    ) -> pb.TopUp:
+    ) -> Body:
         team_id = rq.wallet_id(f"team:{request.team_id}", "team_id")[5:]
         who.require_team_lead(team_id, "requesting a top-up")
         f = rq.fields_of(request, _TOPUP_SPEC)
@@ -634,16 +500,14 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         record = await self._topup_service().request(
             team_id, amount, rq.text(f, "description"), who.name
         )
-        return self._topup_pb(record)
+        return self._topup_doc(record)
 
-    async def ListTopUps(
-        self, request: pb.ListTopUpsRequest, context: Context
-    ) -> pb.ListTopUpsResponse:
+    async def ListTopUps(self, request: pb.ListTopUpsRequest, context: Context) -> Body:
         return await self._call(request, context, self._list_topups)
 
     async def _list_topups(
         self, who: Principal, request: pb.ListTopUpsRequest, md: Mapping[str, str]
-    ) -> pb.ListTopUpsResponse:
+    ) -> Body:
         if request.status and request.status not in TOPUP_STATUSES:
             raise InvalidInput("status: must be pending, approved or denied", {"field": "status"})
         if request.team_id and not who.may_read_team(request.team_id):
@@ -655,42 +519,42 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             and (not request.status or t.status == request.status)
             and (not request.team_id or t.team == request.team_id)
         ]
-        return pb.ListTopUpsResponse(topups=[self._topup_pb(t) for t in topups])
+        return json_body(topup_list_doc(self._currency, topups))
 
-    async def ApproveTopUp(self, request: pb.DecideTopUpRequest, context: Context) -> pb.TopUp:
+    async def ApproveTopUp(self, request: pb.DecideTopUpRequest, context: Context) -> Body:
         return await self._call(request, context, self._approve_topup)
 
     async def _approve_topup(
         self, who: Principal, request: pb.DecideTopUpRequest, md: Mapping[str, str]
-    ) -> pb.TopUp:
+    ) -> Body:
         who.require_billing("approving a top-up")
         f = rq.fields_of(request, _DECIDE_TOPUP_SPEC)
         record, _ = await self._topup_service().approve(
             request.topup_id, who.name, rq.text(f, "reason")
         )
-        return self._topup_pb(record)
+        return self._topup_doc(record)
 
-    async def DenyTopUp(self, request: pb.DecideTopUpRequest, context: Context) -> pb.TopUp:
+    async def DenyTopUp(self, request: pb.DecideTopUpRequest, context: Context) -> Body:
         return await self._call(request, context, self._deny_topup)
 
     async def _deny_topup(
         self, who: Principal, request: pb.DecideTopUpRequest, md: Mapping[str, str]
-    ) -> pb.TopUp:
+    ) -> Body:
         who.require_billing("denying a top-up")
         f = rq.fields_of(request, _DECIDE_TOPUP_SPEC)
         record = await self._topup_service().deny(request.topup_id, who.name, rq.text(f, "reason"))
-        return self._topup_pb(record)
+        return self._topup_doc(record)
 
     # -- reports ----------
 
     async def GetChargebackReport(
         self, request: pb.GetChargebackReportRequest, context: Context
-    ) -> httpbody_pb2.HttpBody:
+    ) -> Body:
         return await self._call(request, context, self._chargeback)
 
     async def _chargeback(
         self, who: Principal, request: pb.GetChargebackReportRequest, md: Mapping[str, str]
-    ) -> httpbody_pb2.HttpBody:
+    ) -> Body:
         # The report's rows reconcile to the organization's ledger totals (and show transfer
         # counterparts, org-backstop spend and the org pool): it is not split per team, so a
         # team-only token gets 403 and reads its team through the wallet routes instead.
@@ -714,7 +578,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             date_to=date_to,
             calendar=calendar,
         )
-        return httpbody_pb2.HttpBody(content_type=content_type, data=body)
+        return Body(content_type=content_type, data=body)
 
     # -- console ----------
 
@@ -739,9 +603,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             current_quarter=calendar.period_at("quarterly", now).id,
         )
 
-    async def GetConsoleAsset(
-        self, request: pb.GetConsoleAssetRequest, context: Context
-    ) -> httpbody_pb2.HttpBody:
+    async def GetConsoleAsset(self, request: pb.GetConsoleAssetRequest, context: Context) -> Body:
         # No token: the console's files are public; the API calls the page makes carry one.
         found = console_asset(request.asset)
         if found is None:
@@ -752,7 +614,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
                 ),
             )
         assert found is not None
-        return httpbody_pb2.HttpBody(content_type=found[0], data=found[1])
+        return Body(content_type=found[0], data=found[1])
 
 
 def _report_window(

@@ -1,10 +1,14 @@
-"""The CLI's money commands through the wallet REST API (when KEEPTRUSTS_API_URL is set).
+"""The CLI's wallet commands through the wallet REST API (when KEEPTRUSTS_API_URL is set).
 
 `keeptrusts-authz allocate --team team_engineering --amount 1200` then POSTs to
 `$KEEPTRUSTS_API_URL/v1/wallets/allocate` with `Authorization: Bearer $KEEPTRUSTS_API_TOKEN`
 (stdlib urllib only) instead of talking to Redis; without KEEPTRUSTS_API_URL the commands go
-straight to the wallet layer. Same output and exit codes as the direct path: 0 ok, 2 bad input /
-auth, 3 API or store unreachable, 4 not found / insufficient funds / conflict.
+straight to the wallet layer. Same output as the direct path: the API answers with the documents
+of wallets/views.py, which `--json` prints as they came and the tables render with cli/output.py;
+the read commands `balance`, `ledger` (needs `--wallet`: the API lists one wallet's entries),
+`tickets` and `report` go through the API too. Errors arrive as `{"error": {"type", "message",
+...}}` and `--json` prints that document. Exit codes: 0 ok, 2 bad input / auth, 3 API or store
+unreachable, 4 not found / insufficient funds / conflict.
 
 Redirects are never followed: urllib would re-send the `Authorization` header (the admin token)
 to wherever the `Location` points. A 3xx is an error naming the Location's host (exit 3); point
@@ -22,9 +26,11 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from keeptrusts_authz.cli import output
+
 API_URL_ENV = "KEEPTRUSTS_API_URL"
 API_TOKEN_ENV = "KEEPTRUSTS_API_TOKEN"
-COMMANDS = ("credit", "allocate", "reclaim", "transfer", "balance")
+COMMANDS = ("credit", "allocate", "reclaim", "transfer", "balance", "ledger", "tickets", "report")
 TIMEOUT = 30.0
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 2, 3, 4
@@ -99,6 +105,15 @@ class ApiClient:
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
+        return json.loads(self.raw(method, path, body, headers) or b"{}")
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base_url + path, data=data, method=method)  # noqa: S310
         req.add_header("Authorization", f"Bearer {self._token}")
@@ -109,14 +124,16 @@ class ApiClient:
             req.add_header(key, value)
         try:
             with _OPENER.open(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read() or b"{}")
+                answer: bytes = resp.read()
+                return answer
         except urllib.error.HTTPError as err:
             if 300 <= err.code < 400:
                 raise _redirect_error(req.full_url, err) from None
             raw = err.read()
             try:
                 payload = json.loads(raw)
-                message = str(payload.get("message") or payload)
+                error = payload.get("error") if isinstance(payload, dict) else None
+                message = str(error.get("message") if isinstance(error, dict) else payload)
             except (ValueError, AttributeError):
                 payload, message = None, raw.decode("utf-8", "replace")[:300] or err.reason
             raise ApiError(err.code, message, payload) from None
@@ -143,13 +160,9 @@ def _move_body(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_move(args: argparse.Namespace, res: dict[str, Any], summary: str) -> None:
     if args.json:
-        print(json.dumps(res, indent=2, sort_keys=True))
+        output.print_json(res)
         return
-    note = " (idempotent replay: nothing moved this time)" if res.get("replayed") else ""
-    print(summary + note)
-    for wallet_id, balance in res.get("balances", {}).items():
-        print(f"  {wallet_id}: balance {balance} {res.get('currency', '')}")
-    print(f"  ledger entry {res.get('entry_id', '')}")
+    output.print_move(res, summary)
 
 
 def _wallet_id(team: str | None, user: str | None) -> str:
@@ -185,24 +198,59 @@ def _move(client: ApiClient, args: argparse.Namespace) -> int:
 def _balance(client: ApiClient, args: argparse.Namespace) -> int:
     target = _target(args, "team", "user")
     if target:
-        query = urllib.parse.urlencode(target)
-        res = client.request("GET", f"/v1/wallets/balance?{query}")
-        wallets = [res["wallet"]]
+        res = client.request("GET", f"/v1/wallets/balance?{urllib.parse.urlencode(target)}")
+        output.print_json(res) if args.json else output.print_balance(res)
     else:
         res = client.request("GET", "/v1/wallets")
-        wallets = res.get("wallets", [])
-    if args.json:
-        print(json.dumps(res, indent=2, sort_keys=True))
-        return EXIT_OK
-    if not wallets:
-        print("no wallets yet (credit the org pool, then allocate to teams)")
-        return EXIT_OK
-    cols = ("id", "balance", "reserved", "allocated", "spent", "status", "burn_rate_per_day")
-    heads = ("WALLET", "BALANCE", "RESERVED", "ALLOCATED", "SPENT", "STATUS", "BURN/DAY")
-    rows = [[str(w.get(c, "")) for c in cols] for w in wallets]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
-    for row in [list(heads), ["-" * w for w in widths], *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        output.print_json(res) if args.json else output.print_wallets(res)
+    return EXIT_OK
+
+
+def _ledger(client: ApiClient, args: argparse.Namespace) -> int:
+    wallet = args.wallet
+    if wallet is None:
+        raise ApiError(
+            400,
+            "the wallet API lists one wallet's entries: pass --wallet (org, team:<id>, user:<id>)",
+        )
+    if wallet != "org" and ":" not in wallet:
+        wallet = f"team:{wallet}"
+    query = {"page_size": str(args.limit)}
+    if args.before:
+        query["page_token"] = args.before
+    path = f"/v1/wallets/{urllib.parse.quote(wallet, safe=':')}/transactions"
+    res = client.request("GET", f"{path}?{urllib.parse.urlencode(query)}")
+    output.print_json(res) if args.json else output.print_ledger(res, wallet)
+    return EXIT_OK
+
+
+def _tickets(client: ApiClient, args: argparse.Namespace) -> int:
+    query = {k: v for k, v in (("status", args.status), ("team_id", args.team)) if v}
+    suffix = f"?{urllib.parse.urlencode(query)}" if query else ""
+    res = client.request("GET", f"/v1/wallets/tickets{suffix}")
+    output.print_json(res) if args.json else output.print_tickets(res)
+    return EXIT_OK
+
+
+def _report(client: ApiClient, args: argparse.Namespace) -> int:
+    query = {
+        k: v
+        for k, v in (
+            ("period", args.period),
+            ("from", args.date_from),
+            ("to", args.date_to),
+            ("format", args.format),
+            ("group_by", args.group_by),
+        )
+        if v
+    }
+    body = client.raw("GET", f"/v1/reports/chargeback?{urllib.parse.urlencode(query)}")
+    if args.output:
+        output.write_atomic(args.output, body)
+        print(f"wrote {args.output} (via the API)", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
     return EXIT_OK
 
 
@@ -215,13 +263,18 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     client = ApiClient(base, token)
     try:
-        if args.command == "balance":
-            return _balance(client, args)
+        read = {"balance": _balance, "ledger": _ledger, "tickets": _tickets, "report": _report}
+        if args.command in read:
+            return read[args.command](client, args)
         return _move(client, args)
     except ApiError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if getattr(args, "json", False):
-            print(json.dumps({"error": {"status": exc.status, "body": exc.body}}, indent=2))
+            body = exc.body if isinstance(exc.body, dict) and "error" in exc.body else None
+            fallback = {
+                "error": {"type": "api_error", "message": exc.message, "status": exc.status}
+            }
+            output.print_json(body or fallback)
         return exc.exit_code
 
 

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
+from keeptrusts_authz.cli import api_client, output
 from keeptrusts_authz.config.loader import ConfigError, load_config
 from keeptrusts_authz.errors import InvalidInput, StoreUnavailable
 from keeptrusts_authz.ledger.archive_store import ArchiveStore
@@ -63,24 +61,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _write(path: str, data: bytes) -> None:
-    """Atomic write: a half-written report never replaces a good one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is an ordinary file
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
+    if api_client.handles(args):  # KEEPTRUSTS_API_URL set: GET /v1/reports/chargeback
+        return api_client.run(args)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
@@ -121,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.output:
-        _write(args.output, body)
+        output.write_atomic(args.output, body)
         print(f"wrote {args.output} ({period.label}, by {args.group_by})", file=sys.stderr)
     else:
         sys.stdout.buffer.write(body)

@@ -1,8 +1,10 @@
-"""Wallet commands: credit, allocate, reclaim, transfer, balance, ledger, audit.
+"""Wallet commands: credit, allocate, reclaim, transfer, balance, ledger, tickets, audit.
 
 Config from --config or $KEEPTRUSTS_CONFIG; Redis from the config's `redis` section or $REDIS_URL.
 Amounts are decimal strings in currency units (`1200`, `1200.50`). Human-readable tables by
-default, `--json` for machines. Exit codes: 0 ok, 1 audit failed, 2 bad input or usage, 3 store
+default, `--json` for machines: the documents of wallets/views.py (docs/schemas/), the same
+keys whether the command reads Redis or goes through the wallet API (KEEPTRUSTS_API_URL).
+Exit codes: 0 ok, 1 audit failed, 2 bad input or usage, 3 store
 unreachable, 4 not found / insufficient funds / conflict.
 """
 
@@ -11,16 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
 
-from keeptrusts_authz.cli import api_client
+from keeptrusts_authz.cli import api_client, output
 from keeptrusts_authz.config.loader import ConfigError, load_config
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import (
@@ -36,9 +36,23 @@ from keeptrusts_authz.errors import (
 from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.money import AmountError, format_micros, parse_amount
 from keeptrusts_authz.periods.budgets import BudgetStatus, PeriodRunner, calendar_of, rules_of
+from keeptrusts_authz.store.connection import connect
 from keeptrusts_authz.store.redis_store import RedisWalletStore
-from keeptrusts_authz.wallets.models import LedgerEntry, OpResult, Wallet
+from keeptrusts_authz.store.tickets import RedisTicketStore
+from keeptrusts_authz.wallets.models import OpResult, Wallet
 from keeptrusts_authz.wallets.service import WalletService
+from keeptrusts_authz.wallets.views import (
+    balance_doc,
+    cascade_summary,
+    error_doc,
+    known_or_empty,
+    ledger_page_doc,
+    move_doc,
+    period_figures,
+    ticket_list_doc,
+    wallet_doc,
+    wallet_list_doc,
+)
 
 EXIT_OK = 0
 EXIT_AUDIT_FAILED = 1
@@ -123,11 +137,19 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=lambda a: _run(a, _balance))
 
     p = subparsers.add_parser("ledger", help="show the latest ledger entries (newest first)")
-    p.add_argument("--limit", type=int, default=50, help="number of entries (default 50)")
+    p.add_argument("--limit", type=int, default=50, help="number of entries, 1..500 (default 50)")
     p.add_argument("--wallet", default=None, help="only entries touching this wallet")
     p.add_argument("--before", default=None, metavar="ENTRY_ID", help="page: entries older")
     _common(p)
     p.set_defaults(func=lambda a: _run(a, _ledger))
+
+    p = subparsers.add_parser("tickets", help="list cost tickets opened by held requests")
+    p.add_argument(
+        "--status", choices=("pending", "approved", "denied", "funded", "used"), default=None
+    )
+    p.add_argument("--team", metavar="TEAM_ID", default=None, help="only this team's tickets")
+    _common(p)
+    p.set_defaults(func=lambda a: _run(a, _tickets))
 
     p = subparsers.add_parser(
         "audit", help="replay the ledger and compare it with every wallet (exit 1 on a mismatch)"
@@ -155,12 +177,8 @@ def _actor() -> str:
 def _err(args: argparse.Namespace, code: str, message: str, exit_code: int, **details: Any) -> int:
     print(f"error: {message}", file=sys.stderr)
     if getattr(args, "json", False):
-        _print_json({"error": {"code": code, "message": message, "details": details}})
+        output.print_json(error_doc(code, message, details))
     return exit_code
-
-
-def _print_json(data: object) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
 
 
 def _run(args: argparse.Namespace, action: Action) -> int:
@@ -235,87 +253,15 @@ def _money(micros: int, currency: str) -> str:
     return f"{format_micros(micros)} {currency}"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        out = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(out).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
-def _op_json(res: OpResult, currency: str) -> dict[str, Any]:
-    return {
-        "op": res.op,
-        "entry_id": res.entry_id,
-        "replayed": res.replayed,
-        "currency": currency,
-        "balances": {w: format_micros(b) for w, b in res.balances.items()},
-        "balances_micros": dict(res.balances),
-    }
-
-
-def _print_op(args: argparse.Namespace, res: OpResult, summary: str, currency: str) -> int:
+def _print_op(
+    args: argparse.Namespace, res: OpResult, amount: int, currency: str, summary: str
+) -> int:
+    doc = move_doc(res, amount, currency, _actor())
     if args.json:
-        _print_json(_op_json(res, currency))
-        return EXIT_OK
-    print(summary + (" (idempotent replay: nothing moved this time)" if res.replayed else ""))
-    for wid, bal in res.balances.items():
-        print(f"  {wid}: balance {_money(bal, currency)}")
-    print(f"  ledger entry {res.entry_id}")
+        output.print_json(doc)
+    else:
+        output.print_move(doc, summary)
     return EXIT_OK
-
-
-def _wallet_json(w: Wallet, currency: str) -> dict[str, Any]:
-    return {
-        "id": w.id,
-        "scope": w.scope,
-        "owner": w.owner,
-        "currency": currency,
-        "balance": format_micros(w.balance),
-        "reserved": format_micros(w.reserved),
-        "allocated_total": format_micros(w.allocated_total),
-        "spent_total": format_micros(w.spent_total),
-        "balance_micros": w.balance,
-        "reserved_micros": w.reserved,
-        "allocated_total_micros": w.allocated_total,
-        "spent_total_micros": w.spent_total,
-        "status": w.status,
-    }
-
-
-def _entry_json(e: LedgerEntry) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "ts_ms": e.ts_ms,
-        "op": e.op,
-        "wallet": e.wallet,
-        "amount": format_micros(e.amount),
-        "amount_micros": e.amount,
-        "fields": e.fields,
-    }
-
-
-def _entry_detail(e: LedgerEntry) -> str:
-    f = e.fields
-    parts: list[str] = []
-    if "from" in f and "to" in f:
-        parts.append(f"{f['from']} -> {f['to']}")
-    if f.get("reservation"):
-        parts.append(f"reservation {f['reservation']}")
-    if f.get("estimated") == "1":
-        parts.append("estimated")
-    if f.get("overdraft") == "1":
-        parts.append("overdraft")
-    if f.get("description"):
-        parts.append(f["description"])
-    return "; ".join(parts)
 
 
 # -- commands ----------
@@ -324,7 +270,9 @@ def _entry_detail(e: LedgerEntry) -> str:
 async def _credit(svc: WalletService, cfg: Config, args: argparse.Namespace) -> int:
     amount, currency = _amount(args), _currency(args, cfg)
     res = await svc.credit(amount, currency, args.description, _actor(), args.idempotency_key)
-    return _print_op(args, res, f"credited {_money(amount, svc.currency)} to org", svc.currency)
+    return _print_op(
+        args, res, amount, svc.currency, f"credited {_money(amount, svc.currency)} to org"
+    )
 
 
 async def _allocate(svc: WalletService, cfg: Config, args: argparse.Namespace) -> int:
@@ -343,9 +291,8 @@ async def _allocate(svc: WalletService, cfg: Config, args: argparse.Namespace) -
         args.idempotency_key,
         team=user_team.removeprefix("team:") if user_team else None,
     )
-    return _print_op(
-        args, res, f"allocated {_money(amount, svc.currency)} from org to {wallet}", svc.currency
-    )
+    summary = f"allocated {_money(amount, svc.currency)} from org to {wallet}"
+    return _print_op(args, res, amount, svc.currency, summary)
 
 
 async def _reclaim(svc: WalletService, cfg: Config, args: argparse.Namespace) -> int:
@@ -355,9 +302,8 @@ async def _reclaim(svc: WalletService, cfg: Config, args: argparse.Namespace) ->
     res = await svc.reclaim(
         wallet, amount, currency, args.description, _actor(), args.idempotency_key
     )
-    return _print_op(
-        args, res, f"reclaimed {_money(amount, svc.currency)} from {wallet} to org", svc.currency
-    )
+    summary = f"reclaimed {_money(amount, svc.currency)} from {wallet} to org"
+    return _print_op(args, res, amount, svc.currency, summary)
 
 
 async def _transfer(svc: WalletService, cfg: Config, args: argparse.Namespace) -> int:
@@ -368,9 +314,8 @@ async def _transfer(svc: WalletService, cfg: Config, args: argparse.Namespace) -
     res = await svc.transfer(
         src, dst, amount, currency, args.description, _actor(), args.idempotency_key
     )
-    return _print_op(
-        args, res, f"transferred {_money(amount, svc.currency)} from {src} to {dst}", svc.currency
-    )
+    summary = f"transferred {_money(amount, svc.currency)} from {src} to {dst}"
+    return _print_op(args, res, amount, svc.currency, summary)
 
 
 async def _budget_periods(cfg: Config) -> dict[str, BudgetStatus]:
@@ -384,50 +329,33 @@ async def _budget_periods(cfg: Config) -> dict[str, BudgetStatus]:
         await store.close()
 
 
-def _status_of(w: Wallet, period: BudgetStatus | None) -> str:
-    """The wallet's status; `at_risk` when healthy now but projected past its period's funds."""
-    if period is not None and w.status == "healthy" and period.status == "at_risk":
-        return "at_risk"
-    return w.status
-
-
 async def _balance(svc: WalletService, cfg: Config, args: argparse.Namespace) -> int:
-    wallet = _wallet_arg(args.team, args.user)
-    wallets = [await svc.wallet(wallet)] if wallet else await svc.wallets()
+    wallet_id = _wallet_arg(args.team, args.user)
     cur = svc.currency
     periods = await _budget_periods(cfg)
-    if args.json:
-        docs = []
-        for w in wallets:
-            doc = _wallet_json(w, cur)
-            p = periods.get(w.id)
-            if p is not None:
-                doc["status"] = _status_of(w, p)
-                doc["period"] = p.current.id
-                doc["period_allocation"] = format_micros(p.funded)
-                doc["projected_period_spend"] = format_micros(p.projected_spend)
-            docs.append(doc)
-        _print_json({"currency": cur, "wallets": docs})
+    burn = await svc.burn_window()
+    records = {w.id: w for w in await svc.wallets()}
+
+    def doc(w: Wallet) -> dict[str, Any]:
+        return wallet_doc(w, cur, burn.per_day(w.id), period_figures(periods.get(w.id)))
+
+    if wallet_id is None:
+        listing = wallet_list_doc(cur, [doc(w) for w in records.values()])
+        output.print_json(listing) if args.json else output.print_wallets(listing)
         return EXIT_OK
-    if not wallets:
-        print("no wallets yet (credit the org pool, then allocate to teams)")
-        return EXIT_OK
-    rows = [
-        [
-            w.id,
-            _money(w.balance, cur),
-            _money(w.reserved, cur),
-            _money(w.allocated_total, cur),
-            _money(w.spent_total, cur),
-            _status_of(w, periods.get(w.id)),
-        ]
-        for w in wallets
-    ]
-    print(
-        _table(
-            ["WALLET", "BALANCE", "RESERVED", "ALLOCATED", "SPENT", "STATUS"], rows, {1, 2, 3, 4}
-        )
+    wallet = known_or_empty(cfg, wallet_id, records.get(wallet_id))
+    if wallet is None:
+        raise UnknownWallet(f"unknown wallet {wallet_id}", {"wallet": wallet_id})
+    team, user = (args.team or "").removeprefix("team:"), (args.user or "").removeprefix("user:")
+    user_team = (await svc.user_teams()).get(user, "") if user else ""
+    org = records.get("org")
+    answer = balance_doc(
+        cur,
+        doc(wallet),
+        doc(org) if org is not None else None,
+        cascade_summary(cfg, team, user, records, user_team),
     )
+    output.print_json(answer) if args.json else output.print_balance(answer)
     return EXIT_OK
 
 
@@ -435,28 +363,27 @@ async def _ledger(svc: WalletService, cfg: Config, args: argparse.Namespace) -> 
     wallet = args.wallet
     if wallet is not None and wallet != "org" and ":" not in wallet:
         wallet = f"team:{wallet}"
-    if args.limit <= 0:
-        raise _BadInput("--limit: must be a positive number")
+    if not 1 <= args.limit <= 500:
+        raise _BadInput("--limit: must be between 1 and 500")
     entries = await svc.ledger(args.limit, before=args.before, wallet=wallet)
-    if args.json:
-        _print_json({"currency": svc.currency, "entries": [_entry_json(e) for e in entries]})
-        return EXIT_OK
-    if not entries:
-        print("the ledger is empty" if wallet is None else f"no ledger entries for {wallet}")
-        return EXIT_OK
-    rows = [
-        [
-            e.id,
-            datetime.fromtimestamp(e.ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            e.op,
-            e.wallet,
-            _money(e.amount, svc.currency),
-            e.fields.get("actor", ""),
-            _entry_detail(e),
+    page = ledger_page_doc(svc.currency, entries, args.limit)
+    output.print_json(page) if args.json else output.print_ledger(page, wallet)
+    return EXIT_OK
+
+
+async def _tickets(svc: WalletService, cfg: Config, args: argparse.Namespace) -> int:
+    team = (args.team or "").removeprefix("team:") or None
+    client = connect(cfg.redis)
+    try:
+        tickets = [
+            t
+            for t in await RedisTicketStore(client, cfg.organization.id).list()
+            if (args.status is None or t.status == args.status) and (team is None or t.team == team)
         ]
-        for e in entries
-    ]
-    print(_table(["ID", "TIME (UTC)", "OP", "WALLET", "AMOUNT", "ACTOR", "DETAIL"], rows, {4}))
+    finally:
+        await client.aclose()
+    doc = ticket_list_doc(svc.currency, tickets)
+    output.print_json(doc) if args.json else output.print_tickets(doc)
     return EXIT_OK
 
 
@@ -467,7 +394,7 @@ async def _audit(svc: WalletService, cfg: Config, args: argparse.Namespace) -> i
         raise _BadInput("--full replays PostgreSQL from genesis: ledger.postgres_url is not set")
     report = await svc.audit(archive, full=args.full)
     if args.json:
-        _print_json(
+        output.print_json(
             {
                 "ok": report.ok,
                 "entries": report.entries,

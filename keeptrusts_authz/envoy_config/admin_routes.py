@@ -41,9 +41,14 @@ google.rpc.Status as JSON, with a google.rpc.ErrorInfo detail (reason, metadata.
 from __future__ import annotations
 
 import base64
+import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
+
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
 
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.envoy_contract import EXT_AUTHZ_FILTER, LUA_FILTER, REASON_HEADER
@@ -52,6 +57,8 @@ Node = dict[str, Any]
 
 _T = "type.googleapis.com/"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
+ADMIN_LUA_FILTER = "keeptrusts.filters.http.admin_api_lua"
+ERROR_HEADER = "x-keeptrusts-error"
 HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 WALLET_SERVICE = "keeptrusts.wallet.v1.WalletService"
 API_PREFIX = "/v1/wallets"
@@ -104,14 +111,92 @@ CONSOLE_HEADERS = {
     "cache-control": "no-store",
 }
 
-# HTTP status of an Envoy local reply -> google.rpc.Code for the JSON body.
-_LOCAL_REPLY_CODES = ((400, 3), (404, 5), (405, 12), (413, 3), (408, 4), (504, 4), (503, 14))
-
 
 @cache
 def descriptor_set() -> bytes:
     """The FileDescriptorSet of wallet.proto with its imports (package data, `make protos`)."""
     return (resources.files("keeptrusts_authz.api") / "wallet.pb").read_bytes()
+
+
+_INT_TYPES = frozenset(
+    (
+        descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
+        descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+        descriptor_pb2.FieldDescriptorProto.TYPE_UINT32,
+        descriptor_pb2.FieldDescriptorProto.TYPE_UINT64,
+    )
+)
+
+
+@cache
+def accepted_query_parameters() -> dict[str, dict[str, str]]:
+    """Route name -> {query parameter: "int" | "string"}, from the descriptor: the fields of each
+    GET method's request message that its path template does not bind."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set())
+    (wallet,) = [f for f in fds.file if f.package == WALLET_SERVICE.rpartition(".")[0]]
+    messages = {m.name: m for m in wallet.message_type}
+    (service,) = [s for s in wallet.service if s.name == WALLET_SERVICE.rpartition(".")[2]]
+    out: dict[str, dict[str, str]] = {}
+    rules = [
+        (method, rule)
+        for method in service.method
+        for top in [method.options.Extensions[annotations_pb2.http]]
+        for rule in [top, *top.additional_bindings]
+    ]
+    for method, rule in rules:
+        verb = rule.WhichOneof("pattern")
+        assert verb is not None, method.name
+        template = getattr(rule, verb)
+        bound = set(re.findall(r"\{([a-z_]+)", template))
+        concrete = re.sub(r"\{[a-z_]+\}", "x_1", template)
+        (name,) = [
+            n
+            for v, path, regex, n in REST_METHODS
+            if v == verb.upper() and (path == concrete or (regex and re.match(regex, concrete)))
+        ]
+        request = messages[method.input_type.rpartition(".")[2]]
+        # A route with an HTTP body takes everything there (the service validates it strictly):
+        # query parameters would fill typed fields it ignores, so it accepts none.
+        out[name] = {
+            f.name: "int" if f.type in _INT_TYPES else "string"
+            for f in request.field
+            if f.name not in bound and not rule.body
+        }
+    return out
+
+
+def _lua_literal(text: str) -> str:
+    return json.dumps(text)  # a JSON string of ASCII text is a valid Lua string literal
+
+
+@cache
+def admin_lua(route: str) -> str:
+    """The admin API Lua filter's code for one route (envoy_config/lua/admin_api.lua)."""
+    params = accepted_query_parameters()[route]
+    names = sorted(params)
+    table = "{" + ", ".join(f"[{_lua_literal(n)}] = {_lua_literal(params[n])}" for n in names) + "}"
+    template = (resources.files("keeptrusts_authz.envoy_config") / "lua/admin_api.lua").read_text(
+        encoding="utf-8"
+    )
+    return (
+        template.replace(
+            "@@ACCEPTED_JSON@@", _lua_literal(json.dumps(names, separators=(",", ":")))
+        )
+        .replace("@@ACCEPTED_TEXT@@", _lua_literal(", ".join(names)))
+        .replace("@@ACCEPTED@@", table)
+        .replace("@@REASON_HEADER@@", REASON_HEADER)
+    )
+
+
+def admin_lua_filter() -> Node:
+    """Runs on the admin routes only (their per-route code); a no-op everywhere else."""
+    return {
+        "name": ADMIN_LUA_FILTER,
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": "-- admin API routes only (per route)\n"},
+        },
+    }
 
 
 def transcoder_filter(cfg: Config) -> Node:
@@ -147,8 +232,8 @@ def grpc_header_strip_filter() -> Node:
     }
 
 
-def _admin_filter_overrides() -> Node:
-    return {
+def _admin_filter_overrides(route: str | None = None) -> Node:
+    overrides: Node = {
         EXT_AUTHZ_FILTER: {
             "@type": _T + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
             "disabled": True,
@@ -158,6 +243,12 @@ def _admin_filter_overrides() -> Node:
             "disabled": True,
         },
     }
+    if route is not None:
+        overrides[ADMIN_LUA_FILTER] = {
+            "@type": _T + "envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+            "source_code": {"inline_string": admin_lua(route)},
+        }
+    return overrides
 
 
 def _path_match(path: str | None, regex: str | None) -> Node:
@@ -188,7 +279,7 @@ def wallet_routes(cfg: Config, cluster: str) -> list[Node]:
             "name": f"wallet_api_{name}",
             "match": match,
             "route": {"cluster": cluster, "timeout": ROUTE_TIMEOUTS.get(name, API_TIMEOUT)},
-            "typed_per_filter_config": _admin_filter_overrides(),
+            "typed_per_filter_config": _admin_filter_overrides(name),
         }
         if name.startswith("console"):
             route["response_headers_to_add"] = [
@@ -282,6 +373,26 @@ def _gateway_error(filter_: Node, error_type: str, message: str) -> Node:
     }
 
 
+# Envoy's own replies on the admin API: HTTP status -> (error type, message). The message is
+# ours, never the transcoder's text (%LOCAL_REPLY_BODY% is used only for the routes' own direct
+# responses, whose text this module writes).
+_API_LOCAL_ERRORS: dict[int, tuple[str, str]] = {
+    400: (
+        "invalid_input",
+        "malformed request: the body must be a JSON object and query parameters must have "
+        "their documented types",
+    ),
+    404: ("not_found", "no such wallet API route"),
+    405: ("method_not_allowed", "method not allowed on this wallet API route"),
+    408: ("timeout", "the request timed out"),
+    413: ("request_too_large", "request body too large for the wallet API"),
+    503: ("unavailable", "the wallet API service is unavailable; retry shortly"),
+    504: ("timeout", "the wallet API service did not answer in time"),
+}
+LUA_RESPONSE_DETAILS = "lua_response"  # Envoy's code details of a Lua filter's respond()
+DIRECT_RESPONSE_DETAILS = "direct_response"
+
+
 def local_reply_config(cfg: Config) -> Node:
     """JSON bodies for Envoy's own replies (see the module docstring)."""
     # Body errors happen after the transcoder rewrote :path to the gRPC method: match both.
@@ -294,21 +405,42 @@ def local_reply_config(cfg: Config) -> Node:
         }
     }
 
-    def mapper(status: int | None, code: int) -> Node:
+    def api_error(status: int | None, error_type: str, message: str, direct: bool) -> Node:
+        filters = [on_api]
+        if status is not None:
+            filters.append(_status_is(status))
+        if direct:
+            filters.append(_cel(f"response.code_details == '{DIRECT_RESPONSE_DETAILS}'"))
         node: Node = {
-            "filter": {"and_filter": {"filters": [on_api, _status_is(status)]}}
-            if status is not None
-            else on_api,
+            "filter": {"and_filter": {"filters": filters}} if len(filters) > 1 else on_api,
+            "headers_to_add": _reason(error_type),
             "body_format_override": {
-                "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []}
+                "json_format": {
+                    "error": {
+                        "type": error_type,
+                        "message": "%LOCAL_REPLY_BODY%" if direct else message,
+                    }
+                }
             },
         }
-        if status == 413:
-            node["headers_to_add"] = _reason("request_too_large")
         return node
 
-    mappers = [mapper(status, code) for status, code in _LOCAL_REPLY_CODES]
-    mappers.append(mapper(None, 13))
+    mappers: list[Node] = [
+        # The admin Lua filter's refusals already carry the error document: unchanged.
+        {
+            "filter": {
+                "and_filter": {
+                    "filters": [on_api, _cel(f"response.code_details == '{LUA_RESPONSE_DETAILS}'")]
+                }
+            }
+        }
+    ]
+    for status in (404, 405):
+        error_type, message = _API_LOCAL_ERRORS[status]
+        mappers.append(api_error(status, error_type, message, direct=True))
+    for status, (error_type, message) in _API_LOCAL_ERRORS.items():
+        mappers.append(api_error(status, error_type, message, direct=False))
+    mappers.append(api_error(None, "internal", "internal error", direct=False))
     limit = cfg.gateway.max_request_bytes
     mappers.append(
         _gateway_error(

@@ -590,6 +590,8 @@ def build_http_filters(cfg: Config) -> list[Node]:
         lua_filter(cfg),
         # /v1/wallets: the strip filter precedes the transcoder so it runs after it on responses.
         admin_routes.grpc_header_strip_filter(),
+        # Before the transcoder: checks query parameters first, rewrites its error bodies after.
+        admin_routes.admin_lua_filter(),
         admin_routes.transcoder_filter(cfg),
         router_filter(),
     ]

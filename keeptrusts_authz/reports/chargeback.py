@@ -8,7 +8,11 @@ Rows (``group_by``):
 - ``team``: spend by the reservation's team (the group's `wallet_team_id`), whichever wallet funded
   it; funding moves (allocate, transfer, reclaim) on `team:<id>` wallets by team, on user wallets
   in the `(user wallets)` row. `org_backstop_spent` is the part of a team's spend charged to the
-  org wallet. Blocked/held counts come from the monthly denial counters.
+  org wallet. `ticket_funded_spent` is the spend of requests an approved cost ticket funded
+  (their reservation was made by `ticket:<id>`, wallets/holds.py): with `funding: org` it is
+  also in `org_backstop_spent` (the org chose to pay it; the rest of that column is the cascade
+  falling through to the org), with `funding: overdraft` it is charged to the team wallet.
+  Blocked/held counts come from the monthly denial counters.
 - ``user``: the same with users and user wallets (team wallets in `(team wallets)`).
 - ``consumer_group`` / ``model``: spend, requests and tokens only (money moves have no group).
 
@@ -28,7 +32,7 @@ from keeptrusts_authz.errors import InvalidInput
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.periods.calendar import ID_FORMATS, BudgetCalendar
 from keeptrusts_authz.wallets.audit import LedgerReplay
-from keeptrusts_authz.wallets.models import LedgerEntry
+from keeptrusts_authz.wallets.models import TICKET_ACTOR, LedgerEntry
 
 GroupBy = Literal["team", "consumer_group", "model", "user"]
 GROUP_BYS: tuple[GroupBy, ...] = ("team", "consumer_group", "model", "user")
@@ -154,6 +158,7 @@ class Row:
     spent_real: int = 0
     spent_estimated: int = 0
     org_backstop_spent: int = 0
+    ticket_funded_spent: int = 0
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -185,6 +190,7 @@ MONEY_COLUMNS = frozenset(
         "spent_real",
         "spent_estimated",
         "org_backstop_spent",
+        "ticket_funded_spent",
         "remaining",
         "carried_in",
         "returned",
@@ -196,6 +202,7 @@ _SPEND_COLUMNS = [
     "spent_real",
     "spent_estimated",
     "org_backstop_spent",
+    "ticket_funded_spent",
     "requests",
     "input_tokens",
     "output_tokens",
@@ -225,6 +232,7 @@ class FocusCell:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    ticket_funded: int = 0
 
 
 @dataclass
@@ -240,6 +248,7 @@ class LedgerTotals:
     spend_entries: int = 0
     entries: int = 0
     rollovers: int = 0
+    ticket_funded: int = 0
 
 
 @dataclass
@@ -270,6 +279,7 @@ class Report:
         problems: list[str] = []
         pairs = [("spent", t.spent, lt.spent), ("requests", t.requests, lt.spend_entries)]
         pairs.append(("spent_estimated", t.spent_estimated, lt.spent_estimated))
+        pairs.append(("ticket_funded_spent", t.ticket_funded_spent, lt.ticket_funded))
         if self.group_by in ("team", "user"):
             pairs += [
                 ("allocated", t.allocated, lt.allocated),
@@ -298,6 +308,17 @@ class _Builder:
         self.ledger = LedgerTotals()
         self.daily: dict[str, dict[str, int]] = {}
         self.focus: dict[FocusKey, FocusCell] = {}
+        # Reservations funded by an approved cost ticket (their reserve entry's actor).
+        self.ticket_reservations: set[str] = set()
+
+    def note_reserve(self, e: LedgerEntry) -> None:
+        if e.op == "reserve" and e.fields.get("actor", "").startswith(TICKET_ACTOR):
+            self.ticket_reservations.add(e.fields.get("reservation", ""))
+
+    def ticket_funded(self, e: LedgerEntry) -> bool:
+        return bool(e.fields.get("reservation")) and (
+            e.fields["reservation"] in self.ticket_reservations
+        )
 
     def row(self, key: str) -> Row:
         r = self.rows.get(key)
@@ -328,7 +349,13 @@ class _Builder:
         return f.get("user") or NO_USER
 
     def add_focus(
-        self, e: LedgerEntry, day: str, cost: int, estimated: int, reservations: int
+        self,
+        e: LedgerEntry,
+        day: str,
+        cost: int,
+        estimated: int,
+        reservations: int,
+        ticket_funded: int = 0,
     ) -> None:
         f = e.fields
         key = (day, f.get("team", ""), f.get("group", ""), f.get("model", ""), f.get("user", ""))
@@ -338,6 +365,7 @@ class _Builder:
         cell.cost += cost
         cell.estimated += estimated
         cell.reservations += reservations
+        cell.ticket_funded += ticket_funded
         cell.input_tokens += _int(f.get("input_tokens"))
         cell.output_tokens += _int(f.get("output_tokens"))
         cell.cached_tokens += _int(f.get("cached_tokens"))
@@ -396,13 +424,16 @@ class _Builder:
                 r.spent_real += cost
             if e.wallet == "org":
                 r.org_backstop_spent += cost
+            ticket = cost if self.ticket_funded(e) else 0
+            r.ticket_funded_spent += ticket
+            lt.ticket_funded += ticket
             r.input_tokens += _int(f.get("input_tokens"))
             r.output_tokens += _int(f.get("output_tokens"))
             r.cached_tokens += _int(f.get("cached_tokens"))
             day = datetime.fromtimestamp(e.ts_ms / 1000, UTC).date().isoformat()
             per_day = self.daily.setdefault(day, {})
             per_day[key] = per_day.get(key, 0) + cost
-            self.add_focus(e, day, cost, cost if estimated else 0, 1)
+            self.add_focus(e, day, cost, cost if estimated else 0, 1, ticket)
         elif e.op == "correct":
             # Late real usage replacing an estimate, in the period of the correction: the
             # request was counted by its first close; its spend moves from estimated to real.
@@ -415,6 +446,9 @@ class _Builder:
             r.spent_real += cost
             if e.wallet == "org":
                 r.org_backstop_spent += cost - previous
+            ticket = cost - previous if self.ticket_funded(e) else 0
+            r.ticket_funded_spent += ticket
+            lt.ticket_funded += ticket
             r.input_tokens += _int(f.get("input_tokens"))
             r.output_tokens += _int(f.get("output_tokens"))
             r.cached_tokens += _int(f.get("cached_tokens"))
@@ -422,7 +456,7 @@ class _Builder:
             per_day = self.daily.setdefault(day, {})
             key = self.spend_key(f)
             per_day[key] = per_day.get(key, 0) + cost - previous
-            self.add_focus(e, day, cost - previous, -previous, 0)
+            self.add_focus(e, day, cost - previous, -previous, 0, ticket)
 
 
 def _in_period(e: LedgerEntry, period: Period) -> bool:
@@ -464,6 +498,7 @@ async def build_report(
     entries = source.iter_ledger()
     try:
         async for entry in entries:
+            builder.note_reserve(entry)
             if entry.ts_ms < period.end_ms:
                 replay.apply(entry)
             elif entry.op != "period_rollover" and entry.op not in SPEND_OPS:

@@ -71,6 +71,7 @@ COLUMNS = (
     "x_InputTokens",
     "x_OutputTokens",
     "x_CachedTokens",
+    "x_TicketFundedCost",
 )
 
 
@@ -138,6 +139,7 @@ def _row(report: Report, key: FocusKey, cell: FocusCell) -> list[str]:
         str(cell.input_tokens),
         str(cell.output_tokens),
         str(cell.cached_tokens),
+        format_micros(cell.ticket_funded),
     ]
 
 

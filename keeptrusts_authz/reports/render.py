@@ -99,6 +99,7 @@ def to_json(report: Report) -> str:
             "transferred_micros": lt.transferred,
             "spent_micros": lt.spent,
             "spent_estimated_micros": lt.spent_estimated,
+            "ticket_funded_micros": lt.ticket_funded,
             "spend_entries": lt.spend_entries,
             "entries": lt.entries,
         },
@@ -148,6 +149,7 @@ _USAGE_COLUMNS = (
     "spent_real",
     "spent_estimated",
     "org_backstop_spent",
+    "ticket_funded_spent",
     "requests",
     "blocked",
     "held",
@@ -348,7 +350,8 @@ def to_html(report: Report) -> str:
         f'<p class="notes">Amounts in {escape(cur)}. Remaining = balance + reserved at the end '
         "of the period. % used = spent / (allocated + carried in + transferred in - "
         "transferred out - reclaimed). Spent = settled real cost + estimated (no usage "
-        "reported, or reservation expired). Org backstop = spend charged to the org wallet."
+        "reported, or reservation expired). Org backstop = spend charged to the org wallet. "
+        "Ticket funded = spend of requests an approved cost ticket funded."
         f"</p><ul class=notes>{notes}</ul></body></html>\n"
     )
 

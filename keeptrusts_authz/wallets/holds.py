@@ -35,7 +35,12 @@ import re
 from dataclasses import dataclass
 
 from keeptrusts_authz.errors import KeeptrustsError
-from keeptrusts_authz.wallets.models import ReserveRequest, ReserveResult, TicketRecord
+from keeptrusts_authz.wallets.models import (
+    TICKET_ACTOR,
+    ReserveRequest,
+    ReserveResult,
+    TicketRecord,
+)
 from keeptrusts_authz.wallets.ports import TicketConflict, TicketNotFound, TicketStore
 from keeptrusts_authz.wallets.service import WalletService
 
@@ -210,7 +215,9 @@ class Holds:
             funded_req = dataclasses.replace(
                 req, candidates=("org",), policy="block", overdraft_wallet=None
             )
-        result = await self._wallets.reserve(funded_req)
+        # The reserve entry's actor marks the reservation ticket-funded (reports show its spend
+        # as `ticket_funded_spent`, reports/chargeback.py).
+        result = await self._wallets.reserve(funded_req, actor=f"{TICKET_ACTOR}{ticket.id}")
         if result.allowed:
             return HoldOutcome(ticket.id, reason, funded_req, result)
         # The org pool could not pay: keep the approval for a retry after it is credited.

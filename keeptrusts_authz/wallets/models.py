@@ -114,6 +114,11 @@ class LedgerEntry:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+# Actor of a reservation an approved cost ticket funded: "ticket:<ticket id>" (wallets/holds.py
+# writes it on the reserve entry; reports/chargeback.py reads it for `ticket_funded_spent`).
+TICKET_ACTOR = "ticket:"
+
+
 @dataclass(frozen=True)
 class ReserveRequest:
     reservation_id: str
@@ -341,6 +346,7 @@ __all__ = [
     "MAX_AMOUNT_MICROS",
     "MAX_WALLET_MICROS",
     "RESERVATION_ID",
+    "TICKET_ACTOR",
     "WALLET_FIELDS",
     "AuditReport",
     "AuditSnapshot",

@@ -572,13 +572,13 @@ class WalletService:
             parse_wallet_id(req.overdraft_wallet)
         return req
 
-    async def reserve(self, req: ReserveRequest) -> ReserveResult:
+    async def reserve(self, req: ReserveRequest, *, actor: str = "gateway") -> ReserveResult:
         """ONE store round trip: fund from the first candidate that can pay it all, else apply
         the policy (block/hold refuse; warn/showback charge the overdraft wallet)."""
         req = self._validate_reserve(req)
         self.integrity.refuse()
         try:
-            return await self._store.reserve(req, epoch=self.integrity.epoch)
+            return await self._store.reserve(req, actor=actor, epoch=self.integrity.epoch)
         except StoreRegressed as exc:
             self.integrity.mark_regressed(exc.message)
             raise

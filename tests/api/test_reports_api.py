@@ -144,16 +144,13 @@ def _error(res: Any, status: int) -> dict[str, Any]:
     assert res.headers["content-type"].startswith("application/json")
     assert not any(h.startswith("grpc-") for h in res.headers), res.headers
     body: dict[str, Any] = json.loads(res.raw)
-    assert isinstance(body["code"], int) and body["message"]
-    return body
+    assert set(body) == {"error"} and body["error"]["type"] and body["error"]["message"]
+    return dict(body["error"])
 
 
 def _field(body: dict[str, Any]) -> str | None:
-    for detail in body.get("details", []):
-        field = detail.get("metadata", {}).get("field")
-        if field:
-            return str(field)
-    return None
+    field = body.get("field")
+    return str(field) if field else None
 
 
 def test_auth_matrix(traffic: Api) -> None:
@@ -164,12 +161,12 @@ def test_auth_matrix(traffic: Api) -> None:
         assert res.headers["content-type"].startswith("text/csv")
     # a team-only token: the report covers the whole organization -> 403, nothing leaked
     denied = _error(traffic.call("GET", url, role="team"), 403)
-    assert denied["code"] == 7 and "viewer or billing" in denied["message"]
+    assert denied["type"] == "permission_denied" and "viewer or billing" in denied["message"]
     assert "team_support" not in json.dumps(denied)
     for headers in ({}, {"Authorization": "Bearer wrong-token"},
                     {"Authorization": TOKENS["billing"]}):  # fmt: skip
         res = traffic.call("GET", url, role=None, headers=headers)
-        assert _error(res, 401)["code"] == 16
+        assert _error(res, 401)["type"] == "unauthenticated"
 
 
 BAD = [
@@ -191,7 +188,7 @@ BAD = [
 @pytest.mark.parametrize(("query", "field"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_query_is_a_json_400_naming_the_field(api: Api, query: str, field: str) -> None:
     err = _error(api.call("GET", f"{PATH}?{query}", role="viewer"), 400)
-    assert err["code"] == 3
+    assert err["type"] == "invalid_input"
     assert _field(err) == field, err
     assert err["message"].startswith(f"{field}:"), err
 
@@ -204,6 +201,6 @@ def test_every_period_id_of_the_calendar(api: Api, period: str) -> None:
 
 
 def test_unknown_parameter_wrong_method_and_path_are_json(api: Api) -> None:
-    assert _error(api.call("GET", f"{PATH}?period=2026-01&bogus=1"), 400)["code"] == 3
-    assert _error(api.call("POST", PATH, {}), 405)["code"] == 12
-    assert _error(api.call("GET", "/v1/reports/showback"), 404)["code"] == 5
+    assert _error(api.call("GET", f"{PATH}?period=2026-01&bogus=1"), 400)["type"] == "invalid_input"
+    assert _error(api.call("POST", PATH, {}), 405)["type"] == "method_not_allowed"
+    assert _error(api.call("GET", "/v1/reports/showback"), 404)["type"] == "not_found"

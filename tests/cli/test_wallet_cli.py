@@ -70,11 +70,11 @@ def test_done_when_credit_allocate_balance_audit(
     org_line = next(line for line in out.splitlines() if line.startswith("org"))
     assert "3800.00 USD" in org_line and "5000.00 USD" in org_line
     code, out, _ = cli(capsys, "balance", "--team", "team_engineering")
-    assert code == 0 and "1200.00 USD" in out and "org " not in out
+    assert code == 0 and "1200.00 USD" in out and "engineering     user > team" in out
     code, out, _ = cli(capsys, "balance", "--team", "team_engineering", "--json")
     data = json.loads(out)
-    assert data["wallets"][0]["allocated_total"] == "1200.00"
-    assert data["wallets"][0]["balance_micros"] == 1_200_000_000
+    assert data["wallet"]["allocated_total"] == "1200.00"
+    assert data["wallet"]["balance_micros"] == 1_200_000_000
     code, out, _ = cli(capsys, "ledger", "--limit", "50")
     assert code == 0 and "allocate" in out and "Monthly AI allocation - Engineering" in out
     assert "cli:" in out
@@ -250,7 +250,7 @@ def test_refusals_have_specific_messages_and_touch_nothing(
 
 def test_json_errors_are_machine_readable(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "reclaim", "--team", "team_ghost", "--amount", "1", "--json")
-    assert code == 4 and json.loads(out)["error"]["code"] == "unknown_wallet"
+    assert code == 4 and json.loads(out)["error"]["type"] == "unknown_wallet"
 
 
 def test_audit_failure_exits_1_naming_wallet_and_field(

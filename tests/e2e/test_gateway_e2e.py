@@ -374,8 +374,8 @@ def test_authz_service_down_is_503_json(redis_server: RedisServer, provider: Fak
             urllib.request.urlopen(req, timeout=10)
         except urllib.error.HTTPError as err:
             assert err.code == 404
-            assert json.loads(err.read())["code"] == 5
-            assert "x-keeptrusts-reason" not in err.headers
+            assert json.loads(err.read())["error"]["type"] == "not_found"
+            assert err.headers["x-keeptrusts-reason"] == "not_found"
 
 
 @pytest.mark.parametrize(("mode", "expected"), [("deny", 503), ("allow", 200)])

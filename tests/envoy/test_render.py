@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -159,6 +160,7 @@ def test_filters_order_and_ext_authz_settings() -> None:
         "envoy.filters.http.ext_authz",
         "envoy.filters.http.lua",
         "envoy.filters.http.header_mutation",
+        "keeptrusts.filters.http.admin_api_lua",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.router",
     ]
@@ -199,10 +201,14 @@ def test_local_replies_outside_the_api_are_gateway_json() -> None:
     (ext_authz_denied) pass through. Behaviour proven against Envoy in tests/e2e."""
     cfg = _cfg(gateway={"max_request_bytes": 2 * 1024 * 1024})
     mappers = _hcm(_bootstrap(render_envoy_yaml(cfg)))["local_reply_config"]["mappers"]
+
+    def on_api(m: dict[str, Any]) -> bool:
+        return "/v1/wallets" in json.dumps(m["filter"])
+
     gateway = {
         m["body_format_override"]["json_format"]["error"]["type"]: m
         for m in mappers
-        if "error" in m["body_format_override"]["json_format"]
+        if not on_api(m)
     }
     assert set(gateway) == {"request_too_large", "authz_unavailable"}
     for kind, m in gateway.items():
@@ -218,9 +224,9 @@ def test_local_replies_outside_the_api_are_gateway_json() -> None:
     )
     unavailable = gateway["authz_unavailable"]["filter"]["extension_filter"]["typed_config"]
     assert unavailable["expression"] == "response.code_details == 'ext_authz_error'"
-    # the admin API mappers come first and keep the API's own error shape
+    # the admin API mappers come first (the same error shape, their own types and messages)
     assert mappers.index(gateway["request_too_large"]) > max(
-        i for i, m in enumerate(mappers) if "code" in m["body_format_override"]["json_format"]
+        i for i, m in enumerate(mappers) if on_api(m)
     )
 
 
@@ -266,10 +272,13 @@ def test_lua_is_inlined_verbatim_and_request_step_is_optional() -> None:
     assert "inline_string: |" in text  # readable block scalar, not an escaped string
     assert "function envoy_on_request" in usage_filter_lua(True)
     assert "@@REQUEST" not in usage_filter_lua(True)
-    off = render_envoy_yaml(_cfg(gateway={"inject_stream_usage": False}))
+    off_text = render_envoy_yaml(_cfg(gateway={"inject_stream_usage": False}))
+    off = _hcm(_bootstrap(off_text))["http_filters"][1]["typed_config"]["default_source_code"][
+        "inline_string"
+    ]
     assert "function envoy_on_request" not in off
     assert "function envoy_on_response" in off
-    assert "NOT injected" in off and "ADDS include_usage" in text
+    assert "NOT injected" in off_text and "ADDS include_usage" in text
 
 
 def test_cli_render_envoy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,18 +39,18 @@ def _view(status: BudgetStatus | None) -> Any:
     )
     now = datetime(2026, 12, 6, tzinfo=NY.tz).timestamp()
     window = BurnWindow({}, now - 7 * 86400, now)
-    return api._wallet_pb(wallet, window, {WALLET: status} if status else None)
+    return api._wallet_doc(wallet, window, {WALLET: status} if status else None)
 
 
 def test_budget_wallet_shows_its_period_and_turns_at_risk() -> None:
     ok = _view(_status(300 * USD, 1100 * USD))
-    assert (ok.status, ok.period, ok.period_allocation, ok.projected_period_spend) == (
+    assert (ok["status"], ok["period"], ok["period_allocation"], ok["projected_period_spend"]) == (
         "healthy",
         "2026-12",
         "1200.00",
         "1100.00",
     )
     risky = _view(_status(300 * USD, 1860 * USD))
-    assert risky.status == "at_risk" and risky.projected_period_spend == "1860.00"
+    assert risky["status"] == "at_risk" and risky["projected_period_spend"] == "1860.00"
     plain = _view(None)
-    assert (plain.status, plain.period, plain.period_allocation) == ("healthy", "", "")
+    assert (plain["status"], plain["period"], plain["period_allocation"]) == ("healthy", None, None)

@@ -147,7 +147,7 @@ def test_team_token_reads_no_user_of_another_team_after_a_spoofed_request(api: A
     shown = json.dumps(own)
     assert "team_engineering" not in shown and "user:alice" not in shown
     tx = api.ok("GET", "/v1/wallets/team:team_support/transactions", role="support")
-    assert not alice_rids & {t["attributes"].get("reservation") for t in tx["transactions"]}
+    assert not alice_rids & {t["attributes"].get("reservation") for t in tx["entries"]}
 
     # Engineering's lead does read its user, and its cascade shows engineering's groups only.
     seen = api.ok("GET", "/v1/wallets/balance?user_id=alice", role="team")

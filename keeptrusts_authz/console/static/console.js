@@ -151,7 +151,7 @@
     while (out.length < max) {
       const page = await get(`/v1/wallets/${encodeURIComponent(walletId)}/transactions` +
         qs({ page_size: Math.min(500, max - out.length), page_token: token }));
-      out.push(...page.transactions);
+      out.push(...page.entries);
       token = page.next_page_token;
       if (!token) break;
     }
@@ -342,7 +342,7 @@
         h("td", {}, me.teams.includes(w.owner) ? h("a", { href: "#/team/" + encodeURIComponent(w.owner) }, w.owner) : w.owner),
         h("td", {}, statusBadge(w.status)),
         money(w.balance, dp), money(w.reserved, dp),
-        money(r ? r.spent_micros : 0, dp), h("td", { class: "num" }, pct(w.spent, w.allocated)),
+        money(r ? r.spent_micros : 0, dp), h("td", { class: "num" }, pct(w.spent_total, w.allocated_total)),
         money(w.burn_rate_per_day, dp), h("td", { class: "num" }, w.projected_depletion_date || "—"),
         w.projected_period_spend ? money(w.projected_period_spend, dp) : h("td", { class: "num", title: "no budget period for this wallet" }, "—"));
     });
@@ -354,7 +354,7 @@
       alerts.push(h("li", {}, statusBadge("pending"), ` ${tickets.tickets.length} cost ticket(s) waiting for a decision`,
         me.billing ? h("span", {}, " (", h("a", { href: "#/actions" }, "decide"), ")") : ""));
     if (!report.reconciled) alerts.push(h("li", {}, statusBadge("bad"), " the chargeback report does not reconcile with the ledger"));
-    if (projected > micros(org ? org.allocated : 0) && micros(org ? org.allocated : 0) > 0n)
+    if (projected > micros(org ? org.allocated_total : 0) && micros(org ? org.allocated_total : 0) > 0n)
       alerts.push(h("li", {}, statusBadge("at_risk"), " projected period-end spend exceeds what the pool was credited"));
     const series = {};
     for (const [day, perKey] of Object.entries(report.daily_spend_micros)) {
@@ -418,8 +418,8 @@
       byGroup.set(key, cell);
     }
     const w = bal.wallet;
-    const dp = viewDp([w.balance, w.reserved, w.allocated, w.spent,
-      ...userWallets.flatMap((u) => [u.balance, u.reserved, u.allocated, u.spent])]);
+    const dp = viewDp([w.balance, w.reserved, w.allocated_total, w.spent_total,
+      ...userWallets.flatMap((u) => [u.balance, u.reserved, u.allocated_total, u.spent_total])]);
     const picker = h("select", { id: "team-picker", "aria-label": "Team", onchange: (ev) => { location.hash = "#/team/" + encodeURIComponent(ev.target.value); } },
       me.teams.map((t) => h("option", { value: t, selected: t === team }, t)));
     const groupRows = [...byGroup.entries()].sort((a, b) => Number(b[1].spent - a[1].spent)).map(([k, c]) => {
@@ -434,14 +434,14 @@
       h("div", { class: "kpis", id: "team-wallet" },
         kpi("Available", fmt(w.balance, dp), "kpi-available"),
         kpi("Reserved", fmt(w.reserved, dp), "kpi-reserved"),
-        kpi("Allocated", fmt(w.allocated, dp), "kpi-team-allocated"),
-        kpi("Spent", fmt(w.spent, dp), "kpi-team-spent"),
+        kpi("Allocated", fmt(w.allocated_total, dp), "kpi-team-allocated"),
+        kpi("Spent", fmt(w.spent_total, dp), "kpi-team-spent"),
         h("div", { class: "kpi" }, h("div", { class: "label" }, "Status"), h("div", { class: "value", id: "team-status" }, statusBadge(w.status)))),
       h("div", {},
         h("section", { class: "card", "aria-labelledby": "users-h" }, h("h2", { id: "users-h" }, "Users' wallets"),
           table(null, [th("User"), th("Status"), moneyTh("Available"), moneyTh("Reserved"), moneyTh("Allocated"), moneyTh("Spent")],
             userWallets.length ? userWallets.map((u) => h("tr", {}, h("td", {}, u.owner), h("td", {}, statusBadge(u.status)),
-              money(u.balance, dp), money(u.reserved, dp), money(u.allocated, dp), money(u.spent, dp)))
+              money(u.balance, dp), money(u.reserved, dp), money(u.allocated_total, dp), money(u.spent_total, dp)))
               : [h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No user wallets for this team"))], "compact")),
         h("section", { class: "card", "aria-labelledby": "bygroup-h" }, h("h2", { id: "bygroup-h" }, `Spend by consumer group and model (${month})`),
           table(null, [th("Consumer group"), th("Model"), th("Requests", true), th("Tokens", true), moneyTh("Spent")],
@@ -494,7 +494,7 @@
     else head.push(th("Decided by"), th("Reason"));
     const rows = tickets.map((t) => {
       const cells = [h("td", {}, h("code", {}, t.id)), h("td", {}, statusBadge(t.status)), h("td", {}, t.team_id), h("td", {}, t.consumer_group),
-        h("td", {}, t.model), h("td", {}, t.user_id), money(t.amount, 6), h("td", { class: "num" }, t.created.replace("T", " ").slice(0, 19))];
+        h("td", {}, t.model), h("td", {}, t.user_id || ""), money(t.amount, 6), h("td", { class: "num" }, t.created.replace("T", " ").slice(0, 19))];
       if (open) cells.push(h("td", {}, decisionForm(t)));
       else cells.push(h("td", {}, t.decided_by), h("td", {}, t.reason));
       return h("tr", { "data-ticket": t.id }, cells);

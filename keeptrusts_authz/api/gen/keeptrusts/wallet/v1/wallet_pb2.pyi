@@ -81,76 +81,11 @@ class TransferRequest(_message.Message):
     body: _struct_pb2.Struct
     def __init__(self, from_team_id: _Optional[str] = ..., to_team_id: _Optional[str] = ..., from_user_id: _Optional[str] = ..., to_user_id: _Optional[str] = ..., amount: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., request_id: _Optional[str] = ..., body: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
-class MoveResponse(_message.Message):
-    __slots__ = ("operation", "entry_id", "replayed", "amount", "currency", "balances", "actor")
-    class BalancesEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-    OPERATION_FIELD_NUMBER: _ClassVar[int]
-    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
-    REPLAYED_FIELD_NUMBER: _ClassVar[int]
-    AMOUNT_FIELD_NUMBER: _ClassVar[int]
-    CURRENCY_FIELD_NUMBER: _ClassVar[int]
-    BALANCES_FIELD_NUMBER: _ClassVar[int]
-    ACTOR_FIELD_NUMBER: _ClassVar[int]
-    operation: str
-    entry_id: str
-    replayed: bool
-    amount: str
-    currency: str
-    balances: _containers.ScalarMap[str, str]
-    actor: str
-    def __init__(self, operation: _Optional[str] = ..., entry_id: _Optional[str] = ..., replayed: _Optional[bool] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., balances: _Optional[_Mapping[str, str]] = ..., actor: _Optional[str] = ...) -> None: ...
-
-class Wallet(_message.Message):
-    __slots__ = ("id", "scope", "owner", "balance", "reserved", "allocated", "spent", "status", "burn_rate_per_day", "projected_depletion_date", "currency", "period", "period_allocation", "projected_period_spend")
-    ID_FIELD_NUMBER: _ClassVar[int]
-    SCOPE_FIELD_NUMBER: _ClassVar[int]
-    OWNER_FIELD_NUMBER: _ClassVar[int]
-    BALANCE_FIELD_NUMBER: _ClassVar[int]
-    RESERVED_FIELD_NUMBER: _ClassVar[int]
-    ALLOCATED_FIELD_NUMBER: _ClassVar[int]
-    SPENT_FIELD_NUMBER: _ClassVar[int]
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    BURN_RATE_PER_DAY_FIELD_NUMBER: _ClassVar[int]
-    PROJECTED_DEPLETION_DATE_FIELD_NUMBER: _ClassVar[int]
-    CURRENCY_FIELD_NUMBER: _ClassVar[int]
-    PERIOD_FIELD_NUMBER: _ClassVar[int]
-    PERIOD_ALLOCATION_FIELD_NUMBER: _ClassVar[int]
-    PROJECTED_PERIOD_SPEND_FIELD_NUMBER: _ClassVar[int]
-    id: str
-    scope: str
-    owner: str
-    balance: str
-    reserved: str
-    allocated: str
-    spent: str
-    status: str
-    burn_rate_per_day: str
-    projected_depletion_date: str
-    currency: str
-    period: str
-    period_allocation: str
-    projected_period_spend: str
-    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., owner: _Optional[str] = ..., balance: _Optional[str] = ..., reserved: _Optional[str] = ..., allocated: _Optional[str] = ..., spent: _Optional[str] = ..., status: _Optional[str] = ..., burn_rate_per_day: _Optional[str] = ..., projected_depletion_date: _Optional[str] = ..., currency: _Optional[str] = ..., period: _Optional[str] = ..., period_allocation: _Optional[str] = ..., projected_period_spend: _Optional[str] = ...) -> None: ...
-
 class ListWalletsRequest(_message.Message):
     __slots__ = ("scope",)
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     scope: str
     def __init__(self, scope: _Optional[str] = ...) -> None: ...
-
-class ListWalletsResponse(_message.Message):
-    __slots__ = ("wallets", "currency")
-    WALLETS_FIELD_NUMBER: _ClassVar[int]
-    CURRENCY_FIELD_NUMBER: _ClassVar[int]
-    wallets: _containers.RepeatedCompositeFieldContainer[Wallet]
-    currency: str
-    def __init__(self, wallets: _Optional[_Iterable[_Union[Wallet, _Mapping]]] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
     __slots__ = ("team_id", "user_id")
@@ -159,36 +94,6 @@ class GetBalanceRequest(_message.Message):
     team_id: str
     user_id: str
     def __init__(self, team_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
-
-class CascadeStep(_message.Message):
-    __slots__ = ("consumer_group", "cascade", "wallets", "on_insufficient", "effective_wallet", "effective_scope", "effective_available")
-    CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
-    CASCADE_FIELD_NUMBER: _ClassVar[int]
-    WALLETS_FIELD_NUMBER: _ClassVar[int]
-    ON_INSUFFICIENT_FIELD_NUMBER: _ClassVar[int]
-    EFFECTIVE_WALLET_FIELD_NUMBER: _ClassVar[int]
-    EFFECTIVE_SCOPE_FIELD_NUMBER: _ClassVar[int]
-    EFFECTIVE_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
-    consumer_group: str
-    cascade: _containers.RepeatedScalarFieldContainer[str]
-    wallets: _containers.RepeatedScalarFieldContainer[str]
-    on_insufficient: str
-    effective_wallet: str
-    effective_scope: str
-    effective_available: str
-    def __init__(self, consumer_group: _Optional[str] = ..., cascade: _Optional[_Iterable[str]] = ..., wallets: _Optional[_Iterable[str]] = ..., on_insufficient: _Optional[str] = ..., effective_wallet: _Optional[str] = ..., effective_scope: _Optional[str] = ..., effective_available: _Optional[str] = ...) -> None: ...
-
-class BalanceResponse(_message.Message):
-    __slots__ = ("wallet", "org", "cascade", "currency")
-    WALLET_FIELD_NUMBER: _ClassVar[int]
-    ORG_FIELD_NUMBER: _ClassVar[int]
-    CASCADE_FIELD_NUMBER: _ClassVar[int]
-    CURRENCY_FIELD_NUMBER: _ClassVar[int]
-    wallet: Wallet
-    org: Wallet
-    cascade: _containers.RepeatedCompositeFieldContainer[CascadeStep]
-    currency: str
-    def __init__(self, wallet: _Optional[_Union[Wallet, _Mapping]] = ..., org: _Optional[_Union[Wallet, _Mapping]] = ..., cascade: _Optional[_Iterable[_Union[CascadeStep, _Mapping]]] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class ListTransactionsRequest(_message.Message):
     __slots__ = ("wallet_id", "page_size", "page_token")
@@ -200,77 +105,6 @@ class ListTransactionsRequest(_message.Message):
     page_token: str
     def __init__(self, wallet_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
-class Transaction(_message.Message):
-    __slots__ = ("id", "op", "wallet", "amount", "time", "actor", "description", "balance_after", "attributes")
-    class AttributesEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-    ID_FIELD_NUMBER: _ClassVar[int]
-    OP_FIELD_NUMBER: _ClassVar[int]
-    WALLET_FIELD_NUMBER: _ClassVar[int]
-    AMOUNT_FIELD_NUMBER: _ClassVar[int]
-    TIME_FIELD_NUMBER: _ClassVar[int]
-    ACTOR_FIELD_NUMBER: _ClassVar[int]
-    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
-    BALANCE_AFTER_FIELD_NUMBER: _ClassVar[int]
-    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
-    id: str
-    op: str
-    wallet: str
-    amount: str
-    time: str
-    actor: str
-    description: str
-    balance_after: str
-    attributes: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., op: _Optional[str] = ..., wallet: _Optional[str] = ..., amount: _Optional[str] = ..., time: _Optional[str] = ..., actor: _Optional[str] = ..., description: _Optional[str] = ..., balance_after: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
-
-class ListTransactionsResponse(_message.Message):
-    __slots__ = ("transactions", "next_page_token", "currency")
-    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
-    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
-    CURRENCY_FIELD_NUMBER: _ClassVar[int]
-    transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
-    next_page_token: str
-    currency: str
-    def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
-
-class Ticket(_message.Message):
-    __slots__ = ("id", "status", "team_id", "consumer_group", "model", "user_id", "amount", "currency", "created", "waiting", "decided_by", "decided_at", "reason", "funding")
-    ID_FIELD_NUMBER: _ClassVar[int]
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
-    CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
-    MODEL_FIELD_NUMBER: _ClassVar[int]
-    USER_ID_FIELD_NUMBER: _ClassVar[int]
-    AMOUNT_FIELD_NUMBER: _ClassVar[int]
-    CURRENCY_FIELD_NUMBER: _ClassVar[int]
-    CREATED_FIELD_NUMBER: _ClassVar[int]
-    WAITING_FIELD_NUMBER: _ClassVar[int]
-    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
-    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
-    REASON_FIELD_NUMBER: _ClassVar[int]
-    FUNDING_FIELD_NUMBER: _ClassVar[int]
-    id: str
-    status: str
-    team_id: str
-    consumer_group: str
-    model: str
-    user_id: str
-    amount: str
-    currency: str
-    created: str
-    waiting: bool
-    decided_by: str
-    decided_at: str
-    reason: str
-    funding: str
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., team_id: _Optional[str] = ..., consumer_group: _Optional[str] = ..., model: _Optional[str] = ..., user_id: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., created: _Optional[str] = ..., waiting: _Optional[bool] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[str] = ..., reason: _Optional[str] = ..., funding: _Optional[str] = ...) -> None: ...
-
 class ListTicketsRequest(_message.Message):
     __slots__ = ("status", "team_id")
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -278,12 +112,6 @@ class ListTicketsRequest(_message.Message):
     status: str
     team_id: str
     def __init__(self, status: _Optional[str] = ..., team_id: _Optional[str] = ...) -> None: ...
-
-class ListTicketsResponse(_message.Message):
-    __slots__ = ("tickets",)
-    TICKETS_FIELD_NUMBER: _ClassVar[int]
-    tickets: _containers.RepeatedCompositeFieldContainer[Ticket]
-    def __init__(self, tickets: _Optional[_Iterable[_Union[Ticket, _Mapping]]] = ...) -> None: ...
 
 class ApproveTicketRequest(_message.Message):
     __slots__ = ("ticket_id", "funding", "reason", "body")
@@ -352,34 +180,6 @@ class TopUpRequest(_message.Message):
     body: _struct_pb2.Struct
     def __init__(self, team_id: _Optional[str] = ..., amount: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., body: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
-class TopUp(_message.Message):
-    __slots__ = ("id", "status", "team_id", "amount", "currency", "description", "requested_by", "created", "decided_by", "decided_at", "reason", "entry_id")
-    ID_FIELD_NUMBER: _ClassVar[int]
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
-    AMOUNT_FIELD_NUMBER: _ClassVar[int]
-    CURRENCY_FIELD_NUMBER: _ClassVar[int]
-    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
-    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
-    CREATED_FIELD_NUMBER: _ClassVar[int]
-    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
-    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
-    REASON_FIELD_NUMBER: _ClassVar[int]
-    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
-    id: str
-    status: str
-    team_id: str
-    amount: str
-    currency: str
-    description: str
-    requested_by: str
-    created: str
-    decided_by: str
-    decided_at: str
-    reason: str
-    entry_id: str
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[str] = ..., team_id: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., description: _Optional[str] = ..., requested_by: _Optional[str] = ..., created: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[str] = ..., reason: _Optional[str] = ..., entry_id: _Optional[str] = ...) -> None: ...
-
 class ListTopUpsRequest(_message.Message):
     __slots__ = ("status", "team_id")
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -387,12 +187,6 @@ class ListTopUpsRequest(_message.Message):
     status: str
     team_id: str
     def __init__(self, status: _Optional[str] = ..., team_id: _Optional[str] = ...) -> None: ...
-
-class ListTopUpsResponse(_message.Message):
-    __slots__ = ("topups",)
-    TOPUPS_FIELD_NUMBER: _ClassVar[int]
-    topups: _containers.RepeatedCompositeFieldContainer[TopUp]
-    def __init__(self, topups: _Optional[_Iterable[_Union[TopUp, _Mapping]]] = ...) -> None: ...
 
 class DecideTopUpRequest(_message.Message):
     __slots__ = ("topup_id", "reason", "body")

@@ -38,82 +38,82 @@ class WalletServiceStub:
         self.Credit = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/Credit',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.CreditRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.Allocate = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/Allocate',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.AllocateRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.Reclaim = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/Reclaim',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ReclaimRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.Transfer = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/Transfer',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TransferRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ListWallets = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/ListWallets',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.GetBalance = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/GetBalance',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetBalanceRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.BalanceResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ListTransactions = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/ListTransactions',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ListTickets = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/ListTickets',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ApproveTicket = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/ApproveTicket',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ApproveTicketRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.DenyTicket = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/DenyTicket',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.TeamAllocate = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/TeamAllocate',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.TeamReclaim = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/TeamReclaim',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.RequestTopUp = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/RequestTopUp',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUpRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ListTopUps = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/ListTopUps',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsResponse.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ApproveTopUp = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/ApproveTopUp',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.DenyTopUp = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/DenyTopUp',
                 request_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
-                response_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.GetChargebackReport = channel.unary_unary(
                 '/keeptrusts.wallet.v1.WalletService/GetChargebackReport',
@@ -282,82 +282,82 @@ def add_WalletServiceServicer_to_server(servicer, server):
             'Credit': grpc.unary_unary_rpc_method_handler(
                     servicer.Credit,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.CreditRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'Allocate': grpc.unary_unary_rpc_method_handler(
                     servicer.Allocate,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.AllocateRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'Reclaim': grpc.unary_unary_rpc_method_handler(
                     servicer.Reclaim,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ReclaimRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'Transfer': grpc.unary_unary_rpc_method_handler(
                     servicer.Transfer,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TransferRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ListWallets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWallets,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetBalance': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBalance,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetBalanceRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.BalanceResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ListTransactions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTransactions,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ListTickets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTickets,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ApproveTicket': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveTicket,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ApproveTicketRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'DenyTicket': grpc.unary_unary_rpc_method_handler(
                     servicer.DenyTicket,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'TeamAllocate': grpc.unary_unary_rpc_method_handler(
                     servicer.TeamAllocate,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'TeamReclaim': grpc.unary_unary_rpc_method_handler(
                     servicer.TeamReclaim,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'RequestTopUp': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestTopUp,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUpRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ListTopUps': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTopUps,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsResponse.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ApproveTopUp': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveTopUp,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'DenyTopUp': grpc.unary_unary_rpc_method_handler(
                     servicer.DenyTopUp,
                     request_deserializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.FromString,
-                    response_serializer=keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetChargebackReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetChargebackReport,
@@ -401,7 +401,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/Credit',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.CreditRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -428,7 +428,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/Allocate',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.AllocateRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -455,7 +455,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/Reclaim',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ReclaimRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -482,7 +482,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/Transfer',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TransferRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -509,7 +509,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/ListWallets',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListWalletsResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -536,7 +536,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/GetBalance',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.GetBalanceRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.BalanceResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -563,7 +563,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/ListTransactions',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTransactionsResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -590,7 +590,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/ListTickets',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTicketsResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -617,7 +617,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/ApproveTicket',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ApproveTicketRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -644,7 +644,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/DenyTicket',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DenyTicketRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.Ticket.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -671,7 +671,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/TeamAllocate',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -698,7 +698,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/TeamReclaim',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TeamMoveRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.MoveResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -725,7 +725,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/RequestTopUp',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUpRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -752,7 +752,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/ListTopUps',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.ListTopUpsResponse.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -779,7 +779,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/ApproveTopUp',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -806,7 +806,7 @@ class WalletService:
             target,
             '/keeptrusts.wallet.v1.WalletService/DenyTopUp',
             keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.DecideTopUpRequest.SerializeToString,
-            keeptrusts_dot_wallet_dot_v1_dot_wallet__pb2.TopUp.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
