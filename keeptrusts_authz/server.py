@@ -20,6 +20,7 @@ import contextlib
 import gc
 import logging
 import signal
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,11 +238,7 @@ def bind_grpc(
         path = Path(settings.uds_path)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a stale socket of a previous process
-        server.add_insecure_port(f"unix:{path}")
-        # Owner and group only (the proxy's container shares the group, e.g. the pod's fsGroup):
-        # whoever else can see the volume cannot connect.
-        with contextlib.suppress(FileNotFoundError):
-            path.chmod(0o660)
+        server.add_insecure_port(f"unix:{path}")  # its mode is set after start: secure_socket
         return f"unix:{path}", 0
     bind_host = settings.host if host is None else host
     target = f"{bind_host}:{settings.grpc_port if port is None else port}"
@@ -249,6 +246,22 @@ def bind_grpc(
         bound = server.add_secure_port(target, server_credentials(settings.tls))
         return f"{target} (mTLS, client certificates required)", bound
     return target, server.add_insecure_port(target)
+
+
+def secure_socket(path: Path) -> None:
+    """Sidecar mode, once the server has started: owner and group only (the proxy's container
+    shares the group, e.g. the pod's fsGroup), so whoever else can see the volume cannot connect.
+    A socket that is missing, is not a socket, or does not end up 0660 fails start-up: the
+    service must not run unreachable, or reachable by everyone, without saying so."""
+    try:
+        path.chmod(0o660)
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise RuntimeError(f"server.uds_path {path}: the socket is missing after start") from None
+    if not stat.S_ISSOCK(mode):
+        raise RuntimeError(f"server.uds_path {path}: not a socket")
+    if stat.S_IMODE(mode) != 0o660:
+        raise RuntimeError(f"server.uds_path {path}: mode {stat.S_IMODE(mode):o}, expected 660")
 
 
 def health_only_server(cfg: Config, health: HealthServicer) -> grpc.aio.Server | None:
@@ -290,6 +303,13 @@ async def start_server(
     await app.wallets.integrity.check_quietly()
     app.wallets.integrity.start()
     await server.start()
+    if cfg.server.uds_path is not None:
+        try:
+            secure_socket(Path(cfg.server.uds_path))
+        except RuntimeError:
+            await server.stop(0)
+            await app.close()
+            raise
     health_server = health_only_server(cfg, health)
     if health_server is not None:
         await health_server.start()

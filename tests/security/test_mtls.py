@@ -191,7 +191,7 @@ def test_uds_mode_works_through_envoy_and_opens_no_tcp_port(
         assert stack.cfg.server.uds_path is not None
         assert Path(stack.cfg.server.uds_path).is_socket()
         # Owner and group only: nobody else who can see the volume may connect.
-        assert Path(stack.cfg.server.uds_path).stat().st_mode & 0o007 == 0
+        assert Path(stack.cfg.server.uds_path).stat().st_mode & 0o777 == 0o660
         stack.fund("team_engineering", 5 * USD)
         status, _, raw = stack.post(
             "/v1/chat/completions", CHAT, headers={"x-fake-usage": "120,30,0"}
