@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +40,28 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
+def write_secret(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read: created 0600, and an existing file (an earlier run's,
+    perhaps world-readable) truncated and chmod-ed to 0600 before anything is written into it
+    (`Path.touch(mode=...)` leaves an existing file's mode as it was)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.touch(mode=0o600)
-    path.write_bytes(
+    write_secret(
+        path,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )
+        ),
     )
 
 
