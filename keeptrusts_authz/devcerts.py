@@ -31,6 +31,7 @@ class Issued:
 @dataclass(frozen=True)
 class DevPki:
     ca_file: Path
+    ca_key_file: Path  # 0600; lets a test issue more certificates from the same CA
     server: Issued  # the authz service (server.tls)
     client: Issued  # the gateway, i.e. Envoy (gateway.authz_tls)
     server_name: str  # what the server certificate names (SAN); Envoy checks it
@@ -104,8 +105,19 @@ class Authority:
             .sign(self.key, hashes.SHA256())
         )
 
+    @classmethod
+    def load(cls, cert_file: Path, key_file: Path) -> Authority:
+        """The CA that `write_ca` wrote (to issue more certificates from it)."""
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        ca = cls.__new__(cls)
+        ca.key = key
+        ca.cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        return ca
+
     def write_ca(self, path: Path) -> Path:
         path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(self.key, path.with_suffix(".key"))
         return path
 
     def issue(
@@ -145,6 +157,7 @@ def generate(directory: Path, server_name: str = "keeptrusts-authz") -> DevPki:
     sans = list(dict.fromkeys([server_name, "localhost", "127.0.0.1"]))
     return DevPki(
         ca_file=ca.write_ca(directory / "ca.crt"),
+        ca_key_file=directory / "ca.key",
         server=ca.issue(directory, "authz-server", server_name, sans, server=True),
         client=ca.issue(directory, "gateway-client", "keeptrusts-gateway", [], server=False),
         server_name=server_name,

@@ -18,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import logging
 import signal
 import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
@@ -228,6 +231,71 @@ def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
     )
 
 
+_IDENTITY_KEYS = ("x509_common_name", "x509_subject_alternative_name")
+
+
+def client_names(context: grpc.aio.ServicerContext[Any, Any]) -> set[str]:
+    """The subject CN and SANs of the verified client certificate (empty without one)."""
+    auth = context.auth_context()
+    return {v.decode("utf-8", "replace") for key in _IDENTITY_KEYS for v in auth.get(key, [])}
+
+
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class ClientIdentity(_ServerInterceptor):
+    """`server.tls.allowed_client_names`: every RPC on the mTLS port (Check, access log, wallet
+    API, health, reflection) first checks that the client certificate (already verified against
+    `client_ca_file` by the handshake) names an allowed client; otherwise PERMISSION_DENIED
+    before the servicer runs, so nothing is read or changed."""
+
+    def __init__(self, allowed: list[str]) -> None:
+        self._allowed = frozenset(allowed)
+
+    async def _require(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        names = client_names(context)
+        if names & self._allowed:
+            return
+        log.warning("mTLS: refused a client certificate naming %s", sorted(names) or "nothing")
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "client certificate not allowed")
+
+    def _guard(self, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                await self._require(context)
+                async for item in behaviour(request, context):
+                    yield item
+
+            return stream
+
+        async def call(request: Any, context: Any) -> Any:
+            await self._require(context)
+            result = behaviour(request, context)
+            return await result if inspect.isawaitable(result) else result
+
+        return call
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(details)
+        if handler is None:  # no such method: gRPC answers UNIMPLEMENTED
+            return handler
+        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        guarded = {k: self._guard(getattr(handler, k)) for k in kinds if getattr(handler, k)}
+        # grpc's handlers are namedtuples (grpc.unary_unary_rpc_method_handler & co.)
+        replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(**guarded)  # type: ignore[attr-defined]
+        return replaced
+
+
 def bind_grpc(
     server: grpc.aio.Server, settings: Server, *, host: str | None = None, port: int | None = None
 ) -> tuple[str, int]:
@@ -280,7 +348,11 @@ async def start_server(
     app: App, *, host: str | None = None, port: int | None = None
 ) -> RunningServer:
     cfg = app.config
-    server = grpc.aio.server(options=[("grpc.so_reuseport", int(cfg.server.reuse_port))])
+    tls = cfg.server.tls
+    server = grpc.aio.server(
+        options=[("grpc.so_reuseport", int(cfg.server.reuse_port))],
+        interceptors=[ClientIdentity(tls.allowed_client_names)] if tls is not None else None,
+    )
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
         AuthorizationServicer(app.admission), server
     )
