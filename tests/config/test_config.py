@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from keeptrusts_authz.cli.config_cmds import check_environment
+from keeptrusts_authz.cli.config_cmds import check_environment, check_transport
 from keeptrusts_authz.config import ConfigError, load_config, parse_config
 from keeptrusts_authz.pricing import validate_pricing
 
@@ -68,7 +68,7 @@ def all_errors(path: Path, environ: dict[str, str] | None = None) -> list[str]:
         return list(exc.errors)
     report = validate_pricing(cfg)
     env_errors, _ = check_environment(cfg, environ or {}, strict=False)
-    return report.errors + env_errors
+    return report.errors + env_errors + check_transport(cfg)
 
 
 @pytest.fixture(autouse=True)
@@ -239,3 +239,18 @@ def test_allowed_model_globs_and_default_policy() -> None:
         "consumer_groups[0].allowed_models[0]: model 'gpt-7' is not in the price table; it will "
         "be charged as 'gpt-4o-mini' (pricing.default_model)"
     ]
+
+
+def test_transport_ends_must_agree_only_when_the_service_requires_tls() -> None:
+    """server.tls without gateway.authz_tls is the error (fixture
+    server_tls_without_gateway_authz_tls); a gateway-only file (the sidecar example: authz_tls,
+    no server.tls), both set, or neither set are fine."""
+    server_tls = {"cert_file": "/c", "key_file": "/k", "client_ca_file": "/ca"}
+    gateway_tls = {"cert_file": "/c", "key_file": "/k", "ca_file": "/ca", "server_name": "authz"}
+    assert check_transport(parse_config({"server": {"tls": server_tls}}, "t"))
+    for data in (
+        {},
+        {"gateway": {"authz_tls": gateway_tls}},
+        {"server": {"tls": server_tls}, "gateway": {"authz_tls": gateway_tls}},
+    ):
+        assert check_transport(parse_config(data, "t")) == [], data
