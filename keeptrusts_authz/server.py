@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -222,12 +224,63 @@ class RunningServer:
         await self.app.close()
 
 
+class TlsFiles:
+    """`server.tls`'s files, re-read when they change (a cert-manager renewal swaps the Secret
+    volume's files at once): gRPC asks `fetch` at the start of every new handshake, so new
+    connections get the renewed certificate without a restart; open connections keep theirs.
+    A pair that does not load or whose key does not match the certificate (a rotation caught
+    half-way) is not taken: the last good one stays, and the failure is logged."""
+
+    def __init__(self, tls: ServerTls) -> None:
+        self._paths = (Path(tls.cert_file), Path(tls.key_file), Path(tls.client_ca_file))
+        self._seen = self._signature()
+        self.initial = self._load()  # start-up: an unreadable or mismatched pair fails loudly
+
+    def _signature(self) -> tuple[tuple[int, int, int], ...]:
+        out = []
+        for path in self._paths:
+            st = path.stat()  # follows the ..data symlink of a Secret volume
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def _load(self) -> grpc.ServerCertificateConfiguration:
+        cert_path, key_path, ca_path = self._paths
+        cert, key, ca = cert_path.read_bytes(), key_path.read_bytes(), ca_path.read_bytes()
+        leaf = x509.load_pem_x509_certificate(cert).public_key()
+        private = serialization.load_pem_private_key(key, password=None)
+        if private.public_key().public_bytes(*_SPKI) != leaf.public_bytes(*_SPKI):
+            raise ValueError(f"{key_path} is not the key of {cert_path}")
+        x509.load_pem_x509_certificates(ca)
+        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """None: nothing changed, keep the current configuration."""
+        try:
+            seen = self._signature()
+            if seen == self._seen:
+                return None
+            config = self._load()
+        except (OSError, ValueError) as exc:
+            log.warning("server.tls: not reloading the certificate files: %s", exc)
+            return None
+        self._seen = seen
+        log.info("server.tls: certificate files changed, new connections use them")
+        return config
+
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
-    """mTLS: the service's certificate, and only clients whose certificate the CA signed."""
-    return grpc.ssl_server_credentials(
-        [(Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())],
-        root_certificates=Path(tls.client_ca_file).read_bytes(),
-        require_client_auth=True,
+    """mTLS: the service's certificate, and only clients whose certificate the CA signed
+    (their name is checked by `ClientIdentity`). Re-read on change, see `TlsFiles`."""
+    files = TlsFiles(tls)
+    # grpc documents None from the fetcher as "keep the current configuration"; the stubs do
+    # not allow it.
+    return grpc.dynamic_ssl_server_credentials(
+        files.initial,
+        files.fetch,  # type: ignore[arg-type]
+        require_client_authentication=True,
     )
 
 
