@@ -12,6 +12,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> int:
     for script in (
         "reserve_bench.py",
+        "check_bench.py",
         "periods_bench.py",
         "gateway_bench.py",
         "check_transport_bench.py",

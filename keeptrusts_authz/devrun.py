@@ -84,6 +84,24 @@ def _provider_credentials(cfg: Config) -> Config:
     return cfg.model_copy(update={"providers": providers})
 
 
+def _signing_key_env(cfg: Config) -> dict[str, str]:
+    """The reservation signing key of the service (server.signing.key_file), kept in
+    .run/secrets/signing-key (mode 0600) across runs so a restarted service still settles the
+    reservations it signed before; the service reads it through $KEEPTRUSTS_SIGNING_KEY_FILE.
+    Envoy never gets it."""
+    if cfg.server.signing.key_file is not None or os.environ.get("KEEPTRUSTS_SIGNING_KEY_FILE"):
+        return {}
+    secrets = RUN_DIR / "secrets"
+    secrets.mkdir(mode=0o700, exist_ok=True)
+    path = secrets / "signing-key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(os.urandom(32).hex())
+    path.chmod(0o600)
+    return {"KEEPTRUSTS_SIGNING_KEY_FILE": str(path.resolve())}
+
+
 def _service_tls(cfg: Config, config_path: Path) -> tuple[Config, Path]:
     """`make run` the secure way: unless the config already says how the proxy reaches the
     service (`server.tls` or a Unix socket), generate a throwaway CA, the service's certificate
@@ -199,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         provider_vars = {p.credential_env for p in cfg.providers if p.credential_env}
         env = {k: v for k, v in os.environ.items() if k not in provider_vars}
         env["KEEPTRUSTS_CONFIG"] = str(args.config)
+        env.update(_signing_key_env(cfg))
         service = spawn(
             "authz",
             [

@@ -54,6 +54,14 @@ CALLER_KEY_HEADERS: Final = ("authorization", "x-api-key")
 AUTHZ_NAMESPACE: Final = EXT_AUTHZ_FILTER
 AUTHZ_RESERVATION_ID: Final = "reservation_id"
 AUTHZ_ESTIMATE_MICROS: Final = "estimate_micros"
+AUTHZ_WALLET: Final = "wallet"  # the wallet the reservation holds funds in
+# The reservation's signature (gateway/signing.py): HMAC-SHA256 under the key named by key id,
+# over the org, the reservation id, wallet, estimate, expiry and the cut-off fields below. The
+# access-log consumer settles or releases nothing without it.
+AUTHZ_ORG: Final = "org"
+AUTHZ_EXPIRES_MS: Final = "expires_ms"
+AUTHZ_KEY_ID: Final = "key_id"
+AUTHZ_SIGNATURE: Final = "signature"
 AUTHZ_MODEL: Final = "model"
 AUTHZ_PRICED_MODEL: Final = "priced_model"
 # The reservation's input token bound, and whether what a stream shows bounds its output (false

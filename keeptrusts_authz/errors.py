@@ -40,6 +40,13 @@ class InvalidInput(_FixedError):
     HTTP_STATUS = 400
 
 
+class BalanceLimit(InvalidInput):
+    """A move would take a wallet balance or total past 2^53 - 1 micros (refused, nothing
+    written)."""
+
+    CODE = "balance_limit"
+
+
 class CurrencyMismatch(_FixedError):
     CODE = "currency_mismatch"
     HTTP_STATUS = 400

@@ -48,6 +48,7 @@ from keeptrusts_authz.gateway.admission import Admission
 from keeptrusts_authz.gateway.api_keys import KeyRing
 from keeptrusts_authz.gateway.authz_servicer import AuthorizationServicer
 from keeptrusts_authz.gateway.settler import Settler, Sweeper
+from keeptrusts_authz.gateway.signing import ReservationSigner, signer_from_config
 from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.ledger.archiver import Archiver
 from keeptrusts_authz.metrics.http import Observability, build_observability
@@ -113,6 +114,7 @@ class App:
     settler: Settler
     sweeper: Sweeper
     periods: PeriodWorker
+    signer: ReservationSigner
     admission: Admission
     wallet_api: WalletApiServicer
     observability: Observability
@@ -165,7 +167,11 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         PeriodRunner(store, calendar_of(cfg), rules_of(cfg), events=observability_store),
         cfg.budget_calendar.run_interval_seconds,
     )
-    admission = Admission(cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds)
+    # One signer for the Check (signs) and the access log (verifies); the key is every replica's.
+    signer = signer_from_config(cfg)
+    admission = Admission(
+        cfg, KeyRing.from_config(cfg), prices, wallets, holds=holds, signer=signer
+    )
     # Team leads' top-up requests (they share the main client; nothing of their own to close).
     topups = TopUps(RedisTopUpStore(redis.main, org), cfg.team_ids(), cfg.organization.currency)
     wallet_api = WalletApiServicer(
@@ -195,6 +201,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         settler,
         sweeper,
         periods,
+        signer,
         admission,
         wallet_api,
         observability,
@@ -410,7 +417,7 @@ async def start_server(
         AuthorizationServicer(app.admission), server
     )
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(
-        AccessLogServicer(app.prices, app.settler), server
+        AccessLogServicer(app.prices, app.settler, app.signer), server
     )
     wallet_pb2_grpc.add_WalletServiceServicer_to_server(app.wallet_api, server)  # type: ignore[no-untyped-call]
     health = HealthServicer()

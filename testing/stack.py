@@ -112,6 +112,20 @@ def write_provider_credentials(
         provider["credential_file"] = str(path)
 
 
+def write_signing_key(cfg_dict: dict[str, Any], directory: Path) -> None:
+    """One reservation signing key for every replica the stack starts (as `make run` and the k8s
+    overlays give one), unless the config names its own."""
+    server = cfg_dict.setdefault("server", {})
+    signing = server.setdefault("signing", {})
+    if signing.get("key_file"):
+        return
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / "signing-key"
+    path.write_text(os.urandom(32).hex(), encoding="utf-8")
+    path.chmod(0o600)
+    signing["key_file"] = str(path)
+
+
 class Stack:
     PROVIDER_ENV = {
         "KT_TEST_OPENAI_KEY": "sk-test-openai-secret",
@@ -127,6 +141,7 @@ class Stack:
     ) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="kt-stack-"))
         write_provider_credentials(cfg_dict, self.PROVIDER_ENV, self._dir / "secrets")
+        write_signing_key(cfg_dict, self._dir / "secrets")
         self.pki: DevPki | None = None
         if transport == "mtls":
             # As `make run`: a throwaway CA, the service's certificate and Envoy's client one.

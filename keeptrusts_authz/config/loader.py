@@ -87,6 +87,29 @@ def find_config_path(path: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
+# Environment overrides of server.signing (a Secret mounted where the config file cannot say).
+SIGNING_ENV = {
+    "KEEPTRUSTS_SIGNING_KEY_FILE": "key_file",
+    "KEEPTRUSTS_SIGNING_PREVIOUS_KEY_FILE": "previous_key_file",
+}
+
+
+def _signing_from_environment(data: object) -> object:
+    """Applied to the raw document before validation, so the cross-checks see the override."""
+    given = {field: os.environ[var] for var, field in SIGNING_ENV.items() if os.environ.get(var)}
+    if not given:
+        return data
+    if data is None:
+        data = {}
+    if isinstance(data, dict):
+        server = data.setdefault("server", {})
+        if isinstance(server, dict):
+            signing = server.setdefault("signing", {})
+            if isinstance(signing, dict):
+                signing.update(given)
+    return data
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load the file `find_config_path` picks; $REDIS_URL overrides `redis.url`,
     $KEEPTRUSTS_POSTGRES_URL overrides `ledger.postgres_url` (validated the same way)."""
@@ -106,6 +129,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         problem = getattr(exc, "problem", None)
         why = f": {problem}" if isinstance(problem, str) and problem else ""
         raise ConfigError(str(p), [f"invalid YAML{where}{why}"]) from None
+    data = _signing_from_environment(data)
     cfg = parse_config(data, str(p))
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:

@@ -375,6 +375,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class Signing(StrictModel):
+    """The key the Check signs each reservation with (HMAC-SHA256) and the access-log consumer
+    verifies before it settles or releases one. Every replica must read the same key file (the
+    two access loggers send each entry to two replicas). Each file holds one key of at least 32
+    bytes (e.g. `openssl rand -hex 32`); surrounding whitespace is ignored.
+
+    Rotation: put the new key in `key_file` and the old one in `previous_key_file` on every
+    replica; entries signed with either verify (the signature names its key id), new Checks are
+    signed with `key_file`. Drop `previous_key_file` once the reservations of the old key are
+    closed (reservation TTL + closed-record TTL).
+
+    Without `key_file` a service on loopback or a Unix socket signs with a random per-process
+    key and says so at start-up (fine for one replica on a laptop; replicas would refuse each
+    other's entries); a service on a non-loopback TCP bind refuses to start without one.
+    $KEEPTRUSTS_SIGNING_KEY_FILE and $KEEPTRUSTS_SIGNING_PREVIOUS_KEY_FILE override the paths."""
+
+    key_file: str | None = None
+    previous_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _previous_needs_current(self) -> Signing:
+        if self.previous_key_file is not None and self.key_file is None:
+            raise ValueError("previous_key_file: only with key_file (the key that signs now)")
+        return self
+
+
 class ServerTls(StrictModel):
     """mTLS on the gRPC port (Check, access log, wallet API, health): the service presents
     `cert_file`/`key_file` and accepts only clients whose certificate `client_ca_file` signed
@@ -416,6 +442,8 @@ class Server(StrictModel):
     # A plaintext bind beyond loopback must be acknowledged: say so only where a NetworkPolicy
     # (deploy/base/networkpolicies.yaml) admits nothing but the gateway pods and Prometheus.
     allow_plaintext_non_loopback: bool = False
+    signing: Signing = Field(default_factory=Signing)
+
     # Client certificates required on the gRPC port (the proxy's): any bind is then fine.
     tls: ServerTls | None = None
     # Sidecar mode: serve gRPC on this Unix socket only (no TCP port), in a volume shared only by
@@ -436,6 +464,16 @@ class Server(StrictModel):
                 "are plaintext; bind 127.0.0.1, configure server.tls (client certificates "
                 "required), or set server.allow_plaintext_non_loopback: true "
                 "where a network policy admits only the gateway and Prometheus"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shared_key_beyond_loopback(self) -> Server:
+        if self.uds_path is None and not is_loopback(self.host) and self.signing.key_file is None:
+            raise ValueError(
+                f"signing.key_file: required when host is {self.host!r} (not loopback): replicas "
+                "must share one reservation signing key, or the access log of one is refused by "
+                "the others (set it, or $KEEPTRUSTS_SIGNING_KEY_FILE)"
             )
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,11 +12,19 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from google.protobuf import struct_pb2
 
-from keeptrusts_authz.envoy_contract import AUTHZ_NAMESPACE, USAGE_NAMESPACE
+from keeptrusts_authz.envoy_contract import (
+    AUTHZ_NAMESPACE,
+    AUTHZ_RESERVATION_ID,
+    AUTHZ_WALLET,
+    RESERVATION_HEADER,
+    USAGE_NAMESPACE,
+)
 from keeptrusts_authz.gateway.reconcile import settlement_for
 from keeptrusts_authz.gateway.settler import Settler
+from keeptrusts_authz.gateway.signing import ReservationSigner
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.pricing import PriceTable
+from keeptrusts_authz.wallets.models import SettleRequest
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +81,59 @@ def _ended_at(entry: accesslog_pb2.HTTPAccessLogEntry) -> float | None:
     return start
 
 
+class _RateLimitedLog:
+    """At most one warning per `interval` seconds per reason: a flood of forged entries must not
+    become a flood of log lines. Counts what it left out."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def warn(self, reason: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(reason, -self._interval) < self._interval:
+            self._skipped[reason] = self._skipped.get(reason, 0) + 1
+            return
+        self._last[reason] = now
+        skipped = self._skipped.pop(reason, 0)
+        suffix = f" ({skipped} more like it since the last warning)" if skipped else ""
+        log.warning(message + suffix, *args)
+
+
 class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]
-    def __init__(self, prices: PriceTable, settler: Settler) -> None:
+    def __init__(self, prices: PriceTable, settler: Settler, signer: ReservationSigner) -> None:
         self._prices = prices
         self._settler = settler
+        self._signer = signer
+        self._warnings = _RateLimitedLog()
 
     def handle_entry(self, entry: accesslog_pb2.HTTPAccessLogEntry) -> None:
         authz = _namespace(entry, AUTHZ_NAMESPACE)
         usage = _namespace(entry, USAGE_NAMESPACE)
+        verdict = None
+        if authz.get(AUTHZ_RESERVATION_ID):
+            # The reservation header is the Check's own only where it reserved (it overwrites
+            # any client copy); compare it then, and only when Envoy logged it.
+            recorded = (
+                entry.request.request_headers.get(RESERVATION_HEADER)
+                if authz.get(AUTHZ_WALLET)
+                else None
+            )
+            verdict = self._signer.verify(authz, recorded)
+            if not verdict.ok:
+                assert verdict.reason is not None
+                m.ACCESS_LOG_REJECTED.labels(verdict.reason).inc()
+                # Never the ids, the signature or the metadata: the reason and the key id only.
+                self._warnings.warn(
+                    verdict.reason,
+                    "refused an access-log entry that names a reservation (%s, key id %r): "
+                    "nothing settled or released; only the gateway's entries of this service's "
+                    "signed reservations are believed",
+                    verdict.reason,
+                    str(authz.get("key_id", ""))[:16],
+                )
+                return
         code = entry.response.response_code.value
         # The whole request went upstream: from then on the provider may bill for it.
         reached = entry.common_properties.HasField("time_to_last_upstream_tx_byte")
@@ -94,6 +148,23 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[
         if item is None:
             m.ACCESS_LOG_ENTRIES.labels("ignored").inc()
             return
+        if (
+            isinstance(item, SettleRequest)
+            and verdict is not None
+            and verdict.estimate_micros > 0
+            and item.cost > verdict.estimate_micros
+        ):
+            # Charged all the same (the provider billed it), but the reservation was meant to
+            # be an upper bound: a pricing gap, or usage the gateway did not report itself.
+            m.SETTLE_BOUND_VIOLATIONS.inc()
+            self._warnings.warn(
+                "bound_violation",
+                "settling a reservation above its signed estimate: cost %d > estimate %d "
+                "micros (model %r); charged in full",
+                item.cost,
+                verdict.estimate_micros,
+                item.model[:64],
+            )
         m.ACCESS_LOG_ENTRIES.labels(type(item).__name__.lower()).inc()
         self._settler.submit(item, _ended_at(entry))
 

@@ -26,6 +26,7 @@ from keeptrusts_authz.envoy_contract import (
     AUTHZ_PRICED_MODEL,
     AUTHZ_RESERVATION_ID,
     AUTHZ_SERVICE_TIER,
+    AUTHZ_WALLET,
     CALLER_KEY_HEADERS,
     PROVIDER_HEADER,
     RESERVATION_HEADER,
@@ -55,6 +56,7 @@ from keeptrusts_authz.gateway.request_parsing import (
     api_kind,
     parse_request,
 )
+from keeptrusts_authz.gateway.signing import ReservationSigner, signer_from_config
 from keeptrusts_authz.metrics import registry as m
 from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.pricing import PriceTable, ResolvedModel, UnknownModel
@@ -130,8 +132,12 @@ class Admission:
         prices: PriceTable,
         wallets: WalletService,
         holds: Holds | None = None,
+        signer: ReservationSigner | None = None,
     ) -> None:
         self._cfg = cfg
+        # Signs every reservation the Check hands out; the access-log consumer verifies it
+        # with the same signer (build_app gives both the same one).
+        self._signer = signer or signer_from_config(cfg)
         self._keys = keyring
         self._prices = prices
         self._wallets = wallets
@@ -203,7 +209,10 @@ class Admission:
         try:
             parsed = parse_request(api, body, headers.get(ANTHROPIC_BETA_HEADER, ""))
         except RequestError as exc:
-            return _deny(exc.status, exc.code, exc.message)
+            bad_body = _deny(exc.status, exc.code, exc.message)
+            if bad_body.body is not None:
+                bad_body.body["error"].update(exc.extra)  # e.g. the key named twice
+            return bad_body
         # Routing before pricing: a model no provider serves is refused for that, not for a
         # missing price (which only matters once a provider would be called).
         provider = self._provider_for(api, parsed.model)
@@ -246,9 +255,13 @@ class Admission:
             return _deny(
                 400, "invalid_user", "the user header must be 1-128 characters [A-Za-z0-9_.@-]"
             )
-        return await self._reserve(
+        decision = await self._reserve(
             group, user, provider, parsed, priced, headers.get(TICKET_HEADER)
         )
+        if decision.allowed and AUTHZ_RESERVATION_ID in decision.metadata:
+            # Without this signature the access log can neither settle nor release it.
+            self._signer.sign(decision.metadata)
+        return decision
 
     def _free_endpoint(
         self,
@@ -445,7 +458,7 @@ class Admission:
             allow.metadata.update(
                 {
                     AUTHZ_RESERVATION_ID: req.reservation_id,
-                    "wallet": result.wallet or "",
+                    AUTHZ_WALLET: result.wallet or "",
                     AUTHZ_ESTIMATE_MICROS: str(req.amount),
                 }
             )

@@ -52,13 +52,91 @@ MAX_CHOICES = 128
 
 
 class RequestError(Exception):
-    """A request we refuse before reserving: `status` and `code` go into the JSON error body."""
+    """A request we refuse before reserving: `status` and `code` go into the JSON error body,
+    with `extra` (e.g. the duplicated key) beside the message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, **extra: str) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.extra = extra
+
+
+# Byte-order marks of the encodings json.loads would otherwise detect on bytes by itself.
+_BOMS = (
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\xef\xbb\xbf", "UTF-8 with a byte-order mark"),
+    (b"\xfe\xff", "UTF-16"),
+    (b"\xff\xfe", "UTF-16"),
+)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object hook: refuse an object that names a key twice, at any depth. A parser that
+    keeps the first copy (some providers and proxies do) would otherwise serve another model or
+    limit than the one this gateway priced and allowed."""
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                shown = key if len(key) <= 64 else key[:64] + "..."
+                raise RequestError(
+                    400,
+                    "duplicate_key",
+                    f"request body names the key {shown!r} twice in one object; send each key once",
+                    key=shown,
+                )
+            seen.add(key)
+    return body
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise RequestError(
+            400, "invalid_number", f"request body holds a number out of range ({text[:32]})"
+        )
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise RequestError(
+        400, "invalid_number", f"request body holds {name}, which is not JSON; send a number"
+    )
+
+
+def decode_json_body(raw: bytes) -> Any:
+    """The body as JSON, strictly: UTF-8 without a byte-order mark (json.loads would guess
+    UTF-16/32 on bytes), no key twice in an object, no NaN/Infinity, no number out of range."""
+    for bom, name in _BOMS:
+        if raw.startswith(bom):
+            raise RequestError(
+                400, "invalid_encoding", f"request body must be UTF-8 JSON; it starts as {name}"
+            )
+    if b"\x00" in raw[:4]:  # RFC 4627 section 3: how UTF-16/32 without a mark begins
+        raise RequestError(
+            400, "invalid_encoding", "request body must be UTF-8 JSON; it looks like UTF-16/32"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(
+            400,
+            "invalid_encoding",
+            f"request body must be UTF-8 JSON; byte {exc.start} is not UTF-8",
+        ) from None
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+        )
+    except json.JSONDecodeError as exc:
+        raise RequestError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -165,10 +243,7 @@ def parse_request(api: ApiKind, raw: bytes, anthropic_beta: str = "") -> ParsedR
     """`anthropic_beta`: the request's `anthropic-beta` header (comma-separated names)."""
     if not raw:
         raise RequestError(400, "invalid_request", "request body is empty; expected JSON")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    body = decode_json_body(raw)
     if not isinstance(body, dict):
         raise RequestError(400, "invalid_request", "request body must be a JSON object")
     model = body.get("model")

@@ -73,6 +73,18 @@ ACCESS_LOG_ENTRIES = Counter(
     "Access-log entries received, by what was done with them.",
     ["action"],
 )
+ACCESS_LOG_REJECTED = Counter(
+    "keeptrusts_accesslog_rejected",
+    "Access-log entries naming a reservation that were refused without settling or releasing "
+    "anything, by reason (missing_signature, bad_signature, unknown_key, field_mismatch, "
+    "expired). Anything but a key rotation gone wrong means someone else is writing entries.",
+    ["reason"],
+)
+SETTLE_BOUND_VIOLATIONS = Counter(
+    "keeptrusts_settle_bound_violations",
+    "Settlements whose cost exceeded the reservation's signed estimate (charged in full: the "
+    "money was spent, but the reservation was meant to be an upper bound).",
+)
 PERIOD_BOUNDARIES = Counter(
     "keeptrusts_period_boundaries",
     "Budget period boundaries handled, by outcome (applied, replayed, stale, insufficient).",

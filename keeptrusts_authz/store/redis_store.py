@@ -207,6 +207,8 @@ class RedisWalletStore:
             raise StoreRefused("unknown_wallet", str(res[1]))
         if status == "insufficient":
             raise StoreRefused("insufficient", str(res[1]), _int(res[2]))
+        if status == "bound":
+            raise StoreRefused("bound", str(res[1]), field=str(res[2]))
         if status == "wrong_team":
             raise StoreRefused("wrong_team", str(res[1]), team=str(res[2]))
         raise StoreDataError(f"{op}.lua returned {status!r}")

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from keeptrusts_authz.errors import StoreDataError, StoreRegressed
 from keeptrusts_authz.periods.models import PeriodState, RolloverOutcome
 from keeptrusts_authz.wallets.models import (
+    MAX_WALLET_MICROS,
     WALLET_FIELDS,
     AuditSnapshot,
     ExpiredReservation,
@@ -67,6 +68,8 @@ class _State:
     burn: dict[str, dict[str, int]] = field(default_factory=dict)
     last_id: tuple[int, int] = (0, 0)
     epoch: dict[str, str] | None = None
+    # Money ever put into each wallet (FUNDED_FIELD in Redis): kept only for the 2^53 bound.
+    funded: dict[str, int] = field(default_factory=dict)
     # The `team` field of user wallets (a string; the wallet records hold integers only).
     teams: dict[str, str] = field(default_factory=dict)
     # The period state hashes (`kt:{org}:pw:<wallet>`) of period_rollover.lua.
@@ -176,6 +179,14 @@ class MemoryWalletStore:
             )
         return result
 
+    def _check_bound(self, wallet_id: str, fields: tuple[str, ...], delta: int) -> None:
+        """store/lua/prelude.lua `over_bound`: a field that would leave +/-MAX_WALLET_MICROS."""
+        record = {**self._s.wallets.get(wallet_id, {}), "funded_total": 0}
+        record["funded_total"] = self._s.funded.get(wallet_id, 0)
+        for name in fields:
+            if abs(record.get(name, 0) + delta) > MAX_WALLET_MICROS:
+                raise StoreRefused("bound", wallet_id, field=name)
+
     @staticmethod
     def _check_amount(amount: int) -> None:
         if amount <= 0:
@@ -196,11 +207,13 @@ class MemoryWalletStore:
             replay = self._replay(idempotency_key, fingerprint, now)
             if replay is not None:
                 return replay
+            self._check_bound("org", ("balance", "allocated_total", "funded_total"), amount)
             if self._s.epoch is None:
                 self._s.epoch = {"id": new_epoch_id(), "created_ms": str(now), "origin": "credit"}
             org = self._create_wallet("org")
             org["balance"] += amount
             org["allocated_total"] += amount
+            self._s.funded["org"] = self._s.funded.get("org", 0) + amount
             entry_id = self._xadd(
                 now,
                 op="credit",
@@ -262,6 +275,13 @@ class MemoryWalletStore:
                     raise StoreRefused("wrong_team", destination, team=stored)
             if available < amount:
                 raise StoreRefused("insufficient", source, available)
+            # Bounds of both sides before any change, as the Lua scripts do.
+            if op != "allocate":
+                self._check_bound(source, ("allocated_total",), -amount)
+            into = (
+                ("balance",) if op == "reclaim" else ("balance", "allocated_total", "funded_total")
+            )
+            self._check_bound(destination, into, amount)
             if team and destination.startswith("user:"):
                 self._s.teams[destination] = team
             src = self._create_wallet(source)
@@ -272,6 +292,7 @@ class MemoryWalletStore:
                 src["allocated_total"] -= amount
             if op != "reclaim":
                 dst["allocated_total"] += amount
+                self._s.funded[destination] = self._s.funded.get(destination, 0) + amount
             member = destination if op == "allocate" else source
             extra = {"user_team": team} if team and destination.startswith("user:") else {}
             entry_id = self._xadd(

@@ -36,6 +36,10 @@ FUNDED_FIELD = "funded_total"
 
 #: Largest single amount accepted (1e9 currency units): keeps every sum exact in Lua's doubles.
 MAX_AMOUNT_MICROS = 10**15
+#: Largest magnitude a wallet balance or total may reach (2^53 - 1 micros, about 9.007 billion
+#: units): Lua numbers are doubles, exact only below 2^53. A move that would pass it is refused
+#: before anything is written (store/lua/prelude.lua `over_bound`, the memory twin alike).
+MAX_WALLET_MICROS = 2**53 - 1
 
 
 def parse_wallet_id(wallet_id: str) -> tuple[Scope, str]:
@@ -303,6 +307,7 @@ __all__ = [
     "FUNDED_FIELD",
     "IDEMPOTENCY_KEY",
     "MAX_AMOUNT_MICROS",
+    "MAX_WALLET_MICROS",
     "RESERVATION_ID",
     "WALLET_FIELDS",
     "AuditReport",

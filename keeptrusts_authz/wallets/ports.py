@@ -34,13 +34,17 @@ from keeptrusts_authz.wallets.models import (
 
 class StoreRefused(Exception):
     """A store refused an admin move; `reason` is unknown_wallet, insufficient, conflict or
-    wrong_team (a user wallet of another team, or of none: `team` is the one it belongs to)."""
+    bound (`field` of `wallet` would pass MAX_WALLET_MICROS) or wrong_team (a user wallet of
+    another team, or of none: `team` is the one it belongs to)."""
 
-    def __init__(self, reason: str, wallet: str = "", available: int = 0, team: str = "") -> None:
+    def __init__(
+        self, reason: str, wallet: str = "", available: int = 0, team: str = "", *, field: str = ""
+    ) -> None:
         super().__init__(f"{reason}: {wallet}" if wallet else reason)
         self.reason = reason
         self.wallet = wallet
         self.available = available
+        self.field = field
         self.team = team
 
 

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import (
+    BalanceLimit,
     Conflict,
     CurrencyMismatch,
     InsufficientFunds,
@@ -32,6 +33,7 @@ from keeptrusts_authz.wallets.integrity import ArchiveWatermark, StoreIntegrity
 from keeptrusts_authz.wallets.models import (
     IDEMPOTENCY_KEY,
     MAX_AMOUNT_MICROS,
+    MAX_WALLET_MICROS,
     RESERVATION_ID,
     AuditReport,
     ExpiredReservation,
@@ -175,6 +177,20 @@ class WalletService:
                     "available_micros": exc.available,
                     "requested": format_micros(requested),
                     "requested_micros": requested,
+                    "currency": self.currency,
+                },
+            ) from None
+        if exc.reason == "bound":
+            raise BalanceLimit(
+                f"refused: {exc.wallet} {exc.field} would exceed "
+                f"{format_micros(MAX_WALLET_MICROS)} {self.currency} (2^53 - 1 micros, the most a "
+                "wallet balance or total may hold); nothing was changed",
+                {
+                    "wallet": exc.wallet,
+                    "field": exc.field,
+                    "limit": format_micros(MAX_WALLET_MICROS),
+                    "limit_micros": MAX_WALLET_MICROS,
+                    "requested": format_micros(requested),
                     "currency": self.currency,
                 },
             ) from None

@@ -336,7 +336,10 @@ def test_mtls_secrets_are_mounted_only_where_needed(
             if m["name"] in secrets
         }
 
-    assert secret_mounts(authz) == {"keeptrusts-authz-tls": "/etc/keeptrusts-tls"}
+    assert secret_mounts(authz) == {
+        "keeptrusts-authz-tls": "/etc/keeptrusts-tls",
+        "keeptrusts-signing-key": "/etc/keeptrusts/signing",
+    }
     assert secret_mounts(gateway) == {
         "keeptrusts-provider-credentials": "/etc/keeptrusts/provider-credentials",
         "keeptrusts-gateway-tls": "/etc/keeptrusts/gateway-tls",
@@ -363,3 +366,26 @@ def test_mtls_secrets_are_mounted_only_where_needed(
     assert {c["issuerRef"]["name"] for n, c in certs.items() if n != "keeptrusts-ca"} == {
         "keeptrusts-ca"
     }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_signing_key_is_mounted_into_the_authz_pods_only(
+    overlay: str, rendered: dict[str, list[Obj]]
+) -> None:
+    """Every authz replica reads the one reservation signing key from the Secret at the path
+    server.signing.key_file names; the gateway pods never see it."""
+    cfg = yaml.safe_load((DEPLOY / overlay / "keeptrusts.yaml").read_text())
+    key_file = cfg["server"]["signing"]["key_file"]
+    spec = pod_spec(find(rendered[overlay], "Deployment", "keeptrusts-authz"))
+    (volume,) = [
+        v
+        for v in spec["volumes"]
+        if v.get("secret", {}).get("secretName") == ("keeptrusts-signing-key")
+    ]
+    assert volume["secret"]["defaultMode"] & 0o007 == 0, "the key is readable by others"
+    (c,) = spec["containers"]
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount.get("readOnly") is True
+    assert key_file == mount["mountPath"].rstrip("/") + "/key"
+    gateway = pod_spec(find(rendered[overlay], "Deployment", "keeptrusts-gateway"))
+    assert "keeptrusts-signing-key" not in json.dumps(gateway)

@@ -212,6 +212,20 @@ SCRAPE_DESCRIPTION = (
 )
 
 
+REJECTED_DESCRIPTION = (
+    "Entries naming a reservation without a valid signature of this service. unknown_key or "
+    "expired after a deploy: the replicas do not share server.signing.key_file, or a rotation "
+    "dropped previous_key_file too early (the sweeper then charges those reservations their "
+    "estimate). missing_signature or bad_signature: something other than the gateway is "
+    "writing to the access-log port."
+)
+BOUND_DESCRIPTION = (
+    "A reservation is meant to bound its request's cost; a settle above it means a price-table "
+    "gap (a model billed above its reservation price) or usage the gateway did not report "
+    "itself. The service logs each with cost, estimate and model."
+)
+
+
 def promtool_tests() -> dict[str, Any]:
     def series(name: str, values: str, **labels: str) -> dict[str, str]:
         lv = ", ".join(f'{k}="{v}"' for k, v in labels.items())
@@ -254,6 +268,20 @@ def promtool_tests() -> dict[str, Any]:
                         decision="error",
                         reason="store_unavailable",
                     ),
+                    # forged entries on two replicas: one alert per reason, summed
+                    series(
+                        "keeptrusts_accesslog_rejected_total",
+                        "0x5 3x15",
+                        instance="a",
+                        reason="missing_signature",
+                    ),
+                    series(
+                        "keeptrusts_accesslog_rejected_total",
+                        "0x5 2x15",
+                        instance="b",
+                        reason="missing_signature",
+                    ),
+                    series("keeptrusts_settle_bound_violations_total", "0x5 1x60", instance="a"),
                 ],
                 "alert_rule_test": [
                     {
@@ -310,6 +338,48 @@ def promtool_tests() -> dict[str, Any]:
                         ],
                     },
                     {"eval_time": "15m", "alertname": "KeeptrustsWalletDepleted", "exp_alerts": []},
+                    {
+                        "eval_time": "4m",
+                        "alertname": "KeeptrustsAccessLogRejected",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "8m",
+                        "alertname": "KeeptrustsAccessLogRejected",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "reason": "missing_signature",
+                                },
+                                "exp_annotations": {
+                                    "summary": "5 access-log entries refused in 10m "
+                                    "(missing_signature): nothing was settled or released for "
+                                    "them.",
+                                    "description": REJECTED_DESCRIPTION,
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "30m",
+                        "alertname": "KeeptrustsAccessLogRejected",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "10m",
+                        "alertname": "KeeptrustsSettleBoundViolations",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning"},
+                                "exp_annotations": {
+                                    "summary": "1 settlements in 1h cost more than their "
+                                    "reservation (charged in full).",
+                                    "description": BOUND_DESCRIPTION,
+                                },
+                            }
+                        ],
+                    },
                 ],
             }
         ],

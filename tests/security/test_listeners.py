@@ -44,7 +44,12 @@ def test_non_loopback_plaintext_bind_is_refused_unless_acknowledged() -> None:
         parse_config({"server": {"host": "0.0.0.0"}}, "test")
     assert "server.host" in str(err.value.errors)
     assert "allow_plaintext_non_loopback" in str(err.value.errors)
-    cfg = parse_config({"server": {"host": "0.0.0.0", "allow_plaintext_non_loopback": True}}, "t")
+    server = {
+        "host": "0.0.0.0",
+        "allow_plaintext_non_loopback": True,
+        "signing": {"key_file": "/etc/keeptrusts/signing/key"},
+    }
+    cfg = parse_config({"server": server}, "t")
     assert cfg.server.host == "0.0.0.0"
 
 
@@ -71,7 +76,8 @@ def test_service_and_metrics_bind_follows_server_host(redis_url: str) -> None:
 
 def test_non_loopback_bind_is_fine_with_tls() -> None:
     tls = {"cert_file": "/c", "key_file": "/k", "client_ca_file": "/ca"}
-    cfg = parse_config({"server": {"host": "0.0.0.0", "tls": tls}}, "t")
+    signing = {"key_file": "/etc/keeptrusts/signing/key"}  # any non-loopback replica needs it
+    cfg = parse_config({"server": {"host": "0.0.0.0", "tls": tls, "signing": signing}}, "t")
     assert cfg.server.tls is not None and not cfg.server.allow_plaintext_non_loopback
     cfg = parse_config({"server": {"host": "0.0.0.0", "uds_path": "/run/kt/authz.sock"}}, "t")
     assert cfg.server.uds_path == "/run/kt/authz.sock"

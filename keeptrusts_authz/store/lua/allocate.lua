@@ -19,7 +19,8 @@
 -- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {'ok'|'replayed', entry_id, 'org', org_balance, target, target_balance},
 --   {'conflict'}, {'unknown_wallet', target}, {'insufficient', 'org', available} or
---   {'wrong_team', target, its team}.
+--   {'wrong_team', target, its team} or
+--   {'bound', target, field} (the field would pass 2^53 - 1 micros; nothing written).
 local use_idem = ARGV[1] == '1'
 local fingerprint = ARGV[2]
 local amount = tonumber(ARGV[3])
@@ -42,6 +43,9 @@ if exists and user_target and team ~= '' then
 end
 local available = tonumber(redis.call('HGET', KEYS[4], 'balance') or '0')
 if available < amount then return {'insufficient', 'org', s(available)} end
+-- Bounds before any write (prelude MAX_MICROS): refused, nothing changes.
+local over = over_bound(KEYS[5], {'balance', 'allocated_total', 'funded_total'}, amount)
+if over then return {'bound', target, over} end
 
 local now_ms = redis_now_ms()
 if not exists then

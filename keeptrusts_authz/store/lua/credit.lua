@@ -13,7 +13,8 @@
 -- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
 -- namespace), so it comes in ARGV. Replays and refusals publish nothing.
--- Returns {'ok'|'replayed', entry_id, 'org', org_balance_after} or {'conflict'}.
+-- Returns {'ok'|'replayed', entry_id, 'org', org_balance_after}, {'conflict'} or
+--   {'bound', 'org', field} (the field would pass 2^53 - 1 micros; nothing written).
 local use_idem = ARGV[1] == '1'
 local fingerprint = ARGV[2]
 local amount = tonumber(ARGV[3])
@@ -24,6 +25,9 @@ local channel = ARGV[6]
 if not amount or amount <= 0 then return redis.error_reply('invalid amount') end
 local replay = idem_replay(use_idem, KEYS[3], fingerprint)
 if replay then return replay end
+-- Bounds before any write (prelude MAX_MICROS): refused, nothing changes.
+local over = over_bound(KEYS[4], {'balance', 'allocated_total', 'funded_total'}, amount)
+if over then return {'bound', 'org', over} end
 
 local now_ms = redis_now_ms()
 if redis.call('EXISTS', KEYS[4]) == 0 then

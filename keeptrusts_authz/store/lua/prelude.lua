@@ -28,6 +28,21 @@ local function utc_day(ms)
   return string.format('%04d-%02d-%02d', year, month, day)
 end
 
+-- Largest magnitude a wallet balance or total may reach: 2^53 - 1 micros. Lua numbers are
+-- doubles, exact only below 2^53: beyond it balance_after (and the audit's replay) would round.
+local MAX_MICROS = 9007199254740991
+
+-- Checked before any write: the first of `fields` of hash `key` that would leave
+-- [-MAX_MICROS, MAX_MICROS] once `delta` is added to it, or nil when all stay inside.
+local function over_bound(key, fields, delta)
+  local values = redis.call('HMGET', key, unpack(fields))
+  for i = 1, #fields do
+    local n = tonumber(values[i] or '0') + delta
+    if n > MAX_MICROS or n < -MAX_MICROS then return fields[i] end
+  end
+  return nil
+end
+
 -- A new wallet hash (every field zero) and its id in the org's wallet set.
 local function create_wallet(wallet_key, wallets_key, wallet_id, now_ms)
   redis.call('HSET', wallet_key, 'balance', 0, 'reserved', 0, 'allocated_total', 0,

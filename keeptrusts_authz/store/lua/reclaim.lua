@@ -13,7 +13,8 @@
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
 -- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {'ok'|'replayed', entry_id, source, source_balance, 'org', org_balance},
---   {'conflict'}, {'unknown_wallet', source} or {'insufficient', source, available}.
+--   {'conflict'}, {'unknown_wallet', source}, {'insufficient', source, available} or
+--   {'bound', wallet, field} (the field would pass 2^53 - 1 micros; nothing written).
 local use_idem = ARGV[1] == '1'
 local fingerprint = ARGV[2]
 local amount = tonumber(ARGV[3])
@@ -29,6 +30,11 @@ local raw = redis.call('HGET', KEYS[4], 'balance')
 if not raw then return {'unknown_wallet', source} end
 local available = tonumber(raw)
 if available < amount then return {'insufficient', source, s(available)} end
+-- Bounds of both sides before any write (prelude MAX_MICROS): refused, nothing changes.
+local over = over_bound(KEYS[4], {'allocated_total'}, -amount)
+if over then return {'bound', source, over} end
+over = over_bound(KEYS[5], {'balance'}, amount)
+if over then return {'bound', 'org', over} end
 
 local now_ms = redis_now_ms()
 if redis.call('EXISTS', KEYS[5]) == 0 then

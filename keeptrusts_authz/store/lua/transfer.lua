@@ -21,7 +21,8 @@
 -- namespace), so it comes in ARGV. Replays and refusals publish nothing.
 -- Returns {'ok'|'replayed', entry_id, source, source_balance, destination, destination_balance},
 --   {'conflict'}, {'unknown_wallet', id}, {'insufficient', source, available} or
---   {'wrong_team', id, its team or ''}.
+--   {'wrong_team', id, its team or ''} or
+--   {'bound', wallet, field} (the field would pass 2^53 - 1 micros; nothing written).
 local use_idem = ARGV[1] == '1'
 local fingerprint = ARGV[2]
 local amount = tonumber(ARGV[3])
@@ -53,6 +54,12 @@ if dest_team ~= '' and is_user(dest) and dest_exists then
 end
 local available = tonumber(raw)
 if available < amount then return {'insufficient', source, s(available)} end
+-- Bounds of both sides before any write (prelude MAX_MICROS): the source is never debited
+-- for a destination that cannot take the amount.
+local over = over_bound(KEYS[4], {'allocated_total'}, -amount)
+if over then return {'bound', source, over} end
+over = over_bound(KEYS[5], {'balance', 'allocated_total', 'funded_total'}, amount)
+if over then return {'bound', dest, over} end
 
 local now_ms = redis_now_ms()
 if not dest_exists then
