@@ -77,8 +77,7 @@ def _provider_credentials(cfg: Config) -> Config:
             secrets = RUN_DIR / "secrets"
             secrets.mkdir(mode=0o700, exist_ok=True)
             path = secrets / p.name
-            path.touch(mode=0o600)
-            path.write_text(value.strip(), encoding="utf-8")
+            write_secret(path, value.strip().encode("utf-8"))  # 0600 even if it existed
             p = p.model_copy(update={"credential_file": str(path.resolve())})
         providers.append(p)
     return cfg.model_copy(update={"providers": providers})

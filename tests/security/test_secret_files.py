@@ -55,3 +55,32 @@ def test_make_run_config_copy_ends_0600_even_if_it_was_world_readable(
     assert secured.server.tls is not None
     assert _mode(derived) == 0o600
     assert "tls" in yaml.safe_load(derived.read_text())["server"]
+
+
+def test_make_run_provider_credential_file_ends_0600_even_if_it_was_world_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / ".run"
+    (run_dir / "secrets").mkdir(parents=True)
+    monkeypatch.setattr(devrun, "RUN_DIR", run_dir)
+    stale = run_dir / "secrets" / "openai"
+    stale.write_text("sk-an-earlier-longer-key")
+    stale.chmod(0o644)
+    monkeypatch.setenv("KT_T_OPENAI", "sk-new")
+    cfg = parse_config(
+        {
+            "providers": [
+                {
+                    "name": "openai",
+                    "kind": "openai",
+                    "url": "https://api.openai.com",
+                    "credential_env": "KT_T_OPENAI",
+                }
+            ]
+        },
+        "t",
+    )
+    out = devrun._provider_credentials(cfg)
+    assert out.providers[0].credential_file == str(stale.resolve())
+    assert _mode(stale) == 0o600
+    assert stale.read_text() == "sk-new"
