@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class Issued:
 @dataclass(frozen=True)
 class DevPki:
     ca_file: Path
+    ca_key_file: Path  # 0600; lets a test issue more certificates from the same CA
     server: Issued  # the authz service (server.tls)
     client: Issued  # the gateway, i.e. Envoy (gateway.authz_tls)
     server_name: str  # what the server certificate names (SAN); Envoy checks it
@@ -39,14 +41,28 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
+def write_secret(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read: created 0600, and an existing file (an earlier run's,
+    perhaps world-readable) truncated and chmod-ed to 0600 before anything is written into it
+    (`Path.touch(mode=...)` leaves an existing file's mode as it was)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.touch(mode=0o600)
-    path.write_bytes(
+    write_secret(
+        path,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )
+        ),
     )
 
 
@@ -89,8 +105,19 @@ class Authority:
             .sign(self.key, hashes.SHA256())
         )
 
+    @classmethod
+    def load(cls, cert_file: Path, key_file: Path) -> Authority:
+        """The CA that `write_ca` wrote (to issue more certificates from it)."""
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        ca = cls.__new__(cls)
+        ca.key = key
+        ca.cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        return ca
+
     def write_ca(self, path: Path) -> Path:
         path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(self.key, path.with_suffix(".key"))
         return path
 
     def issue(
@@ -130,6 +157,7 @@ def generate(directory: Path, server_name: str = "keeptrusts-authz") -> DevPki:
     sans = list(dict.fromkeys([server_name, "localhost", "127.0.0.1"]))
     return DevPki(
         ca_file=ca.write_ca(directory / "ca.crt"),
+        ca_key_file=directory / "ca.key",
         server=ca.issue(directory, "authz-server", server_name, sans, server=True),
         client=ca.issue(directory, "gateway-client", "keeptrusts-gateway", [], server=False),
         server_name=server_name,

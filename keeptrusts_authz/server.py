@@ -18,13 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import logging
 import signal
-from collections.abc import Callable
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -240,13 +245,129 @@ class RunningServer:
         await self.app.close()
 
 
+class TlsFiles:
+    """`server.tls`'s files, re-read when they change (a cert-manager renewal swaps the Secret
+    volume's files at once): gRPC asks `fetch` at the start of every new handshake, so new
+    connections get the renewed certificate without a restart; open connections keep theirs.
+    A pair that does not load or whose key does not match the certificate (a rotation caught
+    half-way) is not taken: the last good one stays, and the failure is logged."""
+
+    def __init__(self, tls: ServerTls) -> None:
+        self._paths = (Path(tls.cert_file), Path(tls.key_file), Path(tls.client_ca_file))
+        self._seen = self._signature()
+        self.initial = self._load()  # start-up: an unreadable or mismatched pair fails loudly
+
+    def _signature(self) -> tuple[tuple[int, int, int], ...]:
+        out = []
+        for path in self._paths:
+            st = path.stat()  # follows the ..data symlink of a Secret volume
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def _load(self) -> grpc.ServerCertificateConfiguration:
+        cert_path, key_path, ca_path = self._paths
+        cert, key, ca = cert_path.read_bytes(), key_path.read_bytes(), ca_path.read_bytes()
+        leaf = x509.load_pem_x509_certificate(cert).public_key()
+        private = serialization.load_pem_private_key(key, password=None)
+        if private.public_key().public_bytes(*_SPKI) != leaf.public_bytes(*_SPKI):
+            raise ValueError(f"{key_path} is not the key of {cert_path}")
+        x509.load_pem_x509_certificates(ca)
+        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """None: nothing changed, keep the current configuration."""
+        try:
+            seen = self._signature()
+            if seen == self._seen:
+                return None
+            config = self._load()
+        except (OSError, ValueError) as exc:
+            log.warning("server.tls: not reloading the certificate files: %s", exc)
+            return None
+        self._seen = seen
+        log.info("server.tls: certificate files changed, new connections use them")
+        return config
+
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
-    """mTLS: the service's certificate, and only clients whose certificate the CA signed."""
-    return grpc.ssl_server_credentials(
-        [(Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())],
-        root_certificates=Path(tls.client_ca_file).read_bytes(),
-        require_client_auth=True,
+    """mTLS: the service's certificate, and only clients whose certificate the CA signed
+    (their name is checked by `ClientIdentity`). Re-read on change, see `TlsFiles`."""
+    files = TlsFiles(tls)
+    # grpc documents None from the fetcher as "keep the current configuration"; the stubs do
+    # not allow it.
+    return grpc.dynamic_ssl_server_credentials(
+        files.initial,
+        files.fetch,  # type: ignore[arg-type]
+        require_client_authentication=True,
     )
+
+
+_IDENTITY_KEYS = ("x509_common_name", "x509_subject_alternative_name")
+
+
+def client_names(context: grpc.aio.ServicerContext[Any, Any]) -> set[str]:
+    """The subject CN and SANs of the verified client certificate (empty without one)."""
+    auth = context.auth_context()
+    return {v.decode("utf-8", "replace") for key in _IDENTITY_KEYS for v in auth.get(key, [])}
+
+
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class ClientIdentity(_ServerInterceptor):
+    """`server.tls.allowed_client_names`: every RPC on the mTLS port (Check, access log, wallet
+    API, health, reflection) first checks that the client certificate (already verified against
+    `client_ca_file` by the handshake) names an allowed client; otherwise PERMISSION_DENIED
+    before the servicer runs, so nothing is read or changed."""
+
+    def __init__(self, allowed: list[str]) -> None:
+        self._allowed = frozenset(allowed)
+
+    async def _require(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        names = client_names(context)
+        if names & self._allowed:
+            return
+        log.warning("mTLS: refused a client certificate naming %s", sorted(names) or "nothing")
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "client certificate not allowed")
+
+    def _guard(self, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                await self._require(context)
+                async for item in behaviour(request, context):
+                    yield item
+
+            return stream
+
+        async def call(request: Any, context: Any) -> Any:
+            await self._require(context)
+            result = behaviour(request, context)
+            return await result if inspect.isawaitable(result) else result
+
+        return call
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(details)
+        if handler is None:  # no such method: gRPC answers UNIMPLEMENTED
+            return handler
+        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        guarded = {k: self._guard(getattr(handler, k)) for k in kinds if getattr(handler, k)}
+        # grpc's handlers are namedtuples (grpc.unary_unary_rpc_method_handler & co.)
+        replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(**guarded)  # type: ignore[attr-defined]
+        return replaced
 
 
 def bind_grpc(
@@ -259,11 +380,7 @@ def bind_grpc(
         path = Path(settings.uds_path)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a stale socket of a previous process
-        server.add_insecure_port(f"unix:{path}")
-        # Owner and group only (the proxy's container shares the group, e.g. the pod's fsGroup):
-        # whoever else can see the volume cannot connect.
-        with contextlib.suppress(FileNotFoundError):
-            path.chmod(0o660)
+        server.add_insecure_port(f"unix:{path}")  # its mode is set after start: secure_socket
         return f"unix:{path}", 0
     bind_host = settings.host if host is None else host
     target = f"{bind_host}:{settings.grpc_port if port is None else port}"
@@ -271,6 +388,22 @@ def bind_grpc(
         bound = server.add_secure_port(target, server_credentials(settings.tls))
         return f"{target} (mTLS, client certificates required)", bound
     return target, server.add_insecure_port(target)
+
+
+def secure_socket(path: Path) -> None:
+    """Sidecar mode, once the server has started: owner and group only (the proxy's container
+    shares the group, e.g. the pod's fsGroup), so whoever else can see the volume cannot connect.
+    A socket that is missing, is not a socket, or does not end up 0660 fails start-up: the
+    service must not run unreachable, or reachable by everyone, without saying so."""
+    try:
+        path.chmod(0o660)
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise RuntimeError(f"server.uds_path {path}: the socket is missing after start") from None
+    if not stat.S_ISSOCK(mode):
+        raise RuntimeError(f"server.uds_path {path}: not a socket")
+    if stat.S_IMODE(mode) != 0o660:
+        raise RuntimeError(f"server.uds_path {path}: mode {stat.S_IMODE(mode):o}, expected 660")
 
 
 def health_only_server(cfg: Config, health: HealthServicer) -> grpc.aio.Server | None:
@@ -289,7 +422,11 @@ async def start_server(
     app: App, *, host: str | None = None, port: int | None = None
 ) -> RunningServer:
     cfg = app.config
-    server = grpc.aio.server(options=[("grpc.so_reuseport", int(cfg.server.reuse_port))])
+    tls = cfg.server.tls
+    server = grpc.aio.server(
+        options=[("grpc.so_reuseport", int(cfg.server.reuse_port))],
+        interceptors=[ClientIdentity(tls.allowed_client_names)] if tls is not None else None,
+    )
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
         AuthorizationServicer(app.admission), server
     )
@@ -313,6 +450,13 @@ async def start_server(
     await app.wallets.integrity.check_quietly()
     app.wallets.integrity.start()
     await server.start()
+    if cfg.server.uds_path is not None:
+        try:
+            secure_socket(Path(cfg.server.uds_path))
+        except RuntimeError:
+            await server.stop(0)
+            await app.close()
+            raise
     health_server = health_only_server(cfg, health)
     if health_server is not None:
         await health_server.start()

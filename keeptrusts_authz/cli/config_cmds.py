@@ -242,6 +242,22 @@ def render_text(source: str, summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def check_transport(cfg: Config) -> list[str]:
+    """Both ends of the proxy-to-service hop in one file must agree: with `server.tls` set and no
+    `gateway.authz_tls`, render-envoy (and make run, deploy.render) would point a plaintext
+    cluster at the TLS port, and every Check would fail. An error, not a warning: a service-only
+    file for a split deployment (Envoy configured from another file) can carry the gateway's
+    `authz_tls` block too; `serve` ignores it. The reverse (authz_tls without server.tls) is a
+    gateway-only file, e.g. the sidecar example, and is fine."""
+    if cfg.server.tls is not None and cfg.gateway.authz_tls is None:
+        return [
+            "gateway.authz_tls: not set, but server.tls requires client certificates: Envoy "
+            "rendered from this file would talk plaintext to the TLS port (set gateway.authz_tls "
+            "to Envoy's client certificate, the CA and server_name)"
+        ]
+    return []
+
+
 # -- the command -----------------------------------------------------------------------------------
 
 
@@ -266,6 +282,7 @@ def run_check_config(args: argparse.Namespace) -> int:
         errors += env_errors
         warnings += env_warnings
         warnings += cfg.timing_warnings()
+        errors += check_transport(cfg)
         if not errors:
             assert report.table is not None
             taken = report.table.prices_taken

@@ -405,11 +405,26 @@ class Signing(StrictModel):
 class ServerTls(StrictModel):
     """mTLS on the gRPC port (Check, access log, wallet API, health): the service presents
     `cert_file`/`key_file` and accepts only clients whose certificate `client_ca_file` signed
-    (Envoy's, see `gateway.authz_tls`). A client without such a certificate gets no answer."""
+    (Envoy's, see `gateway.authz_tls`) AND names one of `allowed_client_names`. A client without
+    such a certificate gets no answer (no handshake, or PERMISSION_DENIED before any servicer)."""
 
     cert_file: str = Field(min_length=1)
     key_file: str = Field(min_length=1)
     client_ca_file: str = Field(min_length=1)
+    # The CA signing a certificate is not enough (it also signs the service's own certificate,
+    # and may sign other workloads'): the client certificate must name one of these, as its
+    # subject CN or one of its SANs. Default: the name `make run` and deploy/base/tls.yaml give
+    # the gateway's (Envoy's) client certificate.
+    allowed_client_names: list[str] = Field(
+        default_factory=lambda: ["keeptrusts-gateway"], min_length=1
+    )
+
+    @field_validator("allowed_client_names")
+    @classmethod
+    def _names_not_blank(cls, names: list[str]) -> list[str]:
+        if any(not n.strip() for n in names):
+            raise ValueError("names must not be blank")
+        return names
 
 
 class Server(StrictModel):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from keeptrusts_authz.cli.config_cmds import check_environment
+from keeptrusts_authz.cli.config_cmds import check_environment, check_transport
 from keeptrusts_authz.config import ConfigError, load_config, parse_config
 from keeptrusts_authz.pricing import validate_pricing
 
@@ -68,7 +68,7 @@ def all_errors(path: Path, environ: dict[str, str] | None = None) -> list[str]:
         return list(exc.errors)
     report = validate_pricing(cfg)
     env_errors, _ = check_environment(cfg, environ or {}, strict=False)
-    return report.errors + env_errors
+    return report.errors + env_errors + check_transport(cfg)
 
 
 @pytest.fixture(autouse=True)
@@ -251,3 +251,18 @@ def test_provider_default_service_tier() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"providers": [{**base, "default_service_tier": "Priority tier"}]})
     assert [e.split(":")[0] for e in info.value.errors] == ["providers[0].default_service_tier"]
+
+
+def test_transport_ends_must_agree_only_when_the_service_requires_tls() -> None:
+    """server.tls without gateway.authz_tls is the error (fixture
+    server_tls_without_gateway_authz_tls); a gateway-only file (the sidecar example: authz_tls,
+    no server.tls), both set, or neither set are fine."""
+    server_tls = {"cert_file": "/c", "key_file": "/k", "client_ca_file": "/ca"}
+    gateway_tls = {"cert_file": "/c", "key_file": "/k", "ca_file": "/ca", "server_name": "authz"}
+    assert check_transport(parse_config({"server": {"tls": server_tls}}, "t"))
+    for data in (
+        {},
+        {"gateway": {"authz_tls": gateway_tls}},
+        {"server": {"tls": server_tls}, "gateway": {"authz_tls": gateway_tls}},
+    ):
+        assert check_transport(parse_config(data, "t")) == [], data

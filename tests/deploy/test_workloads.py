@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from keeptrusts_authz.config import parse_config
 from tests.deploy.conftest import (
     DEPLOY,
     ENVOY_DIRS,
@@ -354,6 +355,13 @@ def test_mtls_secrets_are_mounted_only_where_needed(
     assert certs["keeptrusts-authz-tls"]["usages"] == ["server auth"]
     assert gateway_tls["server_name"] in certs["keeptrusts-authz-tls"]["dnsNames"]
     assert certs["keeptrusts-gateway-tls"]["usages"] == ["client auth"]
+    # The service answers only the client names it allows (review #14): the gateway's
+    # certificate names one of them, the service's own certificate none.
+    allowed = set(parse_config(cfg, "t").server.tls.allowed_client_names)  # type: ignore[union-attr]
+    gateway_cert = certs["keeptrusts-gateway-tls"]
+    assert allowed & {gateway_cert["commonName"], *gateway_cert.get("dnsNames", [])}
+    authz_cert = certs["keeptrusts-authz-tls"]
+    assert not allowed & {authz_cert["commonName"], *authz_cert.get("dnsNames", [])}
     # Both signed by the same CA issuer, whose CA is the one each side trusts (ca.crt).
     assert {c["issuerRef"]["name"] for n, c in certs.items() if n != "keeptrusts-ca"} == {
         "keeptrusts-ca"

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from keeptrusts_authz.config import ConfigError, parse_config
+from keeptrusts_authz.config.models import ServerTls
 from keeptrusts_authz.envoy_config.render import build_listener
 from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
@@ -86,6 +87,19 @@ def test_non_loopback_bind_is_fine_with_tls() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"server": {"tls": {"cert_file": "/c"}}}, "t")
     assert "server.tls.key_file" in str(err.value.errors)
+    # Review #14: the client identity, not only the CA. Default: the gateway's certificate name.
+    assert cfg_tls(tls).allowed_client_names == ["keeptrusts-gateway"]
+    assert cfg_tls({**tls, "allowed_client_names": ["a", "b"]}).allowed_client_names == ["a", "b"]
+    for bad in ([], [" "]):
+        with pytest.raises(ConfigError) as err:
+            cfg_tls({**tls, "allowed_client_names": bad})
+        assert "server.tls.allowed_client_names" in str(err.value.errors)
+
+
+def cfg_tls(tls: dict[str, object]) -> ServerTls:
+    got = parse_config({"server": {"tls": tls}}, "t").server.tls
+    assert got is not None
+    return got
 
 
 def test_gateway_uds_excludes_tls_and_endpoints() -> None:

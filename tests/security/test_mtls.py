@@ -100,6 +100,20 @@ def _channel(stack: Stack, how: str, tmp_path: Path) -> grpc.Channel:
         return grpc.secure_channel(
             target, _credentials(stack, (other.cert_file, other.key_file)), options
         )
+    if how == "same_ca_wrong_name":
+        # Signed by the right CA for client auth, but not the gateway's name (say, a cert
+        # issued for another workload): the handshake succeeds, the identity check refuses.
+        ca = Authority.load(stack.pki.ca_file, stack.pki.ca_key_file)
+        other = ca.issue(tmp_path, "workload", "some-workload", ["some-workload"], server=False)
+        return grpc.secure_channel(
+            target, _credentials(stack, (other.cert_file, other.key_file)), options
+        )
+    if how == "server_cert":
+        # The service's own certificate (same CA), presented as a client.
+        pki = stack.pki
+        return grpc.secure_channel(
+            target, _credentials(stack, (pki.server.cert_file, pki.server.key_file)), options
+        )
     assert how == "gateway_cert"
     pki = stack.pki
     return grpc.secure_channel(
@@ -136,6 +150,30 @@ def test_direct_grpc_without_the_gateway_certificate_gets_no_answer(
         _call(channel, rpc)
     # No handshake, so no handler ran: UNAVAILABLE, never an answer from a servicer.
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value
+    assert stack.wallet("team:team_engineering") == before
+
+
+@pytest.mark.parametrize("rpc", [*RPCS, "health"])
+@pytest.mark.parametrize("how", ["same_ca_wrong_name", "server_cert"])
+def test_a_certificate_of_the_right_ca_with_another_name_gets_no_answer(
+    stack: Stack, rpc: str, how: str, tmp_path: Path
+) -> None:
+    """Review #14: the CA signing a certificate is not enough; the client must be one of
+    `server.tls.allowed_client_names` (default: the gateway's, keeptrusts-gateway). A cert of
+    the same CA naming something else, or the service's own server cert, is refused before
+    any servicer runs: PERMISSION_DENIED when the handshake completes (the identity check),
+    UNAVAILABLE when the TLS library already refuses the certificate's key usage."""
+    stack.fund("team_engineering", 5 * USD)
+    before = stack.wallet("team:team_engineering")
+    with _channel(stack, how, tmp_path) as channel, pytest.raises(grpc.RpcError) as err:
+        if rpc == "health":
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
+        else:
+            _call(channel, rpc)
+    expected = {grpc.StatusCode.PERMISSION_DENIED}
+    if how == "server_cert":
+        expected.add(grpc.StatusCode.UNAVAILABLE)
+    assert err.value.code() in expected, err.value
     assert stack.wallet("team:team_engineering") == before
 
 
@@ -191,7 +229,7 @@ def test_uds_mode_works_through_envoy_and_opens_no_tcp_port(
         assert stack.cfg.server.uds_path is not None
         assert Path(stack.cfg.server.uds_path).is_socket()
         # Owner and group only: nobody else who can see the volume may connect.
-        assert Path(stack.cfg.server.uds_path).stat().st_mode & 0o007 == 0
+        assert Path(stack.cfg.server.uds_path).stat().st_mode & 0o777 == 0o660
         stack.fund("team_engineering", 5 * USD)
         status, _, raw = stack.post(
             "/v1/chat/completions", CHAT, headers={"x-fake-usage": "120,30,0"}
