@@ -64,6 +64,8 @@ def stack_config(redis_url: str, provider_url: str, **overrides: Any) -> dict[st
                 "kind": "openai",
                 "url": provider_url,
                 "credential_env": "KT_TEST_OPENAI_KEY",
+                # The fake provider's controls (x-fake-usage, -model, -status, ...).
+                "allowed_request_headers": ["x-fake-*"],
                 "models": ["gpt-*", "o*", "text-embedding-*"],
             },
             {
@@ -71,6 +73,8 @@ def stack_config(redis_url: str, provider_url: str, **overrides: Any) -> dict[st
                 "kind": "anthropic",
                 "url": provider_url,
                 "credential_env": "KT_TEST_ANTHROPIC_KEY",
+                # The fake provider's controls (x-fake-usage, -model, -status, ...).
+                "allowed_request_headers": ["x-fake-*"],
                 "models": ["claude-*"],
             },
         ],

@@ -274,6 +274,8 @@ class Pricing(StrictModel):
         return self
 
 
+# Provider account selection (OpenAI organisation / project of the org's key): never from a client.
+_ACCOUNT_SELECTION_HEADERS = ("openai-organization", "openai-project")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
 # The credential (credential_injector) and what Envoy owns on a request.
 _UNSETTABLE_HEADERS = frozenset(
@@ -298,6 +300,11 @@ class Provider(StrictModel):
     # OpenAI-Project: the org's account selection). What clients send under these names, and
     # any x-keeptrusts-* header, never reaches the provider (render-envoy: header_mutation).
     headers: dict[str, str] = Field(default_factory=dict)
+    # Client headers that may reach this provider beyond the built-in allow-list (transport
+    # essentials, the provider's own API headers, the credential header and `headers` above):
+    # exact names or `prefix-*` patterns. Every other client header is removed on the provider
+    # cluster (render-envoy: the allow-list Lua upstream filter).
+    allowed_request_headers: list[str] = Field(default_factory=list)
     # The service tier this provider account applies to a request that names none (or `auto`),
     # e.g. `default` (OpenAI) or `standard` (Anthropic) when the project is not set to priority.
     # Unset: unknown, so such a request is reserved at the worst case over every tier of the
@@ -316,6 +323,31 @@ class Provider(StrictModel):
             if "\r" in value or "\n" in value:
                 raise ValueError(f"{name!r}: the value must be one line")
         return {k.lower(): val for k, val in v.items()}
+
+    @field_validator("allowed_request_headers")
+    @classmethod
+    def _allowable_headers(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for entry in v:
+            low = entry.lower()
+            is_prefix = low.endswith("-*")
+            name = low[:-1] if is_prefix else low  # a prefix keeps its trailing "-"
+            if not _HEADER_NAME.match(name.rstrip("-") if is_prefix else name):
+                raise ValueError(f"{entry!r}: not an HTTP header name or a `prefix-*` pattern")
+
+            def covers(header: str, name: str = name, is_prefix: bool = is_prefix) -> bool:
+                return header.startswith(name) if is_prefix else header == name
+
+            if name.startswith(("x-keeptrusts-", "x-envoy-")) or covers("x-keeptrusts-"):
+                raise ValueError(f"{entry!r}: the gateway's own headers never go upstream")
+            if any(covers(h) for h in _ACCOUNT_SELECTION_HEADERS):
+                raise ValueError(
+                    f"{entry!r}: account selection is never taken from the client; "
+                    "set it in providers[].headers"
+                )
+            if low not in out:
+                out.append(low)
+        return out
 
     @field_validator("url")
     @classmethod

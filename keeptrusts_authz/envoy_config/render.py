@@ -365,6 +365,96 @@ def provider_header_filter(cfg: Config, provider: Provider) -> Node:
     }
 
 
+# The allow-list: only these client headers reach a provider (pseudo-headers such as :authority
+# and :path are Envoy's and always kept). Transport essentials for every provider, then each
+# kind's API headers; a trailing "*" is a prefix. Both SDKs are Stainless-generated and send
+# x-stainless-* telemetry.
+ESSENTIAL_REQUEST_HEADERS = (
+    "accept",
+    "accept-encoding",
+    "content-length",
+    "content-type",
+    "host",
+    "user-agent",
+    "x-stainless-*",
+)
+PROVIDER_REQUEST_HEADERS: dict[str, tuple[str, ...]] = {
+    "openai": ("openai-beta", "idempotency-key", "x-request-id"),
+    "anthropic": ("anthropic-*",),
+}
+HEADER_ALLOW_LIST_FILTER = "keeptrusts.provider_header_allow_list"
+
+
+def allowed_request_headers(provider: Provider) -> tuple[list[str], list[str]]:
+    """(exact names, prefixes) of the client headers that may reach `provider`."""
+    entries = {
+        *ESSENTIAL_REQUEST_HEADERS,
+        *PROVIDER_REQUEST_HEADERS.get(provider.kind, ()),
+        _credential_header(provider)[0],
+        *provider.headers,
+        *provider.allowed_request_headers,
+    }
+    exact = sorted(e for e in entries if not e.endswith("*"))
+    prefixes = sorted(e[:-1] for e in entries if e.endswith("*"))
+    return exact, prefixes
+
+
+def _lua_strings(values: list[str]) -> str:
+    # Validated header names ([a-z0-9-]): json.dumps yields a valid Lua string literal.
+    return "{" + ", ".join(json.dumps(v) for v in values) + "}"
+
+
+def header_allow_list_filter(cfg: Config, provider: Provider) -> Node:
+    """Upstream filter of the provider cluster (so after ext_authz and every route decision, on
+    the request that actually goes to this provider): every header that is not a pseudo-header
+    and not on the provider's allow-list is removed. The gateway's own headers, the user
+    headers and the account-selection headers are removed even if a pattern would cover them
+    (the provider's fixed `headers` are set again by the header_mutation filter that follows)."""
+    exact, prefixes = allowed_request_headers(provider)
+    denied = sorted(
+        {
+            *ACCOUNT_SELECTION_HEADERS,
+            cfg.enforcement.user_header.lower(),
+            *(cfg.user_header_for(g) for g in cfg.consumer_groups),
+        }
+        - set(provider.headers)
+    )
+    own = KEEPTRUSTS_HEADER_PREFIX
+    source = f"""local exact = {{}}
+for _, name in ipairs({_lua_strings(exact)}) do exact[name] = true end
+local prefixes = {_lua_strings(prefixes)}
+local denied = {{}}
+for _, name in ipairs({_lua_strings(denied)}) do denied[name] = true end
+
+local function allowed(name)
+  if string.sub(name, 1, 1) == ":" then return true end
+  if denied[name] or string.sub(name, 1, {len(own)}) == "{own}" then return false end
+  if exact[name] then return true end
+  for _, prefix in ipairs(prefixes) do
+    if string.sub(name, 1, #prefix) == prefix then return true end
+  end
+  return false
+end
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local drop = {{}}
+  for name, _ in pairs(headers) do
+    local low = string.lower(name)
+    if not allowed(low) then drop[#drop + 1] = low end
+  end
+  for _, name in ipairs(drop) do headers:remove(name) end
+end
+"""
+    return {
+        "name": HEADER_ALLOW_LIST_FILTER,
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": source},
+        },
+    }
+
+
 def provider_cluster(cfg: Config, provider: Provider) -> Node:
     scheme, host, port, _ = _provider_endpoint(provider)
     name = provider_cluster_name(provider)
@@ -376,7 +466,10 @@ def provider_cluster(cfg: Config, provider: Provider) -> Node:
         "lb_policy": "ROUND_ROBIN",
         "load_assignment": _load_assignment(name, host, port),
     }
-    upstream_filters = [provider_header_filter(cfg, provider)]
+    upstream_filters = [
+        header_allow_list_filter(cfg, provider),
+        provider_header_filter(cfg, provider),
+    ]
     if provider.credential_file:
         upstream_filters.append(credential_injector_filter(provider))
     cluster["typed_extension_protocol_options"] = {

@@ -14,7 +14,12 @@ import yaml
 
 from keeptrusts_authz.cli.main import main as cli_main
 from keeptrusts_authz.config.loader import load_config, parse_config
-from keeptrusts_authz.envoy_config.render import render_envoy_yaml, usage_filter_lua
+from keeptrusts_authz.envoy_config.render import (
+    HEADER_ALLOW_LIST_FILTER,
+    allowed_request_headers,
+    render_envoy_yaml,
+    usage_filter_lua,
+)
 from testing.envoy_harness import envoy_validate
 
 pytestmark = pytest.mark.envoy
@@ -379,12 +384,76 @@ def test_provider_clusters_strip_gateway_and_account_headers() -> None:
     filters = cluster["typed_extension_protocol_options"][
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
     ]["http_filters"]
-    mutations = filters[0]["typed_config"]["mutations"]["request_mutations"]
+    assert [f["name"] for f in filters] == [
+        HEADER_ALLOW_LIST_FILTER,
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.upstream_codec",
+    ]
+    mutations = filters[1]["typed_config"]["mutations"]["request_mutations"]
     assert mutations[0] == {"remove_on_match": {"key_matcher": {"prefix": "x-keeptrusts-"}}}
     removed = {m["remove"] for m in mutations if "remove" in m}
     assert removed == {"openai-organization", "openai-project", "x-team-user"}
     assert mutations[-1]["append"]["header"] == {"key": "openai-project", "value": "p"}
     envoy_validate(render_envoy_yaml(parse_config(data, "t")))
+
+
+def test_provider_allow_list_per_kind_and_config() -> None:
+    """The allow-list each provider cluster enforces: built-in per kind, plus the credential
+    header, the fixed `headers` and `allowed_request_headers`; the user header and the
+    account-selection headers are denied even where a prefix would cover them."""
+    data = {
+        "consumer_groups": [{"name": "g", "api_key": "kt_x", "user_header": "X-Stainless-User"}],
+        "providers": [
+            {
+                "name": "openai",
+                "url": "https://api.openai.com",
+                "headers": {"OpenAI-Project": "p"},
+                "allowed_request_headers": ["X-Trace-Id", "traceparent", "x-datadog-*"],
+            },
+            {"name": "claude", "kind": "anthropic", "url": "https://api.anthropic.com"},
+        ],
+    }
+    cfg = parse_config(data, "t")
+    exact, prefixes = allowed_request_headers(cfg.providers[0])
+    assert {"authorization", "openai-beta", "idempotency-key", "x-request-id"} <= set(exact)
+    assert {"openai-project", "x-trace-id", "traceparent", "content-type"} <= set(exact)
+    assert "openai-organization" not in exact and "x-api-key" not in exact
+    assert prefixes == ["x-datadog-", "x-stainless-"]
+    exact, prefixes = allowed_request_headers(cfg.providers[1])
+    assert "x-api-key" in exact and "authorization" not in exact and "openai-beta" not in exact
+    assert prefixes == ["anthropic-", "x-stainless-"]
+    clusters = _clusters_of(data)
+    source = clusters["provider_openai"]["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]["http_filters"][0]["typed_config"]["default_source_code"]["inline_string"]
+    denied = source.split("for _, name in ipairs(")[2].split(")")[0]
+    assert denied == '{"openai-organization", "x-keeptrusts-user", "x-stainless-user"}'
+    envoy_validate(render_envoy_yaml(cfg))
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("OpenAI-Organization", "account selection"),
+        ("openai-*", "account selection"),
+        ("openai-proj*", "prefix"),
+        ("x-keeptrusts-team", "gateway's own"),
+        ("x-*", "gateway's own"),
+        ("x-envoy-original-path", "gateway's own"),
+        ("*", "prefix"),
+        ("-*", "prefix"),
+        ("bad name", "prefix"),
+        (":authority", "prefix"),
+    ],
+)
+def test_allowed_request_headers_are_validated(entry: str, problem: str) -> None:
+    from keeptrusts_authz.config import ConfigError
+
+    data = {"providers": [{"name": "o", "url": "https://x", "allowed_request_headers": [entry]}]}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "t")
+    text = str(err.value.errors)
+    assert "providers[0].allowed_request_headers" in text and problem in text, text
 
 
 @pytest.mark.parametrize(

@@ -35,8 +35,20 @@ def _config(provider_url: str, **gateway: Any) -> Any:
                 {"name": "engineering", "api_key": "kt_cg_eng", "wallet_team_id": "team_eng"}
             ],
             "providers": [
-                {"name": "openai", "kind": "openai", "url": provider_url, "timeout_seconds": 30},
-                {"name": "anthropic", "kind": "anthropic", "url": provider_url},
+                {
+                    "name": "openai",
+                    "kind": "openai",
+                    "url": provider_url,
+                    "timeout_seconds": 30,
+                    # The fake provider's controls and the test's correlation id.
+                    "allowed_request_headers": ["x-fake-*", "x-test-id"],
+                },
+                {
+                    "name": "anthropic",
+                    "kind": "anthropic",
+                    "url": provider_url,
+                    "allowed_request_headers": ["x-fake-*", "x-test-id"],
+                },
             ],
             "gateway": loopback_gateway(max_request_bytes=64 * 1024, **gateway),
         }

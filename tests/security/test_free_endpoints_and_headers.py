@@ -8,8 +8,11 @@ what of a request's headers reaches the provider, through the real Envoy and the
 - Any other path stays 404 `unsupported_endpoint`; a free path with the wrong method is a 405.
 - Attack (before): `x-keeptrusts-team/-user/-reservation/-ticket` and the client's
   `OpenAI-Organization` / `OpenAI-Project` reached the provider (account selection with the org's
-  key). Now every `x-keeptrusts-*` header and the account-selection headers are removed on the
-  provider cluster, and the provider config's fixed `headers` are set instead.
+  key), and so did any header a client invented. Now an allow-list per provider cluster decides
+  what passes (transport essentials, the provider's API headers such as `anthropic-*` /
+  `openai-beta` / `x-stainless-*`, the credential header, `providers[].headers` and
+  `providers[].allowed_request_headers`); everything else, every `x-keeptrusts-*` header and the
+  account-selection headers are removed, and the provider config's fixed `headers` are set.
 """
 
 from __future__ import annotations
@@ -213,14 +216,24 @@ SPOOFED = {
     "x-keeptrusts-anything": "1",
     "OpenAI-Organization": "org-someone-else",
     "OpenAI-Project": "proj_someone_else",
-    "x-client-trace": "kept",
+    "x-client-trace": "dropped",
+    "x-evil": "1",
+    "x-forwarded-host": "evil.example",
+}
+# What SDKs send and the provider must still see (beta features, Stainless telemetry).
+SDK_HEADERS = {
+    "openai-beta": "assistants=v2",
+    "anthropic-beta": "prompt-caching-2024-07-31",
+    "x-stainless-lang": "python",
+    "idempotency-key": "stainless-python-retry-1",
 }
 
 
 def test_only_allowed_headers_reach_the_provider(stack: Stack, provider: FakeProvider) -> None:
     stack.fund("team_engineering", 5 * USD)
     body = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
-    status, _, raw = request(stack, "POST", "/v1/chat/completions", body=body, headers=SPOOFED)
+    headers = {**SPOOFED, **SDK_HEADERS}
+    status, _, raw = request(stack, "POST", "/v1/chat/completions", body=body, headers=headers)
     assert status == 200, raw
     seen = provider.last().headers
     assert not [h for h in seen if h.startswith("x-keeptrusts-")], seen
@@ -228,7 +241,13 @@ def test_only_allowed_headers_reach_the_provider(stack: Stack, provider: FakePro
     # The provider config's own account selection replaces the client's.
     assert seen["openai-organization"] == "org-acme"
     assert seen["authorization"] == "Bearer sk-test-openai-secret"
-    assert seen["x-client-trace"] == "kept"  # ordinary client headers still pass
+    # An allow-list, not a strip list: a header nobody listed never reaches the provider.
+    for name in ("x-evil", "x-client-trace", "x-forwarded-host", "anthropic-beta"):
+        assert name not in seen, (name, seen)
+    assert seen["openai-beta"] == "assistants=v2"
+    assert seen["x-stainless-lang"] == "python"
+    assert seen["idempotency-key"] == "stainless-python-retry-1"
+    assert seen["content-type"] == "application/json"
     assert stack.wait_settled("team:team_engineering").spent_total > 0
 
 
@@ -236,7 +255,12 @@ def test_anthropic_requests_lose_the_same_headers(stack: Stack, provider: FakePr
     stack.fund("team_engineering", 5 * USD)
     body = {"model": "claude-3-5-haiku", "max_tokens": 8, "messages": []}
     status, _, raw = request(
-        stack, "POST", "/v1/messages", body=body, headers=SPOOFED, anthropic_style=True
+        stack,
+        "POST",
+        "/v1/messages",
+        body=body,
+        headers={**SPOOFED, **SDK_HEADERS},
+        anthropic_style=True,
     )
     assert status == 200, raw
     seen = provider.last().headers
@@ -244,3 +268,7 @@ def test_anthropic_requests_lose_the_same_headers(stack: Stack, provider: FakePr
     assert "openai-organization" not in seen and "openai-project" not in seen  # not set here
     assert seen["anthropic-version"] == "2023-06-01"
     assert seen["x-api-key"] == "sk-ant-test-secret"
+    assert seen["anthropic-beta"] == "prompt-caching-2024-07-31"
+    assert seen["x-stainless-lang"] == "python"
+    for name in ("x-evil", "x-client-trace", "x-forwarded-host", "openai-beta", "idempotency-key"):
+        assert name not in seen, (name, seen)
