@@ -119,7 +119,7 @@ def test_cli_ledger_reads_postgres_after_the_trim(
 
     def listing(*extra: str) -> str:
         capsys.readouterr()
-        assert main(["ledger", "--limit", "1000", "--json", "--config", cfg, *extra]) == 0
+        assert main(["ledger", "--limit", "500", "--json", "--config", cfg, *extra]) == 0
         return capsys.readouterr().out
 
     before, before_eng = listing(), listing("--wallet", "team:team_eng")
