@@ -274,8 +274,17 @@ class Pricing(StrictModel):
         return self
 
 
-# Provider account selection (OpenAI organisation / project of the org's key): never from a client.
-_ACCOUNT_SELECTION_HEADERS = ("openai-organization", "openai-project")
+# Provider account selection: a client must not pick another organisation, project or workspace
+# of the org's key (OpenAI organisation/project; the anthropic SDK's workspace and user-profile
+# settings, which the `anthropic-*` allow-list would otherwise pass). Removed upstream unless the
+# provider config sets them (`providers[].headers`); no `allowed_request_headers` may cover them.
+# One owner: the renderer reads this tuple.
+ACCOUNT_SELECTION_HEADERS = (
+    "openai-organization",
+    "openai-project",
+    "anthropic-workspace-id",
+    "anthropic-user-profile-id",
+)
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
 # The credential (credential_injector) and what Envoy owns on a request.
 _UNSETTABLE_HEADERS = frozenset(
@@ -340,7 +349,7 @@ class Provider(StrictModel):
 
             if name.startswith(("x-keeptrusts-", "x-envoy-")) or covers("x-keeptrusts-"):
                 raise ValueError(f"{entry!r}: the gateway's own headers never go upstream")
-            if any(covers(h) for h in _ACCOUNT_SELECTION_HEADERS):
+            if any(covers(h) for h in ACCOUNT_SELECTION_HEADERS):
                 raise ValueError(
                     f"{entry!r}: account selection is never taken from the client; "
                     "set it in providers[].headers"

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import yaml
 
 from keeptrusts_authz import envoy_contract
-from keeptrusts_authz.config.models import Config, Provider
+from keeptrusts_authz.config.models import ACCOUNT_SELECTION_HEADERS, Config, Provider
 from keeptrusts_authz.envoy_config import admin_routes, jwt
 from keeptrusts_authz.envoy_contract import (
     ACCESS_LOG_COPY_NAME,
@@ -323,9 +323,6 @@ def credential_injector_filter(provider: Provider) -> Node:
     }
 
 
-# Provider account selection: a client must not pick another OpenAI organisation or project of
-# the org's key. Removed unless the provider config sets them (`providers[].headers`).
-ACCOUNT_SELECTION_HEADERS = ("openai-organization", "openai-project")
 # The gateway's own headers (provider, team, user, ticket, reservation, ...): never upstream.
 KEEPTRUSTS_HEADER_PREFIX = "x-keeptrusts-"
 

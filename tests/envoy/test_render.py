@@ -392,7 +392,13 @@ def test_provider_clusters_strip_gateway_and_account_headers() -> None:
     mutations = filters[1]["typed_config"]["mutations"]["request_mutations"]
     assert mutations[0] == {"remove_on_match": {"key_matcher": {"prefix": "x-keeptrusts-"}}}
     removed = {m["remove"] for m in mutations if "remove" in m}
-    assert removed == {"openai-organization", "openai-project", "x-team-user"}
+    assert removed == {
+        "openai-organization",
+        "openai-project",
+        "anthropic-workspace-id",
+        "anthropic-user-profile-id",
+        "x-team-user",
+    }
     assert mutations[-1]["append"]["header"] == {"key": "openai-project", "value": "p"}
     envoy_validate(render_envoy_yaml(parse_config(data, "t")))
 
@@ -427,7 +433,10 @@ def test_provider_allow_list_per_kind_and_config() -> None:
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
     ]["http_filters"][0]["typed_config"]["default_source_code"]["inline_string"]
     denied = source.split("for _, name in ipairs(")[2].split(")")[0]
-    assert denied == '{"openai-organization", "x-keeptrusts-user", "x-stainless-user"}'
+    assert denied == (
+        '{"anthropic-user-profile-id", "anthropic-workspace-id", "openai-organization", '
+        '"x-keeptrusts-user", "x-stainless-user"}'
+    )
     envoy_validate(render_envoy_yaml(cfg))
 
 

@@ -259,13 +259,21 @@ def test_anthropic_requests_lose_the_same_headers(stack: Stack, provider: FakePr
         "POST",
         "/v1/messages",
         body=body,
-        headers={**SPOOFED, **SDK_HEADERS},
+        headers={
+            **SPOOFED,
+            **SDK_HEADERS,
+            # the anthropic SDK's workspace / user-profile settings: account selection, which
+            # the `anthropic-*` allow-list pattern would otherwise pass
+            "anthropic-workspace-id": "wrkspc_other",
+            "anthropic-user-profile-id": "prof_other",
+        },
         anthropic_style=True,
     )
     assert status == 200, raw
     seen = provider.last().headers
     assert not [h for h in seen if h.startswith("x-keeptrusts-")], seen
     assert "openai-organization" not in seen and "openai-project" not in seen  # not set here
+    assert "anthropic-workspace-id" not in seen and "anthropic-user-profile-id" not in seen
     assert seen["anthropic-version"] == "2023-06-01"
     assert seen["x-api-key"] == "sk-ant-test-secret"
     assert seen["anthropic-beta"] == "prompt-caching-2024-07-31"
