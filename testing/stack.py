@@ -143,10 +143,12 @@ class Stack:
         *,
         transport: Literal["plaintext", "mtls", "uds"] = "plaintext",
         workers: int = 1,
+        signing_key: bool = True,
     ) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="kt-stack-"))
         write_provider_credentials(cfg_dict, self.PROVIDER_ENV, self._dir / "secrets")
-        write_signing_key(cfg_dict, self._dir / "secrets")
+        if signing_key:  # False: the service's own no-key behaviour (loopback only)
+            write_signing_key(cfg_dict, self._dir / "secrets")
         self.pki: DevPki | None = None
         if transport == "mtls":
             # As `make run`: a throwaway CA, the service's certificate and Envoy's client one.

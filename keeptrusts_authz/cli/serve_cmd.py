@@ -21,6 +21,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from keeptrusts_authz.config import Config, ConfigError, load_config
+from keeptrusts_authz.config.loader import SIGNING_ENV
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +134,19 @@ class _Workers:
         self.dir = multiproc_dir
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.stopping = False
+        self.env: dict[str, str] = {}  # added to every worker's environment
 
     def _ready_file(self, index: int) -> Path:
         return Path(self.dir) / f"ready-{index}"
 
     def spawn(self, index: int) -> None:
         self._ready_file(index).unlink(missing_ok=True)
-        env = {**os.environ, MULTIPROC_ENV: self.dir, WORKER_ENV: str(self._ready_file(index))}
+        env = {
+            **os.environ,
+            **self.env,
+            MULTIPROC_ENV: self.dir,
+            WORKER_ENV: str(self._ready_file(index)),
+        }
         argv = [sys.executable, "-m", "keeptrusts_authz.cli.main", "serve", "--workers", "1"]
         argv += ["--log-level", self.args.log_level]
         if self.args.config:
@@ -192,6 +200,21 @@ class _Workers:
         return worst
 
 
+# The environment override of server.signing.key_file (config.loader owns the name).
+SIGNING_KEY_ENV = next(env for env, field in SIGNING_ENV.items() if field == "key_file")
+
+
+def _write_worker_key(directory: Path) -> str:
+    """A random signing key shared by the supervisor's workers, 0600 in a 0700 directory."""
+    directory.chmod(0o700)
+    path = directory / "signing-key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(secrets.token_hex(32))
+    path.chmod(0o600)
+    return str(path)
+
+
 def _supervise(cfg: Config, args: argparse.Namespace) -> int:
     if not cfg.server.reuse_port:
         print("keeptrusts-authz: serve --workers N needs server.reuse_port: true", file=sys.stderr)
@@ -204,6 +227,20 @@ def _supervise(cfg: Config, args: argparse.Namespace) -> int:
     if workers.port == 0:
         print("keeptrusts-authz: serve --workers N needs a fixed --port", file=sys.stderr)
         return 2
+    key_dir = None
+    if cfg.server.signing.key_file is None:
+        # Without a configured key each process would sign with a random key of its own, and an
+        # access-log entry reaching another worker than its Check would be refused (the request
+        # then expires at its estimate). So the supervisor makes one key for all its workers
+        # (and their restarts); it still dies with the supervisor, as the warning says.
+        key_dir = tempfile.mkdtemp(prefix="kt-signing-")
+        workers.env[SIGNING_KEY_ENV] = _write_worker_key(Path(key_dir))
+        log.warning(
+            "server.signing.key_file is not set: the %d workers share a random key that ends "
+            "with this process; reservations open when it restarts expire at their estimate. "
+            "Set server.signing.key_file (one key for every replica) in production.",
+            args.workers,
+        )
     got: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -235,6 +272,8 @@ def _supervise(cfg: Config, args: argparse.Namespace) -> int:
             asyncio.run(observability.close())
         if own_dir:
             shutil.rmtree(multiproc_dir, ignore_errors=True)
+        if key_dir is not None:
+            shutil.rmtree(key_dir, ignore_errors=True)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -36,10 +36,19 @@ def multiproc_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-@pytest.fixture
-def stack(redis_url: str, multiproc_dir: Path) -> Iterator[tuple[Stack, FakeProvider]]:
+@pytest.fixture(params=["key_file", "no_key_file"])
+def stack(
+    request: pytest.FixtureRequest, redis_url: str, multiproc_dir: Path
+) -> Iterator[tuple[Stack, FakeProvider]]:
+    """With a configured signing key, and without one: then the supervisor must hand every
+    worker the same key, or an access-log entry reaching another worker than its Check is
+    refused and the request expires at its estimate (review2 finding 1)."""
     with FakeProvider() as provider:
-        s = Stack(stack_config(redis_url, provider.url), workers=2)
+        s = Stack(
+            stack_config(redis_url, provider.url),
+            workers=2,
+            signing_key=request.param == "key_file",
+        )
         with s:
             yield s, provider
 
