@@ -11,9 +11,9 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.api.httpbody_pb2 import HttpBody as Body
@@ -128,6 +128,30 @@ def _metadata(context: Context) -> dict[str, str]:
         if isinstance(value, str):
             out[key.lower()] = value
     return out
+
+
+class _TeamRecord(Protocol):
+    @property
+    def team(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
+_R = TypeVar("_R", bound=_TeamRecord)
+
+
+def _visible(who: Principal, records: Iterable[_R], status: str, team_id: str) -> list[_R]:
+    """The tickets or top-ups a token may read, filtered by the listing's status and team (one
+    rule for both listings: a team the token may not read is refused, not silently empty)."""
+    if team_id and not who.may_read_team(team_id):
+        raise PermissionDenied(f"this token may not read team {team_id}")
+    return [
+        r
+        for r in records
+        if who.may_read_team(r.team)
+        and (not status or r.status == status)
+        and (not team_id or r.team == team_id)
+    ]
 
 
 class WalletApiServicer(pb_grpc.WalletServiceServicer):
@@ -375,15 +399,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
             raise InvalidInput(
                 "status: must be pending, approved, denied, funded or used", {"field": "status"}
             )
-        if request.team_id and not who.may_read_team(request.team_id):
-            raise PermissionDenied(f"this token may not read team {request.team_id}")
-        tickets = [
-            t
-            for t in await self._ticket_store().list()
-            if who.may_read_team(t.team)
-            and (not request.status or t.status == request.status)
-            and (not request.team_id or t.team == request.team_id)
-        ]
+        tickets = _visible(who, await self._ticket_store().list(), request.status, request.team_id)
         return json_body(ticket_list_doc(self._currency, tickets))
 
     async def ApproveTicket(self, request: pb.ApproveTicketRequest, context: Context) -> Body:
@@ -510,15 +526,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     ) -> Body:
         if request.status and request.status not in TOPUP_STATUSES:
             raise InvalidInput("status: must be pending, approved or denied", {"field": "status"})
-        if request.team_id and not who.may_read_team(request.team_id):
-            raise PermissionDenied(f"this token may not read team {request.team_id}")
-        topups = [
-            t
-            for t in await self._topup_service().list()
-            if who.may_read_team(t.team)
-            and (not request.status or t.status == request.status)
-            and (not request.team_id or t.team == request.team_id)
-        ]
+        topups = _visible(who, await self._topup_service().list(), request.status, request.team_id)
         return json_body(topup_list_doc(self._currency, topups))
 
     async def ApproveTopUp(self, request: pb.DecideTopUpRequest, context: Context) -> Body:
