@@ -11,10 +11,12 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
 
+from keeptrusts_authz.store.keys import Keys
 from testing.redis_server import free_port
 
 DEPLOY_REDIS = Path(__file__).resolve().parent.parent / "deploy" / "redis"
@@ -188,14 +190,15 @@ class SentinelTopology:
 
 class ClusterTopology:
     """A real Redis Cluster: 3 masters (+ 1 replica each when `replicas`), from the shipped
-    deploy/redis/cluster.conf."""
+    deploy/redis/cluster.conf. `extra`: redis-server options on top of it for every node (e.g.
+    `--cluster-require-full-coverage yes`, the Redis default the shipped file overrides)."""
 
-    def __init__(self, replicas: bool = True) -> None:
+    def __init__(self, replicas: bool = True, extra: Sequence[str] = ()) -> None:
         self._base = Path(tempfile.mkdtemp(prefix="kt-cluster-"))
         conf = DEPLOY_REDIS / "cluster.conf"
         count = 6 if replicas else 3
         self.nodes = [
-            _Node(p, conf, ["--cluster-config-file", f"nodes-{p}.conf"], self._base)
+            _Node(p, conf, ["--cluster-config-file", f"nodes-{p}.conf", *extra], self._base)
             for p in (_free_cluster_port() for _ in range(count))
         ]
         self.replicas = replicas
@@ -261,6 +264,16 @@ class ClusterTopology:
                 port = int(master[1])
                 return next(n for n in self.nodes if n.port == port)
         raise RuntimeError(f"no master for slot {slot}")
+
+    def organizations_on_distinct_masters(self, count: int = 2) -> list[str]:
+        """`count` organization ids whose hash tags (`kt:{org}:`) land on different masters,
+        chosen by CLUSTER KEYSLOT over a fixed list of names."""
+        by_master: dict[int, str] = {}
+        for org in ["acme", "globex", "initech", "umbrella", "hooli", "wonka", "stark", "wayne"]:
+            by_master.setdefault(self.node_for_slot_key(Keys(org).ledger).port, org)
+        if len(by_master) < count:
+            raise RuntimeError(f"only {len(by_master)} masters hold the candidate organizations")
+        return list(by_master.values())[:count]
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -34,12 +34,7 @@ def test_two_organizations_on_different_masters_keep_exact_books() -> None:
     """The real cluster client against a real 3-master cluster with replicas: each org's
     scripts run in its own slot, books exact, epoch marker armed, audits ok."""
     with ClusterTopology(replicas=True) as cluster:
-        orgs = ["acme", "globex", "initech", "umbrella", "hooli", "wonka"]
-        by_master: dict[int, str] = {}
-        for org in orgs:
-            by_master.setdefault(cluster.node_for_slot_key(Keys(org).ledger).port, org)
-        assert len(by_master) >= 2
-        pair = list(by_master.values())[:2]
+        pair = cluster.organizations_on_distinct_masters(2)
 
         async def go() -> None:
             client = connect(_cfg(cluster.url, pair[0]).redis)
@@ -103,10 +98,7 @@ def test_kill_9_of_one_orgs_master_under_paced_load() -> None:
     exactly, org B is refused at most while the cluster itself is down, both audits ok. Bounded:
     every call has a timeout, the load stops 2 s after A is served again or after 30 s."""
     with ClusterTopology(replicas=True) as cluster:
-        by_master: dict[int, str] = {}
-        for org in ["acme", "globex", "initech", "umbrella", "hooli", "wonka"]:
-            by_master.setdefault(cluster.node_for_slot_key(Keys(org).ledger).port, org)
-        org_a, org_b = list(by_master.values())[:2]
+        org_a, org_b = cluster.organizations_on_distinct_masters(2)
         victim = cluster.node_for_slot_key(Keys(org_a).ledger)
 
         async def go() -> dict[str, Load]:
