@@ -64,7 +64,6 @@ class Books:
     settles: list[tuple[str, int, str]]  # (reservation, amount, estimated)
     other_ops: list[str]  # expire / correct entries (must be none)
     audit_code: int
-    errors_logged: list[str]
 
     @property
     def refused(self) -> list[Sent]:
@@ -101,12 +100,6 @@ def _books(stack: Stack, load: HttpLoad, cost: int) -> Books:
 
     entries = stack.wallets(ledger)
     code = main(["audit", "--config", str(stack.config_path)])
-    logged = [
-        line
-        for path in stack.service_logs
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
-        if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback")
-    ]
     return Books(
         org=stack.cfg.organization.id,
         cost=cost,
@@ -121,13 +114,12 @@ def _books(stack: Stack, load: HttpLoad, cost: int) -> Books:
         ],
         other_ops=[e.op for e in entries if e.op in ("expire", "correct")],
         audit_code=code,
-        errors_logged=logged,
     )
 
 
 def _assert_exact(b: Books) -> None:
     """Every answer a 200 or a store-unavailable 503; each served request (plus the probe)
-    settled once at exactly its cost; the audit ok; nothing logged at ERROR."""
+    settled once at exactly its cost; the audit ok."""
     bad = {k: n for k, n in b.statuses().items() if k[0] != 200 and k != (503, "store_unavailable")}
     assert not bad, (b.org, b.statuses())
     reservations = [r for r, _, _ in b.settles]
@@ -140,7 +132,17 @@ def _assert_exact(b: Books) -> None:
     assert b.reserved == 0, b.org
     assert b.spent_total == b.cost * (len(b.served) + 1), b.org
     assert b.audit_code == 0, b.org
-    assert not b.errors_logged, (b.org, b.errors_logged[:20])
+
+
+def _errors_logged(stack: Stack) -> list[str]:
+    """ERROR lines and tracebacks of the stack's services (read after they stopped: shutdown
+    included). Warnings (a settle retried, an alert evaluation skipped) are expected."""
+    return [
+        line
+        for path in stack.service_logs
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback")
+    ]
 
 
 @pytest.mark.parametrize("full_coverage", ["no", "yes"], ids=["shipped-no", "yes"])
@@ -197,6 +199,8 @@ def test_kill_9_of_one_orgs_cluster_master_through_envoy(
     print(f"failover (kill -9 -> replica owns the slot): {promoted_at - killed_at:.1f}s")
     _assert_exact(ba)
     _assert_exact(bb)
+    for stack in (a, b):
+        assert not _errors_logged(stack), (stack.cfg.organization.id, _errors_logged(stack)[:20])
     assert ba.served and bb.served
     # Org A is refused while its master is failed (a kill -9 under 25 req/s cannot go unseen)
     # and served again on the promoted replica.
