@@ -14,7 +14,6 @@ Counts and spans depend on the machine's load: they are printed, only their shap
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -25,30 +24,20 @@ from keeptrusts_authz.store.keys import Keys
 from testing.load import HttpLoad, Sent
 from testing.redis_topology import ClusterTopology
 from testing.stack import Stack, stack_config
+from tests.e2e.test_sentinel_failover_e2e import (  # the same request, team and wait as there
+    BODY,
+    CHAT,
+    KEY,
+    TEAM,
+    USD,
+    _wait,
+    provider,  # noqa: F401  (its fake provider fixture)
+)
 from tests.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.envoy
 
-USD = 1_000_000
-CHAT = "/v1/chat/completions"
-TEAM = "team:team_engineering"
-KEY = "kt_cg_engineering_prod"
-BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
 RATE = 25.0  # requests/s per organization
-
-
-@pytest.fixture
-def provider() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
@@ -82,10 +71,10 @@ class Books:
         return out
 
 
-def _stack(cluster: ClusterTopology, provider: FakeProvider, org: str) -> Stack:
+def _stack(cluster: ClusterTopology, fake: FakeProvider, org: str) -> Stack:
     cfg = stack_config(
         cluster.url,
-        provider.url,
+        fake.url,
         organization={"id": org},
         redis={"url": cluster.url, "mode": "cluster", "socket_timeout_seconds": 0.5},
     )
@@ -147,7 +136,8 @@ def _errors_logged(stack: Stack) -> list[str]:
 
 @pytest.mark.parametrize("full_coverage", ["no", "yes"], ids=["shipped-no", "yes"])
 def test_kill_9_of_one_orgs_cluster_master_through_envoy(
-    provider: FakeProvider, full_coverage: str
+    provider: FakeProvider,  # noqa: F811
+    full_coverage: str,
 ) -> None:
     # No diskless-sync delay: the replicas' first sync (awaited by the fixture) takes 0 s, not 5.
     extra = ["--cluster-require-full-coverage", full_coverage, "--repl-diskless-sync-delay", "0"]
@@ -212,9 +202,10 @@ def test_kill_9_of_one_orgs_cluster_master_through_envoy(
     else:
         # The whole cluster refuses while A's master is failed; B's refusals (if any: the
         # failure may be declared and healed between two of B's requests) lie within the span
-        # from the kill to A being served again, with a second of slack either side.
+        # from the kill to A being served again, with slack for the gossip that tells B's
+        # master the cluster is ok again (and for a loaded machine).
         back = min(s.ended for s in ba.served if s.started > promoted_at)
-        assert all(killed_at - 1 <= s.started <= back + 1 for s in bb.refused), (
+        assert all(killed_at - 1 <= s.started <= back + 3 for s in bb.refused), (
             killed_at,
             back,
             [(s.started, s.ended) for s in bb.refused],
