@@ -3,7 +3,8 @@
 Every store module (redis_store, tickets, topups, observability) runs its Redis calls inside
 `translated(endpoint)` and opens its pipelines with `translated_pipeline`, so a failover, a
 timeout or a "not now" reply is `StoreUnavailable` (transient: the caller fails closed with 503
-and retries) wherever it happens, and any other Redis refusal is `StoreDataError`. Nothing redis-py raises reaches the transport as a 500.
+and retries) wherever it happens, and any other Redis refusal is `StoreDataError`. Nothing
+redis-py raises reaches the transport as a 500.
 """
 
 from __future__ import annotations
