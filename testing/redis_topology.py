@@ -11,10 +11,12 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
 
+from keeptrusts_authz.store.keys import Keys
 from testing.redis_server import free_port
 
 DEPLOY_REDIS = Path(__file__).resolve().parent.parent / "deploy" / "redis"
@@ -40,10 +42,21 @@ def _wait(check: object, what: str, timeout: float = 15.0) -> None:
     raise RuntimeError(f"timed out waiting for {what}: {last}")
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is free and valid too."""
+    """A free port whose cluster bus port (+10000) is free and valid too, both below the
+    ephemeral range when it allows: a port found free there can be taken by any outgoing
+    connection before the node binds it (a node that never started, under a busy test run)."""
+    top = _ephemeral_low() - 10000 - 1
+    low, high = (20000, top) if top > 21000 else (20000, 45000)
     for _ in range(200):
-        port = random.randint(20000, 45000)
+        port = random.randint(low, high)
         try:
             for p in (port, port + 10000):
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -68,9 +81,14 @@ class _Node:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        with (self.dir / "redis.log").open("ab") as log:
+            self.proc = subprocess.Popen(self._args, stdout=log, stderr=subprocess.STDOUT)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The end of the node's own log (why it did not start, e.g. its port taken)."""
+        path = self.dir / "redis.log"
+        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
@@ -188,14 +206,15 @@ class SentinelTopology:
 
 class ClusterTopology:
     """A real Redis Cluster: 3 masters (+ 1 replica each when `replicas`), from the shipped
-    deploy/redis/cluster.conf."""
+    deploy/redis/cluster.conf. `extra`: redis-server options on top of it for every node (e.g.
+    `--cluster-require-full-coverage yes`, the Redis default the shipped file overrides)."""
 
-    def __init__(self, replicas: bool = True) -> None:
+    def __init__(self, replicas: bool = True, extra: Sequence[str] = ()) -> None:
         self._base = Path(tempfile.mkdtemp(prefix="kt-cluster-"))
         conf = DEPLOY_REDIS / "cluster.conf"
         count = 6 if replicas else 3
         self.nodes = [
-            _Node(p, conf, ["--cluster-config-file", f"nodes-{p}.conf"], self._base)
+            _Node(p, conf, ["--cluster-config-file", f"nodes-{p}.conf", *extra], self._base)
             for p in (_free_cluster_port() for _ in range(count))
         ]
         self.replicas = replicas
@@ -208,7 +227,10 @@ class ClusterTopology:
         for node in self.nodes:
             node.start()
         for node in self.nodes:
-            _wait(node.client().ping, f"node {node.port}")
+            try:
+                _wait(node.client().ping, f"node {node.port}")
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n{node.log_tail()}") from None
         cmd = [_binary("redis-cli"), "--cluster", "create"]
         cmd += [f"127.0.0.1:{n.port}" for n in self.nodes]
         cmd += ["--cluster-replicas", "1" if self.replicas else "0", "--cluster-yes"]
@@ -261,6 +283,16 @@ class ClusterTopology:
                 port = int(master[1])
                 return next(n for n in self.nodes if n.port == port)
         raise RuntimeError(f"no master for slot {slot}")
+
+    def organizations_on_distinct_masters(self, count: int = 2) -> list[str]:
+        """`count` organization ids whose hash tags (`kt:{org}:`) land on different masters,
+        chosen by CLUSTER KEYSLOT over a fixed list of names."""
+        by_master: dict[int, str] = {}
+        for org in ["acme", "globex", "initech", "umbrella", "hooli", "wonka", "stark", "wayne"]:
+            by_master.setdefault(self.node_for_slot_key(Keys(org).ledger).port, org)
+        if len(by_master) < count:
+            raise RuntimeError(f"only {len(by_master)} masters hold the candidate organizations")
+        return list(by_master.values())[:count]
 
     def stop(self) -> None:
         for node in self.nodes:

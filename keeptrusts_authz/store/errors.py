@@ -1,17 +1,20 @@
 """The one translator from redis-py exceptions to the domain's storage errors.
 
-Every store module (redis_store, tickets, observability) runs its Redis calls inside
-`translated(endpoint)`, so a failover, a timeout or a "not now" reply is `StoreUnavailable`
-(transient: the caller fails closed with 503 and retries) wherever it happens, and any other
-Redis refusal is `StoreDataError`. Nothing redis-py raises reaches the transport as a 500.
+Every store module (redis_store, tickets, topups, observability) runs its Redis calls inside
+`translated(endpoint)` and opens its pipelines with `translated_pipeline`, so a failover, a
+timeout or a "not now" reply is `StoreUnavailable` (transient: the caller fails closed with 503
+and retries) wherever it happens, and any other Redis refusal is `StoreDataError`. Nothing
+redis-py raises reaches the transport as a 500.
 """
 
 from __future__ import annotations
 
 import contextlib
 import traceback
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import (
     AskError,
     BusyLoadingError,
@@ -31,6 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from keeptrusts_authz.errors import StoreDataError, StoreError, StoreUnavailable
+from keeptrusts_authz.store.connection import AsyncClient
 
 # Classes that say "not now": the connection, a replica, a loading server, a cluster resharding
 # or failing over (MOVED/ASK left over after the client's own redirects ran out).
@@ -131,4 +135,17 @@ def translated(endpoint: str) -> Iterator[None]:
         raise err from exc
 
 
-__all__ = ["is_transient", "translate", "translated", "unavailable"]
+@contextlib.asynccontextmanager
+async def translated_pipeline(
+    client: AsyncClient, endpoint: str, *, transaction: bool
+) -> AsyncIterator[Pipeline | ClusterPipeline]:
+    """`async with client.pipeline(...)` with its opening and closing translated too. A cluster
+    client that saw a connection error rediscovers the cluster when the next pipeline OPENS
+    (ClusterPipeline.__aenter__), before the translated `execute`: with no node reachable that
+    raised a raw RedisClusterException out of the store (it ended the store-integrity loop)."""
+    with translated(endpoint):
+        async with client.pipeline(transaction=transaction) as pipe:
+            yield pipe
+
+
+__all__ = ["is_transient", "translate", "translated", "translated_pipeline", "unavailable"]

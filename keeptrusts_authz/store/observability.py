@@ -37,7 +37,7 @@ from redis.sentinel import Sentinel as SyncSentinel
 from keeptrusts_authz.config.models import RedisSettings
 from keeptrusts_authz.errors import StoreDataError
 from keeptrusts_authz.store.connection import AsyncClient, _sentinel_hosts, connect, describe
-from keeptrusts_authz.store.errors import translated
+from keeptrusts_authz.store.errors import translated, translated_pipeline
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.burn import BurnWindow, burn_days, burn_window_start
 from keeptrusts_authz.wallets.models import FUNDED_FIELD, WALLET_FIELDS
@@ -219,7 +219,7 @@ class ObservabilityStore:
         wanted = sorted(set(ids))
         if not wanted:
             return {}
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with translated_pipeline(self._client, self._endpoint, transaction=False) as pipe:
             for wid in wanted:
                 pipe.hgetall(self.keys.wallet(wid))
             raws = await self._io(pipe.execute())

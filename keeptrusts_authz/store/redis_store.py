@@ -29,7 +29,13 @@ from keeptrusts_authz.store.connection import (
     connect,
     describe,
 )
-from keeptrusts_authz.store.errors import is_transient, translate, translated, unavailable
+from keeptrusts_authz.store.errors import (
+    is_transient,
+    translate,
+    translated,
+    translated_pipeline,
+    unavailable,
+)
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.models import (
     BURN_TTL_MS,
@@ -463,6 +469,7 @@ class RedisWalletStore:
             for script, keys, args in calls:
                 results.append(await self._io(script(keys=keys, args=args)))
         else:
+            # Not a cluster client: opening its pipeline does no I/O.
             async with self._client.pipeline(transaction=False) as pipe:
                 for script, keys, args in calls:
                     await script(keys=keys, args=args, client=pipe)
@@ -565,7 +572,7 @@ class RedisWalletStore:
         """The last applied period of each wallet that has one (one pipeline)."""
         if not wallet_ids:
             return {}
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with translated_pipeline(self._client, self._endpoint, transaction=False) as pipe:
             for wid in wallet_ids:
                 pipe.hgetall(self.keys.period_state(wid))
             raws = await self._io(pipe.execute())
@@ -593,7 +600,7 @@ class RedisWalletStore:
         is trimmed) and whether any wallet or entry exists, in one pipeline; with `probe`, whether
         that entry is gone while the stream still starts at or before it (rolled back)."""
         k = self.keys
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with translated_pipeline(self._client, self._endpoint, transaction=False) as pipe:
             pipe.hgetall(k.epoch)
             pipe.xinfo_stream(k.ledger)
             pipe.scard(k.wallets)
@@ -678,7 +685,7 @@ class RedisWalletStore:
         old = await self._io(self._restored_keys())
         now_ms = time.time_ns() // 1_000_000
         epoch = new_epoch_id()
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with translated_pipeline(self._client, self._endpoint, transaction=True) as pipe:
             for i in range(0, len(old), 500):
                 pipe.delete(*old[i : i + 500])
             for wid, rec in plan.wallets.items():
@@ -734,7 +741,7 @@ class RedisWalletStore:
         ids = sorted(await self.wallet_ids())
         if not ids:
             return {}
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with translated_pipeline(self._client, self._endpoint, transaction=False) as pipe:
             for wid in ids:
                 pipe.hgetall(self.keys.wallet(wid))
             raws = await self._io(pipe.execute())
@@ -751,7 +758,7 @@ class RedisWalletStore:
         ids = sorted(w for w in await self.wallet_ids() if w.startswith("user:"))
         if not ids:
             return {}
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with translated_pipeline(self._client, self._endpoint, transaction=False) as pipe:
             for wid in ids:
                 pipe.hget(self.keys.wallet(wid), "team")
             raws = await self._io(pipe.execute())
@@ -844,7 +851,9 @@ class RedisWalletStore:
         k = self.keys
         for _ in range(attempts):
             try:
-                async with self._client.pipeline(transaction=True) as pipe:
+                async with translated_pipeline(
+                    self._client, self._endpoint, transaction=True
+                ) as pipe:
                     await self._io(pipe.watch(k.ledger, k.wallets))
                     ids = sorted(
                         await self._io(cast(Awaitable[set[str]], pipe.smembers(k.wallets)))

@@ -33,11 +33,13 @@ from redis.exceptions import RedisError
 from keeptrusts_authz.background import stop_task
 from keeptrusts_authz.errors import StoreDataError
 from keeptrusts_authz.store.connection import AsyncClient
-from keeptrusts_authz.store.errors import translated
+from keeptrusts_authz.store.errors import translated, translated_pipeline
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.store.redis_store import load_script_text
 from keeptrusts_authz.wallets.models import TicketRecord
 from keeptrusts_authz.wallets.ports import TicketConflict, TicketNotFound
+
+_ENDPOINT = "redis (tickets)"  # in error messages (never credentials)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ class RedisTicketStore:
         return self.keys.prefix + "t:" + ticket_id
 
     async def _io(self, awaitable: Awaitable[Any]) -> Any:
-        with translated("redis (tickets)"):
+        with translated(_ENDPOINT):
             return await awaitable
 
     async def close(self) -> None:
@@ -141,7 +143,7 @@ class RedisTicketStore:
             "overdraft": overdraft,
         }
         key = self.ticket_key(ticket_id)
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with translated_pipeline(self._client, _ENDPOINT, transaction=True) as pipe:
             pipe.hset(key, mapping=cast(dict[Any, Any], fields))
             pipe.pexpire(key, TICKET_TTL_MS)
             pipe.zadd(self.index, {ticket_id: now_ms})
@@ -160,7 +162,7 @@ class RedisTicketStore:
         ids = await self._io(self._client.zrevrange(self.index, 0, limit - 1))
         if not ids:
             return []
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with translated_pipeline(self._client, _ENDPOINT, transaction=False) as pipe:
             for tid in ids:
                 pipe.hgetall(self.ticket_key(str(tid)))
             raws = await self._io(pipe.execute())
@@ -189,7 +191,7 @@ class RedisTicketStore:
 
     async def set_waiting(self, ticket_id: str, waiting: bool) -> None:
         key = self.ticket_key(ticket_id)
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with translated_pipeline(self._client, _ENDPOINT, transaction=True) as pipe:
             pipe.exists(key)
             pipe.hset(key, "waiting", "1" if waiting else "0")
             pipe.pexpire(key, TICKET_TTL_MS)

@@ -18,11 +18,13 @@ from typing import Any, cast
 
 from keeptrusts_authz.errors import StoreDataError
 from keeptrusts_authz.store.connection import AsyncClient
-from keeptrusts_authz.store.errors import translated
+from keeptrusts_authz.store.errors import translated, translated_pipeline
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.store.redis_store import load_script_text
 from keeptrusts_authz.wallets.models import OpResult, TopUpRecord
 from keeptrusts_authz.wallets.ports import StoreRefused, TicketConflict, TicketNotFound
+
+_ENDPOINT = "redis (top-ups)"  # in error messages (never credentials)
 
 TOPUP_TTL_MS = 30 * 86_400_000
 LIST_PAGE = 500
@@ -64,7 +66,7 @@ class RedisTopUpStore:
         return self.keys.prefix + "topup:" + topup_id
 
     async def _io(self, awaitable: Awaitable[Any]) -> Any:
-        with translated("redis (top-ups)"):
+        with translated(_ENDPOINT):
             return await awaitable
 
     async def create(
@@ -83,7 +85,7 @@ class RedisTopUpStore:
             "created_ms": str(now),
         }
         key = self.topup_key(topup_id)
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with translated_pipeline(self._client, _ENDPOINT, transaction=True) as pipe:
             pipe.hset(key, mapping=cast(dict[Any, Any], fields))
             pipe.pexpire(key, TOPUP_TTL_MS)
             pipe.zadd(self.index, {topup_id: now})
@@ -106,7 +108,7 @@ class RedisTopUpStore:
             ids = await self._io(self._client.zrevrange(self.index, start, start + LIST_PAGE - 1))
             if not ids:
                 return out
-            async with self._client.pipeline(transaction=False) as pipe:
+            async with translated_pipeline(self._client, _ENDPOINT, transaction=False) as pipe:
                 for topup_id in ids:
                     pipe.hgetall(self.topup_key(str(topup_id)))
                 raws = await self._io(pipe.execute())

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from keeptrusts_authz.config import parse_config
 from keeptrusts_authz.config.models import Config
+from keeptrusts_authz.errors import StoreUnavailable
 from keeptrusts_authz.store.connection import connect
 from keeptrusts_authz.store.keys import Keys
+from keeptrusts_authz.store.observability import ObservabilityStore
 from keeptrusts_authz.store.redis_store import RedisWalletStore
+from keeptrusts_authz.store.tickets import RedisTicketStore
 from keeptrusts_authz.wallets.service import WalletService
 from testing.load import Load, one_request
 from testing.redis_topology import ClusterTopology
@@ -34,12 +38,7 @@ def test_two_organizations_on_different_masters_keep_exact_books() -> None:
     """The real cluster client against a real 3-master cluster with replicas: each org's
     scripts run in its own slot, books exact, epoch marker armed, audits ok."""
     with ClusterTopology(replicas=True) as cluster:
-        orgs = ["acme", "globex", "initech", "umbrella", "hooli", "wonka"]
-        by_master: dict[int, str] = {}
-        for org in orgs:
-            by_master.setdefault(cluster.node_for_slot_key(Keys(org).ledger).port, org)
-        assert len(by_master) >= 2
-        pair = list(by_master.values())[:2]
+        pair = cluster.organizations_on_distinct_masters(2)
 
         async def go() -> None:
             client = connect(_cfg(cluster.url, pair[0]).redis)
@@ -103,10 +102,7 @@ def test_kill_9_of_one_orgs_master_under_paced_load() -> None:
     exactly, org B is refused at most while the cluster itself is down, both audits ok. Bounded:
     every call has a timeout, the load stops 2 s after A is served again or after 30 s."""
     with ClusterTopology(replicas=True) as cluster:
-        by_master: dict[int, str] = {}
-        for org in ["acme", "globex", "initech", "umbrella", "hooli", "wonka"]:
-            by_master.setdefault(cluster.node_for_slot_key(Keys(org).ledger).port, org)
-        org_a, org_b = list(by_master.values())[:2]
+        org_a, org_b = cluster.organizations_on_distinct_masters(2)
         victim = cluster.node_for_slot_key(Keys(org_a).ledger)
 
         async def go() -> dict[str, Load]:
@@ -163,3 +159,48 @@ def test_kill_9_of_one_orgs_master_under_paced_load() -> None:
             f"({a.outage_seconds:.1f}s); org B served={b.served} refused={b.refused} "
             f"({b.outage_seconds:.1f}s)"
         )
+
+
+def test_a_cluster_with_no_node_reachable_is_store_unavailable_for_every_call() -> None:
+    """After a connection error redis-py's cluster client rediscovers the cluster when the next
+    pipeline OPENS (`ClusterPipeline.__aenter__`), before any translated await: with no node
+    reachable (the whole cluster restarting, the service cut off from it) that raised a raw
+    RedisClusterException out of the store. It ended the store-integrity loop for good (it
+    survives only StoreUnavailable), reached the alert engine as an unexpected error and the
+    Check's period read as a non-store error. Every call must be store-unavailable instead."""
+    with ClusterTopology(replicas=False) as cluster:
+
+        async def go() -> None:
+            cfg = _cfg(cluster.url, "acme")
+            client = connect(cfg.redis)
+            store = RedisWalletStore(client, "acme")
+            svc = WalletService(store, cfg)
+            observability = ObservabilityStore(client, "acme")
+            tickets = RedisTicketStore(client, "acme")
+            assert (await svc.integrity.check()).ok
+            await svc.credit(100 * USD, "USD", "seed", "test")
+            for node in cluster.nodes:
+                node.kill()
+            calls: list[Callable[[], Awaitable[object]]] = [
+                store.marker,
+                lambda: store.period_states(["team:team_eng"]),
+                store.wallets,
+                store.wallet_teams,
+                store.audit_snapshot,
+                lambda: observability.wallets(["team:team_eng"]),
+                tickets.list,
+                lambda: svc.reserve(reserve_req(USD // 1000)),
+            ]
+            for _ in range(2):  # each call once after another call's error set `_initialize`
+                for call in calls:
+                    with pytest.raises(StoreUnavailable):
+                        await call()
+            await svc.integrity.check_quietly()  # skipped, not raised
+            svc.integrity.start(0.05)
+            await asyncio.sleep(1.0)
+            task = svc.integrity._task
+            assert task is not None and not task.done(), task
+            await svc.integrity.close()
+            await client.aclose()
+
+        asyncio.run(go())
