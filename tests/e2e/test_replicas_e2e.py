@@ -217,9 +217,7 @@ def test_one_of_two_replicas_killed_under_load(
         # Checks in flight on the killed replica were retried on the survivor with the same
         # check id, so the same reservation id: adopted, never reserved twice.
         r = redis.Redis.from_url(redis_server.url)
-        adopted = sum(
-            1 for key in r.scan_iter("kt:{acme}:r:r_*") if r.hget(key, "adopted") == b"1"
-        )
+        adopted = sum(1 for key in r.scan_iter("kt:{acme}:r:r_*") if r.hget(key, "adopted") == b"1")
         print(
             f"\nkilled replica: {len(before)} before, {len(window)} in the 2 s after "
             f"({failed_in_window} failed), {len(after)} after; {ok} settled; "
