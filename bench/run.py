@@ -16,6 +16,7 @@ def main() -> int:
         "periods_bench.py",
         "burst_bench.py",
         "gateway_bench.py",
+        "floor_bench.py",
         "check_transport_bench.py",
         "ledger_bench.py",
     ):

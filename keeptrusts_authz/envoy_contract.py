@@ -46,6 +46,12 @@ REASON_HEADER: Final = "x-keeptrusts-reason"
 WARNING_HEADER: Final = "x-keeptrusts-budget-warning"
 TEAM_HEADER: Final = "x-keeptrusts-team"
 TICKET_HEADER: Final = "x-keeptrusts-ticket"
+# One id per request, made by Envoy (a header_mutation filter before ext_authz writes
+# %UNIQUE_ID% over whatever the client sent), the same on every attempt of a retried Check: the
+# reservation id is derived from it, so a Check retried on another replica after a reset finds
+# the reservation its first attempt made instead of reserving twice. Removed before upstream.
+CHECK_ID_HEADER: Final = "x-keeptrusts-check-id"
+CHECK_ID_FILTER: Final = "keeptrusts.check_id"
 # The caller's own credential headers: removed before the request goes upstream.
 CALLER_KEY_HEADERS: Final = ("authorization", "x-api-key")
 

@@ -32,6 +32,8 @@ from keeptrusts_authz.envoy_contract import (
     AUTHZ_ACCESS_LOG_CLUSTER,
     AUTHZ_CLUSTER,
     AUTHZ_HEALTH_SERVICE,
+    CHECK_ID_FILTER,
+    CHECK_ID_HEADER,
     EXT_AUTHZ_FILTER,
     LUA_FILTER,
     LUA_TEMPLATE_VALUES,
@@ -596,11 +598,13 @@ def check_timeout_seconds(cfg: Config) -> float:
 
 def _check_retry_policy() -> Node:
     """A Check that never reached a replica's handler (connection refused, stream refused, a
-    draining server's UNAVAILABLE) is retried at once on another replica. A reset is not
-    retried: the first attempt may have reserved, and a reservation nobody settles expires at
-    its estimate (a charge for a request that was never sent)."""
+    draining server's UNAVAILABLE) or whose replica went away under it (a reset: killed, or its
+    connection broke) is retried at once on another replica. The retry carries the same
+    CHECK_ID_HEADER, so it derives the same reservation id: a first attempt that did reserve is
+    found again (reserve.lua `duplicate`, adopted by the retry) instead of reserving twice and
+    leaving one open to expire at its estimate."""
     return {
-        "retry_on": "connect-failure,refused-stream,unavailable",
+        "retry_on": "connect-failure,refused-stream,unavailable,reset",
         "num_retries": 2,
         # No retry_back_off: with one set, Envoy 1.40's gRPC client timed out Checks under load
         # (upstream_rq_504 + tx_reset on ~20 % of them at saturation, bench/gateway_bench.py).
@@ -671,8 +675,31 @@ def router_filter() -> Node:
     }
 
 
+def check_id_filter() -> Node:
+    """Writes an Envoy-made id (%UNIQUE_ID%, a UUID4) into CHECK_ID_HEADER of every request,
+    over any value the client sent: the reservation id derives from it, so a client must never
+    choose it (two requests of one id would share one reservation)."""
+    return {
+        "name": CHECK_ID_FILTER,
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {
+                "request_mutations": [
+                    {
+                        "append": {
+                            "header": {"key": CHECK_ID_HEADER, "value": "%UNIQUE_ID%"},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        }
+                    }
+                ]
+            },
+        },
+    }
+
+
 def build_http_filters(cfg: Config) -> list[Node]:
     return [
+        check_id_filter(),
         # User tokens (user_source: jwt): client copies of the claim headers removed, then
         # jwt_authn verifies and writes them (envoy_config/jwt.py); nothing without jwt_issuers.
         *jwt.jwt_filters(cfg),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from keeptrusts_authz.envoy_contract import (
     AUTHZ_SERVICE_TIER,
     AUTHZ_WALLET,
     CALLER_KEY_HEADERS,
+    CHECK_ID_HEADER,
     PROVIDER_HEADER,
     RESERVATION_HEADER,
     TEAM_HEADER,
@@ -125,6 +127,18 @@ def _user_not_in_team(user: str, team: str) -> Decision:
     )
 
 
+_CHECK_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def reservation_id_for(check_id: str | None) -> str:
+    """The reservation id of a Check: derived from Envoy's per-request CHECK_ID_HEADER (a UUID
+    Envoy writes over any client value), so every attempt of a retried Check names the same
+    reservation; a fresh random one without it (a caller that is not the rendered Envoy)."""
+    if check_id is not None and _CHECK_ID.match(check_id):
+        return "r_" + hashlib.sha256(check_id.encode()).hexdigest()[:24]
+    return "r_" + uuid.uuid4().hex[:24]
+
+
 class Admission:
     def __init__(
         self,
@@ -151,8 +165,10 @@ class Admission:
         self._reserved_wait = cfg.enforcement.wait_for_reserved_seconds
         # The caller's key, and the user tokens and verified claims of jwt_authn: none of them
         # is the provider's business.
-        self._remove_headers = CALLER_KEY_HEADERS + tuple(
-            h for i in cfg.jwt_issuers for h in (i.token_header, i.claim_header)
+        self._remove_headers = (
+            *CALLER_KEY_HEADERS,
+            CHECK_ID_HEADER,
+            *(h for i in cfg.jwt_issuers for h in (i.token_header, i.claim_header)),
         )
 
     def _compensate(self, reservation_id: str) -> None:
@@ -165,7 +181,7 @@ class Admission:
         delay = 0.1
         for _ in range(attempts):
             try:
-                await self._wallets.release(reservation_id, "check_abandoned")
+                await self._wallets.release(reservation_id, "check_abandoned", abandoned=True)
                 return
             except StoreUnavailable:
                 await asyncio.sleep(delay)
@@ -258,7 +274,13 @@ class Admission:
                 400, "invalid_user", "the user header must be 1-128 characters [A-Za-z0-9_.@-]"
             )
         decision = await self._reserve(
-            group, user, provider, parsed, priced, headers.get(TICKET_HEADER)
+            group,
+            user,
+            provider,
+            parsed,
+            priced,
+            reservation_id_for(headers.get(CHECK_ID_HEADER)),
+            headers.get(TICKET_HEADER),
         )
         if decision.allowed and AUTHZ_RESERVATION_ID in decision.metadata:
             # Without this signature the access log can neither settle nor release it.
@@ -326,6 +348,7 @@ class Admission:
         provider: Provider,
         parsed: ParsedRequest,
         priced: ResolvedModel,
+        reservation_id: str,
         ticket: str | None = None,
     ) -> Decision:
         team = member_team(group)  # the reservation's team: the only team whose users it reaches
@@ -370,7 +393,7 @@ class Admission:
         enforcing = self._cfg.cost_tracking.wallet_enforcement
         policy = self._cfg.policy_for(group) if enforcing else "showback"
         request = ReserveRequest(
-            reservation_id="r_" + uuid.uuid4().hex[:24],
+            reservation_id=reservation_id,
             candidates=cascade.candidates,
             amount=estimate,
             policy=policy,
@@ -383,7 +406,9 @@ class Admission:
         )
         started = asyncio.get_running_loop().time()
         try:
-            result = await asyncio.wait_for(self._wallets.reserve(request), self._reserve_deadline)
+            # asyncio.timeout, not wait_for: the same deadline without a Task per Check.
+            async with asyncio.timeout(self._reserve_deadline):
+                result = await self._wallets.reserve(request)
         except StoreRegressed:
             # Fail closed whatever `on_store_error` says: the books in the store are not ours.
             m.STORE_ERRORS.labels("reserve_regressed").inc()

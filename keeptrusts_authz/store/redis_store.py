@@ -418,7 +418,9 @@ class RedisWalletStore:
             ],
         )
 
-    def _release_call(self, req: ReleaseLike, actor: str) -> tuple[list[str], list[Arg]]:
+    def _release_call(
+        self, req: ReleaseLike, actor: str, abandoned: bool = False
+    ) -> tuple[list[str], list[Arg]]:
         k = self.keys
         return (
             [k.ledger, k.reservation(req.reservation_id), k.deadlines],
@@ -429,6 +431,7 @@ class RedisWalletStore:
                 actor,
                 k.events_channel,
                 self._closed_ttl_ms,
+                "1" if abandoned else "",
             ],
         )
 
@@ -447,8 +450,10 @@ class RedisWalletStore:
         keys, args = self._settle_call(req, actor)
         return self._settle_result(await self._run("settle", keys, args))
 
-    async def release(self, req: ReleaseLike, *, actor: str = "gateway") -> SettleResult:
-        keys, args = self._release_call(req, actor)
+    async def release(
+        self, req: ReleaseLike, *, actor: str = "gateway", abandoned: bool = False
+    ) -> SettleResult:
+        keys, args = self._release_call(req, actor, abandoned)
         return self._settle_result(await self._run("release", keys, args))
 
     async def settle_batch(

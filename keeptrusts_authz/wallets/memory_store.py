@@ -486,10 +486,11 @@ class MemoryWalletStore:
                         )
             now = self._clock()
             prev = self._live(self._s.reservations, req.reservation_id, now)
-            if prev is not None and "wallet" in prev.fields:
+            if prev is not None and "wallet" in prev.fields and prev.fields["state"] == "open":
                 f = prev.fields
+                f["adopted"] = "1"
                 return ReserveResult("duplicate", f["wallet"], int(f["amount"]), {})
-            if prev is not None:
+            if prev is not None:  # a tombstone, or closed: funds nothing any more
                 return ReserveResult("blocked", None, req.amount, {})
             seen: dict[str, int] = {}
             funded: str | None = None
@@ -680,7 +681,7 @@ class MemoryWalletStore:
             self.events.publish(f"funds:{wallet}")
         return SettleResult("corrected", wallet, reserved, cost)
 
-    def _release(self, req: ReleaseLike, actor: str) -> SettleResult:
+    def _release(self, req: ReleaseLike, actor: str, abandoned: bool = False) -> SettleResult:
         now = self._clock()
         item = self._live(self._s.reservations, req.reservation_id, now)
         if item is None or "wallet" not in item.fields:
@@ -690,7 +691,7 @@ class MemoryWalletStore:
             )
             return SettleResult("unknown", None, 0, 0)
         f = item.fields
-        if f["state"] != "open":
+        if f["state"] != "open" or (abandoned and f.get("adopted") == "1"):
             return self._closed(f)
         wallet, reserved = f["wallet"], int(f["amount"])
         w = self._create_wallet(wallet)
@@ -724,9 +725,11 @@ class MemoryWalletStore:
         async with self._lock:
             return self._settle(req, actor)
 
-    async def release(self, req: ReleaseLike, *, actor: str = "gateway") -> SettleResult:
+    async def release(
+        self, req: ReleaseLike, *, actor: str = "gateway", abandoned: bool = False
+    ) -> SettleResult:
         async with self._lock:
-            return self._release(req, actor)
+            return self._release(req, actor, abandoned)
 
     async def settle_batch(
         self, items: Sequence[SettleRequest | ReleaseLike], *, actor: str = "gateway"

@@ -138,7 +138,12 @@ class WalletStore(Protocol):
 
     async def settle(self, req: SettleRequest, *, actor: str = "gateway") -> SettleResult: ...
 
-    async def release(self, req: ReleaseLike, *, actor: str = "gateway") -> SettleResult: ...
+    async def release(
+        self, req: ReleaseLike, *, actor: str = "gateway", abandoned: bool = False
+    ) -> SettleResult:
+        """`abandoned`: the compensating release of a Check that gave up; a reservation a
+        retried Check adopted (reserve's `duplicate`) is kept and answered already_closed."""
+        ...
 
     async def settle_batch(
         self, items: Sequence[SettleRequest | ReleaseLike], *, actor: str = "gateway"

@@ -599,11 +599,16 @@ class WalletService:
         """Close a reservation at its real cost; idempotent (a closed one says already_closed)."""
         return await self._store.settle(self._validate_settle(req))
 
-    async def release(self, reservation_id: str, reason: str = "") -> SettleResult:
-        """Close a reservation at no cost; idempotent."""
+    async def release(
+        self, reservation_id: str, reason: str = "", *, abandoned: bool = False
+    ) -> SettleResult:
+        """Close a reservation at no cost; idempotent. `abandoned`: the compensation of a Check
+        that gave up, which keeps a reservation a retried Check adopted."""
         _check_reservation_id(reservation_id)
         _check_text(reason, "reason")
-        return await self._store.release(ReleaseRequest(reservation_id, reason))
+        return await self._store.release(
+            ReleaseRequest(reservation_id, reason), abandoned=abandoned
+        )
 
     async def settle_batch(
         self, items: Sequence[SettleRequest | ReleaseLike]

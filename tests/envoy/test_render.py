@@ -58,6 +58,13 @@ def _hcm(doc: dict[str, Any]) -> dict[str, Any]:
     return hcm
 
 
+def _http_filter(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """The typed config of the listener's HTTP filter called `name` (not its position)."""
+    (found,) = [f for f in _hcm(doc)["http_filters"] if f["name"] == name]
+    config: dict[str, Any] = found["typed_config"]
+    return config
+
+
 def _clusters(doc: dict[str, Any]) -> dict[str, Any]:
     return {c["name"]: c for c in doc["static_resources"]["clusters"]}
 
@@ -162,6 +169,7 @@ def test_filters_order_and_ext_authz_settings() -> None:
     hcm = _hcm(_bootstrap(render_envoy_yaml(cfg)))
     names = [f["name"] for f in hcm["http_filters"]]
     assert names == [
+        "keeptrusts.check_id",
         "envoy.filters.http.ext_authz",
         "envoy.filters.http.lua",
         "envoy.filters.http.header_mutation",
@@ -169,15 +177,21 @@ def test_filters_order_and_ext_authz_settings() -> None:
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.router",
     ]
-    authz = hcm["http_filters"][0]["typed_config"]
+    # Envoy, never the client, names each request: the reservation id derives from it.
+    (check_id,) = hcm["http_filters"][0]["typed_config"]["mutations"]["request_mutations"]
+    assert check_id["append"] == {
+        "header": {"key": "x-keeptrusts-check-id", "value": "%UNIQUE_ID%"},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }
+    authz = hcm["http_filters"][1]["typed_config"]
     service = authz["grpc_service"]
     assert service["envoy_grpc"] == {"cluster_name": "keeptrusts_authz"}
     # check timeout + the default 2 s a block Check may wait for reserved money to settle
     assert service["timeout"] == "3.5s"
-    # a Check that cannot reach one replica is retried on another
+    # a Check that cannot reach one replica, or whose replica died under it, is retried on
+    # another (with the same check id: a reservation the first attempt made is adopted)
     retry_on = set(service["retry_policy"]["retry_on"].split(","))
-    assert retry_on >= {"connect-failure", "refused-stream"}
-    assert "reset" not in retry_on  # the first attempt may have reserved
+    assert retry_on >= {"connect-failure", "refused-stream", "reset"}
     assert "retry_back_off" not in service["retry_policy"]  # timed Checks out under load
     assert service["retry_policy"]["retry_host_predicate"][0]["name"] == (
         "envoy.retry_host_predicates.previous_hosts"
@@ -253,32 +267,32 @@ def test_hold_policy_extends_check_timeout() -> None:
         {"name": "b", "api_key": "kt_b", "wallet_team_id": "t_b", "on_insufficient": "hold"},
     ]
     cfg = _cfg(consumer_groups=groups, enforcement={"hold_timeout_seconds": 20})
-    authz = _hcm(_bootstrap(render_envoy_yaml(cfg)))["http_filters"][0]["typed_config"]
+    authz = _http_filter(_bootstrap(render_envoy_yaml(cfg)), "envoy.filters.http.ext_authz")
     assert authz["grpc_service"]["timeout"] == "22s"
     cfg = _cfg(enforcement={"on_insufficient": "hold", "hold_timeout_seconds": 5})
-    authz = _hcm(_bootstrap(render_envoy_yaml(cfg)))["http_filters"][0]["typed_config"]
+    authz = _http_filter(_bootstrap(render_envoy_yaml(cfg)), "envoy.filters.http.ext_authz")
     assert authz["grpc_service"]["timeout"] == "7s"
 
 
 def test_block_wait_for_reserved_extends_check_timeout() -> None:
     """A block Check may wait for in-flight reservations: Envoy must not time it out first."""
     cfg = _cfg(enforcement={"wait_for_reserved_seconds": 5})
-    authz = _hcm(_bootstrap(render_envoy_yaml(cfg)))["http_filters"][0]["typed_config"]
+    authz = _http_filter(_bootstrap(render_envoy_yaml(cfg)), "envoy.filters.http.ext_authz")
     assert authz["grpc_service"]["timeout"] == "7s"
     cfg = _cfg(enforcement={"wait_for_reserved_seconds": 0})
-    authz = _hcm(_bootstrap(render_envoy_yaml(cfg)))["http_filters"][0]["typed_config"]
+    authz = _http_filter(_bootstrap(render_envoy_yaml(cfg)), "envoy.filters.http.ext_authz")
     assert authz["grpc_service"]["timeout"] == "2s"
 
 
 def test_lua_is_inlined_verbatim_and_request_step_is_optional() -> None:
     text = render_envoy_yaml(_cfg())
-    lua = _hcm(_bootstrap(text))["http_filters"][1]["typed_config"]["default_source_code"]
+    lua = _http_filter(_bootstrap(text), "envoy.filters.http.lua")["default_source_code"]
     assert lua["inline_string"] == usage_filter_lua(True)
     assert "inline_string: |" in text  # readable block scalar, not an escaped string
     assert "function envoy_on_request" in usage_filter_lua(True)
     assert "@@REQUEST" not in usage_filter_lua(True)
     off_text = render_envoy_yaml(_cfg(gateway={"inject_stream_usage": False}))
-    off = _hcm(_bootstrap(off_text))["http_filters"][1]["typed_config"]["default_source_code"][
+    off = _http_filter(_bootstrap(off_text), "envoy.filters.http.lua")["default_source_code"][
         "inline_string"
     ]
     assert "function envoy_on_request" not in off

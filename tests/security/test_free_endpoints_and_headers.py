@@ -18,6 +18,7 @@ what of a request's headers reaches the provider, through the real Envoy and the
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -213,6 +214,7 @@ SPOOFED = {
     "x-keeptrusts-user": "alice",
     "x-keeptrusts-ticket": "t_forged",
     "x-keeptrusts-reservation": "r_forged",
+    "x-keeptrusts-check-id": "0f0f0f0f-0f0f-4f0f-8f0f-0f0f0f0f0f0f",
     "x-keeptrusts-anything": "1",
     "OpenAI-Organization": "org-someone-else",
     "OpenAI-Project": "proj_someone_else",
@@ -249,6 +251,26 @@ def test_only_allowed_headers_reach_the_provider(stack: Stack, provider: FakePro
     assert seen["idempotency-key"] == "stainless-python-retry-1"
     assert seen["content-type"] == "application/json"
     assert stack.wait_settled("team:team_engineering").spent_total > 0
+
+
+def test_a_client_cannot_choose_the_check_id(stack: Stack, provider: FakeProvider) -> None:
+    """The reservation id derives from the per-request check id (so a Check retried on another
+    replica finds its reservation); Envoy writes it over any client value. Two requests sending
+    the same id are two reservations, both charged: sharing one would serve the second free."""
+    stack.fund("team_engineering", 5 * USD)
+    body = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
+    forged = {"x-keeptrusts-check-id": SPOOFED["x-keeptrusts-check-id"]}
+    for _ in range(2):
+        status, _, raw = request(stack, "POST", "/v1/chat/completions", body=body, headers=forged)
+        assert status == 200, raw
+    entries = stack.wallets(lambda w: w.ledger(100))
+    reserves = {e.fields["reservation"] for e in entries if e.op == "reserve"}
+    assert len(reserves) == 2, reserves
+    deadline = time.monotonic() + 10
+    while len({e.fields["reservation"] for e in entries if e.op == "settle"}) < 2:
+        assert time.monotonic() < deadline, [e.op for e in entries]
+        time.sleep(0.1)
+        entries = stack.wallets(lambda w: w.ledger(100))
 
 
 def test_anthropic_requests_lose_the_same_headers(stack: Stack, provider: FakeProvider) -> None:

@@ -141,7 +141,8 @@ def test_rendered_jwt_filters_pass_envoy_validate(tmp_path: Path, signer: Signer
     assert "envoy.filters.http.jwt_authn" in rendered and "jwks_remote_idp" in rendered
     hcm = yaml.safe_load(rendered)["static_resources"]["listeners"][0]["filter_chains"][0]
     names = [f["name"] for f in hcm["filters"][0]["typed_config"]["http_filters"]]
-    assert names[:3] == [
+    assert names[:4] == [
+        "keeptrusts.check_id",
         "keeptrusts.strip_user_claims",
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.ext_authz",

@@ -60,7 +60,8 @@ def test_one_sequence_one_ledger(backend: Backend) -> None:
             late = reserve_req(1 * USD)
             assert (await svc.release(late.reservation_id)).outcome == "unknown"
             assert (await svc.reserve(late)).outcome == "blocked"
-            assert (await svc.reserve(a)).outcome == "duplicate"
+            # A closed reservation funds nothing again (a retried Check after its settle).
+            assert (await svc.reserve(a)).outcome == "blocked"
             eng = await svc.wallet("team:team_eng")
             assert (eng.balance, eng.reserved, eng.spent_total) == (5 * USD, 0, 3 * USD)
             report = await svc.audit()
@@ -147,3 +148,45 @@ def test_burn_window_is_what_settle_and_expire_spent(backend: Backend) -> None:
     burned, spent, per_day = run(go())
     assert burned == spent == 4 * USD
     assert 4 * USD // 8 <= per_day <= 4 * USD // 7
+
+
+def test_a_retried_check_adopts_the_open_reservation_and_keeps_it(backend: Backend) -> None:
+    """Envoy retries a Check on another replica after a reset with the same check id, so the
+    same reservation id: the retry adopts what the first attempt reserved (one hold, not two),
+    and the first attempt's compensating release (it saw its Check cancelled) leaves it alone;
+    an ordinary release (the access log's) still closes it."""
+
+    async def go() -> None:
+        async with backend.service() as svc:
+            await funded(svc, team_eng=10 * USD)
+            first = reserve_req(3 * USD)
+            assert (await svc.reserve(first)).outcome == "reserved"
+            retry = await svc.reserve(first)
+            assert (retry.outcome, retry.wallet, retry.amount) == (
+                "duplicate",
+                "team:team_eng",
+                3 * USD,
+            )
+            kept = await svc.release(first.reservation_id, "check_abandoned", abandoned=True)
+            assert kept.outcome == "already_closed"
+            eng = await svc.wallet("team:team_eng")
+            assert (eng.balance, eng.reserved) == (7 * USD, 3 * USD)
+            settled = await svc.settle(SettleRequest(first.reservation_id, 2 * USD, False))
+            assert (settled.outcome, settled.cost) == ("settled", 2 * USD)
+            eng = await svc.wallet("team:team_eng")
+            assert (eng.balance, eng.reserved, eng.spent_total) == (8 * USD, 0, 2 * USD)
+
+            # Not adopted: the compensating release closes it (the Check gave up, nobody uses it).
+            lone = reserve_req(1 * USD)
+            assert (await svc.reserve(lone)).outcome == "reserved"
+            gone = await svc.release(lone.reservation_id, "check_abandoned", abandoned=True)
+            assert gone.outcome == "released"
+            # ... and the retry that comes after it is refused, never funded on a closed id.
+            assert (await svc.reserve(lone)).outcome == "blocked"
+            adopted = reserve_req(1 * USD)
+            assert (await svc.reserve(adopted)).outcome == "reserved"
+            assert (await svc.reserve(adopted)).outcome == "duplicate"
+            assert (await svc.release(adopted.reservation_id, "client")).outcome == "released"
+            assert (await svc.audit()).ok
+
+    run(go())

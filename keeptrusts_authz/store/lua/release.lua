@@ -7,21 +7,25 @@
 -- ARGV[1] reservation id   ARGV[2] wallet key prefix kt:{org}:w:   ARGV[3] reason   ARGV[4] actor
 -- ARGV[5] events channel kt:{org}:events (gets 'funds:<wallet>' when reserved > 0)
 -- ARGV[6] closed-record ttl ms (> 0): how long the closed hash / tombstone stays for idempotency
+-- ARGV[7] '1' = the compensating release of an abandoned Check: a reservation a retried Check
+--         adopted (reserve.lua `duplicate` sets `adopted`) funds that request now and is kept
+--         (answered already_closed, nothing written); '' or absent = any release
 -- Wake-up: PUBLISH 'funds:<wallet>' on the org's events channel in the same script as the
 -- balance change, so every caller (wallet API, CLI, gateway) wakes the held requests waiting
 -- for that wallet (store.tickets.EventHub). A channel is not a key (pub/sub has its own
 -- namespace), so it comes in ARGV. Replays and refusals publish nothing.
--- Returns {outcome, wallet, reserved, cost}: outcome released | already_closed | unknown (an
--- unknown id is tombstoned for ARGV[6] ms so a reserve arriving after its release refuses it).
+-- Returns {outcome, wallet, reserved, cost}: outcome released | already_closed (also an adopted
+-- one kept, ARGV[7]) | unknown (an unknown id is tombstoned for ARGV[6] ms so a reserve arriving after its release refuses it).
 local rid = ARGV[1]
 local wallet_prefix = ARGV[2]
 local reason = ARGV[3]
 local actor = ARGV[4]
 local channel = ARGV[5]
 local CLOSED_TTL_MS = tonumber(ARGV[6])
+local abandoned = ARGV[7] == '1'
 
 local r = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'state', 'cost', 'team', 'group',
-  'user', 'model')
+  'user', 'model', 'adopted')
 if not r[1] then
   -- Released before it was reserved: a Check gave up while its reserve was still in flight.
   -- The tombstone makes that late reserve refuse the id instead of holding funds for nobody.
@@ -29,7 +33,7 @@ if not r[1] then
   redis.call('PEXPIRE', KEYS[2], CLOSED_TTL_MS)
   return {'unknown', '', '0', '0'}
 end
-if r[3] ~= 'open' then
+if r[3] ~= 'open' or (abandoned and r[9] == '1') then
   local closed_cost = r[4]
   if not closed_cost or closed_cost == '' then closed_cost = '0' end
   return {'already_closed', r[1], r[2], closed_cost}

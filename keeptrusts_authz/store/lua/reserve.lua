@@ -26,8 +26,9 @@
 -- user of another never reaches that user's wallet, nor falls through to its own).
 -- Returns {outcome, wallet or '', amount, id_1, available_1, id_2, available_2, ...} where outcome
 -- is reserved|overdraft|blocked|hold|duplicate|regressed and the id/available pairs are the candidates that
--- exist, as seen (a duplicate returns the original wallet and amount, no pairs; an id released
--- before it was reserved is refused as blocked; regressed returns {'regressed', found epoch or ''}).
+-- exist, as seen (a duplicate of an OPEN reservation returns the original wallet and amount, no
+-- pairs, and marks it `adopted`; an id released before it was reserved, or already closed, is
+-- refused as blocked; regressed returns {'regressed', found epoch or ''}).
 local rid = ARGV[1]
 local amount = tonumber(ARGV[2])
 local policy = ARGV[3]
@@ -57,10 +58,18 @@ for i = 1, n do
   end
 end
 
-local prev = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'tombstone')
-if prev[1] then return {'duplicate', prev[1], prev[2]} end
+local prev = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'tombstone', 'state')
 -- Released before it arrived (the Check gave up on it): never fund it now.
 if prev[3] then return {'blocked', '', s(amount)} end
+if prev[1] then
+  -- The same id again: a retried script call, or a Check retried on another replica after a
+  -- reset (ids derive from Envoy's per-request check id). An open reservation is adopted: the
+  -- mark stops the first attempt's compensating release (release.lua ARGV[7]) from closing it
+  -- under the request it now funds. A closed one funds nothing any more.
+  if prev[4] ~= 'open' then return {'blocked', '', s(amount)} end
+  redis.call('HSET', KEYS[2], 'adopted', '1')
+  return {'duplicate', prev[1], prev[2]}
+end
 
 -- Look at the cascade: the first wallet that exists and can fund the whole amount wins.
 local funded_key, funded_id = nil, nil
