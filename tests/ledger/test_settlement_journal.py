@@ -12,12 +12,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from keeptrusts_authz.cli.main import main
 from keeptrusts_authz.gateway.settler import Settler
 from keeptrusts_authz.ledger.journal import PostgresJournal
 from keeptrusts_authz.ledger.schema import migrate
-from prometheus_client import REGISTRY
 from keeptrusts_authz.wallets.models import JournaledCharge, SettleRequest
 from tests.ledger.test_restore import _archive, _config, _restore, _seed, books
 from tests.wallets.support import ORG, USD, reserve_req, run, sync_client, wallet_service
@@ -280,9 +280,7 @@ def _closed_port() -> int:
 def test_postgres_down_never_blocks_settlement(redis_url: str) -> None:
     """The journal unreachable: the batch settles in Redis all the same (nothing lost while Redis
     holds its books), counted in keeptrusts_settlement_journal_failures_total."""
-    down = PostgresJournal(
-        f"postgresql://kt@127.0.0.1:{_closed_port()}/kt", timeout=0.5
-    )
+    down = PostgresJournal(f"postgresql://kt@127.0.0.1:{_closed_port()}/kt", timeout=0.5)
     failures = metric("keeptrusts_settlement_journal_failures_total")
     ids: list[str] = []
 
