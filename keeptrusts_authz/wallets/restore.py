@@ -29,10 +29,25 @@ the sweeper expiring again what was settled before the loss; a second reserve of
 entry whose `balance_after` was computed on the stale balances is rewritten with the balance it
 has on the restored books, the stale value kept as `stale_balance_after` and `restored` = 1.
 
+The settlement journal (PostgreSQL `settlement_journal`, written by the settler before each
+settle batch goes to the store): after the rebuild (`WalletService.restore`, which reads the
+journal only then, so a settle the settler holds is in it), every journal row received since the
+archived high-water entry's time minus the reservation TTL (`journal_lookback_ms`) is matched
+against the rebuilt books (`match_journal`): reservation closed there -> nothing; restored open
+-> settled at the journaled cost (settle.lua); unknown, i.e. its reserve died with the store ->
+booked by settle.lua's recovery branch: a closed reservation record and a `settle` entry with
+`reserved` 0 and `recovered` 1 (the audit's `LedgerReplay` and this replay accept it for a
+reservation never reserved, and only then). Each goes through the store's settle rule, idempotent
+by reservation id, so the settler retrying the same settle meanwhile, or a second restore,
+charges nothing twice. The report counts `recovered` (and micros) and lists the `unrecovered`
+(a wallet the restored books do not have). Journal rows older than that bound were settled in a
+store that then had them archived, or are none of a lost store's.
+
 Not in the ledger, so not restored: denial counters (the 402/hold statistics of the month), the
 idempotency records of admin moves (a retried move within 24 h moves again), closed reservation
-records (a repeated settle of a closed reservation answers `unknown` and moves nothing) and cost
-tickets (held requests are gone anyway).
+records (a repeated settle of a closed reservation answers `unknown`; the settler books it only
+when it journaled it just now and the reservation could still be open, gateway/settler.py, so a
+repeat moves nothing) and cost tickets (held requests are gone anyway).
 """
 
 from __future__ import annotations
