@@ -15,7 +15,8 @@ idempotent by reservation id), but only when all of these hold, so nothing is ch
 - the reservation could still be open (`JournaledCharge.open_until_ms`): before then a store
   that holds its books cannot have forgotten the reservation.
 A journal write that fails (PostgreSQL down, or slower than the journal's timeout) never blocks
-settlement: the batch is settled in Redis anyway, counted in
+settlement: the batch is settled in Redis anyway (and the next `JOURNAL_RETRY_SECONDS` of batches
+skip the journal instead of each waiting out its timeout), counted in
 `keeptrusts_settlement_journal_failures_total` and logged; those charges are covered once the
 archiver has copied them, as without a journal.
 """
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 AfterSettle = Callable[[Iterable[str]], Awaitable[object]]
 
 
+#: After a failed journal write, batches skip the journal (counted as failures) this long.
+JOURNAL_RETRY_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class _Pending:
     item: SettleRequest | Release
@@ -68,6 +73,9 @@ class Settler:
         PostgreSQL."""
         self._wallets = wallets
         self._journal = journal
+        self._journal_retry_at = 0.0
+        self._journal_logged_at = -JOURNAL_RETRY_SECONDS
+        self._journal_unlogged = 0
         self._max_batch = max_batch
         self._max_delay = max_delay
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=max_queue)
@@ -109,22 +117,39 @@ class Settler:
         return batch
 
     async def _journal_batch(self, batch: list[_Pending]) -> set[str]:
-        """Journal the batch's charges; the reservation ids journaled now (none on failure)."""
+        """Journal the batch's charges; the reservation ids journaled now (none on failure).
+        After a failure the journal is skipped for `JOURNAL_RETRY_SECONDS` (each batch would
+        otherwise wait out the journal's timeout on a PostgreSQL that does not answer)."""
         charges = [p.charge for p in batch if p.charge is not None]
         if self._journal is None or not charges:
+            return set()
+        now = time.monotonic()
+        if now < self._journal_retry_at:
+            self._journal_failed(len(charges), None)
             return set()
         try:
             fresh = await self._journal.record(self._wallets.org_id, charges)
         except Exception as exc:  # PostgreSQL down or slow: settle in Redis all the same
-            m.SETTLEMENT_JOURNAL_FAILURES.inc(len(charges))
-            log.warning(
-                "settlement journal unavailable (%s); settling %d charges in Redis without it",
-                type(exc).__name__,
-                len(charges),
-            )
+            self._journal_retry_at = time.monotonic() + JOURNAL_RETRY_SECONDS
+            self._journal_failed(len(charges), exc)
             return set()
         m.SETTLEMENT_JOURNAL_ROWS.inc(len(fresh))
         return fresh
+
+    def _journal_failed(self, n: int, exc: Exception | None) -> None:
+        m.SETTLEMENT_JOURNAL_FAILURES.inc(n)
+        self._journal_unlogged += n
+        now = time.monotonic()
+        if exc is not None and now - self._journal_logged_at >= JOURNAL_RETRY_SECONDS:
+            self._journal_logged_at = now
+            log.warning(
+                "settlement journal unavailable (%s: %s); %d charges settled in Redis without "
+                "it since the last warning (covered once archived)",
+                type(exc).__name__,
+                str(exc)[:200],
+                self._journal_unlogged,
+            )
+            self._journal_unlogged = 0
 
     async def _write(self, batch: list[_Pending]) -> None:
         fresh = await self._journal_batch(batch)

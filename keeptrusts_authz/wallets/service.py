@@ -787,7 +787,15 @@ class WalletService:
         twice."""
         ttl_ms = self._config.enforcement.reservation_ttl_seconds * 1000
         since = plan.high_water_ts_ms - journal_lookback_ms(ttl_ms)
-        rows = await journal.since(self.org_id, since)
+        try:
+            rows = await journal.since(self.org_id, since)
+        except Exception as exc:  # the books are rebuilt already: report it, never abort now
+            return _JournalApplied(
+                refused=[
+                    f"the settlement journal could not be read ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); run `restore --force` once it can"
+                ]
+            )
         match = match_journal(plan, rows)
         out = _JournalApplied(rows=len(rows))
         results = await self._store.settle_batch(

@@ -303,3 +303,21 @@ def test_postgres_down_never_blocks_settlement(redis_url: str) -> None:
 
     run(go())
     assert metric("keeptrusts_settlement_journal_failures_total") == failures + 3
+
+
+def test_restore_reports_an_unreadable_journal_and_keeps_the_rebuilt_books(
+    redis_url: str, postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The books are rebuilt before the journal is read: a journal that cannot be read (here its
+    table is gone) is named in the report's `unrecovered`, not a failed restore."""
+    run(migrate(postgres_url))
+    run(_seed(redis_url))
+    cfg = _config(tmp_path, redis_url, postgres_url)
+    _archive(redis_url, postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE settlement_journal")
+    sync_client(redis_url).flushall()
+    code, out = _restore(cfg, capsys)
+    assert code == 0 and out["audit"]["ok"], out
+    assert out["recovered"] == 0 and len(out["unrecovered"]) == 1
+    assert "settlement journal could not be read" in out["unrecovered"][0]
