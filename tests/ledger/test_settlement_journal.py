@@ -321,3 +321,9 @@ def test_restore_reports_an_unreadable_journal_and_keeps_the_rebuilt_books(
     assert code == 0 and out["audit"]["ok"], out
     assert out["recovered"] == 0 and len(out["unrecovered"]) == 1
     assert "settlement journal could not be read" in out["unrecovered"][0]
+    # The text output says so too.
+    capsys.readouterr()
+    assert main(["restore", "--config", cfg, "--force"]) == 0
+    text = capsys.readouterr().out
+    assert "settlement journal: 0 row(s) read, 0 charge(s)" in text
+    assert "NOT recovered the settlement journal could not be read" in text
