@@ -1,8 +1,10 @@
 """Ledger of record figures: audit time at N archived ledger entries (default 1,000,000, written
-straight into PostgreSQL with COPY) for the checkpointed and the full audit, and archiver
-throughput Redis -> PostgreSQL. Own redis-server and PostgreSQL on free loopback ports.
+straight into PostgreSQL with COPY) for the checkpointed and the full audit, archiver
+throughput Redis -> PostgreSQL, and the settle path with and without the settlement journal
+(the settler's batches of 256; the journal write is one INSERT ... unnest round trip per batch
+before the Redis pipeline). Own redis-server and PostgreSQL on free loopback ports.
 
-    python bench/ledger_bench.py [entries]
+    python bench/ledger_bench.py [entries] [--settle-only]
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import json
 import sys
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -19,10 +22,13 @@ import psycopg
 import redis.asyncio as aredis
 
 from keeptrusts_authz.config import parse_config
+from keeptrusts_authz.gateway.settler import Settler
 from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.ledger.archiver import Archiver
+from keeptrusts_authz.ledger.journal import PostgresJournal
 from keeptrusts_authz.ledger.schema import migrate
 from keeptrusts_authz.store.redis_store import RedisWalletStore
+from keeptrusts_authz.wallets.models import JournaledCharge, ReserveRequest, SettleRequest
 from keeptrusts_authz.wallets.service import WalletService
 from testing.postgres_server import PostgresServer
 from testing.redis_server import RedisServer
@@ -119,14 +125,101 @@ async def _archive_figures(redis_url: str, pg_url: str, n: int) -> None:
     await r.aclose()
 
 
-async def main(n: int) -> None:
+async def _settle_run(redis_url: str, journal: PostgresJournal | None, n: int) -> float:
+    """Seconds for the settler to write n settles (their reservations made beforehand)."""
+    cfg = parse_config(
+        {
+            "organization": {"id": ORG, "currency": "USD"},
+            "redis": {"url": redis_url, "socket_timeout_seconds": 30},
+            "consumer_groups": [
+                {"name": "engineering", "api_key": "kt_cg_bench", "wallet_team_id": "team_eng"}
+            ],
+        }
+    )
+    store = RedisWalletStore.from_settings(cfg.redis, ORG)
+    svc = WalletService(store, cfg)
+    await svc.credit(10 * n * 1_000_000, "USD", "seed", "bench")
+    await svc.allocate(TEAM, 10 * n * 1_000_000, "USD", "seed", "bench")
+    reqs = [
+        ReserveRequest(
+            f"r_{uuid.uuid4().hex[:24]}",
+            (TEAM,),
+            2_000_000,
+            "block",
+            None,
+            600_000,
+            "team_eng",
+            "engineering",
+            "",
+            "gpt-4o",
+        )
+        for _ in range(n)
+    ]
+    for i in range(0, n, 500):
+        await asyncio.gather(*(svc.reserve(r) for r in reqs[i : i + 500]))
+    settler = Settler(svc, journal=journal)
+    settler.start()
+    t0 = time.perf_counter()
+    for r in reqs:
+        item = SettleRequest(r.reservation_id, 1_000_000, False, 100, 20, 0, "gpt-4o", "gpt-4o")
+        charge = JournaledCharge(
+            r.reservation_id,
+            TEAM,
+            "team_eng",
+            "engineering",
+            "",
+            "gpt-4o",
+            "gpt-4o",
+            1_000_000,
+            False,
+            100,
+            20,
+            0,
+        )
+        settler.submit(item, None, charge)
+    assert await settler.flush(120)
+    dt = time.perf_counter() - t0
+    await settler.close()
+    await store.close()
+    return dt
+
+
+async def _settle_figures(redis_url: str, pg_url: str, n: int) -> None:
+    r = aredis.Redis.from_url(redis_url)
+    for label, journal in (("without journal", None), ("with journal", PostgresJournal(pg_url))):
+        await r.flushall()
+        dt = await _settle_run(redis_url, journal, n)
+        print(
+            f"settle path {label}: {n:,} settles in {dt:.2f}s ({n / dt:,.0f} settles/s, "
+            f"{dt / (n / 256) * 1000:.2f} ms per batch of 256)"
+        )
+        if journal is not None:
+            await journal.close()
+    journal = PostgresJournal(pg_url)
+    batch = [
+        JournaledCharge(f"b_{i}_{j}", TEAM, "team_eng", "engineering", "", "m", "m", 1, False)
+        for i in range(50)
+        for j in range(256)
+    ]
+    t0 = time.perf_counter()
+    for i in range(50):
+        await journal.record(ORG, batch[i * 256 : (i + 1) * 256])
+    dt = time.perf_counter() - t0
+    print(f"journal write alone: {dt / 50 * 1000:.2f} ms per batch of 256 (50 batches)")
+    await journal.close()
+    await r.aclose()
+
+
+async def main(n: int, settle_only: bool) -> None:
     with RedisServer() as rs, PostgresServer() as pg:
         url = pg.create_database()
         await migrate(url)
-        await _audit_figures(rs.url, url, n)
-        await _archive_figures(rs.url, url, min(n, 200_000))
+        if not settle_only:
+            await _audit_figures(rs.url, url, n)
+            await _archive_figures(rs.url, url, min(n, 200_000))
+        await _settle_figures(rs.url, url, 20_000)
 
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a.isdigit()]
-    asyncio.run(main(int(args[0]) if args else 1_000_000))
+    asyncio.run(main(int(args[0]) if args else 1_000_000, "--settle-only" in sys.argv))

@@ -70,6 +70,11 @@ AUTHZ_KEY_ID: Final = "key_id"
 AUTHZ_SIGNATURE: Final = "signature"
 AUTHZ_MODEL: Final = "model"
 AUTHZ_PRICED_MODEL: Final = "priced_model"
+# Who owns the reservation (the reserve's team, consumer group and user): signed too, so a charge
+# recovered from the settlement journal after a store loss books every cent to its owner.
+AUTHZ_TEAM: Final = "team"
+AUTHZ_GROUP: Final = "consumer_group"
+AUTHZ_USER: Final = "user"
 # The reservation's input token bound, and whether what a stream shows bounds its output (false
 # when the model or the request bills reasoning it never streams): a cut-off stream's charge.
 AUTHZ_INPUT_BOUND_TOKENS: Final = "input_bound_tokens"

@@ -51,6 +51,7 @@ from keeptrusts_authz.gateway.settler import Settler, Sweeper
 from keeptrusts_authz.gateway.signing import ReservationSigner, signer_from_config
 from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.ledger.archiver import Archiver
+from keeptrusts_authz.ledger.journal import PostgresJournal
 from keeptrusts_authz.metrics.http import Observability, build_observability
 from keeptrusts_authz.metrics.registry import set_store_regressed
 from keeptrusts_authz.periods.budgets import PeriodRunner, calendar_of, rules_of
@@ -120,6 +121,7 @@ class App:
     observability: Observability
     # None without `ledger.postgres_url`: the ledger then lives in Redis only.
     archiver: Archiver | None = None
+    journal: PostgresJournal | None = None  # the settlement journal (with PostgreSQL)
 
     async def close(self) -> None:
         """Reverse build order: the workers first, then the stores they write to."""
@@ -130,6 +132,8 @@ class App:
         await self.periods.close()
         await self.sweeper.close()
         await self.settler.close()
+        if self.journal is not None:
+            await self.journal.close()
         await self.alerts.close()
         await self.wallets.integrity.close()
         self.snapshots.close()
@@ -167,7 +171,9 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         periods=PeriodRunner(store, calendar_of(cfg), rules_of(cfg)),
     )
     # Each settle batch tells the alert engine the wallets it charged (it only schedules).
-    settler = Settler(wallets, after_settle=alerts.after_settle)
+    # With PostgreSQL, every settle batch is journaled there before Redis (gateway/settler.py).
+    journal = PostgresJournal(cfg.ledger.postgres_url) if cfg.ledger.postgres_url else None
+    settler = Settler(wallets, after_settle=alerts.after_settle, journal=journal)
     sweeper = Sweeper(wallets, cfg.enforcement.sweep_interval_seconds)
     periods = PeriodWorker(
         PeriodRunner(store, calendar_of(cfg), rules_of(cfg), events=observability_store),
@@ -212,6 +218,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
         wallet_api,
         observability,
         archiver,
+        journal,
     )
 
 

@@ -1,5 +1,6 @@
 """`keeptrusts-authz restore`: rebuild the organization's books in Redis from PostgreSQL's archived
-ledger (wallets/restore.py) and re-arm the store, then audit.
+ledger (wallets/restore.py) and re-arm the store, book the settlement journal's charges the
+rebuilt books lack, then audit.
 
 Refuses a store that is not regressed unless `--force`; running it again is harmless (the same
 archive gives the same books). Holds the org's archive lock while it works, so no archiver pass
@@ -26,6 +27,8 @@ from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import RestoreRefused, StoreUnavailable
 from keeptrusts_authz.ledger.archive_store import ArchiveStore
 from keeptrusts_authz.ledger.archiver import archive_lock_key
+from keeptrusts_authz.ledger.journal import PostgresJournal
+from keeptrusts_authz.money import format_micros
 from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.wallets.models import AuditReport
 from keeptrusts_authz.wallets.restore import RestoreReport
@@ -70,7 +73,7 @@ async def restore(cfg: Config, *, force: bool) -> tuple[RestoreReport, AuditRepo
         svc = WalletService(store, cfg, archive=archive)
         lock = await _locked(url, org)
         try:
-            report = await svc.restore(archive, force=force)
+            report = await svc.restore(archive, force=force, journal=PostgresJournal(url))
             await archive.record_restore(
                 org,
                 epoch=report.epoch,
@@ -130,6 +133,13 @@ def _run(args: argparse.Namespace) -> int:
         )
         for why in report.dropped:
             print(f"  dropped {why}")
+        print(
+            f"  settlement journal: {report.journal_rows} row(s) read, {report.recovered} "
+            f"charge(s) the lost store had not kept booked now "
+            f"({format_micros(report.recovered_micros)} {cfg.organization.currency})"
+        )
+        for why in report.unrecovered:
+            print(f"  NOT recovered {why}")
         if report.open_reservations:
             print(
                 f"  {report.open_reservations} reservation(s) open at loss time restored open: "

@@ -658,7 +658,9 @@ class Budget(StrictModel):
 
 class LedgerSettings(StrictModel):
     """PostgreSQL as the ledger's system of record; without `postgres_url` the ledger lives in
-    Redis only (as before) and nothing is archived."""
+    Redis only (as before) and nothing is archived. With it, the settler also journals every
+    settle batch there before Redis (the settlement journal `restore` recovers lost charges
+    from)."""
 
     postgres_url: str | None = None
     # Entries kept in the Redis stream below the archived high-water mark (recent history served

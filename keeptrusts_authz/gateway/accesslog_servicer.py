@@ -31,7 +31,7 @@ from keeptrusts_authz.envoy_contract import (
     RESERVATION_HEADER,
     USAGE_NAMESPACE,
 )
-from keeptrusts_authz.gateway.reconcile import settlement_for
+from keeptrusts_authz.gateway.reconcile import journaled_charge, settlement_for
 from keeptrusts_authz.gateway.settler import Settler
 from keeptrusts_authz.gateway.signing import ReservationSigner
 from keeptrusts_authz.metrics import registry as m
@@ -199,7 +199,17 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[
                 item.model[:64],
             )
         m.ACCESS_LOG_ENTRIES.labels(type(item).__name__.lower()).inc()
-        self._settler.submit(item, _ended_at(entry))
+        ended = _ended_at(entry)
+        charge = None
+        if isinstance(item, SettleRequest) and verdict is not None and verdict.owners_signed:
+            charge = journaled_charge(
+                authz,
+                item,
+                admitted_ms=self._signer.admitted_ms(authz),
+                open_until_ms=self._signer.open_until_ms(authz),
+                ended_ms=int(ended * 1000) if ended is not None else 0,
+            )
+        self._settler.submit(item, ended, charge)
 
     async def StreamAccessLogs(
         self,

@@ -20,6 +20,7 @@ from keeptrusts_authz.config.models import Config, ConsumerGroup, Provider
 from keeptrusts_authz.envoy_contract import (
     AUTHZ_ESTIMATE_MICROS,
     AUTHZ_EXTRA_OUTPUT_TOKENS,
+    AUTHZ_GROUP,
     AUTHZ_INPUT_BOUND_TOKENS,
     AUTHZ_MODEL,
     AUTHZ_MODELS_FILTER,
@@ -27,6 +28,8 @@ from keeptrusts_authz.envoy_contract import (
     AUTHZ_PRICED_MODEL,
     AUTHZ_RESERVATION_ID,
     AUTHZ_SERVICE_TIER,
+    AUTHZ_TEAM,
+    AUTHZ_USER,
     AUTHZ_WALLET,
     CALLER_KEY_HEADERS,
     CHECK_ID_HEADER,
@@ -357,9 +360,10 @@ class Admission:
             TEAM_HEADER: team or "org",
         }
         meta: dict[str, str | bool] = {
-            "consumer_group": group.name,
-            "team": team,
-            "user": user or "",
+            # The reserve's owners (ReserveRequest below), signed with the reservation.
+            AUTHZ_GROUP: group.name,
+            AUTHZ_TEAM: team,
+            AUTHZ_USER: user or "",
             AUTHZ_MODEL: parsed.model,
             AUTHZ_PRICED_MODEL: priced.name,
             "api": parsed.api,

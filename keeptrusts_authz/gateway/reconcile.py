@@ -25,7 +25,7 @@ from typing import Any
 
 from keeptrusts_authz import envoy_contract as ec
 from keeptrusts_authz.pricing import PriceTable, UnknownModel, Usage
-from keeptrusts_authz.wallets.models import SettleRequest
+from keeptrusts_authz.wallets.models import JournaledCharge, SettleRequest
 
 # Output tokens a choice can be billed for without streaming them: the stop token, tool-call and
 # message framing.
@@ -36,6 +36,41 @@ PER_CHOICE_UNSTREAMED_TOKENS = 16
 class Release:
     reservation_id: str
     reason: str
+
+
+def journaled_charge(
+    authz: dict[str, Any],
+    item: SettleRequest,
+    *,
+    admitted_ms: int,
+    open_until_ms: int,
+    ended_ms: int = 0,
+) -> JournaledCharge | None:
+    """What the settlement journal keeps of a settle (wallets.models.JournaledCharge), from the
+    entry's signed metadata: None when it names no paying wallet (a request let through while
+    the store was unreachable holds no reservation of its own)."""
+    wallet = authz.get(ec.AUTHZ_WALLET)
+    if not wallet or not isinstance(wallet, str):
+        return None
+    priced = str(authz.get(ec.AUTHZ_PRICED_MODEL) or authz.get(ec.AUTHZ_MODEL) or "")
+    return JournaledCharge(
+        reservation_id=item.reservation_id,
+        wallet=wallet,
+        team=str(authz.get(ec.AUTHZ_TEAM) or ""),
+        group=str(authz.get(ec.AUTHZ_GROUP) or ""),
+        user=str(authz.get(ec.AUTHZ_USER) or ""),
+        # settle.lua's rule for "": the reservation's model, which is the priced name.
+        model=item.model or priced,
+        label_model=item.label_model or priced,
+        cost=item.cost,
+        estimated=item.estimated,
+        input_tokens=item.input_tokens,
+        output_tokens=item.output_tokens,
+        cached_tokens=item.cached_tokens,
+        admitted_ms=admitted_ms,
+        ended_ms=ended_ms,
+        open_until_ms=open_until_ms,
+    )
 
 
 def _int(value: Any) -> int:

@@ -1,15 +1,16 @@
 """Signed reservations: what lets the access-log consumer believe an entry (issue 9, C2).
 
-The Check signs what a settlement may act on, i.e. the organization, the reservation id, the
-paying wallet, the estimate (the most a settlement may charge without being a bound violation),
-an expiry, and the admission fields the settlement reads (model, priced model, input bound,
-output-bounded, extra output, service tier), with HMAC-SHA256 under the server key, and puts
-the signature and the key id into its dynamic metadata (`AUTHZ_SIGNATURE`, `AUTHZ_KEY_ID`).
+The Check signs what a settlement may act on, i.e. the organization, the reservation id, the paying
+wallet, the estimate (the most a settlement may charge without being a bound violation), an expiry,
+the admission fields the settlement reads (model, priced model, input bound, output-bounded, extra
+output, service tier) and the reservation's owners (team, consumer group, user: what a charge
+recovered from the settlement journal is booked to), with HMAC-SHA256 under the server key, and
+puts the signature and the key id into its dynamic metadata (`AUTHZ_SIGNATURE`, `AUTHZ_KEY_ID`).
 Envoy copies that metadata into the access-log entry; the consumer settles or releases only an
 entry whose signature verifies under a key it holds, whose org is its own, whose recorded
 reservation header agrees, and that has not expired. Anything else is refused with one
-low-cardinality reason and never reaches the store (so it can neither move money nor
-tombstone an id).
+low-cardinality reason and never reaches the store (so it can neither move money nor tombstone an
+id).
 
 What this does NOT authenticate: the usage the Lua filter reports (tokens, model). A caller that
 can reach the service's gRPC port directly can get a signed reservation of its own from a Check
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 MIN_KEY_BYTES: Final = 32
 # Version tag of the signed message layout; a change of layout changes it.
-_VERSION: Final = b"kt-resv-v1"
+_VERSION: Final = b"kt-resv-v2"
 
 # The metadata fields the signature covers, in signing order.
 SIGNED_FIELDS: Final = (
@@ -55,7 +56,19 @@ SIGNED_FIELDS: Final = (
     ec.AUTHZ_OUTPUT_BOUNDED,
     ec.AUTHZ_EXTRA_OUTPUT_TOKENS,
     ec.AUTHZ_SERVICE_TIER,
+    ec.AUTHZ_TEAM,
+    ec.AUTHZ_GROUP,
+    ec.AUTHZ_USER,
 )
+
+# The previous layout (v1: without the owners), still verified so that entries of Checks signed
+# before a deploy settle; their owners are not signed, so they are never journaled
+# (`Verdict.owners_signed`).
+_V1: Final = (b"kt-resv-v1", SIGNED_FIELDS[:11])
+_LAYOUTS: Final = ((_VERSION, SIGNED_FIELDS), _V1)
+
+#: Clock margin of `ReservationSigner.open_until_ms`.
+OPEN_MARGIN_MS: Final = 30_000
 
 RejectReason = Literal[
     "missing_signature", "bad_signature", "unknown_key", "field_mismatch", "expired"
@@ -88,8 +101,12 @@ def _canonical(value: Any) -> bytes:
     return b"%d:%s" % (len(raw), raw)
 
 
-def _message(fields: Mapping[str, Any]) -> bytes:
-    return b"\n".join([_VERSION, *(_canonical(fields.get(name)) for name in SIGNED_FIELDS)])
+def _message(
+    fields: Mapping[str, Any],
+    version: bytes = _VERSION,
+    names: tuple[str, ...] = SIGNED_FIELDS,
+) -> bytes:
+    return b"\n".join([version, *(_canonical(fields.get(name)) for name in names)])
 
 
 @dataclass(frozen=True)
@@ -97,14 +114,25 @@ class Verdict:
     ok: bool
     reason: RejectReason | None = None
     estimate_micros: int = 0
+    # Signed in the current layout, owners (team, group, user) included: what the settlement
+    # journal may book a recovered charge to.
+    owners_signed: bool = False
 
 
 class ReservationSigner:
     """Signs on the Check, verifies on the access log. `keys[0]` signs; every key verifies."""
 
     def __init__(
-        self, org: str, keys: list[bytes], lifetime_ms: int, *, ephemeral: bool = False
+        self,
+        org: str,
+        keys: list[bytes],
+        lifetime_ms: int,
+        *,
+        ephemeral: bool = False,
+        reservation_ttl_ms: int = 0,
     ) -> None:
+        """`reservation_ttl_ms`: how long a reservation stays open (the first part of the
+        lifetime); 0 = unknown, then no charge is ever taken as lost (`open_until_ms`)."""
         if not keys:
             raise ValueError("at least one key")
         self._org = org
@@ -113,6 +141,7 @@ class ReservationSigner:
         self._macs = {key_id(k): hmac.new(k, digestmod=hashlib.sha256) for k in keys}
         self._signing_mac = self._macs[self._signing_kid]
         self._lifetime_ms = lifetime_ms
+        self._reservation_ttl_ms = reservation_ttl_ms
         self.ephemeral = ephemeral
 
     @property
@@ -148,9 +177,14 @@ class ReservationSigner:
         keyed = self._macs.get(kid)
         if keyed is None:
             return Verdict(False, "unknown_key")
-        mac = keyed.copy()
-        mac.update(_message(authz))
-        if not hmac.compare_digest(mac.hexdigest(), signature):
+        current = False
+        for version, names in _LAYOUTS:
+            mac = keyed.copy()
+            mac.update(_message(authz, version, names))
+            if hmac.compare_digest(mac.hexdigest(), signature):
+                current = version == _VERSION
+                break
+        else:
             return Verdict(False, "bad_signature")
         rid = authz.get(ec.AUTHZ_RESERVATION_ID)
         if authz.get(ec.AUTHZ_ORG) != self._org or (
@@ -168,7 +202,22 @@ class ReservationSigner:
             estimate = int(str(authz.get(ec.AUTHZ_ESTIMATE_MICROS) or 0))
         except ValueError:
             estimate = 0
-        return Verdict(True, None, estimate)
+        return Verdict(True, None, estimate, owners_signed=current)
+
+    def admitted_ms(self, authz: Mapping[str, Any]) -> int:
+        """When the Check signed a verified entry (its expiry minus the lifetime)."""
+        try:
+            return int(str(authz.get(ec.AUTHZ_EXPIRES_MS))) - self._lifetime_ms
+        except ValueError:
+            return 0
+
+    def open_until_ms(self, authz: Mapping[str, Any]) -> int:
+        """Until when a verified entry's reservation can be open in the store, minus
+        `OPEN_MARGIN_MS` for the clocks of Redis (deadlines) and of this process (signing) to
+        disagree; 0 when the reservation TTL is unknown."""
+        if self._reservation_ttl_ms <= 0:
+            return 0
+        return self.admitted_ms(authz) + self._reservation_ttl_ms - OPEN_MARGIN_MS
 
 
 def read_key(path: str, what: str) -> bytes:
@@ -199,6 +248,7 @@ def signer_from_config(cfg: Config) -> ReservationSigner:
     random per-process key on a loopback bind, announced loudly."""
     s = cfg.server.signing
     lifetime = signature_lifetime_ms(cfg)
+    open_ms = cfg.enforcement.reservation_ttl_seconds * 1000
     org = cfg.organization.id
     if s.key_file is None:
         if cfg.server.uds_path is None and not is_loopback(cfg.server.host):  # config refuses too
@@ -212,11 +262,13 @@ def signer_from_config(cfg: Config) -> ReservationSigner:
             "server.signing.key_file (or $KEEPTRUSTS_SIGNING_KEY_FILE) to one key shared by "
             "every replica."
         )
-        return ReservationSigner(org, [secrets.token_bytes(32)], lifetime, ephemeral=True)
+        return ReservationSigner(
+            org, [secrets.token_bytes(32)], lifetime, ephemeral=True, reservation_ttl_ms=open_ms
+        )
     keys = [read_key(s.key_file, "key_file")]
     if s.previous_key_file is not None:
         keys.append(read_key(s.previous_key_file, "previous_key_file"))
-    signer = ReservationSigner(org, keys, lifetime)
+    signer = ReservationSigner(org, keys, lifetime, reservation_ttl_ms=open_ms)
     log.info(
         "reservation signing key id %s (verifying %s)", signer.key_id, ", ".join(signer.key_ids)
     )

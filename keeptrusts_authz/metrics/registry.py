@@ -130,3 +130,12 @@ LEDGER_ARCHIVED_ENTRIES = Counter(
     "keeptrusts_ledger_archived_entries",
     "Ledger entries copied from Redis to PostgreSQL.",
 )
+SETTLEMENT_JOURNAL_ROWS = Counter(
+    "keeptrusts_settlement_journal_rows",
+    "Settlements written to the PostgreSQL settlement journal before their Redis settle.",
+)
+SETTLEMENT_JOURNAL_FAILURES = Counter(
+    "keeptrusts_settlement_journal_failures",
+    "Settlements the settler could not journal (PostgreSQL down or slow): settled in Redis "
+    "anyway, covered only once the archiver has copied them.",
+)

@@ -42,6 +42,7 @@ from keeptrusts_authz.wallets.models import (
     WALLET_FIELDS,
     AuditSnapshot,
     ExpiredReservation,
+    JournaledCharge,
     LedgerEntry,
     OpResult,
     ReleaseLike,
@@ -82,7 +83,7 @@ def _id_key(entry_id: str) -> tuple[int, int]:
 
 
 _RESERVE_OUTCOMES = ("reserved", "overdraft", "blocked", "hold", "duplicate")
-_SETTLE_OUTCOMES = ("settled", "corrected", "released", "already_closed", "unknown")
+_SETTLE_OUTCOMES = ("settled", "corrected", "released", "already_closed", "unknown", "recovered")
 
 
 def _lua_file(name: str) -> str:
@@ -397,8 +398,19 @@ class RedisWalletStore:
             seen=seen,
         )
 
-    def _settle_call(self, req: SettleRequest, actor: str) -> tuple[list[str], list[Arg]]:
+    def _settle_call(
+        self, req: SettleRequest, actor: str, recover: JournaledCharge | None = None
+    ) -> tuple[list[str], list[Arg]]:
         k = self.keys
+        extra: list[Arg] = []
+        if recover is not None:
+            extra = [
+                recover.wallet,
+                recover.team,
+                recover.group,
+                recover.user,
+                str(recover.admitted_ms or ""),
+            ]
         return (
             [k.ledger, k.reservation(req.reservation_id), k.deadlines, k.usage],
             [
@@ -415,6 +427,7 @@ class RedisWalletStore:
                 k.burn_prefix,
                 k.events_channel,
                 self._closed_ttl_ms,
+                *extra,
             ],
         )
 
@@ -448,6 +461,12 @@ class RedisWalletStore:
 
     async def settle(self, req: SettleRequest, *, actor: str = "gateway") -> SettleResult:
         keys, args = self._settle_call(req, actor)
+        return self._settle_result(await self._run("settle", keys, args))
+
+    async def recover(self, charge: JournaledCharge, *, actor: str = "gateway") -> SettleResult:
+        """settle.lua's recovery branch (its header): a journaled charge of a reservation the
+        store does not know, booked once."""
+        keys, args = self._settle_call(charge.settle_request(), actor, charge)
         return self._settle_result(await self._run("settle", keys, args))
 
     async def release(

@@ -6,7 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from keeptrusts_authz.wallets.models import WALLET_FIELDS, LedgerCheckpoint, LedgerEntry
+from keeptrusts_authz.wallets.models import (
+    RECOVERED_FIELD,
+    WALLET_FIELDS,
+    LedgerCheckpoint,
+    LedgerEntry,
+)
 
 
 @dataclass
@@ -117,7 +122,14 @@ class LedgerReplay:
             reserved = int(f["reserved"])
             cost = int(f.get("cost") or "0")
             opened = self.open_reservations.pop(rid, None)
-            if opened is None:
+            if f.get(RECOVERED_FIELD) == "1" and e.op == "settle":
+                # Booked from the settlement journal: its reserve died with a lost store.
+                if opened is not None or reserved != 0:
+                    self.errors.append(
+                        f"ledger entry {e.id} (settle, recovered): reservation {rid} is open in "
+                        "the ledger or the entry holds a reservation"
+                    )
+            elif opened is None:
                 self.errors.append(
                     f"ledger entry {e.id} ({e.op}): reservation {rid} is not open in the ledger"
                 )

@@ -23,9 +23,11 @@ from keeptrusts_authz.errors import StoreDataError, StoreRegressed
 from keeptrusts_authz.periods.models import PeriodState, RolloverOutcome
 from keeptrusts_authz.wallets.models import (
     MAX_WALLET_MICROS,
+    RECOVERED_FIELD,
     WALLET_FIELDS,
     AuditSnapshot,
     ExpiredReservation,
+    JournaledCharge,
     LedgerEntry,
     OpResult,
     ReleaseLike,
@@ -573,11 +575,31 @@ class MemoryWalletStore:
             bucket = self._s.burn.setdefault(day, {})
             bucket[wallet] = bucket.get(wallet, 0) + cost
 
-    def _settle(self, req: SettleRequest, actor: str) -> SettleResult:
+    def _settle(
+        self, req: SettleRequest, actor: str, recover: JournaledCharge | None = None
+    ) -> SettleResult:
         if req.cost < 0:
             raise StoreDataError("Redis refused the command: invalid cost")
         now = self._clock()
         item = self._live(self._s.reservations, req.reservation_id, now)
+        recovered = False
+        if item is None and recover is not None and recover.wallet in self._s.wallets:
+            # settle.lua's recovery branch: the reservation died with a lost store.
+            recovered = True
+            item = self._s.reservations[req.reservation_id] = _Expiring(
+                {
+                    "wallet": recover.wallet,
+                    "amount": "0",
+                    "state": "open",
+                    "team": recover.team,
+                    "group": recover.group,
+                    "user": recover.user,
+                    "model": req.model,
+                    "created_ms": str(recover.admitted_ms or ""),
+                    "overdraft": "0",
+                    "recovered": "1",
+                }
+            )
         if item is None or "wallet" not in item.fields:
             return SettleResult("unknown", None, 0, 0)
         f = item.fields
@@ -596,6 +618,7 @@ class MemoryWalletStore:
         f.update(state="settled", cost=str(cost), estimated=estimated, closed_ms=str(now))
         item.expires_ms = now + self._closed_ttl_ms
         self._s.deadlines.pop(req.reservation_id, None)
+        marks = {RECOVERED_FIELD: "1"} if recovered else {}
         self._xadd(
             now,
             op="settle",
@@ -603,7 +626,7 @@ class MemoryWalletStore:
             amount=str(cost),
             ts_ms=str(now),
             actor=actor,
-            description="",
+            description="recovered from the settlement journal" if recovered else "",
             reservation=req.reservation_id,
             reserved=str(reserved),
             cost=str(cost),
@@ -618,13 +641,14 @@ class MemoryWalletStore:
             balance_after=str(w["balance"]),
             reserved_ms=f.get("created_ms", ""),
             label=label,
+            **marks,
         )
         self._count_usage(f["team"], f["group"], estimated, label, cost)
         self._count_tokens(f, label, req)
         self._burn(now, wallet, cost)
         if reserved > cost:
             self.events.publish(f"funds:{wallet}")
-        return SettleResult("settled", wallet, reserved, cost)
+        return SettleResult("recovered" if recovered else "settled", wallet, reserved, cost)
 
     def _count_tokens(self, f: dict[str, str], label: str, req: SettleRequest) -> None:
         who = f"{f['team']}|{f['group']}|"
@@ -724,6 +748,10 @@ class MemoryWalletStore:
     async def settle(self, req: SettleRequest, *, actor: str = "gateway") -> SettleResult:
         async with self._lock:
             return self._settle(req, actor)
+
+    async def recover(self, charge: JournaledCharge, *, actor: str = "gateway") -> SettleResult:
+        async with self._lock:
+            return self._settle(charge.settle_request(), actor, charge)
 
     async def release(
         self, req: ReleaseLike, *, actor: str = "gateway", abandoned: bool = False

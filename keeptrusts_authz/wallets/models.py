@@ -18,12 +18,18 @@ Scope = Literal["org", "team", "user"]
 Status = Literal["healthy", "low", "depleted"]
 Policy = Literal["block", "warn", "hold", "showback"]
 ReserveOutcome = Literal["reserved", "overdraft", "blocked", "hold", "duplicate", "foreign_user"]
-SettleOutcome = Literal["settled", "corrected", "released", "already_closed", "unknown"]
+SettleOutcome = Literal[
+    "settled", "corrected", "released", "already_closed", "unknown", "recovered"
+]
 
 _TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$")
 RESERVATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+#: Field of a `settle` ledger entry (value "1") booked from the settlement journal for a
+#: reservation the store lost: no reserve entry precedes it and its `reserved` is 0.
+RECOVERED_FIELD = "recovered"
 
 #: The integer fields of a wallet hash, as the Lua scripts write them.
 WALLET_FIELDS = ("balance", "reserved", "allocated_total", "spent_total")
@@ -160,6 +166,47 @@ class SettleRequest:
     # Model label of the usage counters: the priced model name from the price table (or `other`);
     # "" = the reservation's model, which the admission stores as the priced name.
     label_model: str = ""
+
+
+@dataclass(frozen=True)
+class JournaledCharge:
+    """One settlement as the settlement journal keeps it (PostgreSQL, outside the wallet store):
+    everything its charge needs when the store lost the reservation. Written by the settler
+    before the settle goes to the store; `model` and `label_model` are resolved (never "").
+
+    `open_until_ms`: until when the reservation could still be open in the store (admission +
+    reservation TTL, minus a clock margin). Only before then may an `unknown` answer be taken for
+    a reservation the store lost (after it, the store may have expired and forgotten it)."""
+
+    reservation_id: str
+    wallet: str
+    team: str
+    group: str
+    user: str
+    model: str
+    label_model: str
+    cost: int
+    estimated: bool
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    admitted_ms: int = 0
+    ended_ms: int = 0
+    open_until_ms: int = 0
+    received_ms: int = 0
+
+    def settle_request(self) -> SettleRequest:
+        """The settle of this charge, for a reservation the store still holds open."""
+        return SettleRequest(
+            self.reservation_id,
+            self.cost,
+            estimated=self.estimated,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cached_tokens=self.cached_tokens,
+            model=self.model,
+            label_model=self.label_model,
+        )
 
 
 @dataclass(frozen=True)
@@ -332,6 +379,9 @@ class RestorePlan:
     rewritten: int = 0  # of those, with a corrected balance_after
     dropped: list[str] = field(default_factory=list)  # why each dropped entry was dropped
     errors: list[str] = field(default_factory=list)  # the archive itself does not add up
+    # Not written by the store: what the settlement journal is matched against after the write.
+    closed: set[str] = field(default_factory=set)  # reservations closed in the rebuilt books
+    high_water_ts_ms: int = 0  # ts_ms of the archived high-water entry (0: none)
 
 
 def new_epoch_id() -> str:
@@ -345,12 +395,14 @@ __all__ = [
     "IDEMPOTENCY_KEY",
     "MAX_AMOUNT_MICROS",
     "MAX_WALLET_MICROS",
+    "RECOVERED_FIELD",
     "RESERVATION_ID",
     "TICKET_ACTOR",
     "WALLET_FIELDS",
     "AuditReport",
     "AuditSnapshot",
     "ExpiredReservation",
+    "JournaledCharge",
     "LedgerCheckpoint",
     "LedgerEntry",
     "OpResult",

@@ -17,6 +17,7 @@ from typing import Protocol
 from keeptrusts_authz.wallets.models import (
     AuditSnapshot,
     ExpiredReservation,
+    JournaledCharge,
     LedgerCheckpoint,
     LedgerEntry,
     OpResult,
@@ -149,6 +150,15 @@ class WalletStore(Protocol):
         self, items: Sequence[SettleRequest | ReleaseLike], *, actor: str = "gateway"
     ) -> list[SettleResult]: ...
 
+    async def recover(self, charge: JournaledCharge, *, actor: str = "gateway") -> SettleResult:
+        """Book a journaled charge whose reservation the store does not know (it died with a
+        lost store): a closed reservation record and one `settle` ledger entry marked
+        `recovered` (reserved 0), the usage counters and burn as a settle writes them. Outcome
+        `recovered`; `already_closed`/`corrected` (the settle rule) when the reservation is known;
+        `unknown` when a record of the id exists without a wallet (a release tombstone) or the
+        wallet does not exist. Idempotent by reservation id."""
+        ...
+
     async def expire(self, limit: int, *, actor: str = "sweeper") -> list[ExpiredReservation]: ...
 
     async def wallet(self, wallet_id: str) -> dict[str, int] | None: ...
@@ -261,6 +271,7 @@ class TopUpStore(Protocol):
 
 __all__ = [
     "EventWatcher",
+    "SettlementJournal",
     "StoreRefused",
     "TicketConflict",
     "TicketNotFound",
@@ -268,6 +279,20 @@ __all__ = [
     "TopUpStore",
     "WalletStore",
 ]
+
+
+class SettlementJournal(Protocol):
+    """The write-ahead settlement journal (PostgreSQL, `ledger.journal.PostgresJournal`): every
+    charge the settler sends to the store, written before it, outside the store."""
+
+    async def record(self, org: str, charges: Sequence[JournaledCharge]) -> set[str]:
+        """Append `charges` in one round trip; returns the reservation ids recorded now (an id
+        already journaled is kept as it was and not returned). Raises on any failure."""
+        ...
+
+    async def since(self, org: str, received_from_ms: int) -> list[JournaledCharge]:
+        """The org's journaled charges received at or after `received_from_ms`."""
+        ...
 
 
 class LedgerArchive(Protocol):

@@ -29,21 +29,38 @@ the sweeper expiring again what was settled before the loss; a second reserve of
 entry whose `balance_after` was computed on the stale balances is rewritten with the balance it
 has on the restored books, the stale value kept as `stale_balance_after` and `restored` = 1.
 
+The settlement journal (PostgreSQL `settlement_journal`, written by the settler before each
+settle batch goes to the store): after the rebuild (`WalletService.restore`, which reads the
+journal only then, so a settle the settler holds is in it), every journal row received since the
+archived high-water entry's time minus the reservation TTL (`journal_lookback_ms`) is matched
+against the rebuilt books (`match_journal`): reservation closed there -> nothing; restored open
+-> settled at the journaled cost (settle.lua); unknown, i.e. its reserve died with the store ->
+booked by settle.lua's recovery branch: a closed reservation record and a `settle` entry with
+`reserved` 0 and `recovered` 1 (the audit's `LedgerReplay` and this replay accept it for a
+reservation never reserved, and only then). Each goes through the store's settle rule, idempotent
+by reservation id, so the settler retrying the same settle meanwhile, or a second restore,
+charges nothing twice. The report counts `recovered` (and micros) and lists the `unrecovered`
+(a wallet the restored books do not have). Journal rows older than that bound were settled in a
+store that then had them archived, or are none of a lost store's.
+
 Not in the ledger, so not restored: denial counters (the 402/hold statistics of the month), the
 idempotency records of admin moves (a retried move within 24 h moves again), closed reservation
-records (a repeated settle of a closed reservation answers `unknown` and moves nothing) and cost
-tickets (held requests are gone anyway).
+records (a repeated settle of a closed reservation answers `unknown`; the settler books it only
+when it journaled it just now and the reservation could still be open, gateway/settler.py, so a
+repeat moves nothing) and cost tickets (held requests are gone anyway).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 
 from keeptrusts_authz.wallets.audit import LedgerReplay
 from keeptrusts_authz.wallets.models import (
     FUNDED_FIELD,
+    RECOVERED_FIELD,
+    JournaledCharge,
     LedgerEntry,
     RestorePlan,
 )
@@ -76,6 +93,12 @@ class RestoreReport:
     dropped: list[str]
     tail: int
     seconds: float
+    # The settlement journal applied after the rebuild (module docstring): charges whose
+    # entries died with the store, booked now; `journal_rows` read, `unrecovered` refused ids.
+    recovered: int = 0
+    recovered_micros: int = 0
+    journal_rows: int = 0
+    unrecovered: list[str] = field(default_factory=list)
 
 
 class _Builder:
@@ -99,6 +122,8 @@ class _Builder:
         rid = e.fields.get("reservation", "")
         if e.op == "reserve" and (rid in self.reserves or rid in self.closed):
             return f"{e.id} (reserve): reservation {rid} was reserved before"
+        if is_recovered(e) and rid not in self.reserves and rid not in self.closed:
+            return None  # a journaled charge whose reserve died with a lost store
         if e.op in _CLOSE_OPS and rid not in self.reserves:
             state = "closed already" if rid in self.closed else "never reserved"
             return f"{e.id} ({e.op}): reservation {rid} is {state} in the ledger of record"
@@ -246,6 +271,7 @@ async def plan_restore(
         if len(tail) > 2 * keep:
             del tail[: len(tail) - keep]
     tail = tail[-keep:]
+    high_ts = int(tail[-1][1].get("ts_ms") or 0) if tail else 0
     errors = list(b.replay.errors)
     floor = stream_key(high_water) if high_water else (-1, -1)
     carried = rewritten = 0
@@ -276,7 +302,50 @@ async def plan_restore(
     plan.rewritten = rewritten
     plan.dropped = dropped
     plan.errors = errors + [err for err in b.replay.errors if err not in errors]
+    plan.closed = b.closed
+    plan.high_water_ts_ms = high_ts
     return plan
+
+
+def is_recovered(e: LedgerEntry) -> bool:
+    """A `settle` booked from the settlement journal (no reserve entry precedes it)."""
+    return e.op == "settle" and e.fields.get(RECOVERED_FIELD) == "1"
+
+
+@dataclass(frozen=True)
+class JournalMatch:
+    """The settlement journal's rows against the rebuilt books."""
+
+    settle: list[JournaledCharge]  # reservation restored open: close it at the journaled cost
+    recover: list[JournaledCharge]  # reservation unknown (its reserve died): book the charge
+    closed: int  # reservation already closed in the rebuilt books: nothing to do
+
+
+def journal_lookback_ms(reservation_ttl_ms: int) -> int:
+    """How far before the archived high-water entry the journal is read: a settle is journaled
+    just before it is sent to the store, and a reservation is open at most its TTL, so rows older
+    than that were either archived or are no charge the store lost."""
+    return reservation_ttl_ms
+
+
+def match_journal(plan: RestorePlan, charges: Sequence[JournaledCharge]) -> JournalMatch:
+    """Which journaled charges the rebuilt books lack (one row per reservation)."""
+    settle: list[JournaledCharge] = []
+    recover: list[JournaledCharge] = []
+    closed = 0
+    seen: set[str] = set()
+    for c in charges:
+        rid = c.reservation_id
+        if rid in seen:
+            continue
+        seen.add(rid)
+        if rid in plan.closed:
+            closed += 1
+        elif rid in plan.reservations:
+            settle.append(c)
+        else:
+            recover.append(c)
+    return JournalMatch(settle, recover, closed)
 
 
 __all__ = ["BURN_DAYS", "RestoreReport", "plan_restore"]

@@ -39,6 +39,7 @@ from keeptrusts_authz.wallets.models import (
     RESERVATION_ID,
     AuditReport,
     ExpiredReservation,
+    JournaledCharge,
     LedgerEntry,
     OpResult,
     ReleaseLike,
@@ -46,13 +47,24 @@ from keeptrusts_authz.wallets.models import (
     Reservation,
     ReserveRequest,
     ReserveResult,
+    RestorePlan,
     SettleRequest,
     SettleResult,
     Wallet,
     parse_wallet_id,
 )
-from keeptrusts_authz.wallets.ports import LedgerArchive, StoreRefused, WalletStore
-from keeptrusts_authz.wallets.restore import RestoreReport, plan_restore
+from keeptrusts_authz.wallets.ports import (
+    LedgerArchive,
+    SettlementJournal,
+    StoreRefused,
+    WalletStore,
+)
+from keeptrusts_authz.wallets.restore import (
+    RestoreReport,
+    journal_lookback_ms,
+    match_journal,
+    plan_restore,
+)
 
 _POLICIES = ("block", "warn", "hold", "showback")
 _MAX_TEXT = 500
@@ -640,6 +652,17 @@ class WalletService:
         sent = iter(stored)
         return [r if r is not None else next(sent) for r in results]
 
+    async def recover(self, charge: JournaledCharge) -> SettleResult:
+        """Book a journaled charge the store answered `unknown` for (its reservation died with a
+        lost store; gateway/settler.py decides when that may be believed). Refused as
+        `unknown` when the charge fails validation."""
+        try:
+            self._validate_settle(charge.settle_request())
+            parse_wallet_id(charge.wallet)
+        except InvalidInput:
+            return SettleResult("unknown", None, 0, 0)
+        return await self._store.recover(charge)
+
     async def expire_due(self, limit: int = 500) -> list[ExpiredReservation]:
         """Settle up to `limit` overdue reservations at their estimate (safe on every replica)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
@@ -692,7 +715,12 @@ class WalletService:
         return await self.history.ledger(count, before=before, wallet=wallet)
 
     async def restore(
-        self, archive: LedgerArchive, *, force: bool = False, now_ms: int | None = None
+        self,
+        archive: LedgerArchive,
+        *,
+        force: bool = False,
+        now_ms: int | None = None,
+        journal: SettlementJournal | None = None,
     ) -> RestoreReport:
         """Rebuild the store's books from the archive (wallets/restore.py) and re-arm it.
         Refuses (RestoreRefused) a store that is not regressed unless `force`, an archive with
@@ -731,6 +759,11 @@ class WalletService:
         epoch = await self._store.restore_books(plan)
         # This process's own watch accepts the restored books at once (others within a round).
         await self.integrity.check_quietly()
+        applied = _JournalApplied()
+        if journal is not None:
+            # Read after the rebuild: a settle the settler held (journaled before its first
+            # attempt, refused as regressed) is in the journal by now.
+            applied = await self._apply_journal(plan, journal)
         return RestoreReport(
             epoch=epoch,
             high_water=high,
@@ -744,7 +777,48 @@ class WalletService:
             dropped=plan.dropped,
             tail=len(plan.tail),
             seconds=time.perf_counter() - started,
+            recovered=applied.count,
+            recovered_micros=applied.micros,
+            journal_rows=applied.rows,
+            unrecovered=applied.refused,
         )
+
+    async def _apply_journal(
+        self, plan: RestorePlan, journal: SettlementJournal
+    ) -> _JournalApplied:
+        """Charge what the settlement journal holds and the rebuilt books lack
+        (wallets/restore.py, `match_journal`): each through the store's settle rule, idempotent
+        by reservation id, so a settler retrying the same settle meanwhile charges nothing
+        twice."""
+        ttl_ms = self._config.enforcement.reservation_ttl_seconds * 1000
+        since = plan.high_water_ts_ms - journal_lookback_ms(ttl_ms)
+        try:
+            rows = await journal.since(self.org_id, since)
+        except Exception as exc:  # the books are rebuilt already: report it, never abort now
+            return _JournalApplied(
+                refused=[
+                    f"the settlement journal could not be read ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); run `restore --force` once it can"
+                ]
+            )
+        match = match_journal(plan, rows)
+        out = _JournalApplied(rows=len(rows))
+        results = await self._store.settle_batch(
+            [c.settle_request() for c in match.settle], actor="restore"
+        )
+        pairs = list(zip(match.settle, results, strict=True))
+        for charge in match.recover:
+            pairs.append((charge, await self._store.recover(charge, actor="restore")))
+        for charge, result in pairs:
+            if result.outcome in ("settled", "recovered"):
+                out.count += 1
+                out.micros += result.cost
+            elif result.outcome == "unknown":
+                out.refused.append(
+                    f"{charge.reservation_id}: wallet {charge.wallet} is not in the restored "
+                    f"books; {charge.cost} micros not charged"
+                )
+        return out
 
     async def audit(
         self, archive: LedgerArchive | None = None, *, full: bool = False
@@ -772,6 +846,14 @@ class WalletService:
             wallets=len(snap.wallets),
             open_reservations=len(snap.deadlines),
         )
+
+
+@dataclasses.dataclass
+class _JournalApplied:
+    rows: int = 0
+    count: int = 0
+    micros: int = 0
+    refused: list[str] = dataclasses.field(default_factory=list)
 
 
 def _is_stream_id(value: str) -> bool:

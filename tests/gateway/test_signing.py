@@ -150,3 +150,33 @@ def test_environment_names_the_key_files(tmp_path: Path, monkeypatch: pytest.Mon
     signer = signer_from_config(cfg)
     assert signer.key_id == key_id(b"c" * 64)
     assert signer.key_ids == (key_id(b"c" * 64), key_id(b"p" * 64))
+
+
+def test_owners_are_signed_and_the_previous_layout_still_verifies_without_them() -> None:
+    """Layout v2 signs team, group and user (what a charge recovered from the settlement journal
+    is booked to); an entry of a Check signed before the deploy (v1) still settles, but its
+    owners are not vouched for (`owners_signed` False: never journaled)."""
+    import hashlib
+    import hmac
+
+    from keeptrusts_authz.gateway import signing
+
+    signer = ReservationSigner("acme", [KEY_A], 60_000, reservation_ttl_ms=40_000)
+    meta = _signed(signer)
+    assert signer.verify(meta, now=NOW).owners_signed
+    assert signer.admitted_ms(meta) == int(NOW * 1000)
+    assert signer.open_until_ms(meta) == int(NOW * 1000) + 40_000 - signing.OPEN_MARGIN_MS
+    assert ReservationSigner("acme", [KEY_A], 60_000).open_until_ms(meta) == 0  # TTL unknown
+    old = dict(meta)
+    version, names = signing._V1
+    old[ec.AUTHZ_SIGNATURE] = hmac.new(
+        KEY_A, signing._message(old, version, names), hashlib.sha256
+    ).hexdigest()
+    verdict = signer.verify(old, now=NOW)
+    assert verdict.ok and not verdict.owners_signed
+    # v1 does not cover the owners: changing them keeps a v1 entry valid (and unjournaled);
+    # a v2 entry's owners cannot be changed.
+    old[ec.AUTHZ_TEAM] = "team_other"
+    assert signer.verify(old, now=NOW).ok and not signer.verify(old, now=NOW).owners_signed
+    meta[ec.AUTHZ_TEAM] = "team_other"
+    assert signer.verify(meta, now=NOW).reason == "bad_signature"

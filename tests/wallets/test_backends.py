@@ -190,3 +190,50 @@ def test_a_retried_check_adopts_the_open_reservation_and_keeps_it(backend: Backe
             assert (await svc.audit()).ok
 
     run(go())
+
+
+def test_recovered_charge_books_once_on_both_backends(backend: Backend) -> None:
+    """settle.lua's recovery branch and the memory twin's: a journaled charge of a reservation
+    the store does not know becomes one `settle` (reserved 0, recovered 1) and a closed record;
+    a known reservation, a release tombstone or an unknown wallet are never recovered."""
+    from keeptrusts_authz.wallets.models import JournaledCharge
+
+    def charge(rid: str, wallet: str = "team:team_eng") -> JournaledCharge:
+        return JournaledCharge(
+            rid, wallet, "team_eng", "engineering", "alice", "gpt-4o", "gpt-4o", USD, False, 7
+        )
+
+    async def go() -> list[tuple[str, str, int, list[str]]]:
+        async with backend.service() as svc:
+            await funded(svc, team_eng=10 * USD)
+            got = await svc.recover(charge("r_lost"))
+            assert (got.outcome, got.wallet, got.reserved, got.cost) == (
+                "recovered",
+                "team:team_eng",
+                0,
+                USD,
+            )
+            assert (await svc.recover(charge("r_lost"))).outcome == "already_closed"
+            again = await svc.settle(SettleRequest("r_lost", 5 * USD, False))
+            assert again.outcome == "already_closed"
+            open_one = reserve_req(2 * USD)
+            await svc.reserve(open_one)
+            assert (await svc.recover(charge(open_one.reservation_id))).outcome == "settled"
+            await svc.release("r_gone", "no reserve")  # a tombstone
+            assert (await svc.recover(charge("r_gone"))).outcome == "unknown"
+            assert (await svc.recover(charge("r_x", "team:team_nobody"))).outcome == "unknown"
+            w = await svc.wallet("team:team_eng")
+            assert (w.spent_total, w.reserved, w.balance) == (2 * USD, 0, 8 * USD)
+            rec = await svc.reservation("r_lost")
+            assert rec is not None and rec.state == "settled" and rec.team == "team_eng"
+            return [
+                (e.op, e.wallet, e.amount, sorted(e.fields))
+                for e in reversed(await svc.ledger(10))
+                if e.op == "settle"
+            ]
+
+    ledger = run(go())
+    assert [op for op, *_ in ledger] == ["settle", "settle"]
+    recovered = ledger[0]
+    assert recovered[2] == USD
+    assert sorted({*FIELDS["settle"], "recovered"}) == recovered[3]

@@ -18,6 +18,15 @@
 -- ARGV[12] events channel kt:{org}:events (gets 'funds:<wallet>' when cost < reserved, i.e. the
 --   settle returned money to the wallet)
 -- ARGV[13] closed-record ttl ms (> 0): how long the closed reservation hash stays for idempotency
+-- ARGV[14] recover: the paying wallet id of a journaled charge ('' = an ordinary settle)
+-- ARGV[15] its team   ARGV[16] its group   ARGV[17] its user   ARGV[18] its admission time (ms)
+-- Recovery (the settlement journal, wallets/restore.py and gateway/settler.py): with ARGV[14]
+-- set and NO record of the reservation (its reserve died with a lost store), the settle is
+-- booked as if reserved for 0: a closed record (state settled, amount 0, recovered 1) with the
+-- closed-record ttl, w.balance -= c, w.spent_total += c, one 'settle' ledger entry with
+-- reserved 0 and recovered 1, the usage counters and burn as below. Outcome 'recovered'. A
+-- record that exists without a wallet (a release tombstone) answers 'unknown'; so does a wallet
+-- that does not exist (nothing is charged to a wallet the books do not have).
 -- Usage counters, written in the same script as the ledger entry so they can never disagree with
 -- it (team and group are the reservation's; <est> 0/1; <kind> input/output/cached):
 --   KEYS[4] 'spend|<team>|<group>|<est>|<label>' += cost (micros)
@@ -37,7 +46,7 @@
 -- Both ledger entries carry `label` (the usage counters' model label), so a restore from the
 -- ledger rebuilds the counters exactly.
 -- Returns {outcome, wallet, reserved, cost}: outcome settled | corrected | already_closed |
--- unknown.
+-- unknown | recovered.
 local rid = ARGV[1]
 local wallet_prefix = ARGV[2]
 local cost = tonumber(ARGV[3])
@@ -52,13 +61,22 @@ local burn_prefix = ARGV[11]
 local channel = ARGV[12]
 local usage_key = KEYS[4]
 local CLOSED_TTL_MS = tonumber(ARGV[13])
+local recover_wallet = ARGV[14] or ''
 local BURN_TTL_MS = 694800000 -- 8 days + 1 h: the scrape reads today and the 7 days before
 
 
 if not cost or cost < 0 then return redis.error_reply('invalid cost') end
 local r = redis.call('HMGET', KEYS[2], 'wallet', 'amount', 'state', 'cost', 'team', 'group',
   'user', 'model', 'estimated', 'created_ms')
-if not r[1] then return {'unknown', '', '0', '0'} end
+local recovered = false
+if not r[1] then
+  if recover_wallet == '' or redis.call('EXISTS', KEYS[2]) == 1
+      or redis.call('EXISTS', wallet_prefix .. recover_wallet) == 0 then
+    return {'unknown', '', '0', '0'}
+  end
+  recovered = true
+  r = {recover_wallet, '0', 'open', '', ARGV[15], ARGV[16], ARGV[17], model, '0', ARGV[18]}
+end
 local closed_cost = r[4]
 if not closed_cost or closed_cost == '' then closed_cost = '0' end
 local correcting = r[3] ~= 'open' and r[3] ~= 'released' and r[9] == '1' and estimated == '0'
@@ -114,22 +132,33 @@ if correcting then
   return {'corrected', wallet, s(reserved), s(cost)}
 end
 
-redis.call('HINCRBY', wkey, 'reserved', s(-reserved))
+if reserved ~= 0 then redis.call('HINCRBY', wkey, 'reserved', s(-reserved)) end
 local bal = redis.call('HINCRBY', wkey, 'balance', s(reserved - cost))
 redis.call('HINCRBY', wkey, 'spent_total', s(cost))
+if recovered then
+  redis.call('HSET', KEYS[2], 'wallet', wallet, 'amount', '0', 'team', team, 'group', group,
+    'user', r[7], 'model', model, 'created_ms', r[10], 'overdraft', '0', 'recovered', '1')
+end
 redis.call('HSET', KEYS[2], 'state', 'settled', 'cost', s(cost), 'estimated', estimated,
   'closed_ms', s(now_ms))
 redis.call('PEXPIRE', KEYS[2], CLOSED_TTL_MS)
 redis.call('ZREM', KEYS[3], rid)
-redis.call('XADD', KEYS[1], '*', 'op', 'settle', 'wallet', wallet, 'amount', s(cost),
-  'ts_ms', s(now_ms), 'actor', actor, 'description', '', 'reservation', rid,
+local description = ''
+if recovered then description = 'recovered from the settlement journal' end
+local entry = {'op', 'settle', 'wallet', wallet, 'amount', s(cost),
+  'ts_ms', s(now_ms), 'actor', actor, 'description', description, 'reservation', rid,
   'reserved', s(reserved), 'cost', s(cost), 'estimated', estimated, 'team', team,
   'group', group, 'user', r[7], 'model', model, 'input_tokens', input_tokens,
   'output_tokens', output_tokens, 'cached_tokens', cached_tokens, 'balance_after', s(bal),
-  'reserved_ms', r[10] or '', 'label', label)
+  'reserved_ms', r[10] or '', 'label', label}
+if recovered then
+  entry[#entry + 1] = 'recovered'
+  entry[#entry + 1] = '1'
+end
+redis.call('XADD', KEYS[1], '*', unpack(entry))
 redis.call('HINCRBY', usage_key, 'spend|' .. who .. estimated .. '|' .. label, s(cost))
 redis.call('HINCRBY', usage_key, 'requests|' .. who .. label, 1)
 count_tokens()
 burn(cost)
 if reserved > cost then redis.call('PUBLISH', channel, 'funds:' .. wallet) end
-return {'settled', wallet, s(reserved), s(cost)}
+return {recovered and 'recovered' or 'settled', wallet, s(reserved), s(cost)}
