@@ -68,6 +68,7 @@ from keeptrusts_authz.store.redis_store import RedisWalletStore
 from keeptrusts_authz.store.tickets import RedisTicketStore
 from keeptrusts_authz.store.topups import RedisTopUpStore
 from keeptrusts_authz.wallets.holds import Holds
+from keeptrusts_authz.wallets.restore import journal_keep_ms
 from keeptrusts_authz.wallets.service import WalletService
 from keeptrusts_authz.wallets.topups import TopUps
 
@@ -198,6 +199,7 @@ def build_app(cfg: Config, *, registry: CollectorRegistry = REGISTRY) -> App:
             org,
             tail_entries=cfg.ledger.redis_tail_entries,
             batch=cfg.ledger.archive_batch_entries,
+            journal_keep_ms=journal_keep_ms(cfg.enforcement.reservation_ttl_seconds * 1000),
         )
     return App(
         cfg,

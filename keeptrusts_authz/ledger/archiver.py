@@ -21,6 +21,7 @@ import psycopg
 from redis.exceptions import ResponseError
 
 from keeptrusts_authz.background import stop_task
+from keeptrusts_authz.ledger import journal
 from keeptrusts_authz.ledger.archive_store import ArchiveStore, join_id, split_id
 from keeptrusts_authz.metrics.registry import (
     LEDGER_ARCHIVE_LAG_ENTRIES,
@@ -50,6 +51,7 @@ class ArchivePass:
     # was rolled back or lost (its entries after that point are on books PostgreSQL does not
     # hold), so nothing is copied until `keeptrusts-authz restore` rebuilds the stream.
     gap: str = ""
+    pruned: int = 0  # settlement-journal rows deleted (no restore can need them)
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> LedgerEntry:
@@ -76,13 +78,21 @@ class Archiver:
         *,
         tail_entries: int,
         batch: int = 5_000,
+        journal_keep_ms: int | None = None,
+        prune_every_seconds: float = 60.0,
     ) -> None:
+        """`journal_keep_ms`: prune settlement-journal rows received that long before the
+        archived high-water entry (wallets.restore.journal_keep_ms; None: no journal pruning),
+        at most once per `prune_every_seconds`."""
         self._redis = redis
         self._archive = archive
         self._keys = Keys(org)
         self._org = org
         self._tail = tail_entries
         self._batch = batch
+        self._journal_keep_ms = journal_keep_ms
+        self._prune_every = prune_every_seconds
+        self._pruned_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> ArchivePass:
@@ -127,7 +137,24 @@ class Archiver:
                 break
         LEDGER_ARCHIVED_ENTRIES.inc(archived)
         trimmed = await self._trim(high) if high else 0
-        return ArchivePass(acted=True, archived=archived, trimmed=trimmed, high_water=high)
+        pruned = await self._prune_journal(conn, high)
+        return ArchivePass(
+            acted=True, archived=archived, trimmed=trimmed, high_water=high, pruned=pruned
+        )
+
+    async def _prune_journal(self, conn: psycopg.AsyncConnection[Any], high: str | None) -> int:
+        """Journal rows no restore can need any more (the settlement journal would otherwise
+        grow by one row per request for ever). Only from an archived high-water mark: a pass
+        that found a gap returned before this."""
+        if self._journal_keep_ms is None or high is None:
+            return 0
+        now = time.monotonic()
+        if now - self._pruned_at < self._prune_every:
+            return 0
+        self._pruned_at = now
+        before = split_id(high)[0] - self._journal_keep_ms
+        async with conn.transaction():
+            return await journal.prune(conn, self._org, before)
 
     async def _continuity(self, high: str | None) -> str:
         """'' when Redis still holds the archived high-water entry, or trimmed it (the stream's

@@ -57,6 +57,16 @@ def _columns(charges: Sequence[JournaledCharge], received_ms: int) -> list[list[
     ]
 
 
+_PRUNE = "DELETE FROM settlement_journal WHERE org = %s AND received_ms < %s"
+
+
+async def prune(conn: psycopg.AsyncConnection[Any], org: str, before_ms: int) -> int:
+    """Delete the org's rows received before `before_ms` (index settlement_journal_received);
+    the archiver calls it with its high-water time minus `wallets.restore.journal_keep_ms`."""
+    cur = await conn.execute(_PRUNE, (org, before_ms))
+    return int(cur.rowcount or 0)
+
+
 class PostgresJournal:
     """The settlement journal of every organization in one PostgreSQL database."""
 

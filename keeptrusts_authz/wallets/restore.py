@@ -328,6 +328,19 @@ def journal_lookback_ms(reservation_ttl_ms: int) -> int:
     return reservation_ttl_ms
 
 
+#: Journal rows kept beyond what a restore reads (clock skew between replicas, a restore run
+#: long after the loss): pruning must never reach a row a restore could still need.
+JOURNAL_PRUNE_MARGIN_MS = 3_600_000
+
+
+def journal_keep_ms(reservation_ttl_ms: int) -> int:
+    """How long before the archived high-water entry journal rows are kept (the archiver prunes
+    older ones, ledger/archiver.py): a restore reads from that entry's time minus
+    `journal_lookback_ms`, and the high-water mark only moves forward; the settler's
+    post-restore path reads only rows it journaled itself just now."""
+    return journal_lookback_ms(reservation_ttl_ms) + JOURNAL_PRUNE_MARGIN_MS
+
+
 def match_journal(plan: RestorePlan, charges: Sequence[JournaledCharge]) -> JournalMatch:
     """Which journaled charges the rebuilt books lack (one row per reservation)."""
     settle: list[JournaledCharge] = []

@@ -12,13 +12,18 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis.asyncio as aredis
 from prometheus_client import REGISTRY
 
 from keeptrusts_authz.cli.main import main
 from keeptrusts_authz.gateway.settler import Settler
+from keeptrusts_authz.ledger.archive_store import ArchiveStore, split_id
+from keeptrusts_authz.ledger.archiver import Archiver
 from keeptrusts_authz.ledger.journal import PostgresJournal
 from keeptrusts_authz.ledger.schema import migrate
+from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.models import JournaledCharge, SettleRequest
+from keeptrusts_authz.wallets.restore import journal_keep_ms, journal_lookback_ms
 from tests.ledger.test_restore import _archive, _config, _restore, _seed, books
 from tests.wallets.support import ORG, USD, reserve_req, run, sync_client, wallet_service
 
@@ -327,3 +332,40 @@ def test_restore_reports_an_unreadable_journal_and_keeps_the_rebuilt_books(
     text = capsys.readouterr().out
     assert "settlement journal: 0 row(s) read, 0 charge(s)" in text
     assert "NOT recovered the settlement journal could not be read" in text
+
+
+def test_the_archiver_prunes_journal_rows_no_restore_can_need(
+    redis_url: str, postgres_url: str
+) -> None:
+    """The journal gets a row per settled request; the archiver deletes those received more
+    than `journal_keep_ms` before the archived high-water entry (a restore reads from that
+    entry's time minus `journal_lookback_ms`, less than the keep), none newer, no other org's,
+    and at most once per prune interval."""
+    ttl_ms = 600_000
+    keep = journal_keep_ms(ttl_ms)
+    assert keep > journal_lookback_ms(ttl_ms)
+    run(migrate(postgres_url))
+    run(_seed(redis_url))
+    high_ms = split_id(sync_client(redis_url).xrevrange(Keys(ORG).ledger, count=1)[0][0])[0]
+    journal = PostgresJournal(postgres_url)
+    old, needed, later = "r_prune_old", "r_prune_needed", "r_prune_later"
+
+    async def go() -> None:
+        await journal.record(ORG, [charge(old, 1, received_ms=high_ms - keep - 1_000)])
+        await journal.record(ORG, [charge(needed, 1, received_ms=high_ms - keep + 1_000)])
+        await journal.record("other-org", [charge(old, 1, received_ms=high_ms - keep - 1_000)])
+        client = aredis.Redis.from_url(redis_url, decode_responses=True)
+        arch = Archiver(
+            client, ArchiveStore(postgres_url), ORG, tail_entries=1000, journal_keep_ms=keep
+        )
+        first = await arch.run_once()
+        assert first.acted and first.pruned >= 1
+        await journal.record(ORG, [charge(later, 1, received_ms=1)])
+        assert (await arch.run_once()).pruned == 0  # not again within the interval
+        ids = {c.reservation_id for c in await journal.since(ORG, 0)}
+        assert old not in ids and needed in ids and later in ids
+        assert old in {c.reservation_id for c in await journal.since("other-org", 0)}
+        await journal.close()
+        await client.aclose()
+
+    run(go())
