@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -187,9 +188,18 @@ class StoreIntegrity:
             )
 
     async def _loop(self, interval_seconds: float) -> None:
+        # Never ends but by cancellation: a watch that died on one odd reply (a corrupt marker,
+        # a bug) would leave store-loss detection off for the rest of the process, silently.
+        logged_at = float("-inf")
         while True:
             await asyncio.sleep(interval_seconds)
-            await self.check_quietly()
+            try:
+                await self.check_quietly()
+            except Exception:
+                now = time.monotonic()
+                if now - logged_at >= 60.0:
+                    logged_at = now
+                    log.exception("store continuity check failed for org %s", self._store.org_id)
 
     async def close(self) -> None:
         task, self._task = self._task, None
