@@ -9,6 +9,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,8 +132,11 @@ class Api:
             )
 
 
-@pytest.fixture(scope="package")
-def api_stack(redis_server: RedisServer) -> Iterator[Stack]:
+@contextmanager
+def admin_stack(redis_url: str, hold_timeout: float) -> Iterator[Stack]:
+    """The wallet-API stack (its one definition: tests/api and tests/console start it): the
+    shared groups plus `research` (HOLD_KEY, on_insufficient hold), the admin tokens of TOKENS,
+    the fake provider, and the given hold timeout."""
     groups = [
         *GROUPS,
         {
@@ -144,14 +148,20 @@ def api_stack(redis_server: RedisServer) -> Iterator[Stack]:
     ]
     with FakeProvider() as fake:
         cfg = stack_config(
-            redis_server.url,
+            redis_url,
             fake.url,
             consumer_groups=groups,
             admin={"tokens": _admin_tokens()},
-            enforcement={"hold_timeout_seconds": HOLD_TIMEOUT},
+            enforcement={"hold_timeout_seconds": hold_timeout},
         )
         with Stack(cfg) as stack:
             yield stack
+
+
+@pytest.fixture(scope="package")
+def api_stack(redis_server: RedisServer) -> Iterator[Stack]:
+    with admin_stack(redis_server.url, HOLD_TIMEOUT) as stack:
+        yield stack
 
 
 @pytest.fixture
