@@ -164,12 +164,19 @@ def api_stack(redis_server: RedisServer) -> Iterator[Stack]:
         yield stack
 
 
-@pytest.fixture
-def api(api_stack: Stack, redis_server: RedisServer) -> Iterator[Api]:
-    # The package's service keeps running across tests: empty Redis without losing its epoch.
-    empty_keeping_epochs(redis_server.url)
-    client = Api(api_stack, redis_server.url)
+@contextmanager
+def fresh_api(stack: Stack, redis_url: str) -> Iterator[Api]:
+    """An Api client on `stack` over an emptied Redis (the stack's service keeps running across
+    tests: empty it without losing its epoch); its Redis connection closed afterwards."""
+    empty_keeping_epochs(redis_url)
+    client = Api(stack, redis_url)
     try:
         yield client
     finally:
         client.redis.close()
+
+
+@pytest.fixture
+def api(api_stack: Stack, redis_server: RedisServer) -> Iterator[Api]:
+    with fresh_api(api_stack, redis_server.url) as client:
+        yield client
