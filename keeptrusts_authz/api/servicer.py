@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import grpc
 from google.api.httpbody_pb2 import HttpBody as Body
@@ -463,7 +463,7 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     async def _team_allocate(
         self, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
     ) -> Body:
-        return await self._team_move("team_allocate", who, request, md)
+        return await self._team_move("allocate", who, request, md)
 
     async def TeamReclaim(self, request: pb.TeamMoveRequest, context: Context) -> Body:
         return await self._call(request, context, self._team_reclaim)
@@ -471,10 +471,14 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
     async def _team_reclaim(
         self, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
     ) -> Body:
-        return await self._team_move("team_reclaim", who, request, md)
+        return await self._team_move("reclaim", who, request, md)
 
     async def _team_move(
-        self, op: str, who: Principal, request: pb.TeamMoveRequest, md: Mapping[str, str]
+        self,
+        direction: Literal["allocate", "reclaim"],
+        who: Principal,
+        request: pb.TeamMoveRequest,
+        md: Mapping[str, str],
     ) -> Body:
         """team wallet <-> one of the team's user wallets, by the team's token (or billing)."""
         team_id = rq.wallet_id(f"team:{request.team_id}", "team_id")[5:]
@@ -482,8 +486,8 @@ class WalletApiServicer(pb_grpc.WalletServiceServicer):
         f = rq.fields_of(request, _TEAM_MOVE_SPEC)
         user_id = rq.wallet_id(f"user:{rq.text(f, 'user_id', required=True)}", "user_id")[5:]
         amount = rq.amount_micros(f)
-        move = self._wallets.team_allocate if op == "team_allocate" else self._wallets.team_reclaim
-        result = await move(
+        result = await self._wallets.team_move(
+            direction,
             team_id,
             user_id,
             amount,

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from typing import NamedTuple
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -33,6 +34,22 @@ MAX_WALLETS = 20_000  # label cardinality guard: beyond this, wallets are not ex
 
 def _units(micros: int) -> float:
     return micros / MICROS_PER_UNIT
+
+
+class _Families(NamedTuple):
+    """The scrape's gauge families, in export order (iterating yields them in this order)."""
+
+    balance: GaugeMetricFamily
+    reserved: GaugeMetricFamily
+    allocated: GaugeMetricFamily
+    spent: GaugeMetricFamily
+    status: GaugeMetricFamily
+    burn_rate: GaugeMetricFamily
+    depletion: GaugeMetricFamily
+    open_res: GaugeMetricFamily
+    overdue: GaugeMetricFamily
+    success: GaugeMetricFamily
+    duration: GaugeMetricFamily
 
 
 class WalletCollector(Collector):
@@ -83,9 +100,9 @@ class WalletCollector(Collector):
         if self._usage is not None:
             yield from usage_families()
 
-    def _families(self) -> list[GaugeMetricFamily]:
+    def _families(self) -> _Families:
         labels = ["scope", "wallet", "team"]  # team: the bare team id (metrics/registry.py)
-        return [
+        return _Families(
             GaugeMetricFamily(
                 "keeptrusts_wallet_balance",
                 "Available balance of the wallet (currency units; negative when overdrawn).",
@@ -138,28 +155,16 @@ class WalletCollector(Collector):
                 "keeptrusts_wallet_scrape_duration_seconds",
                 "Time the last Redis read for the wallet gauges took.",
             ),
-        ]
+        )
 
     def collect(self) -> Iterator[Metric]:
         snap, took = self._snapshot()
-        (
-            balance,
-            reserved,
-            allocated,
-            spent,
-            status,
-            burn_rate,
-            depletion,
-            open_res,
-            overdue,
-            success,
-            duration,
-        ) = self._families()
-        success.add_metric([], 1.0 if snap is not None else 0.0)
-        duration.add_metric([], took)
+        f = self._families()
+        f.success.add_metric([], 1.0 if snap is not None else 0.0)
+        f.duration.add_metric([], took)
         if snap is not None:
-            open_res.add_metric([], float(snap.open_reservations))
-            overdue.add_metric([], float(snap.overdue_reservations))
+            f.open_res.add_metric([], float(snap.open_reservations))
+            f.overdue.add_metric([], float(snap.overdue_reservations))
             window = snap.burn_window
             for n, (wid, w) in enumerate(sorted(snap.wallets.items())):
                 if n >= MAX_WALLETS:
@@ -171,30 +176,18 @@ class WalletCollector(Collector):
                     log.debug("skipping a malformed wallet id in the wallet set")
                     continue  # not a wallet id we made: never export it as a label
                 lv = [scope, wid, owner if scope == "team" else ""]
-                balance.add_metric(lv, _units(w["balance"]))
-                reserved.add_metric(lv, _units(w["reserved"]))
-                allocated.add_metric(lv, _units(w["allocated_total"]))
-                spent.add_metric(lv, _units(w["spent_total"]))
+                f.balance.add_metric(lv, _units(w["balance"]))
+                f.reserved.add_metric(lv, _units(w["reserved"]))
+                f.allocated.add_metric(lv, _units(w["allocated_total"]))
+                f.spent.add_metric(lv, _units(w["spent_total"]))
                 current = wallet_status(w["balance"], w["allocated_total"], self._ratio)
                 for s in STATUSES:
-                    status.add_metric([*lv, s], 1.0 if s == current else 0.0)
-                burn_rate.add_metric(lv, window.per_day(wid) / MICROS_PER_UNIT)
+                    f.status.add_metric([*lv, s], 1.0 if s == current else 0.0)
+                f.burn_rate.add_metric(lv, window.per_day(wid) / MICROS_PER_UNIT)
                 seconds = window.depletion_seconds(wid, w["balance"])
                 if seconds is not None:
-                    depletion.add_metric(lv, seconds)
-        yield from (
-            balance,
-            reserved,
-            allocated,
-            spent,
-            status,
-            burn_rate,
-            depletion,
-            open_res,
-            overdue,
-            success,
-            duration,
-        )
+                    f.depletion.add_metric(lv, seconds)
+        yield from f
         if self._usage is not None:
             usage = usage_families()
             if snap is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import traceback
 from collections.abc import AsyncIterator, Iterator
+from typing import cast
 
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
@@ -67,6 +68,18 @@ _TRANSIENT_PREFIXES = (
     "MOVED ",
     "ASK ",
 )
+
+
+def store_int(value: object, default: int = 0) -> int:
+    """An integer read back from Redis (a hash field, a script's reply): absent or "" is
+    `default`; anything else that is not an integer is StoreDataError (a bug or tampered data),
+    never a ValueError reaching the transport. The one parser for every store module."""
+    if value is None or value == "":
+        return default
+    try:
+        return int(cast(str, value))
+    except (TypeError, ValueError):
+        raise StoreDataError(f"not an integer in store: {str(value)[:40]!r}") from None
 
 
 def _redis_internal_none(exc: BaseException) -> bool:

@@ -28,16 +28,15 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import redis
 from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.sentinel import Sentinel as SyncSentinel
 
 from keeptrusts_authz.config.models import RedisSettings
-from keeptrusts_authz.errors import StoreDataError
 from keeptrusts_authz.store.connection import AsyncClient, _sentinel_hosts, connect, describe
-from keeptrusts_authz.store.errors import translated, translated_pipeline
+from keeptrusts_authz.store.errors import store_int, translated, translated_pipeline
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.wallets.burn import BurnWindow, burn_days, burn_window_start
 from keeptrusts_authz.wallets.models import FUNDED_FIELD, WALLET_FIELDS
@@ -60,17 +59,8 @@ return id
 """
 
 
-def _int(value: object) -> int:
-    if value is None or value == "":
-        return 0
-    try:
-        return int(cast(str, value))
-    except (TypeError, ValueError):
-        raise StoreDataError(f"not an integer in store: {str(value)[:40]!r}") from None
-
-
 def wallet_record(raw: Mapping[str, str]) -> dict[str, int]:
-    return {f: _int(raw.get(f)) for f in (*WALLET_FIELDS, FUNDED_FIELD)}
+    return {f: store_int(raw.get(f)) for f in (*WALLET_FIELDS, FUNDED_FIELD)}
 
 
 # -- synchronous scrape-time reader ---------------------------------------------------------------
@@ -165,7 +155,7 @@ class WalletSnapshotReader:
         burn: dict[str, int] = {}
         for bucket in res[off : off + len(days)]:
             for wid, micros in bucket.items():
-                burn[wid] = burn.get(wid, 0) + _int(micros)
+                burn[wid] = burn.get(wid, 0) + store_int(micros)
         usage_raw, open_count, overdue = res[off + len(days) : off + len(days) + 3]
         wallets = {wid: wallet_record(raws[wid]) for wid in ids if raws.get(wid)}
         return WalletSnapshot(
@@ -175,7 +165,7 @@ class WalletSnapshotReader:
             open_reservations=int(open_count),
             overdue_reservations=int(overdue),
             taken_at=now,
-            usage={str(f): _int(v) for f, v in usage_raw.items()},
+            usage={str(f): store_int(v) for f, v in usage_raw.items()},
         )
 
 
@@ -241,7 +231,7 @@ class ObservabilityStore:
 
     async def denial_counters(self, month: str) -> dict[str, int]:
         raw = await self._io(self._client.hgetall(self.keys.stats(month)))
-        return {str(f): _int(v) for f, v in raw.items()}
+        return {str(f): store_int(v) for f, v in raw.items()}
 
 
 __all__ = [

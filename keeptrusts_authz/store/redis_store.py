@@ -31,6 +31,7 @@ from keeptrusts_authz.store.connection import (
 )
 from keeptrusts_authz.store.errors import (
     is_transient,
+    store_int,
     translate,
     translated,
     translated_pipeline,
@@ -97,26 +98,17 @@ def load_script_text(name: str) -> str:
     return _lua_file("prelude") + _lua_file(name)
 
 
-def _int(value: object, default: int = 0) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return int(cast(str, value))
-    except (TypeError, ValueError):
-        raise StoreDataError(f"not an integer in store: {str(value)[:40]!r}") from None
-
-
 def _wallet_record(raw: dict[str, str]) -> dict[str, int]:
-    return {f: _int(raw.get(f)) for f in WALLET_FIELDS}
+    return {f: store_int(raw.get(f)) for f in WALLET_FIELDS}
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> LedgerEntry:
     return LedgerEntry(
         id=entry_id,
-        ts_ms=_int(fields.get("ts_ms")),
+        ts_ms=store_int(fields.get("ts_ms")),
         op=fields.get("op", ""),
         wallet=fields.get("wallet", ""),
-        amount=_int(fields.get("amount")),
+        amount=store_int(fields.get("amount")),
         fields=dict(fields),
     )
 
@@ -222,7 +214,7 @@ class RedisWalletStore:
         )
         status = str(res[0])
         if status in ("ok", "replayed"):
-            balances = {str(res[i]): _int(res[i + 1]) for i in range(2, len(res) - 1, 2)}
+            balances = {str(res[i]): store_int(res[i + 1]) for i in range(2, len(res) - 1, 2)}
             return OpResult(
                 op=op,
                 entry_id=str(res[1]),
@@ -234,7 +226,7 @@ class RedisWalletStore:
         if status == "unknown_wallet":
             raise StoreRefused("unknown_wallet", str(res[1]))
         if status == "insufficient":
-            raise StoreRefused("insufficient", str(res[1]), _int(res[2]))
+            raise StoreRefused("insufficient", str(res[1]), store_int(res[2]))
         if status == "bound":
             raise StoreRefused("bound", str(res[1]), field=str(res[2]))
         if status == "wrong_team":
@@ -390,11 +382,11 @@ class RedisWalletStore:
             )
         if outcome not in _RESERVE_OUTCOMES:
             raise StoreDataError(f"reserve.lua returned {outcome!r}")
-        seen = {str(res[i]): _int(res[i + 1]) for i in range(3, len(res) - 1, 2)}
+        seen = {str(res[i]): store_int(res[i + 1]) for i in range(3, len(res) - 1, 2)}
         return ReserveResult(
             outcome=outcome,  # type: ignore[arg-type]
             wallet=str(res[1]) or None,
-            amount=_int(res[2]),
+            amount=store_int(res[2]),
             seen=seen,
         )
 
@@ -455,8 +447,8 @@ class RedisWalletStore:
         return SettleResult(
             outcome=str(res[0]),  # type: ignore[arg-type]
             wallet=str(res[1]) or None,
-            reserved=_int(res[2]),
-            cost=_int(res[3]),
+            reserved=store_int(res[2]),
+            cost=store_int(res[3]),
         )
 
     async def settle(self, req: SettleRequest, *, actor: str = "gateway") -> SettleResult:
@@ -530,7 +522,7 @@ class RedisWalletStore:
         )
         return [
             ExpiredReservation(
-                reservation_id=str(res[i]), wallet=str(res[i + 1]), amount=_int(res[i + 2])
+                reservation_id=str(res[i]), wallet=str(res[i + 1]), amount=store_int(res[i + 2])
             )
             for i in range(0, len(res) - 2, 3)
         ]
@@ -578,16 +570,18 @@ class RedisWalletStore:
             return RolloverOutcome(
                 "applied",
                 entry_id=str(res[1]),
-                delta=_int(res[2]),
-                balance_after=_int(res[3]),
-                org_balance=_int(res[4]),
+                delta=store_int(res[2]),
+                balance_after=store_int(res[3]),
+                org_balance=store_int(res[4]),
             )
         if status == "replayed":
             return RolloverOutcome("replayed", entry_id=str(res[1]))
         if status == "stale":
             return RolloverOutcome("stale", applied_period=str(res[1]))
         if status == "insufficient":
-            return RolloverOutcome("insufficient", org_balance=_int(res[1]), delta=_int(res[2]))
+            return RolloverOutcome(
+                "insufficient", org_balance=store_int(res[1]), delta=store_int(res[2])
+            )
         if status == "wrong_team":
             return RolloverOutcome("wrong_team", recorded_team=str(res[1]))
         raise StoreDataError(f"period_rollover.lua returned {status!r}")
@@ -608,12 +602,12 @@ class RedisWalletStore:
                     period_id=raw["period"],
                     entry_id=raw.get("entry", ""),
                     rollover=raw.get("rollover", ""),
-                    allocation=_int(raw.get("allocation")),
-                    carried_in=_int(raw.get("carried_in")),
-                    returned=_int(raw.get("returned")),
-                    forgiven=_int(raw.get("forgiven")),
-                    applied_ms=_int(raw.get("applied_ms")),
-                    spent_at_start=_int(raw.get("spent_at_start")),
+                    allocation=store_int(raw.get("allocation")),
+                    carried_in=store_int(raw.get("carried_in")),
+                    returned=store_int(raw.get("returned")),
+                    forgiven=store_int(raw.get("forgiven")),
+                    applied_ms=store_int(raw.get("applied_ms")),
+                    spent_at_start=store_int(raw.get("spent_at_start")),
                 )
         return out
 
@@ -801,14 +795,14 @@ class RedisWalletStore:
         return Reservation(
             id=reservation_id,
             wallet=raw.get("wallet", ""),
-            amount=_int(raw.get("amount")),
+            amount=store_int(raw.get("amount")),
             state=raw.get("state", "open"),  # type: ignore[arg-type]
             team=raw.get("team", ""),
             group=raw.get("group", ""),
             user=raw.get("user", ""),
             model=raw.get("model", ""),
-            deadline_ms=_int(raw.get("deadline_ms")),
-            cost=_int(cost) if cost else None,
+            deadline_ms=store_int(raw.get("deadline_ms")),
+            cost=store_int(cost) if cost else None,
             overdraft=raw.get("overdraft") == "1",
             estimated=raw.get("estimated") == "1",
         )
@@ -907,7 +901,7 @@ class RedisWalletStore:
             pipe.hgetall(self.keys.burn(day))
         buckets = await self._io(pipe.execute())
         return {
-            day: {str(w): _int(v) for w, v in bucket.items()}
+            day: {str(w): store_int(v) for w, v in bucket.items()}
             for day, bucket in zip(days, buckets, strict=True)
         }
 
@@ -915,7 +909,7 @@ class RedisWalletStore:
         raw = await self._io(
             cast(Awaitable[dict[str, str]], self._client.hgetall(self.keys.stats(month)))
         )
-        return {f: _int(v) for f, v in raw.items()}
+        return {f: store_int(v) for f, v in raw.items()}
 
 
 __all__ = ["SCRIPT_NAMES", "RedisWalletStore", "load_script_text"]

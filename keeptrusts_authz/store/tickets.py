@@ -31,9 +31,8 @@ from typing import Any, cast
 from redis.exceptions import RedisError
 
 from keeptrusts_authz.background import stop_task
-from keeptrusts_authz.errors import StoreDataError
 from keeptrusts_authz.store.connection import AsyncClient
-from keeptrusts_authz.store.errors import translated, translated_pipeline
+from keeptrusts_authz.store.errors import store_int, translated, translated_pipeline
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.store.redis_store import load_script_text
 from keeptrusts_authz.wallets.models import TicketRecord
@@ -63,13 +62,6 @@ _FIELDS = (
 )
 
 
-def _int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        raise StoreDataError("ticket field is not an integer") from None
-
-
 def _record(raw: dict[str, str]) -> TicketRecord:
     return TicketRecord(
         id=raw.get("id", ""),
@@ -78,11 +70,11 @@ def _record(raw: dict[str, str]) -> TicketRecord:
         group=raw.get("group", ""),
         model=raw.get("model", ""),
         user=raw.get("user", ""),
-        amount=_int(raw.get("amount")),
-        created_ms=_int(raw.get("created_ms")),
+        amount=store_int(raw.get("amount")),
+        created_ms=store_int(raw.get("created_ms")),
         waiting=raw.get("waiting") == "1",
         decided_by=raw.get("decided_by", ""),
-        decided_ms=_int(raw.get("decided_ms")),
+        decided_ms=store_int(raw.get("decided_ms")),
         reason=raw.get("reason", ""),
         funding=raw.get("funding", ""),
         candidates=tuple(c for c in raw.get("candidates", "").split(",") if c),

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from keeptrusts_authz.errors import StoreDataError
 from keeptrusts_authz.store.connection import AsyncClient
-from keeptrusts_authz.store.errors import translated, translated_pipeline
+from keeptrusts_authz.store.errors import store_int, translated, translated_pipeline
 from keeptrusts_authz.store.keys import Keys
 from keeptrusts_authz.store.redis_store import load_script_text
 from keeptrusts_authz.wallets.models import OpResult, TopUpRecord
@@ -30,25 +30,18 @@ TOPUP_TTL_MS = 30 * 86_400_000
 LIST_PAGE = 500
 
 
-def _int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        raise StoreDataError("top-up field is not an integer") from None
-
-
 def _record(raw: dict[str, str]) -> TopUpRecord:
     return TopUpRecord(
         id=raw.get("id", ""),
         status=raw.get("status", ""),
         team=raw.get("team", ""),
         wallet=raw.get("wallet", ""),
-        amount=_int(raw.get("amount")),
+        amount=store_int(raw.get("amount")),
         description=raw.get("description", ""),
         requested_by=raw.get("requested_by", ""),
-        created_ms=_int(raw.get("created_ms")),
+        created_ms=store_int(raw.get("created_ms")),
         decided_by=raw.get("decided_by", ""),
-        decided_ms=_int(raw.get("decided_ms")),
+        decided_ms=store_int(raw.get("decided_ms")),
         reason=raw.get("reason", ""),
         entry_id=raw.get("entry", ""),
     )
@@ -147,12 +140,15 @@ class RedisTopUpStore:
         if status == "conflict":
             raise TicketConflict(str(res[1]))
         if status == "insufficient":
-            raise StoreRefused("insufficient", "org", _int(str(res[2])))
+            raise StoreRefused("insufficient", "org", store_int(str(res[2])))
         if status != "ok":
             raise StoreDataError(f"topup_approve.lua returned {status!r}")
         record = await self._decided(topup_id)
         op = OpResult(
-            "allocate", str(res[1]), {"org": _int(str(res[2])), wallet: _int(str(res[3]))}, False
+            "allocate",
+            str(res[1]),
+            {"org": store_int(str(res[2])), wallet: store_int(str(res[3]))},
+            False,
         )
         return record, op
 

@@ -414,51 +414,7 @@ class WalletService:
             team=await self.user_team_for(destination, team),
         )
 
-    async def team_allocate(
-        self,
-        team_id: str,
-        user_id: str,
-        amount_micros: int,
-        currency: str,
-        description: str,
-        actor: str,
-        idempotency_key: str | None = None,
-    ) -> OpResult:
-        """A team lead re-splits its budget: team wallet -> one of ITS users' wallets."""
-        return await self._team_move(
-            "allocate",
-            team_id,
-            user_id,
-            amount_micros,
-            currency,
-            description,
-            actor,
-            idempotency_key,
-        )
-
-    async def team_reclaim(
-        self,
-        team_id: str,
-        user_id: str,
-        amount_micros: int,
-        currency: str,
-        description: str,
-        actor: str,
-        idempotency_key: str | None = None,
-    ) -> OpResult:
-        """A team lead takes budget back: one of its users' wallets -> the team wallet."""
-        return await self._team_move(
-            "reclaim",
-            team_id,
-            user_id,
-            amount_micros,
-            currency,
-            description,
-            actor,
-            idempotency_key,
-        )
-
-    async def _team_move(
+    async def team_move(
         self,
         direction: Literal["allocate", "reclaim"],
         team_id: str,
@@ -467,10 +423,12 @@ class WalletService:
         currency: str,
         description: str,
         actor: str,
-        idempotency_key: str | None,
+        idempotency_key: str | None = None,
     ) -> OpResult:
         """A team lead's move between its team wallet and one of its users' wallets (available
-        balance only). allocate: only to a user already placed in the team (_lead_may_fund),
+        balance only): "allocate" re-splits its budget (team wallet -> one of ITS users'
+        wallets), "reclaim" takes budget back (one of its users' wallets -> the team wallet).
+        allocate: only to a user already placed in the team (_lead_may_fund),
         the wallet created only when the config places it, never adopting a team-less wallet;
         reclaim: only from a user whose record is the team. transfer.lua checks the user's
         record in the same script as the move."""

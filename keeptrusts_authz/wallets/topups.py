@@ -1,6 +1,6 @@
-"""Team leads and their budget: re-split among the team's users (WalletService.team_allocate /
-team_reclaim) and top-up requests, which billing approves (allocated from the org pool, once) or
-denies. This module owns the top-up rules; storage is `TopUpStore` (store/topups.py)."""
+"""Team leads and their budget: re-split among the team's users (WalletService.team_move,
+allocate / reclaim) and top-up requests, which billing approves (allocated from the org pool,
+once) or denies. This module owns the top-up rules; storage is `TopUpStore` (store/topups.py)."""
 
 from __future__ import annotations
 

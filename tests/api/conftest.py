@@ -9,6 +9,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,8 +132,11 @@ class Api:
             )
 
 
-@pytest.fixture(scope="package")
-def api_stack(redis_server: RedisServer) -> Iterator[Stack]:
+@contextmanager
+def admin_stack(redis_url: str, hold_timeout: float) -> Iterator[Stack]:
+    """The wallet-API stack (its one definition: tests/api and tests/console start it): the
+    shared groups plus `research` (HOLD_KEY, on_insufficient hold), the admin tokens of TOKENS,
+    the fake provider, and the given hold timeout."""
     groups = [
         *GROUPS,
         {
@@ -144,22 +148,35 @@ def api_stack(redis_server: RedisServer) -> Iterator[Stack]:
     ]
     with FakeProvider() as fake:
         cfg = stack_config(
-            redis_server.url,
+            redis_url,
             fake.url,
             consumer_groups=groups,
             admin={"tokens": _admin_tokens()},
-            enforcement={"hold_timeout_seconds": HOLD_TIMEOUT},
+            enforcement={"hold_timeout_seconds": hold_timeout},
         )
         with Stack(cfg) as stack:
             yield stack
 
 
-@pytest.fixture
-def api(api_stack: Stack, redis_server: RedisServer) -> Iterator[Api]:
-    # The package's service keeps running across tests: empty Redis without losing its epoch.
-    empty_keeping_epochs(redis_server.url)
-    client = Api(api_stack, redis_server.url)
+@pytest.fixture(scope="package")
+def api_stack(redis_server: RedisServer) -> Iterator[Stack]:
+    with admin_stack(redis_server.url, HOLD_TIMEOUT) as stack:
+        yield stack
+
+
+@contextmanager
+def fresh_api(stack: Stack, redis_url: str) -> Iterator[Api]:
+    """An Api client on `stack` over an emptied Redis (the stack's service keeps running across
+    tests: empty it without losing its epoch); its Redis connection closed afterwards."""
+    empty_keeping_epochs(redis_url)
+    client = Api(stack, redis_url)
     try:
         yield client
     finally:
         client.redis.close()
+
+
+@pytest.fixture
+def api(api_stack: Stack, redis_server: RedisServer) -> Iterator[Api]:
+    with fresh_api(api_stack, redis_server.url) as client:
+        yield client

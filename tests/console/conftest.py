@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from testing.redis_server import RedisServer, empty_keeping_epochs
-from testing.stack import GROUPS, Stack, stack_config
-from tests.api.conftest import HOLD_KEY, TOKENS, Api, _admin_tokens
-from tests.fake_provider import FakeProvider
+from testing.stack import Stack
+from tests.api.conftest import HOLD_KEY, TOKENS, Api, admin_stack
 
 CHROMIUM = os.environ.get("KT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -98,25 +97,9 @@ def page(browser: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="package")
 def console_stack(redis_server: RedisServer) -> Iterator[Stack]:
-    groups = [
-        *GROUPS,
-        {
-            "name": "research",
-            "api_key": HOLD_KEY,
-            "wallet_team_id": "team_research",
-            "on_insufficient": "hold",
-        },
-    ]
-    with FakeProvider() as fake:
-        cfg = stack_config(
-            redis_server.url,
-            fake.url,
-            consumer_groups=groups,
-            admin={"tokens": _admin_tokens()},
-            enforcement={"hold_timeout_seconds": 1},
-        )
-        with Stack(cfg) as stack:
-            yield stack
+    # the wallet API's stack, with holds that time out after a second
+    with admin_stack(redis_server.url, hold_timeout=1) as stack:
+        yield stack
 
 
 def chat(api: Api, key: str, user: str | None = None, **headers: str) -> tuple[int, Any]:

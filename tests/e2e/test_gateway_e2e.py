@@ -12,7 +12,6 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -20,31 +19,15 @@ import pytest
 
 from keeptrusts_authz.pricing import PriceTable, Usage
 from testing.envoy_harness import loopback_gateway
-from testing.redis_server import RedisServer, empty_keeping_epochs, free_port
+from testing.redis_server import RedisServer, free_port
 from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
+from tests.stack_fixtures import flush_store_fixture, provider_fixture, stack_fixture  # noqa: F401
 
 pytestmark = pytest.mark.envoy
 
 USD = 1_000_000
 CHAT = "/v1/chat/completions"
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
-    with Stack(stack_config(redis_server.url, provider.url)) as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _flush(redis_server: RedisServer) -> None:
-    empty_keeping_epochs(redis_server.url)  # the module's service keeps running
 
 
 def prices(stack: Stack) -> PriceTable:

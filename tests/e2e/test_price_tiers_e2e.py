@@ -7,7 +7,6 @@ Every price is genai-prices 0.2.3's (through PriceTable)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,26 +14,15 @@ import pytest
 
 from keeptrusts_authz.pricing import PriceTable
 from testing.redis_server import RedisServer, empty_keeping_epochs
-from testing.stack import Stack, stack_config
+from testing.stack import Stack
 from tests.fake_provider import FakeProvider
+from tests.stack_fixtures import provider_fixture, stack_fixture  # noqa: F401
 
 pytestmark = pytest.mark.envoy
 
 USD = 1_000_000
 TEAM = "team:team_engineering"
 CHAT = "/v1/chat/completions"
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
-    with Stack(stack_config(redis_server.url, provider.url)) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

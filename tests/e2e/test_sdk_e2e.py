@@ -5,15 +5,14 @@ provider sent, and the wallet is charged exactly the usage the provider reported
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
 from keeptrusts_authz.pricing import PriceTable
 from testing.redis_server import RedisServer, empty_keeping_epochs
-from testing.stack import Stack, stack_config
-from tests.fake_provider import FakeProvider
+from testing.stack import Stack
+from tests.stack_fixtures import provider_fixture, stack_fixture  # noqa: F401
 
 if TYPE_CHECKING:
     import anthropic
@@ -27,18 +26,6 @@ TEAM = "team:team_engineering"
 USAGE = (1234, 321, 200)
 HEADERS = {"x-fake-usage": ",".join(map(str, USAGE)), "x-fake-chunk": "5"}
 MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "hello there"}]
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
-    with Stack(stack_config(redis_server.url, provider.url)) as s:
-        yield s
 
 
 @pytest.fixture(autouse=True)

@@ -10,38 +10,19 @@ cluster, so the provider still receives it through the gateway.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import grpc
 import pytest
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
-from testing.redis_server import RedisServer, empty_keeping_epochs
-from testing.stack import Stack, stack_config
+from testing.stack import Stack
 from tests.fake_provider import FakeProvider
+from tests.stack_fixtures import flush_store_fixture, provider_fixture, stack_fixture  # noqa: F401
 
 pytestmark = pytest.mark.envoy
 
 USD = 1_000_000
 SECRETS = tuple(Stack.PROVIDER_ENV.values())
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
-    with Stack(stack_config(redis_server.url, provider.url)) as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _flush(redis_server: RedisServer) -> None:
-    # The stack's service runs across tests: empty Redis the way a kept store looks to it.
-    empty_keeping_epochs(redis_server.url)
 
 
 def direct_check(stack: Stack, path: str, key_header: str, body: dict[str, object]) -> bytes:

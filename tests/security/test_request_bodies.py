@@ -14,6 +14,7 @@ import pytest
 from testing.redis_server import RedisServer, empty_keeping_epochs
 from testing.stack import Stack, stack_config
 from tests.fake_provider import FakeProvider
+from tests.stack_fixtures import provider_fixture  # noqa: F401
 
 pytestmark = pytest.mark.envoy
 
@@ -88,12 +89,6 @@ BAD: dict[str, tuple[bytes, str, str, str | None]] = {
         None,
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from keeptrusts_authz import envoy_contract as ec
 from keeptrusts_authz.gateway.signing import key_id
 from keeptrusts_authz.pricing import PriceTable
-from testing.redis_server import RedisServer, empty_keeping_epochs
-from testing.stack import Stack, stack_config
-from tests.fake_provider import FakeProvider
+from testing.stack import Stack
+from tests.stack_fixtures import flush_store_fixture, provider_fixture, stack_fixture  # noqa: F401
 
 pytestmark = pytest.mark.envoy
 
@@ -47,23 +46,6 @@ TEAM = "team_engineering"
 WALLET = f"team:{TEAM}"
 USAGE = (1000, 50, 0)  # what the provider reports for the victim's real request
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 64, "messages": [{"role": "user", "content": "x"}]}
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, provider: FakeProvider) -> Iterator[Stack]:
-    with Stack(stack_config(redis_server.url, provider.url)) as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _flush(redis_server: RedisServer) -> None:
-    empty_keeping_epochs(redis_server.url)
 
 
 def _redis(stack: Stack) -> redis.Redis:

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from testing.redis_server import RedisServer, empty_keeping_epochs
+from testing.redis_server import RedisServer
 from testing.stack import Stack, stack_config
-from tests.api.conftest import Api, _admin_tokens
+from tests.api.conftest import Api, _admin_tokens, fresh_api
 from tests.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.envoy
@@ -46,12 +46,8 @@ def team_stack(redis_server: RedisServer) -> Iterator[Stack]:
 
 @pytest.fixture
 def api(team_stack: Stack, redis_server: RedisServer) -> Iterator[Api]:
-    empty_keeping_epochs(redis_server.url)
-    client = Api(team_stack, redis_server.url)
-    try:
+    with fresh_api(team_stack, redis_server.url) as client:
         yield client
-    finally:
-        client.redis.close()
 
 
 def _chat(api: Api, key: str, user: str) -> tuple[int, dict[str, Any]]:

@@ -115,21 +115,29 @@ def test_reserve_detects_loss_without_a_prior_check(redis_url: str) -> None:
     run(go())
 
 
+async def _roll_back_past_three_reserves(svc: WalletService, redis_url: str) -> None:
+    """Fund, snapshot every key, check, serve three reserves (checked), then put the snapshot
+    back: the store is an older copy with the same epoch, as a stale replica would be."""
+    await funded(svc, team_eng=10 * USD)
+    client = sync_client(redis_url)
+    try:
+        keys = list(client.scan_iter("kt:*"))
+        dumps = {k: client.dump(k) for k in keys if client.type(k) != "none"}
+        await svc.integrity.check()
+        for _ in range(3):
+            assert (await svc.reserve(reserve_req(1 * USD))).outcome == "reserved"
+        assert (await svc.integrity.check()).ok
+        client.flushall()
+        for key, blob in dumps.items():
+            client.restore(key, 0, blob)
+    finally:
+        client.close()
+
+
 def test_rollback_to_an_older_snapshot_is_detected(redis_url: str) -> None:
     async def go() -> None:
         async with wallet_service(redis_url) as svc:
-            await funded(svc, team_eng=10 * USD)
-            client = sync_client(redis_url)
-            keys = list(client.scan_iter("kt:*"))
-            dumps = {k: client.dump(k) for k in keys if client.type(k) != "none"}
-            await svc.integrity.check()
-            for _ in range(3):
-                assert (await svc.reserve(reserve_req(1 * USD))).outcome == "reserved"
-            assert (await svc.integrity.check()).ok
-            client.flushall()
-            for key, blob in dumps.items():
-                client.restore(key, 0, blob)
-            client.close()
+            await _roll_back_past_three_reserves(svc, redis_url)
             verdict = await svc.integrity.check()
             assert not verdict.ok and "rolled back" in verdict.reason
             with pytest.raises(StoreRegressed):
@@ -144,18 +152,7 @@ def test_rollback_with_writes_before_the_next_check_is_detected(redis_url: str) 
 
     async def go() -> None:
         async with wallet_service(redis_url) as svc:
-            await funded(svc, team_eng=10 * USD)
-            client = sync_client(redis_url)
-            keys = list(client.scan_iter("kt:*"))
-            dumps = {k: client.dump(k) for k in keys if client.type(k) != "none"}
-            await svc.integrity.check()
-            for _ in range(3):
-                assert (await svc.reserve(reserve_req(1 * USD))).outcome == "reserved"
-            assert (await svc.integrity.check()).ok
-            client.flushall()
-            for key, blob in dumps.items():
-                client.restore(key, 0, blob)
-            client.close()
+            await _roll_back_past_three_reserves(svc, redis_url)
             # The stale store still carries the same epoch: a reserve goes through before the
             # periodic check runs and XADDs a fresh (newer) id.
             assert (await svc.reserve(reserve_req(1 * USD))).outcome == "reserved"

@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from keeptrusts_authz.errors import StoreDataError, StoreError, StoreUnavailable
-from keeptrusts_authz.store.errors import is_transient, translate, translated
+from keeptrusts_authz.store.errors import is_transient, store_int, translate, translated
 
 EP = "10.0.0.7:6379"
 
@@ -152,3 +152,18 @@ def test_async_block_is_translated() -> None:
 
     with pytest.raises(StoreUnavailable):
         asyncio.run(call())
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, 7), ("", 7), ("0", 0), ("-12", -12), (b"5", 5), (42, 42)]
+)
+def test_store_int_reads_integers_and_defaults_when_absent(value: object, expected: int) -> None:
+    assert store_int(value, default=7) == expected
+
+
+@pytest.mark.parametrize("value", ["1.5", "abc", "12x", [1], object()])
+def test_store_int_refuses_anything_else_as_store_data(value: object) -> None:
+    # a ticket, top-up, wallet or scrape field that does not parse is tampered data, never a
+    # ValueError/TypeError reaching the transport
+    with pytest.raises(StoreDataError, match="not an integer in store"):
+        store_int(value)

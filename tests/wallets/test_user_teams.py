@@ -66,19 +66,19 @@ def test_team_lead_moves_stay_inside_the_team(backend: Backend) -> None:
             # Billing places alice in team_eng; from then on its lead may fund her.
             await svc.allocate("user:alice", 0 * USD + 1, "USD", "", "t", team="team_eng")
             await svc.reclaim("user:alice", 1, "USD", "", "t")
-            res = await svc.team_allocate("team_eng", "alice", 8 * USD, "USD", "", "lead")
+            res = await svc.team_move("allocate", "team_eng", "alice", 8 * USD, "USD", "", "lead")
             assert res.balances == {"team:team_eng": 12 * USD, "user:alice": 8 * USD}
-            res = await svc.team_reclaim("team_eng", "alice", 3 * USD, "USD", "", "lead")
+            res = await svc.team_move("reclaim", "team_eng", "alice", 3 * USD, "USD", "", "lead")
             assert res.balances == {"user:alice": 5 * USD, "team:team_eng": 15 * USD}
             before = backend.state()
             with pytest.raises(UserNotInTeam):
-                await svc.team_allocate("team_eng", "bob", USD, "USD", "", "lead")
+                await svc.team_move("allocate", "team_eng", "bob", USD, "USD", "", "lead")
             with pytest.raises(UserNotInTeam):
-                await svc.team_reclaim("team_eng", "bob", USD, "USD", "", "lead")
+                await svc.team_move("reclaim", "team_eng", "bob", USD, "USD", "", "lead")
             with pytest.raises(InsufficientFunds):
-                await svc.team_allocate("team_eng", "alice", 16 * USD, "USD", "", "lead")
+                await svc.team_move("allocate", "team_eng", "alice", 16 * USD, "USD", "", "lead")
             with pytest.raises(InsufficientFunds):
-                await svc.team_reclaim("team_eng", "alice", 6 * USD, "USD", "", "lead")
+                await svc.team_move("reclaim", "team_eng", "alice", 6 * USD, "USD", "", "lead")
             assert backend.state() == before
             assert (await svc.audit()).ok
 
@@ -110,16 +110,16 @@ def test_team_lead_cannot_adopt_a_wallet_without_a_team(backend: Backend) -> Non
             _drop_team(backend, "user:bob")
             before = backend.state()
             with pytest.raises(UserNotInTeam):
-                await svc.team_allocate("team_eng", "bob", 1, "USD", "", "eng-lead")
+                await svc.team_move("allocate", "team_eng", "bob", 1, "USD", "", "eng-lead")
             with pytest.raises(UserNotInTeam):
-                await svc.team_reclaim("team_eng", "bob", 20 * USD, "USD", "", "eng-lead")
+                await svc.team_move("reclaim", "team_eng", "bob", 20 * USD, "USD", "", "eng-lead")
             assert backend.state() == before
             assert await svc.store.wallet_team("user:bob") == ""
             # Billing's allocate assigns the team; then the right lead may move it.
             await svc.allocate("user:bob", 1, "USD", "", "billing", team="team_support")
             assert await svc.store.wallet_team("user:bob") == "team_support"
             with pytest.raises(UserNotInTeam):
-                await svc.team_reclaim("team_eng", "bob", USD, "USD", "", "eng-lead")
+                await svc.team_move("reclaim", "team_eng", "bob", USD, "USD", "", "eng-lead")
 
     run(body())
 
@@ -134,7 +134,7 @@ def test_team_lead_cannot_claim_an_unplaced_user(backend: Backend) -> None:
             await svc.allocate("team:team_eng", 10 * USD, "USD", "", "t")
             before = backend.state()
             with pytest.raises(UserNotInTeam) as info:
-                await svc.team_allocate("team_eng", "carol", USD, "USD", "", "eng-lead")
+                await svc.team_move("allocate", "team_eng", "carol", USD, "USD", "", "eng-lead")
             assert info.value.details["wallet"] == "user:carol"
             assert backend.state() == before
             # carol is still free for billing to place in her real team.
@@ -147,11 +147,11 @@ def test_team_lead_cannot_claim_an_unplaced_user(backend: Backend) -> None:
         try:
             await svc2.credit(100 * USD, "USD", "seed", "t")
             await svc2.allocate("team:team_eng", 10 * USD, "USD", "", "t")
-            res = await svc2.team_allocate("team_eng", "dora", USD, "USD", "", "eng-lead")
+            res = await svc2.team_move("allocate", "team_eng", "dora", USD, "USD", "", "eng-lead")
             assert res.balances["user:dora"] == USD
             assert await svc2.store.wallet_team("user:dora") == "team_eng"
             with pytest.raises(UserNotInTeam):
-                await svc2.team_allocate("team_support", "dora", USD, "USD", "", "sup-lead")
+                await svc2.team_move("allocate", "team_support", "dora", USD, "USD", "", "sup-lead")
         finally:
             close = getattr(svc2.store, "close", None)
             if close is not None:
