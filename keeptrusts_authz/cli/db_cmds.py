@@ -9,6 +9,7 @@ import sys
 
 import psycopg
 
+from keeptrusts_authz.cli.output import print_config_errors
 from keeptrusts_authz.config.loader import ConfigError, load_config
 from keeptrusts_authz.ledger.schema import migrate
 
@@ -17,8 +18,7 @@ def _migrate(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        for line in exc.errors:
-            print(f"{exc.source}: {line}", file=sys.stderr)
+        print_config_errors(exc)
         return 2
     url = cfg.ledger.postgres_url
     if url is None:

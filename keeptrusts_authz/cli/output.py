@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from keeptrusts_authz.config.loader import ConfigError
+
 Doc = Mapping[str, Any]
+
+
+def print_config_errors(exc: ConfigError) -> None:
+    """A config that does not load: one `<file>: <path>: <problem>` line per error, on stderr."""
+    for line in exc.errors:
+        print(f"{exc.source}: {line}", file=sys.stderr)
 
 
 def print_json(data: object) -> None:

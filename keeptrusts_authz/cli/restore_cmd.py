@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from keeptrusts_authz.cli.output import print_config_errors
 from keeptrusts_authz.config.loader import ConfigError, load_config
 from keeptrusts_authz.config.models import Config
 from keeptrusts_authz.errors import RestoreRefused, StoreUnavailable
@@ -94,8 +95,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        for line in exc.errors:
-            print(f"{exc.source}: {line}", file=sys.stderr)
+        print_config_errors(exc)
         return 2
     if cfg.ledger.postgres_url is None:
         print(

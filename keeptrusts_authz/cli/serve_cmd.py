@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from keeptrusts_authz.cli.output import print_config_errors
 from keeptrusts_authz.config import Config, ConfigError, load_config
 from keeptrusts_authz.config.loader import SIGNING_ENV
 
@@ -72,11 +73,6 @@ def _workers(value: str) -> int | None:
     return n
 
 
-def _print_config_errors(exc: ConfigError) -> None:
-    for line in exc.errors:
-        print(f"{exc.source}: {line}", file=sys.stderr)
-
-
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -85,7 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        _print_config_errors(exc)
+        print_config_errors(exc)
         return 2
     if args.workers is None:  # auto: the CPU quota; one process on a Unix socket
         args.workers = 1 if cfg.server.uds_path is not None else cpu_quota()
@@ -116,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
             )
         )
     except ConfigError as exc:  # e.g. a price table that does not load
-        _print_config_errors(exc)
+        print_config_errors(exc)
         return 2
     except KeyError as exc:  # e.g. an api_key_env variable that is not set
         print(f"keeptrusts-authz: {exc.args[0]}", file=sys.stderr)
