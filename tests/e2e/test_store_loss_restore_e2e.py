@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -28,31 +27,21 @@ from keeptrusts_authz.ledger.schema import migrate
 from testing.load import HttpLoad
 from testing.redis_server import RedisServer
 from testing.stack import Stack, stack_config
+from tests.e2e.test_sentinel_failover_e2e import (  # the same request, team and wait as there
+    BODY,
+    CHAT,
+    KEY,
+    TEAM,
+    USD,
+    _wait,
+    provider,  # noqa: F401  (its fake provider fixture)
+)
 from tests.fake_provider import FakeProvider
 from tests.wallets.support import run
 
 pytestmark = pytest.mark.envoy
 
-USD = 1_000_000
-CHAT = "/v1/chat/completions"
-TEAM = "team:team_engineering"
-KEY = "kt_cg_engineering_prod"
-BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
 ARCHIVE_INTERVAL = 0.2
-
-
-@pytest.fixture
-def provider() -> Iterator[FakeProvider]:
-    with FakeProvider() as fake:
-        yield fake
-
-
-def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def run_in_thread(coro):  # type: ignore[no-untyped-def]
@@ -72,7 +61,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 @pytest.mark.parametrize("loss", ["empty", "stale"])
 def test_store_loss_under_load_then_restore(
     loss: str,
-    provider: FakeProvider,
+    provider: FakeProvider,  # noqa: F811
     postgres_url: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
